@@ -1,0 +1,69 @@
+# FLEET-Q: one entry point for developers and CI. `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+NODE_BIN := node_modules/.bin
+PROTOC = $(PY) -m grpc_tools.protoc -I proto -I $(GOOGLEAPIS) \
+	--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc
+GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(NODE_BIN)/buf: package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed $(NODE_BIN)/buf ## Create .venv and install everything (pip, npm for buf)
+
+.PHONY: proto
+proto: $(VENV)/.installed ## Regenerate generated/ from proto/
+	rm -rf generated && mkdir -p generated
+	$(PROTOC) --python_out=generated --grpc_python_out=generated \
+		--mypy_out=generated --mypy_grpc_out=generated fleetq/v1/fleetq.proto
+	touch generated/fleetq/__init__.py generated/fleetq/v1/__init__.py
+
+.PHONY: proto-check
+proto-check: install ## buf lint, and fail when generated/ is stale
+	$(NODE_BIN)/buf lint
+	@tmp=$$(mktemp -d) && \
+	$(PROTOC) --python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp fleetq/v1/fleetq.proto && \
+	touch $$tmp/fleetq/__init__.py $$tmp/fleetq/v1/__init__.py && \
+	if ! diff -r -x __pycache__ $$tmp generated >/dev/null; then \
+		echo "generated/ is stale: run 'make proto' and commit the result"; rm -rf $$tmp; exit 1; fi; \
+	rm -rf $$tmp; echo "generated/ is up to date"
+
+.PHONY: lint
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: install ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+.PHONY: test
+test: lint proto-check ## Install everything, then lint, proto checks and the whole test suite
+	$(BIN)/pytest -q
+
+.PHONY: run
+run: install ## Start one pod: embedded PostgreSQL, REST on :8000, gRPC on :50051
+	FLEETQ_LOG_FORMAT=$${FLEETQ_LOG_FORMAT:-console} $(BIN)/fleetq serve
+
+.PHONY: clean
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,32 @@
+"""The store: the only place with SQL. Callers get plain records and our own exceptions."""
+
+import asyncpg
+
+from fleetq_server.store.connection import create_pool, translate_errors
+from fleetq_server.store.migrations import apply_migrations
+from fleetq_server.store.pods import PodQueries
+from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
+
+__all__ = ["SUBMIT_CHANNEL", "Store", "open_store"]
+
+
+class Store(StepQueries, PodQueries):
+    """All of FLEET-Q's database access, grouped by entity in the base classes."""
+
+    @translate_errors
+    async def ping(self) -> None:
+        """Round-trip to PostgreSQL (health checks)."""
+        async with self._connection() as connection:
+            await connection.fetchval("SELECT 1")
+
+
+async def open_store(dsn: str, pool_size: int = 10) -> Store:
+    """Connect, apply pending migrations under the advisory lock, and return the store."""
+    pool: asyncpg.Pool = await create_pool(dsn, max_size=pool_size)
+    store = Store(pool)
+    try:
+        await apply_migrations(pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return store

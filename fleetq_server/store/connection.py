@@ -1,0 +1,93 @@
+"""The asyncpg pool and the one place asyncpg errors become our exception types."""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+
+from fleetq_server import errors
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# How long a request waits for a pooled connection before failing with database_error:
+# a bounded wait keeps clients from hanging while the database is down or saturated.
+POOL_ACQUIRE_TIMEOUT_S = 5.0
+# Connection errors that mean "the database is unreachable or failing", not "bad request".
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    """jsonb columns come and go as plain Python values."""
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(dsn: str, max_size: int) -> asyncpg.Pool:
+    """Open the pool; raises DatabaseUnavailableError when PostgreSQL is unreachable."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, init=_init_connection, timeout=10
+        )
+    except _UNAVAILABLE as exc:
+        raise errors.DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+def translate_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Decorate a store method so callers only ever see `fleetq_server.errors` types."""
+
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except errors.FleetQError:
+            raise
+        except _UNAVAILABLE as exc:
+            raise errors.DatabaseUnavailableError("database unavailable") from exc
+        except asyncpg.PostgresError as exc:
+            log.error("database error in %s: %s", method.__name__, exc)
+            raise errors.DatabaseUnavailableError("database error") from exc
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class PoolHolder:
+    """Base of the store's query classes: owns the pool and lends connections."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, waiting at most POOL_ACQUIRE_TIMEOUT_S for one."""
+        async with self._pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S) as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        """A pooled connection inside a transaction."""
+        async with self._connection() as connection, connection.transaction():
+            yield connection
+
+    async def close(self) -> None:
+        """Close every connection (graceful shutdown)."""
+        await self._pool.close()

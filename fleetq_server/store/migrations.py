@@ -1,0 +1,70 @@
+"""Versioned schema migrations, applied at start-up under an advisory lock.
+
+Files in `migrations/` are named `NNNN_description.sql` and applied in order, each in its
+own transaction. The advisory lock serialises pods that start together: the second pod
+waits, then finds nothing left to apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# Arbitrary but fixed: identifies "FLEET-Q schema migration" among advisory locks.
+MIGRATION_LOCK_KEY = 0x466C_5130_0001
+_FILE_PATTERN = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files("fleetq_server.store").joinpath("migrations").iterdir():
+        match = _FILE_PATTERN.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
+    """Apply every pending migration; returns the names applied."""
+    async with pool.acquire() as connection:
+        return await _apply_locked(connection)
+
+
+async def _apply_locked(connection: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> list[str]:
+    applied: list[str] = []
+    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await connection.execute(
+            """
+            CREATE TABLE IF NOT EXISTS fleetq_schema_migrations (
+                version    integer     PRIMARY KEY,
+                name       text        NOT NULL,
+                applied_ts timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        done = {
+            row["version"]
+            for row in await connection.fetch("SELECT version FROM fleetq_schema_migrations")
+        }
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with connection.transaction():
+                await connection.execute(sql)
+                await connection.execute(
+                    "INSERT INTO fleetq_schema_migrations (version, name) VALUES ($1, $2)",
+                    version,
+                    name,
+                )
+            log.info("applied migration %s", name)
+            applied.append(name)
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied

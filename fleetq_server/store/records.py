@@ -1,0 +1,121 @@
+"""Plain records the store reads and writes; the store never sees protobuf or HTTP."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class NewStep:
+    """A validated step about to be inserted."""
+
+    step_id: str
+    type: str
+    args: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    max_retries: int
+    idempotency_key: str
+    client_key: str | None
+    payload_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class InsertOutcome:
+    """The step a submit resolved to; `created` is False for a de-duplicated repeat."""
+
+    step_id: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """A step as stored."""
+
+    step_id: str
+    status: str
+    type: str
+    args: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    max_retries: int
+    retry_count: int
+    claimed_by: str | None
+    attempt: int
+    idempotency_key: str
+    created_ts: datetime
+    last_update_ts: datetime
+    result: Any
+    error: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedStep:
+    """A step this pod now holds; (step_id, pod_id, attempt) is its fencing token."""
+
+    step_id: str
+    type: str
+    args: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    max_retries: int
+    retry_count: int
+    attempt: int
+    idempotency_key: str
+    created_ts: datetime
+    claimed_ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    """A pod row, with liveness judged by the database clock when it was read."""
+
+    pod_id: str
+    birth_ts: datetime
+    last_heartbeat_ts: datetime
+    status: str
+    current_capacity: int
+    max_capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatOutcome:
+    """What a heartbeat learned: whether this pod is still registered up, and the leader."""
+
+    alive: bool
+    leader_pod_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderView:
+    """The election as the database sees it now."""
+
+    checked_ts: datetime
+    live_pods: list[PodRecord] = field(default_factory=list)
+
+    @property
+    def leader(self) -> PodRecord | None:
+        """The eldest live pod (rows are ordered by birth_ts, pod_id)."""
+        return self.live_pods[0] if self.live_pods else None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts for the queue statistics RPC."""
+
+    counts_by_status: dict[str, int]
+    pending_by_priority: dict[int, int]
+    steps_by_type: dict[str, int]
+    live_pods: list[PodRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryOutcome:
+    """What a recovery cycle found and did (or, for a dry run, would do)."""
+
+    cycle_id: str
+    dead_pods: list[str]
+    orphaned_steps_found: int
+    requeued_steps: list[str]
+    terminal_steps: list[str]
+    duration_ms: int

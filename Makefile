@@ -36,6 +36,9 @@ proto: $(VENV)/.installed ## Regenerate generated/ from proto/
 
 .PHONY: proto-check
 proto-check: install ## buf lint, and fail when generated/ is stale
+	@# buf resolves google/api imports from a gitignored module staged from the pip package
+	rm -rf build/googleapis && mkdir -p build/googleapis/google/api
+	cp $(GOOGLEAPIS)/google/api/*.proto build/googleapis/google/api/
 	$(NODE_BIN)/buf lint
 	@tmp=$$(mktemp -d) && \
 	$(PROTOC) --python_out=$$tmp --grpc_python_out=$$tmp \

@@ -1,0 +1,7 @@
+"""`python -m fleetq_server serve ...`"""
+
+import sys
+
+from fleetq_server.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""gRPC server interceptors. The REST gateway runs the same chain in process."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from fleetq_server.api.status_codes import status_code_for
+from fleetq_server.errors import FleetQError
+
+log = logging.getLogger(__name__)
+
+MethodHandler = grpc.RpcMethodHandler[Any, Any]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]]
+
+
+class ErrorTranslationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Turns domain exceptions into gRPC statuses, once, for every unary method.
+
+    Anything unexpected is logged here and reaches the client only as a generic
+    INTERNAL: no stack trace or SQL leaves the process.
+    """
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> MethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = handler_call_details.method
+
+        async def translated(request: Any, context: Any) -> Any:
+            try:
+                return await inner(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except FleetQError as exc:
+                await context.abort(status_code_for(exc), str(exc))
+            except Exception:
+                log.exception("unexpected error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return grpc.unary_unary_rpc_method_handler(
+            translated,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,131 @@
+"""The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from fleetq.v1 import fleetq_pb2 as pb
+from fleetq.v1 import fleetq_pb2_grpc
+
+from fleetq_server import __version__, errors, submission
+from fleetq_server.api import messages
+from fleetq_server.api.json_values import struct_to_dict
+from fleetq_server.runtime.pod import Pod
+
+# The REST gateway turns this response metadata into the HTTP status (grpc-gateway idiom).
+HTTP_CODE_HEADER = "x-http-code"
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+
+
+def _metadata_value(context: Any, name: str) -> str | None:
+    metadata: Iterable[tuple[str, str | bytes]] = context.invocation_metadata() or ()
+    for key, value in metadata:
+        if key == name:
+            return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+async def _set_http_code(context: Any, code: int) -> None:
+    await context.send_initial_metadata(((HTTP_CODE_HEADER, str(code)),))
+
+
+class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
+    """Implements the RPCs over the pod's store and state. Domain errors propagate as
+    exceptions; the error interceptor maps them to status codes."""
+
+    def __init__(self, pod: Pod) -> None:
+        self._pod = pod
+        self._store = pod.store
+        self._settings = pod.settings
+
+    async def GetHealth(self, request: pb.GetHealthRequest, context: Any) -> pb.GetHealthResponse:
+        state = self._pod.state
+        if not state.healthy:
+            await _set_http_code(context, 503)
+        return pb.GetHealthResponse(
+            pod_id=state.pod_id,
+            status="healthy" if state.healthy else "unhealthy",
+            uptime_seconds=round(state.uptime_seconds, 3),
+            current_capacity=state.current_capacity,
+            max_capacity=state.max_capacity,
+            is_leader=state.is_leader,
+            version=__version__,
+        )
+
+    async def SubmitStep(
+        self, request: pb.SubmitStepRequest, context: Any
+    ) -> pb.SubmitStepResponse:
+        key = (
+            request.idempotency_key
+            if request.HasField("idempotency_key")
+            else _metadata_value(context, IDEMPOTENCY_KEY_HEADER)
+        )
+        step = submission.prepare_step(
+            submission.SubmitRequest(
+                type=request.type,
+                args=struct_to_dict(request.args) if request.HasField("args") else None,
+                metadata=struct_to_dict(request.metadata) if request.HasField("metadata") else None,
+                priority=request.priority,
+                max_retries=request.max_retries if request.HasField("max_retries") else None,
+                idempotency_key=key,
+            )
+        )
+        outcome = await self._store.step_insert(step)
+        await _set_http_code(context, 201 if outcome.created else 200)
+        verb = "submitted successfully" if outcome.created else "already submitted"
+        return pb.SubmitStepResponse(
+            step_id=outcome.step_id,
+            status="submitted",
+            message=f"Step {outcome.step_id} {verb}",
+        )
+
+    async def GetStepStatus(
+        self, request: pb.GetStepStatusRequest, context: Any
+    ) -> pb.GetStepStatusResponse:
+        return messages.step_status(await self._store.step_get(_step_id(request.step_id)))
+
+    async def GetIdempotencyKey(
+        self, request: pb.GetIdempotencyKeyRequest, context: Any
+    ) -> pb.GetIdempotencyKeyResponse:
+        step = await self._store.step_get(_step_id(request.step_id))
+        return pb.GetIdempotencyKeyResponse(
+            step_id=step.step_id, idempotency_key=step.idempotency_key
+        )
+
+    async def GetLeader(self, request: pb.GetLeaderRequest, context: Any) -> pb.GetLeaderResponse:
+        return messages.leader(await self._store.leader_get(self._settings.dead_pod_threshold))
+
+    async def GetQueueStats(
+        self, request: pb.GetQueueStatsRequest, context: Any
+    ) -> pb.GetQueueStatsResponse:
+        stats = await self._store.queue_stats(self._settings.dead_pod_threshold)
+        return messages.queue_stats(stats)
+
+    async def RunRecovery(
+        self, request: pb.RunRecoveryRequest, context: Any
+    ) -> pb.RunRecoveryResponse:
+        outcome, ran = await self._pod.recovery.run_manual(
+            force=request.force, dry_run=request.dry_run
+        )
+        if request.dry_run:
+            status, message = "dry_run", "Dry run: nothing was changed"
+        elif ran:
+            status, message = "completed", "Manual recovery cycle completed successfully"
+        else:
+            status = "skipped"
+            message = "A recovery cycle finished under a second ago; use force to run again"
+        return pb.RunRecoveryResponse(
+            status=status,
+            message=message,
+            recovery_summary=messages.recovery_summary(outcome),
+        )
+
+
+def _step_id(raw: str) -> str:
+    """Reject ids no step can have before touching the database."""
+    if not raw:
+        raise errors.ValidationError("step_id: is required")
+    if len(raw) > submission.MAX_STEP_ID_LENGTH:
+        raise errors.ValidationError(
+            f"step_id: must be at most {submission.MAX_STEP_ID_LENGTH} characters"
+        )
+    return raw

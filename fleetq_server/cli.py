@@ -1,0 +1,45 @@
+"""`fleetq serve`: flags mirror the FLEETQ_* environment variables (flags win)."""
+
+import argparse
+import asyncio
+import sys
+from dataclasses import fields
+
+from fleetq_server.config import ConfigError, Settings, env_name, load_settings
+from fleetq_server.handlers import HandlerLoadError
+from fleetq_server.logs import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI, with one `serve` flag per setting."""
+    parser = argparse.ArgumentParser(prog="fleetq", description="FLEET-Q task queue pod")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run a pod (gRPC + REST)")
+    for field in fields(Settings):
+        serve.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            dest=field.name,
+            default=None,
+            metavar="VALUE",
+            help=f"overrides {env_name(field.name)}",
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `fleetq` console script and `python -m fleetq_server`."""
+    args = build_parser().parse_args(argv)
+    overrides = {field.name: getattr(args, field.name) for field in fields(Settings)}
+    try:
+        settings = load_settings(overrides)
+    except ConfigError as exc:
+        print(f"fleetq: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level, settings.pod_id)
+    from fleetq_server.server import serve  # heavy imports only once config is valid
+
+    try:
+        return asyncio.run(serve(settings))
+    except HandlerLoadError as exc:
+        print(f"fleetq: handler error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,181 @@
+"""Settings: environment variables (`FLEETQ_*`), each overridable by a `fleetq serve` flag.
+
+Every value is validated at start-up; a bad one stops the pod with a message naming the
+variable, rather than surfacing later as a confusing runtime failure.
+"""
+
+import math
+import os
+import secrets
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a pod is configured with. Durations are seconds (fractions allowed)."""
+
+    http_host: str = "0.0.0.0"
+    http_port: int = 8000
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 50051
+    database_url: str | None = None
+    data_dir: Path | None = None
+    pod_id: str = ""
+    max_parallelism: int = 10
+    capacity_threshold: float = 0.8
+    heartbeat_interval: float = 5.0
+    dead_pod_threshold: float = 15.0
+    recovery_interval: float = 5.0
+    handlers: tuple[str, ...] = ()
+    shutdown_grace: float = 30.0
+    retention: float = 604800.0
+    log_format: str = "json"
+    log_level: str = "INFO"
+    admin_token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Poll the queue this often even without a NOTIFY: a safety net, not the wake-up path.
+    poll_interval: float = 2.0
+    # Backoff between executions of a failing step: base * 2^retry_count, capped, jittered.
+    retry_backoff_base: float = 1.0
+    retry_backoff_max: float = 300.0
+
+    @property
+    def max_capacity(self) -> int:
+        """Steps this pod runs at once: floor(max_parallelism * capacity_threshold)."""
+        return math.floor(self.max_parallelism * self.capacity_threshold + 1e-9)
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting, e.g. http_port -> FLEETQ_HTTP_PORT."""
+    return "FLEETQ_" + field_name.upper()
+
+
+def _parse_positive(kind: Callable[[str], Any], allow_zero: bool = False) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        value = kind(raw)
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise ValueError("must be " + ("zero or more" if allow_zero else "above zero"))
+        return value
+
+    return parse
+
+
+def _parse_port(raw: str) -> int:
+    port = int(raw)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be a port number (0-65535)")
+    return port
+
+
+def _parse_fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be above 0 and at most 1")
+    return value
+
+
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        for choice in choices:
+            if raw.strip().lower() == choice.lower():
+                return choice
+        raise ValueError(f"must be one of {', '.join(choices)}")
+
+    return parse
+
+
+def _parse_modules(raw: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _parse_optional_text(raw: str) -> str | None:
+    return raw or None
+
+
+def _parse_optional_path(raw: str) -> Path | None:
+    return Path(raw).expanduser() if raw else None
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "http_host": str,
+    "http_port": _parse_port,
+    "grpc_host": str,
+    "grpc_port": _parse_port,
+    "database_url": _parse_optional_text,
+    "data_dir": _parse_optional_path,
+    "pod_id": str,
+    "max_parallelism": _parse_positive(int),
+    "capacity_threshold": _parse_fraction,
+    "heartbeat_interval": _parse_positive(float),
+    "dead_pod_threshold": _parse_positive(float),
+    "recovery_interval": _parse_positive(float),
+    "handlers": _parse_modules,
+    "shutdown_grace": _parse_positive(float, allow_zero=True),
+    "retention": _parse_positive(float, allow_zero=True),
+    "log_format": _parse_choice("json", "console"),
+    "log_level": _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"),
+    "admin_token": _parse_optional_text,
+    "tls_cert": _parse_optional_path,
+    "tls_key": _parse_optional_path,
+    "poll_interval": _parse_positive(float),
+    "retry_backoff_base": _parse_positive(float, allow_zero=True),
+    "retry_backoff_max": _parse_positive(float, allow_zero=True),
+}
+
+
+def default_pod_id() -> str:
+    """hostname plus a random suffix, so replicas sharing a hostname never collide."""
+    return f"pod-{socket.gethostname()}-{secrets.token_hex(3)}"
+
+
+def load_settings(
+    overrides: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings from the environment, then `overrides` (raw strings from flags)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in fields(Settings):
+        raw = (overrides or {}).get(field.name)
+        source = f"--{field.name.replace('_', '-')}"
+        if raw is None:
+            raw = environ.get(env_name(field.name))
+            source = env_name(field.name)
+        if raw is None:
+            continue
+        try:
+            values[field.name] = _PARSERS[field.name](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}={raw!r} is invalid: {exc}") from None
+    settings = Settings(**values)
+    _check_consistency(settings)
+    if not settings.pod_id:
+        settings = Settings(**{**values, "pod_id": default_pod_id()})
+    return settings
+
+
+def _check_consistency(settings: Settings) -> None:
+    """Rules that relate several settings."""
+    if settings.max_capacity < 1:
+        raise ConfigError(
+            "FLEETQ_MAX_PARALLELISM * FLEETQ_CAPACITY_THRESHOLD must allow at least one step "
+            f"(floor({settings.max_parallelism} * {settings.capacity_threshold}) = 0)"
+        )
+    if settings.dead_pod_threshold < 2 * settings.heartbeat_interval:
+        raise ConfigError(
+            f"FLEETQ_DEAD_POD_THRESHOLD={settings.dead_pod_threshold:g} must be at least two "
+            f"heartbeats (2 x FLEETQ_HEARTBEAT_INTERVAL = {2 * settings.heartbeat_interval:g})"
+        )
+    if settings.retry_backoff_base > settings.retry_backoff_max:
+        raise ConfigError("FLEETQ_RETRY_BACKOFF_BASE must not exceed FLEETQ_RETRY_BACKOFF_MAX")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("FLEETQ_TLS_CERT and FLEETQ_TLS_KEY must be set together")

@@ -1,0 +1,11 @@
+"""Step handlers: the registry, the context handlers receive, and the built-ins."""
+
+from fleetq_server.handlers.registry import (
+    Handler,
+    HandlerLoadError,
+    HandlerRegistry,
+    StepContext,
+    load_registry,
+)
+
+__all__ = ["Handler", "HandlerLoadError", "HandlerRegistry", "StepContext", "load_registry"]

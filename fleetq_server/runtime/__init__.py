@@ -1,0 +1,1 @@
+"""The pod runtime: background loops that heartbeat, claim, execute and recover steps."""

@@ -1,0 +1,198 @@
+"""Runs claimed steps: the handler, its timeout, and the fenced outcome write."""
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fleetq_server import errors
+from fleetq_server.handlers import HandlerRegistry, StepContext
+from fleetq_server.handlers.registry import RegisteredHandler
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store import Store
+from fleetq_server.store.records import ClaimedStep
+
+log = logging.getLogger(__name__)
+
+# Outcome writes retry while the database is unavailable, backing off up to this.
+_WRITE_RETRY_MAX_S = 5.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter between executions of a failing step."""
+
+    base_s: float = 1.0
+    max_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.base_s <= self.max_s:
+            raise ValueError("retry backoff: need 0 <= base <= max")
+
+    def delay(self, retry_count: int) -> float:
+        """Seconds before retry number `retry_count + 1`: base * 2^n, capped, with
+        "equal jitter" (half fixed, half random) so retries of a burst spread out."""
+        ceiling: float = min(self.max_s, self.base_s * 2.0 ** min(retry_count, 30))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass
+class RunningStep:
+    """A step executing on this pod, with the pod id its claim was made under."""
+
+    step: ClaimedStep
+    claim_pod_id: str
+    task: asyncio.Task[None]
+
+
+class StepExecutor:
+    """Starts handlers for claimed steps and records their outcomes."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: HandlerRegistry,
+        state: PodState,
+        retry_policy: RetryPolicy,
+        on_slot_free: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._state = state
+        self._retry_policy = retry_policy
+        self._on_slot_free = on_slot_free
+        self._running: dict[str, RunningStep] = {}
+        # Blocking handlers get a thread each, up to capacity: the default executor is
+        # sized by CPU count and would queue them behind each other.
+        self._threads = ThreadPoolExecutor(
+            max_workers=state.max_capacity, thread_name_prefix="fleetq-step"
+        )
+
+    @property
+    def running(self) -> list[RunningStep]:
+        """Steps executing now."""
+        return list(self._running.values())
+
+    def launch(self, step: ClaimedStep) -> None:
+        """Start executing `step` in the background."""
+        task = asyncio.create_task(self._execute(step, self._state.pod_id), name=step.step_id)
+        self._running[step.step_id] = RunningStep(step, self._state.pod_id, task)
+        self._state.current_capacity = len(self._running)
+        task.add_done_callback(functools.partial(self._finished, step.step_id))
+
+    def _finished(self, step_id: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(step_id, None)
+        self._state.current_capacity = len(self._running)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("executor for %s crashed", step_id, exc_info=task.exception())
+        self._on_slot_free()
+
+    async def wait_all(self, grace: float) -> None:
+        """Wait up to `grace` seconds for every running step to finish."""
+        tasks = [running.task for running in self._running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+
+    async def cancel_all(self) -> list[RunningStep]:
+        """Stop every running step without writing its outcome; returns what was stopped.
+
+        Thread-run handlers cannot be interrupted; their result is simply never written.
+        """
+        stopped = self.running
+        for running in stopped:
+            running.task.cancel()
+        for running in stopped:
+            with contextlib.suppress(asyncio.CancelledError):
+                await running.task
+        return stopped
+
+    def close(self) -> None:
+        """Release the handler threads (without waiting for abandoned ones)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _execute(self, step: ClaimedStep, claim_pod_id: str) -> None:
+        handler = self._registry.get(step.type)
+        step_log = logging.LoggerAdapter(
+            log, {"pod_id": claim_pod_id, "step_id": step.step_id, "step_type": step.type}
+        )
+        if handler is None:  # claimed only our own types, so this is a programming error
+            error = {"type": "UnknownStepType", "message": f"no handler for {step.type!r}"}
+            await self._write(step_log, self._fail_writer(step, claim_pod_id, error))
+            return
+        context = StepContext(
+            step_id=step.step_id,
+            step_type=step.type,
+            idempotency_key=step.idempotency_key,
+            attempt=step.attempt,
+            retry_count=step.retry_count,
+            max_retries=step.max_retries,
+            metadata=step.metadata,
+            logger=step_log,
+        )
+        try:
+            result = await self._call(handler, step.args, context)
+            json.dumps(result)  # a result that cannot be stored is the handler's failure
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            error = {
+                "type": "TimeoutError",
+                "message": f"step exceeded its {handler.timeout_s:g}s timeout",
+            }
+            step_log.warning("step timed out (attempt %d)", step.attempt)
+            await self._write(step_log, self._fail_writer(step, claim_pod_id, error))
+        except Exception as exc:
+            error = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
+            step_log.warning("step failed (attempt %d): %s", step.attempt, error["message"])
+            await self._write(step_log, self._fail_writer(step, claim_pod_id, error))
+        else:
+            await self._write(
+                step_log, lambda: self._store.step_complete(step, claim_pod_id, result)
+            )
+
+    async def _call(
+        self, handler: RegisteredHandler, args: dict[str, Any], context: StepContext
+    ) -> Any:
+        if handler.is_async:
+            call = handler.function(args, context)
+        else:
+            loop = asyncio.get_running_loop()
+            call = loop.run_in_executor(
+                self._threads, functools.partial(handler.function, args, context)
+            )
+        if handler.timeout_s is None:
+            return await call
+        return await asyncio.wait_for(call, handler.timeout_s)
+
+    def _fail_writer(
+        self, step: ClaimedStep, claim_pod_id: str, error: dict[str, str]
+    ) -> Callable[[], Any]:
+        delay = self._retry_policy.delay(step.retry_count)
+        return lambda: self._store.step_fail(step, claim_pod_id, error, delay)
+
+    async def _write(
+        self, step_log: logging.LoggerAdapter[logging.Logger], write: Callable[[], Any]
+    ) -> None:
+        """Record the outcome, retrying while the database is unavailable.
+
+        A write that matches no row means the claim was taken away (the pod was presumed
+        dead and the step requeued): the newer execution wins, ours is dropped.
+        """
+        pause = 0.1
+        while True:
+            try:
+                outcome = await write()
+            except errors.DatabaseUnavailableError:
+                step_log.warning("database unavailable; retrying outcome in %.1fs", pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _WRITE_RETRY_MAX_S)
+                continue
+            if outcome is False or outcome is None:
+                step_log.warning("outcome fenced out: the step was reassigned")
+            return

@@ -1,0 +1,139 @@
+"""The pod's background loops: heartbeat, claiming, health and the NOTIFY wake-up."""
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fleetq_server import errors
+from fleetq_server.runtime.executor import StepExecutor
+from fleetq_server.runtime.loop import BackgroundLoop
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store import Store
+from fleetq_server.store.notifications import SubmitSubscription
+
+log = logging.getLogger(__name__)
+
+
+class HeartbeatLoop(BackgroundLoop):
+    """Refreshes this pod's row and learns who leads; notices being presumed dead."""
+
+    name = "heartbeat"
+
+    def __init__(
+        self,
+        store: Store,
+        state: PodState,
+        interval: float,
+        dead_threshold: float,
+        on_presumed_dead: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(interval)
+        self._store = store
+        self._state = state
+        self._dead_threshold = dead_threshold
+        self._on_presumed_dead = on_presumed_dead
+
+    async def run_once(self) -> None:
+        """One heartbeat. A pod the database no longer lists as up re-registers."""
+        try:
+            outcome = await self._store.pod_heartbeat(
+                self._state.pod_id,
+                self._state.current_capacity,
+                self._state.max_capacity,
+                self._dead_threshold,
+            )
+        except errors.DatabaseUnavailableError:
+            self._state.database_ok = False
+            self._state.is_leader = False
+            raise
+        self._state.database_ok = True
+        if not outcome.alive and not self._state.draining:
+            log.warning("pod %s was presumed dead by the fleet", self._state.pod_id)
+            self._state.is_leader = False
+            await self._on_presumed_dead()
+            return
+        self._state.is_leader = outcome.leader_pod_id == self._state.pod_id
+
+
+class ClaimLoop(BackgroundLoop):
+    """Claims as many steps as there is free capacity, then waits to be woken.
+
+    Woken by a submit NOTIFY, by a finished step freeing a slot, or by the slow poll
+    (`interval`) that catches anything else, such as backoffs expiring.
+    """
+
+    name = "claimer"
+
+    def __init__(
+        self,
+        store: Store,
+        state: PodState,
+        executor: StepExecutor,
+        step_types: list[str],
+        poll_interval: float,
+    ) -> None:
+        super().__init__(poll_interval)
+        self._store = store
+        self._state = state
+        self._executor = executor
+        self._step_types = step_types
+
+    async def run_once(self) -> None:
+        """Claim up to the free capacity and start executing what was claimed."""
+        free = self._state.free_capacity
+        if not self._state.may_claim or free == 0 or not self._step_types:
+            return
+        claimed = await self._store.step_claim_batch(self._state.pod_id, self._step_types, free)
+        for step in claimed:
+            self._executor.launch(step)
+        if len(claimed) == free:
+            self.wake()  # a full batch: there may be more waiting for the next free slot
+
+
+class HealthMonitor(BackgroundLoop):
+    """Pings the database so health reports the truth within `interval` seconds."""
+
+    name = "health"
+
+    def __init__(
+        self, store: Store, state: PodState, interval: float, on_change: Callable[[], None]
+    ) -> None:
+        super().__init__(interval)
+        self._store = store
+        self._state = state
+        self._on_change = on_change
+
+    async def run_once(self) -> None:
+        """Ping, and publish any change of health."""
+        before = self._state.healthy
+        try:
+            await self._store.ping()
+            self._state.database_ok = True
+        except errors.DatabaseUnavailableError:
+            self._state.database_ok = False
+        if self._state.healthy != before:
+            log.warning("pod is now %s", "healthy" if self._state.healthy else "unhealthy")
+        self._on_change()
+
+
+class WakeupListener(BackgroundLoop):
+    """Keeps the LISTEN connection open; on (re)connect, wakes the claimer once to
+    cover notifications missed while disconnected."""
+
+    name = "listener"
+
+    def __init__(
+        self, subscription: SubmitSubscription, interval: float, on_reconnect: Callable[[], None]
+    ) -> None:
+        super().__init__(interval)
+        self._subscription = subscription
+        self._on_reconnect = on_reconnect
+
+    async def run_once(self) -> None:
+        """Reconnect if needed."""
+        if await self._subscription.ensure():
+            self._on_reconnect()
+
+    async def stop(self) -> None:
+        """Stop the loop and close the LISTEN connection."""
+        await super().stop()
+        await self._subscription.close()

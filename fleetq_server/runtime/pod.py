@@ -1,0 +1,131 @@
+"""A pod: registration, its loops, re-registration when fenced, graceful shutdown."""
+
+import logging
+from collections.abc import Callable
+
+from fleetq_server import errors
+from fleetq_server.config import Settings
+from fleetq_server.handlers import HandlerRegistry
+from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
+from fleetq_server.runtime.loop import BackgroundLoop
+from fleetq_server.runtime.loops import ClaimLoop, HealthMonitor, HeartbeatLoop, WakeupListener
+from fleetq_server.runtime.recovery import RecoveryLoop
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store import Store
+from fleetq_server.store.notifications import SubmitSubscription
+
+log = logging.getLogger(__name__)
+
+# How often health is re-checked against the database, and the LISTEN connection repaired.
+HEALTH_CHECK_INTERVAL_S = 1.0
+LISTENER_CHECK_INTERVAL_S = 1.0
+
+
+class Pod:
+    """Owns the pod's state and background loops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: HandlerRegistry,
+        database_url: str,
+        on_health_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.state = PodState(base_pod_id=settings.pod_id, max_capacity=settings.max_capacity)
+        self._on_health_change = on_health_change
+        self.executor = StepExecutor(
+            store,
+            registry,
+            self.state,
+            RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
+            on_slot_free=lambda: self.claimer.wake(),
+        )
+        self.claimer = ClaimLoop(
+            store, self.state, self.executor, registry.step_types, settings.poll_interval
+        )
+        self.heartbeat = HeartbeatLoop(
+            store,
+            self.state,
+            settings.heartbeat_interval,
+            settings.dead_pod_threshold,
+            on_presumed_dead=self._reregister,
+        )
+        self.health = HealthMonitor(
+            store, self.state, HEALTH_CHECK_INTERVAL_S, on_change=on_health_change
+        )
+        self.recovery = RecoveryLoop(
+            store, self.state, settings.recovery_interval, settings.dead_pod_threshold
+        )
+        self.listener = WakeupListener(
+            SubmitSubscription(database_url, on_submit=self.claimer.wake),
+            LISTENER_CHECK_INTERVAL_S,
+            on_reconnect=self.claimer.wake,
+        )
+
+    @property
+    def loops(self) -> list[BackgroundLoop]:
+        """Every background loop, in start order."""
+        return [self.heartbeat, self.health, self.listener, self.claimer, self.recovery]
+
+    async def start(self) -> None:
+        """Register, learn the leader, and start every loop."""
+        await self.store.pod_register(self.state.pod_id, self.state.max_capacity)
+        self.state.database_ok = True
+        await self.heartbeat.run_once()
+        self._on_health_change()
+        log.info(
+            "pod %s started (capacity %d, step types %s)",
+            self.state.pod_id,
+            self.state.max_capacity,
+            ", ".join(self.registry.step_types),
+        )
+        for loop in self.loops:
+            loop.start()
+
+    async def _reregister(self) -> None:
+        """Presumed dead: drop in-flight work unwritten, come back as a new pod.
+
+        Our claims were (or will be) requeued by the leader, so finishing them here would
+        only race the new owners; fencing would reject the writes anyway.
+        """
+        self.state.fenced = True
+        abandoned = await self.executor.cancel_all()
+        new_id = self.state.next_incarnation_id()
+        await self.store.pod_register(new_id, self.state.max_capacity)
+        log.warning(
+            "re-registered as %s (was %s); abandoned %d running steps",
+            new_id,
+            self.state.pod_id,
+            len(abandoned),
+        )
+        self.state.pod_id = new_id
+        self.state.is_leader = False
+        self.state.fenced = False
+        self.claimer.wake()
+
+    async def shutdown(self, grace: float) -> None:
+        """Drain: stop claiming, give running steps `grace` seconds, release the rest
+        to pending without spending a retry, and mark the pod down."""
+        self.state.draining = True
+        self._on_health_change()
+        await self.claimer.stop()
+        await self.recovery.stop()
+        log.info("draining %d running steps (grace %gs)", self.state.current_capacity, grace)
+        await self.executor.wait_all(grace)
+        stopped = await self.executor.cancel_all()
+        try:
+            held = [r.step for r in stopped if r.claim_pod_id == self.state.pod_id]
+            released = await self.store.step_release(held, self.state.pod_id)
+            if released:
+                log.info("released %d unfinished steps back to pending", released)
+            await self.store.pod_mark_down(self.state.pod_id)
+        except errors.DatabaseUnavailableError:
+            # The leader's recovery requeues them once our heartbeat goes stale.
+            log.error("database unavailable at shutdown; recovery will requeue our steps")
+        for loop in (self.listener, self.health, self.heartbeat):
+            await loop.stop()
+        self.executor.close()

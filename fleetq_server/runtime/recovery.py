@@ -1,0 +1,64 @@
+"""The leader's recovery loop, and manual recovery cycles on demand."""
+
+import logging
+
+from fleetq_server import errors
+from fleetq_server.runtime.loop import BackgroundLoop
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store import Store
+from fleetq_server.store.records import RecoveryOutcome
+
+log = logging.getLogger(__name__)
+
+# A manual cycle without `force` reports the last cycle instead of re-running within this.
+MANUAL_MIN_GAP_S = 1.0
+
+
+class RecoveryLoop(BackgroundLoop):
+    """Every `interval` seconds, if this pod leads, requeue what dead pods held."""
+
+    name = "recovery"
+
+    def __init__(
+        self, store: Store, state: PodState, interval: float, dead_threshold: float
+    ) -> None:
+        super().__init__(interval)
+        self._store = store
+        self._state = state
+        self._dead_threshold = dead_threshold
+
+    async def run_once(self) -> None:
+        """One automatic cycle; a no-op on non-leaders and while draining."""
+        if not self._state.is_leader or self._state.draining or self._state.fenced:
+            return
+        try:
+            outcome, _ = await self._store.recovery_run(
+                self._state.pod_id, self._dead_threshold, dry_run=False, trigger="automatic"
+            )
+        except (errors.RecoveryInProgressError, errors.PermissionDeniedError) as exc:
+            log.info("automatic recovery skipped: %s", exc)
+            return
+        if outcome.dead_pods or outcome.orphaned_steps_found:
+            log.warning(
+                "recovery %s: dead pods %s, requeued %d, failed %d",
+                outcome.cycle_id,
+                outcome.dead_pods,
+                len(outcome.requeued_steps),
+                len(outcome.terminal_steps),
+            )
+
+    async def run_manual(self, *, force: bool, dry_run: bool) -> tuple[RecoveryOutcome, bool]:
+        """A cycle requested by an operator; returns (outcome, ran)."""
+        if not self._state.is_leader:
+            view = await self._store.leader_get(self._dead_threshold)
+            leader = view.leader.pod_id if view.leader else "none"
+            raise errors.PermissionDeniedError(
+                f"recovery runs only on the leader; current leader is {leader}"
+            )
+        return await self._store.recovery_run(
+            self._state.pod_id,
+            self._dead_threshold,
+            dry_run=dry_run,
+            trigger="manual",
+            min_gap_s=0.0 if force or dry_run else MANUAL_MIN_GAP_S,
+        )

@@ -1,0 +1,190 @@
+"""Assembles one pod process: database, pod runtime, gRPC server and HTTP gateway,
+all on one asyncio loop, and runs it until SIGTERM/SIGINT."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import uvicorn
+from fleetq.v1 import fleetq_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import make_asgi_app
+
+from fleetq_server import embedded_db
+from fleetq_server.api.interceptors import ErrorTranslationInterceptor
+from fleetq_server.api.servicer import FleetQServicer
+from fleetq_server.config import Settings
+from fleetq_server.gateway import Gateway
+from fleetq_server.handlers import load_registry
+from fleetq_server.runtime.pod import Pod
+from fleetq_server.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
+# Largest request either protocol accepts; bigger gRPC messages get RESOURCE_EXHAUSTED.
+MAX_REQUEST_BYTES = 1 << 20
+# How long in-flight RPCs get to finish once the pod has drained.
+RPC_DRAIN_S = 2.0
+
+
+def method_handlers(servicer: FleetQServicer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """One handler per RPC, keyed by full method name, built from the descriptor.
+
+    The same objects serve gRPC and the REST gateway, so both go through one code path.
+    """
+    handlers = {}
+    for method in SERVICE.methods:
+        request_class = fleetq_pb2.__dict__[method.input_type.name]
+        response_class = fleetq_pb2.__dict__[method.output_type.name]
+        handlers[f"/{SERVICE.full_name}/{method.name}"] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=request_class.FromString,
+            response_serializer=response_class.SerializeToString,
+        )
+    return handlers
+
+
+class _QuietUvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: this module owns shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class PodProcess:
+    """Everything one `fleetq serve` runs, with start and graceful stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._embedded: embedded_db.EmbeddedPostgres | None = None
+        self._store: Store | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._http: _QuietUvicornServer | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self.pod: Pod | None = None
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+
+    async def start(self) -> None:
+        """Connect, start the pod, then open both ports."""
+        settings = self.settings
+        registry = load_registry(settings.handlers)  # fail fast, before any I/O
+        database_url = settings.database_url
+        if database_url is None:
+            data_dir = settings.data_dir or embedded_db.default_data_dir()
+            self._embedded = await asyncio.to_thread(embedded_db.start_embedded_postgres, data_dir)
+            database_url = self._embedded.url
+            log.info("using embedded PostgreSQL in %s", data_dir)
+        self._store = await open_store(database_url)
+        self.pod = Pod(
+            settings,
+            self._store,
+            registry,
+            database_url,
+            on_health_change=self._publish_health,
+        )
+        await self.pod.start()
+
+        interceptors = [ErrorTranslationInterceptor()]
+        handlers = method_handlers(FleetQServicer(self.pod))
+        self._grpc = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self._grpc.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE.full_name, _short_names(handlers)),)
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        reflection.enable_server_reflection(
+            (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
+        )
+        grpc_address = f"{settings.grpc_host}:{settings.grpc_port}"
+        self._grpc.add_insecure_port(grpc_address)
+        await self._grpc.start()
+
+        gateway = Gateway(
+            SERVICE,
+            handlers,
+            interceptors=interceptors,
+            mounts={"/metrics": make_asgi_app()},
+            max_body_bytes=MAX_REQUEST_BYTES,
+        )
+        config = uvicorn.Config(
+            gateway,
+            host=settings.http_host,
+            port=settings.http_port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+        )
+        self._http = _QuietUvicornServer(config)
+        self._http_task = asyncio.create_task(self._http.serve(), name="http")
+        while not self._http.started:
+            if self._http_task.done():
+                await self._http_task  # re-raises why it could not start (port in use, ...)
+                raise RuntimeError("HTTP server exited during start-up")
+            await asyncio.sleep(0.01)
+        log.info(
+            "serving gRPC on %s and HTTP on %s:%d",
+            grpc_address,
+            settings.http_host,
+            settings.http_port,
+        )
+
+    def _publish_health(self) -> None:
+        """Mirror the pod's health into grpc.health.v1 for "" and the FleetQ service."""
+        if self.pod is None:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.pod.state.healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE.full_name):
+            asyncio.get_running_loop().create_task(self.health.set(service, status))
+
+    async def stop(self) -> None:
+        """Drain the pod, then close the ports, the store and our database handle."""
+        if self.pod is not None:
+            await self.pod.shutdown(self.settings.shutdown_grace)
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            await self._http_task
+        if self._grpc is not None:
+            await self._grpc.stop(RPC_DRAIN_S)
+        if self._store is not None:
+            await self._store.close()
+        if self._embedded is not None:
+            self._embedded.stop()
+
+
+def _short_names(
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]],
+) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    return {name.rsplit("/", 1)[1]: handler for name, handler in handlers.items()}
+
+
+async def serve(settings: Settings) -> int:
+    """Run a pod until SIGTERM or SIGINT; returns the process exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    process = PodProcess(settings)
+    try:
+        await process.start()
+        await stop.wait()
+        log.info("shutdown requested")
+    finally:
+        await process.stop()
+    log.info("pod stopped")
+    return 0

@@ -1,0 +1,53 @@
+"""LISTEN for submits on a dedicated connection (not from the pool: a pooled connection
+would be handed to other work and its LISTEN lost)."""
+
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from fleetq_server.store.connection import translate_errors
+from fleetq_server.store.steps import SUBMIT_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class SubmitSubscription:
+    """Calls `on_submit()` whenever any pod inserts steps; reconnect with `ensure()`."""
+
+    def __init__(self, dsn: str, on_submit: Callable[[], None]) -> None:
+        self._dsn = dsn
+        self._on_submit = on_submit
+        self._connection: asyncpg.Connection | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the LISTEN connection is open."""
+        return self._connection is not None and not self._connection.is_closed()
+
+    @translate_errors
+    async def ensure(self) -> bool:
+        """Open the LISTEN connection if it is not open; True when it was (re)opened.
+
+        A notification missed while disconnected is covered by the caller waking once on
+        reconnect and by the slow poll.
+        """
+        if self.connected:
+            return False
+        await self.close()
+        connection = await asyncpg.connect(self._dsn, timeout=5)
+        await connection.add_listener(SUBMIT_CHANNEL, self._notified)
+        self._connection = connection
+        return True
+
+    async def close(self) -> None:
+        """Close the LISTEN connection."""
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed():
+            try:
+                await connection.close(timeout=2)
+            except Exception:  # closing a broken connection: nothing left to save
+                connection.terminate()
+
+    def _notified(self, *_: object) -> None:
+        self._on_submit()

@@ -1,0 +1,173 @@
+"""SQL for recovery: mark stale pods down and requeue (or fail) the steps they held.
+
+A cycle is one transaction under a transaction-scoped advisory lock, so cycles never
+overlap across pods, and every UPDATE re-checks its own conditions, so running a cycle
+twice changes nothing the second time.
+"""
+
+import secrets
+import time
+from datetime import datetime
+
+from fleetq_server import errors
+from fleetq_server.store.connection import PoolHolder, translate_errors
+from fleetq_server.store.records import RecoveryOutcome
+
+# Arbitrary but fixed: identifies "FLEET-Q recovery cycle" among advisory locks.
+RECOVERY_LOCK_KEY = 0x466C_5130_0002
+
+_NOT_HELD_BY_LIVE_POD = """
+    s.status = 'claimed' AND NOT EXISTS (
+        SELECT 1 FROM fleetq_pods AS p
+        WHERE p.pod_id = s.claimed_by AND p.status = 'up'
+          AND p.last_heartbeat_ts > now() - make_interval(secs => $1))
+"""
+# What an orphan becomes: requeued with one more retry spent, or failed when none is left.
+_REQUEUE = "s.retry_count < s.max_retries"
+
+
+def new_cycle_id() -> str:
+    """Unique and sortable: milliseconds plus randomness, never second-resolution."""
+    return f"recovery_{time.time_ns() // 1_000_000}_{secrets.token_hex(3)}"
+
+
+class RecoveryQueries(PoolHolder):
+    """Recovery cycles and their durable record."""
+
+    @translate_errors
+    async def recovery_run(
+        self,
+        leader_pod_id: str,
+        dead_threshold_s: float,
+        *,
+        dry_run: bool,
+        trigger: str,
+        min_gap_s: float = 0.0,
+    ) -> tuple[RecoveryOutcome, bool]:
+        """Run (or with `dry_run`, simulate) one cycle as `leader_pod_id`.
+
+        Returns (outcome, ran). When a cycle finished less than `min_gap_s` ago, that
+        cycle's outcome is returned with ran=False instead of running again.
+        Raises RecoveryInProgressError when another cycle holds the lock and
+        PermissionDeniedError when `leader_pod_id` is not the leader.
+        """
+        started = time.monotonic()
+        async with self._transaction() as connection:
+            if not await connection.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", RECOVERY_LOCK_KEY
+            ):
+                raise errors.RecoveryInProgressError("a recovery cycle is already in progress")
+            leader = await connection.fetchval(
+                """
+                SELECT pod_id FROM fleetq_pods
+                WHERE status = 'up' AND last_heartbeat_ts > now() - make_interval(secs => $1)
+                ORDER BY birth_ts, pod_id LIMIT 1
+                """,
+                dead_threshold_s,
+            )
+            if leader != leader_pod_id:
+                raise errors.PermissionDeniedError(
+                    f"recovery runs only on the leader; current leader is {leader or 'none'}"
+                )
+            if min_gap_s > 0:
+                recent = await connection.fetchrow(
+                    """
+                    SELECT cycle_id, dead_pods, requeued_steps, terminal_steps,
+                           orphaned_steps_found,
+                           (extract(epoch FROM finished_ts - started_ts) * 1000)::int AS ms
+                    FROM fleetq_recovery_cycles
+                    WHERE finished_ts > now() - make_interval(secs => $1)
+                    ORDER BY finished_ts DESC LIMIT 1
+                    """,
+                    min_gap_s,
+                )
+                if recent is not None:
+                    return RecoveryOutcome(
+                        cycle_id=recent["cycle_id"],
+                        dead_pods=list(recent["dead_pods"]),
+                        orphaned_steps_found=recent["orphaned_steps_found"],
+                        requeued_steps=list(recent["requeued_steps"]),
+                        terminal_steps=list(recent["terminal_steps"]),
+                        duration_ms=recent["ms"],
+                    ), False
+            started_ts: datetime = await connection.fetchval("SELECT clock_timestamp()")
+            if dry_run:
+                dead = await connection.fetch(
+                    """
+                    SELECT pod_id FROM fleetq_pods
+                    WHERE status = 'up' AND last_heartbeat_ts <= now() - make_interval(secs => $1)
+                    ORDER BY pod_id
+                    """,
+                    dead_threshold_s,
+                )
+                orphans = await connection.fetch(
+                    f"""
+                    SELECT s.step_id,
+                           CASE WHEN {_REQUEUE} THEN 'pending' ELSE 'failed' END AS status
+                    FROM fleetq_steps AS s WHERE {_NOT_HELD_BY_LIVE_POD}
+                    ORDER BY s.step_id
+                    """,
+                    dead_threshold_s,
+                )
+            else:
+                dead = await connection.fetch(
+                    """
+                    UPDATE fleetq_pods SET status = 'down', current_capacity = 0
+                    WHERE status = 'up' AND last_heartbeat_ts <= now() - make_interval(secs => $1)
+                    RETURNING pod_id
+                    """,
+                    dead_threshold_s,
+                )
+                orphans = await connection.fetch(
+                    f"""
+                    WITH orphans AS (
+                        SELECT s.step_id, s.attempt FROM fleetq_steps AS s
+                        WHERE {_NOT_HELD_BY_LIVE_POD}
+                        FOR UPDATE
+                    )
+                    UPDATE fleetq_steps AS s
+                    SET status = CASE WHEN {_REQUEUE} THEN 'pending' ELSE 'failed' END,
+                        retry_count = CASE WHEN {_REQUEUE}
+                                           THEN s.retry_count + 1 ELSE s.retry_count END,
+                        claimed_by = CASE WHEN {_REQUEUE} THEN NULL ELSE s.claimed_by END,
+                        finished_ts = CASE WHEN {_REQUEUE} THEN NULL ELSE now() END,
+                        not_before_ts = now(),
+                        last_update_ts = now(),
+                        error = jsonb_build_object(
+                            'type', 'PodLost',
+                            'message', 'pod ' || s.claimed_by || ' was lost while running '
+                                || 'the step; ' || CASE WHEN {_REQUEUE}
+                                THEN 'requeued' ELSE 'no retries left' END)
+                    FROM orphans
+                    WHERE s.step_id = orphans.step_id AND s.attempt = orphans.attempt
+                      AND s.status = 'claimed'
+                    RETURNING s.step_id, s.status
+                    """,
+                    dead_threshold_s,
+                )
+            outcome = RecoveryOutcome(
+                cycle_id=new_cycle_id(),
+                dead_pods=sorted(row["pod_id"] for row in dead),
+                orphaned_steps_found=len(orphans),
+                requeued_steps=sorted(r["step_id"] for r in orphans if r["status"] == "pending"),
+                terminal_steps=sorted(r["step_id"] for r in orphans if r["status"] == "failed"),
+                duration_ms=round((time.monotonic() - started) * 1000),
+            )
+            if not dry_run:
+                await connection.execute(
+                    """
+                    INSERT INTO fleetq_recovery_cycles (cycle_id, leader_pod_id, trigger,
+                        started_ts, dead_pods, requeued_steps, terminal_steps,
+                        orphaned_steps_found)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    """,
+                    outcome.cycle_id,
+                    leader_pod_id,
+                    trigger,
+                    started_ts,
+                    outcome.dead_pods,
+                    outcome.requeued_steps,
+                    outcome.terminal_steps,
+                    outcome.orphaned_steps_found,
+                )
+        return outcome, True

@@ -1,0 +1,106 @@
+"""Turning a submit request into a validated step: rules, ids and idempotency keys.
+
+Validation happens before anything is written, so a rejected request changes nothing.
+Each error names the offending field.
+"""
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fleetq_server.errors import ValidationError
+from fleetq_server.store.records import NewStep
+
+TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
+MAX_TYPE_LENGTH = 128
+PRIORITY_RANGE = (-1000, 1000)
+MAX_RETRIES_RANGE = (0, 100)
+DEFAULT_MAX_RETRIES = 3
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Real ids are 37 characters; anything far longer is not worth a query.
+MAX_STEP_ID_LENGTH = 128
+# The contract's id shape is step_<UTC timestamp>_<hex>; 64 random bits make
+# collisions practically impossible even at millions of steps per second.
+_STEP_ID_RANDOM_BYTES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """A submit as received, before validation. None means "not supplied"."""
+
+    type: str
+    args: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    priority: int
+    max_retries: int | None
+    idempotency_key: str | None
+
+
+def new_step_id(now: datetime | None = None) -> str:
+    """A fresh step id: `step_20240101120000_<16 hex digits>`."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    return f"step_{stamp}_{secrets.token_hex(_STEP_ID_RANDOM_BYTES)}"
+
+
+def derived_idempotency_key(step_id: str) -> str:
+    """The key handlers get when the client gave none: a pure function of the step id,
+    so it is the same on every retry and requeue."""
+    digest = hashlib.sha256(step_id.encode()).hexdigest()
+    return f"idem_{digest[:8]}_{digest[8:16]}"
+
+
+def payload_hash(request: SubmitRequest, max_retries: int) -> str:
+    """A fingerprint of what was asked for: repeats with the same key must match it."""
+    canonical = json.dumps(
+        [request.type, request.args, request.metadata or {}, request.priority, max_retries],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate(request: SubmitRequest) -> None:
+    """Raise ValidationError naming the first invalid field."""
+    if not request.type:
+        raise ValidationError("type: is required and must not be empty")
+    if len(request.type) > MAX_TYPE_LENGTH:
+        raise ValidationError(f"type: must be at most {MAX_TYPE_LENGTH} characters")
+    if not TYPE_PATTERN.match(request.type):
+        raise ValidationError("type: may contain only letters, digits, '_', '-' and '.'")
+    if request.args is None:
+        raise ValidationError("args: is required and must be a JSON object")
+    low, high = PRIORITY_RANGE
+    if not low <= request.priority <= high:
+        raise ValidationError(f"priority: must be between {low} and {high}")
+    if request.max_retries is not None:
+        low, high = MAX_RETRIES_RANGE
+        if not low <= request.max_retries <= high:
+            raise ValidationError(f"max_retries: must be between {low} and {high}")
+    key = request.idempotency_key
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ValidationError(
+            f"idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+        )
+
+
+def prepare_step(request: SubmitRequest) -> NewStep:
+    """Validate `request` and build the row to insert."""
+    validate(request)
+    assert request.args is not None  # validate() guarantees it
+    max_retries = DEFAULT_MAX_RETRIES if request.max_retries is None else request.max_retries
+    step_id = new_step_id()
+    return NewStep(
+        step_id=step_id,
+        type=request.type,
+        args=request.args,
+        metadata=request.metadata or {},
+        priority=request.priority,
+        max_retries=max_retries,
+        idempotency_key=request.idempotency_key or derived_idempotency_key(step_id),
+        client_key=request.idempotency_key,
+        payload_hash=payload_hash(request, max_retries),
+    )

@@ -1,0 +1,68 @@
+"""Settings come from FLEETQ_* variables and flags, and bad values stop start-up."""
+
+import pytest
+
+from fleetq_server.config import ConfigError, load_settings
+
+
+def test_defaults_match_the_design_table() -> None:
+    settings = load_settings(environ={})
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8000)
+    assert (settings.grpc_host, settings.grpc_port) == ("0.0.0.0", 50051)
+    assert settings.database_url is None
+    assert settings.max_capacity == 8
+    assert settings.heartbeat_interval == 5 and settings.dead_pod_threshold == 15
+    assert settings.shutdown_grace == 30 and settings.retention == 604800
+    assert settings.pod_id.startswith("pod-")
+
+
+def test_flags_override_environment() -> None:
+    settings = load_settings({"http_port": "9001"}, environ={"FLEETQ_HTTP_PORT": "9000"})
+    assert settings.http_port == 9001
+
+
+def test_environment_values_are_parsed() -> None:
+    settings = load_settings(
+        environ={
+            "FLEETQ_HANDLERS": "a.b, c",
+            "FLEETQ_MAX_PARALLELISM": "4",
+            "FLEETQ_CAPACITY_THRESHOLD": "0.5",
+            "FLEETQ_LOG_FORMAT": "Console",
+            "FLEETQ_POD_ID": "pod-x",
+        }
+    )
+    assert settings.handlers == ("a.b", "c")
+    assert settings.max_capacity == 2
+    assert settings.log_format == "console"
+    assert settings.pod_id == "pod-x"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FLEETQ_HTTP_PORT", "http"),
+        ("FLEETQ_HTTP_PORT", "70000"),
+        ("FLEETQ_HEARTBEAT_INTERVAL", "-1"),
+        ("FLEETQ_HEARTBEAT_INTERVAL", "nan"),
+        ("FLEETQ_CAPACITY_THRESHOLD", "1.5"),
+        ("FLEETQ_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_invalid_value_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(environ={variable: value})
+
+
+def test_dead_threshold_must_cover_two_heartbeats() -> None:
+    with pytest.raises(ConfigError, match="FLEETQ_DEAD_POD_THRESHOLD"):
+        load_settings(environ={"FLEETQ_HEARTBEAT_INTERVAL": "5", "FLEETQ_DEAD_POD_THRESHOLD": "9"})
+
+
+def test_capacity_must_allow_one_step() -> None:
+    with pytest.raises(ConfigError, match="FLEETQ_MAX_PARALLELISM"):
+        load_settings(environ={"FLEETQ_MAX_PARALLELISM": "1", "FLEETQ_CAPACITY_THRESHOLD": "0.5"})
+
+
+def test_tls_needs_both_files() -> None:
+    with pytest.raises(ConfigError, match="FLEETQ_TLS_KEY"):
+        load_settings(environ={"FLEETQ_TLS_CERT": "/tmp/cert.pem"})

@@ -1,0 +1,79 @@
+"""Submit validation, step ids and idempotency keys."""
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from fleetq_server.errors import ValidationError
+from fleetq_server.submission import (
+    SubmitRequest,
+    derived_idempotency_key,
+    new_step_id,
+    prepare_step,
+)
+
+VALID = SubmitRequest(
+    type="hello_world",
+    args={"message": "hi"},
+    metadata=None,
+    priority=0,
+    max_retries=None,
+    idempotency_key=None,
+)
+
+
+def test_defaults_are_applied() -> None:
+    step = prepare_step(VALID)
+    assert step.max_retries == 3
+    assert step.metadata == {}
+    assert step.client_key is None
+    assert step.idempotency_key == derived_idempotency_key(step.step_id)
+
+
+def test_step_ids_have_the_contract_shape_and_do_not_collide() -> None:
+    ids = {new_step_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(re.fullmatch(r"step_\d{14}_[0-9a-f]{16}", step_id) for step_id in ids)
+
+
+def test_derived_key_is_deterministic_per_step() -> None:
+    assert derived_idempotency_key("step_a") == derived_idempotency_key("step_a")
+    assert derived_idempotency_key("step_a") != derived_idempotency_key("step_b")
+    assert re.fullmatch(r"idem_[0-9a-f]{8}_[0-9a-f]{8}", derived_idempotency_key("step_a"))
+
+
+def test_client_key_becomes_the_idempotency_key() -> None:
+    step = prepare_step(replace(VALID, idempotency_key="order-42"))
+    assert step.idempotency_key == "order-42" and step.client_key == "order-42"
+
+
+def test_payload_hash_distinguishes_payloads() -> None:
+    first = prepare_step(VALID)
+    same = prepare_step(VALID)
+    other = prepare_step(replace(VALID, args={"message": "bye"}))
+    assert first.payload_hash == same.payload_hash != other.payload_hash
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"type": ""}, "type"),
+        ({"type": "x" * 129}, "type"),
+        ({"type": "bad type!"}, "type"),
+        ({"args": None}, "args"),
+        ({"priority": 1001}, "priority"),
+        ({"priority": -1001}, "priority"),
+        ({"max_retries": 101}, "max_retries"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"idempotency_key": ""}, "idempotency_key"),
+    ],
+)
+def test_invalid_field_is_named(change: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError, match=f"^{field}:"):
+        prepare_step(replace(VALID, **change))  # type: ignore[arg-type]
+
+
+def test_limits_are_inclusive() -> None:
+    prepare_step(replace(VALID, type="a" * 128, priority=1000, max_retries=100))
+    prepare_step(replace(VALID, type="a.b-c_D9", priority=-1000, max_retries=0))

@@ -1,0 +1,185 @@
+"""The store against a real PostgreSQL: claims, fencing, retries, recovery accounting."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from fleetq_server import errors
+from fleetq_server.store import Store, open_store
+from fleetq_server.submission import SubmitRequest, prepare_step
+
+REQUEST = SubmitRequest(
+    type="hello_world",
+    args={"n": 1},
+    metadata=None,
+    priority=0,
+    max_retries=3,
+    idempotency_key=None,
+)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await open_store(database_url, pool_size=4)
+    yield store
+    await store.close()
+
+
+async def submit(store: Store, **changes: object) -> str:
+    outcome = await store.step_insert(prepare_step(replace(REQUEST, **changes)))  # type: ignore[arg-type]
+    return outcome.step_id
+
+
+async def test_migrations_are_idempotent_across_concurrent_starts(database_url: str) -> None:
+    stores = await asyncio.gather(*(open_store(database_url, pool_size=1) for _ in range(4)))
+    for store in stores:
+        await store.ping()
+        await store.close()
+
+
+async def test_claim_orders_by_priority_then_submit_order(store: Store) -> None:
+    await store.pod_register("pod-a", 8)
+    low = await submit(store, priority=0)
+    high = await submit(store, priority=5)
+    low_later = await submit(store, priority=0)
+    claimed = await store.step_claim_batch("pod-a", ["hello_world"], 8)
+    assert [step.step_id for step in claimed] == [high, low, low_later]
+
+
+async def test_claim_takes_only_known_types_and_respects_the_limit(store: Store) -> None:
+    await store.pod_register("pod-a", 8)
+    for _ in range(3):
+        await submit(store)
+    unknown = await submit(store, type="nobody_runs_this")
+    claimed = await store.step_claim_batch("pod-a", ["hello_world"], 2)
+    assert len(claimed) == 2
+    claimed += await store.step_claim_batch("pod-a", ["hello_world"], 2)
+    assert len(claimed) == 3
+    assert (await store.step_get(unknown)).status == "pending"
+
+
+async def test_a_pod_that_is_down_cannot_claim(store: Store) -> None:
+    await store.pod_register("pod-a", 8)
+    await submit(store)
+    await store.pod_mark_down("pod-a")
+    assert await store.step_claim_batch("pod-a", ["hello_world"], 8) == []
+
+
+async def test_stale_attempt_token_changes_nothing(store: Store) -> None:
+    await store.pod_register("pod-a", 8)
+    step_id = await submit(store)
+    [first] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
+    await store.step_release([first], "pod-a")
+    [second] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
+    assert second.attempt == first.attempt + 1
+    assert await store.step_complete(first, "pod-a", {"stale": True}) is False
+    assert await store.step_fail(first, "pod-a", {"type": "X", "message": "m"}, 0) is None
+    assert await store.step_complete(second, "pod-a", {"fresh": True}) is True
+    record = await store.step_get(step_id)
+    assert (record.status, record.result) == ("completed", {"fresh": True})
+
+
+async def test_failures_retry_until_the_budget_is_spent(store: Store) -> None:
+    await store.pod_register("pod-a", 8)
+    step_id = await submit(store, max_retries=2)
+    statuses = []
+    for _ in range(3):
+        [step] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
+        statuses.append(await store.step_fail(step, "pod-a", {"type": "E", "message": "x"}, 0))
+    assert statuses == ["pending", "pending", "failed"]
+    record = await store.step_get(step_id)
+    assert (record.retry_count, record.error) == (2, {"type": "E", "message": "x"})
+
+
+async def test_backoff_hides_a_step_until_it_expires(store: Store) -> None:
+    await store.pod_register("pod-a", 8)
+    await submit(store)
+    [step] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
+    await store.step_fail(step, "pod-a", {"type": "E", "message": "x"}, 60)
+    assert await store.step_claim_batch("pod-a", ["hello_world"], 1) == []
+
+
+async def test_duplicate_client_keys_resolve_to_one_step(store: Store) -> None:
+    outcomes = await asyncio.gather(
+        *(store.step_insert(prepare_step(replace(REQUEST, idempotency_key="k"))) for _ in range(10))
+    )
+    assert len({outcome.step_id for outcome in outcomes}) == 1
+    assert sum(outcome.created for outcome in outcomes) == 1
+    with pytest.raises(errors.ConflictError, match="different payload"):
+        await store.step_insert(prepare_step(replace(REQUEST, idempotency_key="k", args={})))
+
+
+async def test_unknown_step_is_not_found(store: Store) -> None:
+    with pytest.raises(errors.NotFoundError):
+        await store.step_get("step_missing")
+
+
+async def age_heartbeat(store: Store, pod_id: str, seconds: float) -> None:
+    """Make a pod look silent for `seconds` (test-only SQL, outside the store)."""
+    async with store._connection() as connection:
+        await connection.execute(
+            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - make_interval(secs => $2)"
+            " WHERE pod_id = $1",
+            pod_id,
+            seconds,
+        )
+
+
+async def test_recovery_requeues_exactly_max_retries_times_then_fails(store: Store) -> None:
+    await store.pod_register("leader", 8)
+    step_id = await submit(store, max_retries=3)
+    outcomes = []
+    for orphaning in range(4):
+        worker = f"worker-{orphaning}"
+        await store.pod_register(worker, 8)
+        [step] = await store.step_claim_batch(worker, ["hello_world"], 1)
+        assert step.step_id == step_id
+        await age_heartbeat(store, worker, 60)
+        outcome, ran = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+        assert ran and outcome.dead_pods == [worker]
+        outcomes.append((outcome.requeued_steps, outcome.terminal_steps))
+        again, _ = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+        assert again.orphaned_steps_found == 0  # idempotent
+    assert outcomes == [([step_id], [])] * 3 + [([], [step_id])]
+    record = await store.step_get(step_id)
+    assert (record.status, record.retry_count) == ("failed", 3)
+    assert record.error is not None and record.error["type"] == "PodLost"
+
+
+async def test_recovery_dry_run_changes_nothing(store: Store) -> None:
+    await store.pod_register("leader", 8)
+    await store.pod_register("worker", 8)
+    step_id = await submit(store)
+    await store.step_claim_batch("worker", ["hello_world"], 1)
+    await age_heartbeat(store, "worker", 60)
+    outcome, _ = await store.recovery_run("leader", 15, dry_run=True, trigger="manual")
+    assert (outcome.dead_pods, outcome.requeued_steps) == (["worker"], [step_id])
+    assert (await store.step_get(step_id)).status == "claimed"
+    assert [pod.pod_id for pod in (await store.leader_get(15)).live_pods] == ["leader"]
+
+
+async def test_recovery_on_a_non_leader_is_denied(store: Store) -> None:
+    await store.pod_register("eldest", 8)
+    await store.pod_register("younger", 8)
+    with pytest.raises(errors.PermissionDeniedError, match="eldest"):
+        await store.recovery_run("younger", 15, dry_run=False, trigger="manual")
+
+
+async def test_recovery_while_another_cycle_holds_the_lock_conflicts(store: Store) -> None:
+    from fleetq_server.store.recovery import RECOVERY_LOCK_KEY
+
+    await store.pod_register("leader", 8)
+    async with store._transaction() as connection:
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", RECOVERY_LOCK_KEY)
+        with pytest.raises(errors.RecoveryInProgressError):
+            await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+
+
+async def test_heartbeat_of_a_pod_marked_down_reports_it_dead(store: Store) -> None:
+    await store.pod_register("pod-a", 8)
+    assert (await store.pod_heartbeat("pod-a", 0, 8, 15)).alive
+    await store.pod_mark_down("pod-a")
+    outcome = await store.pod_heartbeat("pod-a", 0, 8, 15)
+    assert not outcome.alive and outcome.leader_pod_id is None

@@ -1,0 +1,76 @@
+"""ServerProcess and server_factory, exercised on a stand-in with the server's CLI shape."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ServerFactory
+from tests.support.server_process import ServerExited, ServerProcess
+
+FAKE = "tests.support.fake_server"
+
+
+def _fake(tmp_path: Path, **env: str) -> ServerProcess:
+    return ServerProcess(
+        "postgresql://postgres@/nowhere", log_path=tmp_path / "fake.log", env=env, module=FAKE
+    )
+
+
+def test_start_wait_and_graceful_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEETQ_ADMIN_TOKEN", "from-the-developer-shell")
+    server = _fake(tmp_path, FLEETQ_LOG_LEVEL="DEBUG", FAKE_SERVER_START_DELAY="0.3")
+    with server:
+        server.wait_until_healthy(timeout=10)
+        body = httpx.get(f"{server.http_url}/health").json()
+    assert body["env"] == {
+        "FLEETQ_DATABASE_URL": "postgresql://postgres@/nowhere",
+        "FLEETQ_LOG_LEVEL": "DEBUG",
+    }, "the URL and extra env are passed; inherited FLEETQ_* variables are not"
+    assert server.returncode == 0
+    log = server.log_text()
+    assert f"--http-port {server.http_port}" in log and "SIGTERM, shutting down" in log
+
+
+def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
+    server = _fake(tmp_path, FAKE_SERVER_IGNORE_SIGTERM="1").start()
+    server.wait_until_healthy(timeout=10)
+    started = time.monotonic()
+    assert server.stop(timeout=0.5) == -signal.SIGKILL
+    assert time.monotonic() - started < 5
+    assert "ignoring SIGTERM" in server.log_text()
+
+
+def test_early_exit_fails_the_wait_at_once_with_the_log(tmp_path: Path) -> None:
+    server = _fake(tmp_path, FAKE_SERVER_EXIT_CODE="3").start()
+    started = time.monotonic()
+    with pytest.raises(ServerExited, match="exited with 3") as info:
+        server.wait_until_healthy(timeout=30)
+    assert time.monotonic() - started < 10
+    assert "exiting at once as asked" in str(info.value)
+    assert server.stop() == 3
+
+
+def test_health_timeout_names_the_server_and_shows_its_log(tmp_path: Path) -> None:
+    server = _fake(tmp_path, FAKE_SERVER_START_DELAY="30").start()
+    try:
+        with pytest.raises(AssertionError, match=r"/health did not answer 200 within 0.3s"):
+            server.wait_until_healthy(timeout=0.3)
+    finally:
+        assert server.kill() == -signal.SIGKILL
+
+
+def test_server_factory_starts_healthy_pods_on_the_test_database(
+    server_factory: ServerFactory, database_url: str
+) -> None:
+    pods = [server_factory(module=FAKE), server_factory(module=FAKE, env={"FLEETQ_POD_ID": "b"})]
+    assert len({p.http_port for p in pods}) == 2
+    for pod in pods:
+        assert pod.health_status() == 200
+        assert httpx.get(f"{pod.http_url}/health").json()["env"]["FLEETQ_DATABASE_URL"] == (
+            database_url
+        )

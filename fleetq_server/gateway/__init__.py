@@ -1,0 +1,20 @@
+"""Generic HTTP/JSON transcoding of the gRPC service, built from its google.api.http rules."""
+
+from fleetq_server.gateway.app import Gateway, GatewayCallDetails
+from fleetq_server.gateway.context import HTTP_CODE_KEY, GatewayServicerContext
+from fleetq_server.gateway.handlers import generic_handler, unary_handlers
+from fleetq_server.gateway.http_errors import HttpError, error_body, http_error_for
+from fleetq_server.gateway.routes import RouteError
+
+__all__ = [
+    "HTTP_CODE_KEY",
+    "Gateway",
+    "GatewayCallDetails",
+    "GatewayServicerContext",
+    "HttpError",
+    "RouteError",
+    "error_body",
+    "generic_handler",
+    "http_error_for",
+    "unary_handlers",
+]

@@ -1,0 +1,325 @@
+"""The HTTP/JSON transcoding gateway: a plain ASGI app in front of in-process gRPC handlers.
+
+Per request: route (from the service's http annotations), decode JSON into the request
+message, run the same server interceptors grpc.aio runs, call the same RpcMethodHandler
+the gRPC server uses, and encode the reply as grpc-gateway would. gRPC status codes
+decide every error's HTTP status through `http_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeAlias, cast
+
+import grpc
+import grpc.aio
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+
+from fleetq_server.gateway.asgi import ASGIApp, Receive, Scope, Send
+from fleetq_server.gateway.context import (
+    GatewayServicerContext,
+    MetadataPairs,
+    metadata_from_headers,
+    peer_from_client,
+)
+from fleetq_server.gateway.http_errors import (
+    METHOD_NOT_ALLOWED,
+    HttpError,
+    default_detail,
+    error_body,
+    http_error_for,
+)
+from fleetq_server.gateway.json_codec import DecodeError, dumps, encode_message
+from fleetq_server.gateway.path_templates import PathValueError
+from fleetq_server.gateway.routes import (
+    MethodNotAllowed,
+    Route,
+    RouteError,
+    Router,
+    routes_for_service,
+)
+
+_LOGGER = logging.getLogger(__name__)
+_NO_MOUNTS: Mapping[str, ASGIApp] = MappingProxyType({})
+_INTERNAL_DETAIL = "internal server error"
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Interceptor: TypeAlias = "grpc.aio.ServerInterceptor[Any, Any]"
+Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
+
+
+@dataclass(frozen=True)
+class GatewayCallDetails(grpc.HandlerCallDetails):
+    """What server interceptors receive, as grpc.aio builds it for a network call."""
+
+    method: str
+    invocation_metadata: MetadataPairs  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class _Failure(Exception):
+    """Internal: stop handling a request and answer with this status."""
+
+    def __init__(self, code: grpc.StatusCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class _Disconnected(Exception):
+    """Internal: the client went away while we read its body."""
+
+
+class Gateway:
+    """ASGI app serving a gRPC service's annotated methods as REST routes."""
+
+    def __init__(
+        self,
+        service: ServiceDescriptor,
+        handlers: Mapping[str, Handler],
+        interceptors: Sequence[Interceptor] = (),
+        mounts: Mapping[str, ASGIApp] = _NO_MOUNTS,
+        max_body_bytes: int = 1 << 20,
+    ) -> None:
+        """Build the routes; raise RouteError for rules or handlers that cannot be served.
+
+        `handlers` is keyed by full method name (`/fleetq.v1.FleetQService/SubmitStep`);
+        every routed method needs one. `mounts` maps exact paths (e.g. `/metrics`) to other
+        ASGI apps, consulted before the routes.
+        """
+        self._router = Router(routes_for_service(service))
+        missing = sorted({r.full_method for r in self._router.routes} - set(handlers))
+        if missing:
+            raise RouteError(f"no handler for routed methods: {', '.join(missing)}")
+        self._handlers = dict(handlers)
+        self._interceptors = tuple(interceptors)
+        self._mounts = dict(mounts)
+        self._max_body_bytes = max_body_bytes
+
+    @property
+    def routes(self) -> Sequence[Route]:
+        """The routes served, most specific first."""
+        return self._router.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+            return
+        if kind != "http":
+            return
+        mount = self._mounts.get(scope["path"])
+        if mount is not None:
+            await mount(scope, receive, send)
+            return
+        try:
+            response = await self._respond(scope, receive)
+        except _Disconnected:
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(response.body)).encode()),
+                    *response.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _respond(self, scope: Scope, receive: Receive) -> _Response:
+        path: str = scope["path"]
+        try:
+            return await self._call(scope, receive)
+        except _Failure as failure:
+            return _error_response(http_error_for(failure.code), failure.detail, path)
+        except _Disconnected:
+            raise
+        except Exception:  # a gateway bug: still answer in the contract's shape
+            _LOGGER.exception("gateway failed on %s %s", scope.get("method"), path)
+            return _error_response(http_error_for(grpc.StatusCode.INTERNAL), _INTERNAL_DETAIL, path)
+
+    async def _call(self, scope: Scope, receive: Receive) -> _Response:
+        path: str = scope["path"]
+        raw_path = scope.get("raw_path") or path.encode("utf-8")
+        try:
+            resolved = self._router.resolve(scope["method"], raw_path.split(b"?", 1)[0])
+        except PathValueError as error:
+            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        if resolved is None:
+            raise _Failure(grpc.StatusCode.NOT_FOUND, f"no route for {scope['method']} {path}")
+        if isinstance(resolved, MethodNotAllowed):
+            allowed = ", ".join(resolved.allowed)
+            detail = f"method {scope['method']} is not allowed on {path}; allowed: {allowed}"
+            return _error_response(
+                METHOD_NOT_ALLOWED, detail, path, ((b"allow", allowed.encode()),)
+            )
+        route = resolved.route
+        body = await self._read_body(scope, receive) if route.decoder.has_body else b""
+        try:
+            request = route.decoder.decode(body, resolved.path_vars, scope.get("query_string", b""))
+        except DecodeError as error:
+            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, error.detail) from None
+        context = GatewayServicerContext(
+            invocation_metadata=metadata_from_headers(scope.get("headers", ())),
+            peer=peer_from_client(scope.get("client")),
+        )
+        try:
+            response = await self._invoke(route, request, context)
+        finally:
+            context.finish()
+        return _Response(status=_success_status(context, route), body=response)
+
+    async def _invoke(
+        self, route: Route, request: Message, context: GatewayServicerContext
+    ) -> bytes:
+        """Interceptors, handler and encoding; everything unexpected becomes a generic 500."""
+        details = GatewayCallDetails(route.full_method, context.invocation_metadata())
+        try:
+            handler = await self._intercepted_handler(details)
+            if handler is None or handler.unary_unary is None:
+                raise _Failure(
+                    grpc.StatusCode.UNIMPLEMENTED, f"method {route.full_method} is not implemented"
+                )
+            response = await _call_behaviour(handler.unary_unary, request, context)
+        except grpc.aio.AbortError:
+            response = None
+            if context.code() is None:
+                _LOGGER.error("AbortError without a status from %s", route.full_method)
+                raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL) from None
+        except _Failure:
+            raise
+        except Exception:
+            _LOGGER.exception("unhandled error in %s", route.full_method)
+            code = context.code()
+            if code is None or code == grpc.StatusCode.OK:
+                raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL) from None
+            # Like grpc.aio, honour a status set before the exception (the generated base
+            # servicer sets UNIMPLEMENTED, then raises); never show the exception's text.
+            raise _Failure(code, context.details() or default_detail(code)) from None
+        code = context.code()
+        if context.aborted or (code is not None and code != grpc.StatusCode.OK):
+            if code is None or code == grpc.StatusCode.OK:
+                code = grpc.StatusCode.UNKNOWN  # aborted with OK: a servicer bug, not success
+            raise _Failure(code, context.details() or default_detail(code))
+        expected = route.method.output_type.full_name
+        if not isinstance(response, Message) or response.DESCRIPTOR.full_name != expected:
+            _LOGGER.error(
+                "%s returned %s instead of %s", route.full_method, type(response).__name__, expected
+            )
+            raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL)
+        try:
+            return dumps(encode_message(response))
+        except Exception:
+            _LOGGER.exception("cannot encode the response of %s", route.full_method)
+            raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL) from None
+
+    async def _intercepted_handler(self, details: GatewayCallDetails) -> Handler | None:
+        """Run the interceptor chain as grpc.aio does: first interceptor outermost."""
+
+        async def lookup(call_details: grpc.HandlerCallDetails) -> Handler | None:
+            return self._handlers.get(call_details.method)
+
+        continuation: Continuation = lookup
+        for interceptor in reversed(self._interceptors):
+            continuation = functools.partial(_intercept, interceptor, continuation)
+        return await continuation(details)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body, refusing (without reading on) anything over max_body_bytes."""
+        too_large = _Failure(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request body exceeds {self._max_body_bytes} bytes",
+        )
+        for name, value in scope.get("headers", ()):
+            is_length = name.lower() == b"content-length" and value.strip().isdigit()
+            if is_length and int(value) > self._max_body_bytes:
+                raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            if message["type"] != "http.request":
+                continue
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body_bytes:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+async def _intercept(
+    interceptor: Interceptor,
+    continuation: Continuation,
+    details: grpc.HandlerCallDetails,
+) -> Handler | None:
+    # grpc.aio's continuations may return None (no such method); the stubs omit that.
+    handler: Handler | None = await interceptor.intercept_service(cast(Any, continuation), details)
+    return handler
+
+
+async def _call_behaviour(
+    behaviour: Callable[..., Any], request: Message, context: GatewayServicerContext
+) -> Any:
+    """Await coroutine handlers; run plain functions in a thread, as grpc.aio does."""
+    if inspect.iscoroutinefunction(behaviour):
+        return await behaviour(request, context)
+    result = await asyncio.to_thread(behaviour, request, context)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _success_status(context: GatewayServicerContext, route: Route) -> int:
+    """200, or what the servicer asked for with `x-http-code` response metadata."""
+    raw = context.http_status_override()
+    if raw is None:
+        return 200
+    text = raw.strip()
+    if text.isdigit() and 100 <= int(text) <= 599:
+        return int(text)
+    _LOGGER.warning("%s set an invalid x-http-code %r; answering 200", route.full_method, raw)
+    return 200
+
+
+def _error_response(
+    error: HttpError,
+    detail: str,
+    path: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> _Response:
+    body = dumps(error_body(detail, error.error_type, path))
+    return _Response(status=error.status, body=body, headers=headers)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge startup and shutdown; the gateway itself holds no resources."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

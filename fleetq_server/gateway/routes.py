@@ -1,0 +1,126 @@
+"""REST routes read from the `google.api.http` options of a service descriptor.
+
+This is what makes the gateway generic: every annotated unary method gets its routes
+(the main rule and any additional_bindings) with no per-endpoint code. Rules the gateway
+cannot honour stop start-up with an error naming the method.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.api import annotations_pb2
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+
+from fleetq_server.gateway.json_codec import BindingError, RequestDecoder
+from fleetq_server.gateway.path_templates import PathTemplate, compile_template, split_path
+
+_PATTERN_KINDS = ("get", "put", "post", "delete", "patch")
+
+
+class RouteError(ValueError):
+    """An http rule the gateway cannot serve; raised when the gateway is built."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP method + path template bound to one RPC."""
+
+    http_method: str
+    template: PathTemplate
+    method: MethodDescriptor
+    decoder: RequestDecoder
+
+    @property
+    def full_method(self) -> str:
+        """The gRPC method name, `/package.Service/Method`, as handlers are keyed."""
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """A route and the path variables the request bound."""
+
+    route: Route
+    path_vars: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MethodNotAllowed:
+    """The path exists, but not for this HTTP method."""
+
+    allowed: tuple[str, ...]
+
+
+def routes_for_service(service: ServiceDescriptor) -> list[Route]:
+    """Every route the service's http annotations declare."""
+    routes: list[Route] = []
+    for method in service.methods:
+        options = method.GetOptions()
+        if not options.HasExtension(annotations_pb2.http):
+            continue
+        if method.client_streaming or method.server_streaming:
+            raise RouteError(f"{method.full_name}: streaming methods cannot be served over REST")
+        rule = options.Extensions[annotations_pb2.http]
+        for binding in [rule, *rule.additional_bindings]:
+            routes.append(_route(method, binding))
+    return routes
+
+
+def _route(method: MethodDescriptor, rule: Any) -> Route:
+    kind = rule.WhichOneof("pattern")
+    if kind in _PATTERN_KINDS:
+        http_method, template = kind.upper(), getattr(rule, kind)
+    elif kind == "custom":
+        http_method, template = rule.custom.kind.upper(), rule.custom.path
+    else:
+        raise RouteError(f"{method.full_name}: http rule has no pattern")
+    if rule.response_body:
+        raise RouteError(f"{method.full_name}: response_body is not supported")
+    try:
+        compiled = compile_template(template)
+        decoder = RequestDecoder(method.input_type, rule.body, compiled.variables)
+    except (BindingError, ValueError) as error:
+        raise RouteError(f"{method.full_name}: {error}") from None
+    return Route(http_method=http_method, template=compiled, method=method, decoder=decoder)
+
+
+class Router:
+    """Finds the route for a request; literal segments win over variables."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        ordered = sorted(routes, key=lambda route: route.template.specificity)
+        seen: dict[tuple[str, tuple[str | None, ...]], Route] = {}
+        for route in ordered:
+            key = (route.http_method, route.template.shape)
+            if key in seen:
+                raise RouteError(
+                    f"{route.method.full_name} and {seen[key].method.full_name} both route "
+                    f"{route.http_method} {route.template.template}"
+                )
+            seen[key] = route
+        self._routes: Sequence[Route] = ordered
+
+    @property
+    def routes(self) -> Sequence[Route]:
+        """All routes, most specific first."""
+        return self._routes
+
+    def resolve(
+        self, http_method: str, raw_path: str | bytes
+    ) -> RouteMatch | MethodNotAllowed | None:
+        """The matching route, MethodNotAllowed, or None for an unknown path.
+
+        Raises PathValueError when the path does not percent-decode to UTF-8.
+        """
+        segments = split_path(raw_path)
+        allowed: list[str] = []
+        for route in self._routes:
+            path_vars = route.template.match_segments(segments)
+            if path_vars is None:
+                continue
+            if route.http_method == http_method:
+                return RouteMatch(route=route, path_vars=path_vars)
+            if route.http_method not in allowed:
+                allowed.append(route.http_method)
+        return MethodNotAllowed(allowed=tuple(allowed)) if allowed else None

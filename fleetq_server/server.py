@@ -1,6 +1,8 @@
 """Assembles one pod process: database, pod runtime, gRPC server and HTTP gateway,
 all on one asyncio loop, and runs it until SIGTERM/SIGINT."""
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 import logging

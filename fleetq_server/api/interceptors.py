@@ -1,8 +1,10 @@
 """gRPC server interceptors. The REST gateway runs the same chain in process."""
 
+from __future__ import annotations
+
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -11,8 +13,9 @@ from fleetq_server.errors import FleetQError
 
 log = logging.getLogger(__name__)
 
-MethodHandler = grpc.RpcMethodHandler[Any, Any]
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]]
+if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
+    MethodHandler = grpc.RpcMethodHandler[Any, Any]
+    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]]
 
 
 class ErrorTranslationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import uvicorn
@@ -21,7 +20,7 @@ from fleetq_server import embedded_db
 from fleetq_server.api.interceptors import ErrorTranslationInterceptor
 from fleetq_server.api.servicer import FleetQServicer
 from fleetq_server.config import Settings
-from fleetq_server.gateway import Gateway
+from fleetq_server.gateway import Gateway, generic_handler, unary_handlers
 from fleetq_server.handlers import load_registry
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store import Store, open_store
@@ -33,23 +32,6 @@ SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
 MAX_REQUEST_BYTES = 1 << 20
 # How long in-flight RPCs get to finish once the pod has drained.
 RPC_DRAIN_S = 2.0
-
-
-def method_handlers(servicer: FleetQServicer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """One handler per RPC, keyed by full method name, built from the descriptor.
-
-    The same objects serve gRPC and the REST gateway, so both go through one code path.
-    """
-    handlers = {}
-    for method in SERVICE.methods:
-        request_class = fleetq_pb2.__dict__[method.input_type.name]
-        response_class = fleetq_pb2.__dict__[method.output_type.name]
-        handlers[f"/{SERVICE.full_name}/{method.name}"] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=request_class.FromString,
-            response_serializer=response_class.SerializeToString,
-        )
-    return handlers
 
 
 class _QuietUvicornServer(uvicorn.Server):
@@ -94,7 +76,8 @@ class PodProcess:
         await self.pod.start()
 
         interceptors = [ErrorTranslationInterceptor()]
-        handlers = method_handlers(FleetQServicer(self.pod))
+        # One set of handler objects serves gRPC and REST alike.
+        handlers = unary_handlers(SERVICE, FleetQServicer(self.pod))
         self._grpc = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -102,9 +85,7 @@ class PodProcess:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        self._grpc.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE.full_name, _short_names(handlers)),)
-        )
+        self._grpc.add_generic_rpc_handlers((generic_handler(SERVICE, handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(
             (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
@@ -167,12 +148,6 @@ class PodProcess:
             await self._store.close()
         if self._embedded is not None:
             self._embedded.stop()
-
-
-def _short_names(
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]],
-) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    return {name.rsplit("/", 1)[1]: handler for name, handler in handlers.items()}
 
 
 async def serve(settings: Settings) -> int:

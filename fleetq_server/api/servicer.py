@@ -9,11 +9,14 @@ from fleetq.v1 import fleetq_pb2_grpc
 from fleetq_server import __version__, errors, submission
 from fleetq_server.api import messages
 from fleetq_server.api.json_values import struct_to_dict
+from fleetq_server.coalescer import Coalescer
 from fleetq_server.runtime.pod import Pod
+from fleetq_server.store.records import InsertOutcome, NewStep
 
 # The REST gateway turns this response metadata into the HTTP status (grpc-gateway idiom).
 HTTP_CODE_HEADER = "x-http-code"
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+MAX_BATCH_STEPS = 1000
 
 
 def _metadata_value(context: Any, name: str) -> str | None:
@@ -28,6 +31,29 @@ async def _set_http_code(context: Any, code: int) -> None:
     await context.send_initial_metadata(((HTTP_CODE_HEADER, str(code)),))
 
 
+def _submit_request(
+    request: pb.SubmitStepRequest, header_key: str | None
+) -> submission.SubmitRequest:
+    """The domain's view of one submit; the body's idempotency key wins over the header."""
+    return submission.SubmitRequest(
+        type=request.type,
+        args=struct_to_dict(request.args) if request.HasField("args") else None,
+        metadata=struct_to_dict(request.metadata) if request.HasField("metadata") else None,
+        priority=request.priority,
+        max_retries=request.max_retries if request.HasField("max_retries") else None,
+        idempotency_key=(
+            request.idempotency_key if request.HasField("idempotency_key") else header_key
+        ),
+    )
+
+
+def _acknowledgement(outcome: InsertOutcome) -> pb.SubmitStepResponse:
+    verb = "submitted successfully" if outcome.created else "already submitted"
+    return pb.SubmitStepResponse(
+        step_id=outcome.step_id, status="submitted", message=f"Step {outcome.step_id} {verb}"
+    )
+
+
 class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
     """Implements the RPCs over the pod's store and state. Domain errors propagate as
     exceptions; the error interceptor maps them to status codes."""
@@ -36,6 +62,10 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self._pod = pod
         self._store = pod.store
         self._settings = pod.settings
+        # Concurrent single submits share one INSERT (and one NOTIFY) per round trip.
+        self._inserts: Coalescer[NewStep, InsertOutcome | errors.ConflictError] = Coalescer(
+            self._store.step_insert_many, max_batch=MAX_BATCH_STEPS
+        )
 
     async def GetHealth(self, request: pb.GetHealthRequest, context: Any) -> pb.GetHealthResponse:
         state = self._pod.state
@@ -54,28 +84,31 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
     async def SubmitStep(
         self, request: pb.SubmitStepRequest, context: Any
     ) -> pb.SubmitStepResponse:
-        key = (
-            request.idempotency_key
-            if request.HasField("idempotency_key")
-            else _metadata_value(context, IDEMPOTENCY_KEY_HEADER)
-        )
-        step = submission.prepare_step(
-            submission.SubmitRequest(
-                type=request.type,
-                args=struct_to_dict(request.args) if request.HasField("args") else None,
-                metadata=struct_to_dict(request.metadata) if request.HasField("metadata") else None,
-                priority=request.priority,
-                max_retries=request.max_retries if request.HasField("max_retries") else None,
-                idempotency_key=key,
-            )
-        )
-        outcome = await self._store.step_insert(step)
+        header_key = _metadata_value(context, IDEMPOTENCY_KEY_HEADER)
+        step = submission.prepare_step(_submit_request(request, header_key))
+        outcome = await self._inserts.submit(step)
+        if isinstance(outcome, errors.ConflictError):
+            raise outcome
         await _set_http_code(context, 201 if outcome.created else 200)
-        verb = "submitted successfully" if outcome.created else "already submitted"
-        return pb.SubmitStepResponse(
-            step_id=outcome.step_id,
-            status="submitted",
-            message=f"Step {outcome.step_id} {verb}",
+        return _acknowledgement(outcome)
+
+    async def SubmitBatch(
+        self, request: pb.SubmitBatchRequest, context: Any
+    ) -> pb.SubmitBatchResponse:
+        if not 1 <= len(request.steps) <= MAX_BATCH_STEPS:
+            raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
+        steps = []
+        for index, item in enumerate(request.steps):
+            try:
+                steps.append(submission.prepare_step(_submit_request(item, None)))
+            except errors.ValidationError as exc:
+                raise errors.ValidationError(f"steps[{index}].{exc}") from None
+        outcomes = await self._store.step_insert_many(steps, atomic=True)
+        created = [o for o in outcomes if isinstance(o, InsertOutcome)]
+        created_count = sum(outcome.created for outcome in created)
+        await _set_http_code(context, 201 if created_count else 200)
+        return pb.SubmitBatchResponse(
+            steps=[_acknowledgement(outcome) for outcome in created], created_count=created_count
         )
 
     async def GetStepStatus(

@@ -1,5 +1,6 @@
 """SQL for steps: insert, read, claim, and the fenced outcome updates."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -25,48 +26,81 @@ class StepQueries(PoolHolder):
     """Every statement that touches `fleetq_steps` outside recovery."""
 
     @translate_errors
-    async def step_insert(self, step: NewStep) -> InsertOutcome:
-        """Insert a step and wake idle pods; de-duplicate on the client's key.
+    async def step_insert_many(
+        self, steps: Sequence[NewStep], *, atomic: bool = False
+    ) -> list[InsertOutcome | errors.ConflictError]:
+        """Insert steps in one transaction and one NOTIFY; de-duplicate on client keys.
 
-        The unique constraint on client_key makes concurrent duplicates safe: the losers
-        of the race see the winner's row once it commits (ON CONFLICT waits for it).
+        Returns, per step in order, its outcome or the ConflictError of a client key
+        reused with a different payload. With `atomic`, any conflict raises instead and
+        nothing is written. The unique constraint on client_key makes concurrent
+        duplicates safe: ON CONFLICT waits for the competing insert to commit.
         """
-        async with self._connection() as connection:
-            row = await connection.fetchrow(
+        if not steps:
+            return []
+        async with self._transaction() as connection:
+            await connection.execute(
                 f"""
                 WITH inserted AS (
                     INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
                         max_retries, idempotency_key, client_key, payload_hash)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[],
+                        $5::int[], $6::int[], $7::text[], $8::text[], $9::text[])
                     ON CONFLICT (client_key) DO NOTHING
                     RETURNING step_id
                 )
-                SELECT step_id, pg_notify('{SUBMIT_CHANNEL}', '') FROM inserted
+                SELECT step_id, pg_notify('{SUBMIT_CHANNEL}', '')
+                FROM inserted LIMIT 1
                 """,
-                step.step_id,
-                step.type,
-                step.args,
-                step.metadata,
-                step.priority,
-                step.max_retries,
-                step.idempotency_key,
-                step.client_key,
-                step.payload_hash,
+                [step.step_id for step in steps],
+                [step.type for step in steps],
+                [step.args for step in steps],
+                [step.metadata for step in steps],
+                [step.priority for step in steps],
+                [step.max_retries for step in steps],
+                [step.idempotency_key for step in steps],
+                [step.client_key for step in steps],
+                [step.payload_hash for step in steps],
             )
-            if row is not None:
-                return InsertOutcome(step_id=row["step_id"], created=True)
-            existing = await connection.fetchrow(
-                "SELECT step_id, payload_hash FROM fleetq_steps WHERE client_key = $1",
-                step.client_key,
+            outcomes = await self._resolve_duplicates(connection, steps)
+            if atomic:
+                for outcome in outcomes:
+                    if isinstance(outcome, errors.ConflictError):
+                        raise outcome
+        return outcomes
+
+    @staticmethod
+    async def _resolve_duplicates(
+        connection: Any, steps: Sequence[NewStep]
+    ) -> list[InsertOutcome | errors.ConflictError]:
+        """Match each step to the row that now holds its id or its client key."""
+        keys = [step.client_key for step in steps if step.client_key is not None]
+        existing: dict[str, asyncpg.Record] = {}
+        if keys:
+            rows = await connection.fetch(
+                "SELECT step_id, client_key, payload_hash FROM fleetq_steps"
+                " WHERE client_key = ANY($1::text[])",
+                keys,
             )
-        if existing is None:  # the original was deleted by retention between the two reads
-            raise errors.ConflictError("idempotency key was just released; retry the submit")
-        if existing["payload_hash"] != step.payload_hash:
-            raise errors.ConflictError(
-                "idempotency_key was already used for a different payload "
-                f"(step {existing['step_id']})"
-            )
-        return InsertOutcome(step_id=existing["step_id"], created=False)
+            existing = {row["client_key"]: row for row in rows}
+        outcomes: list[InsertOutcome | errors.ConflictError] = []
+        for step in steps:
+            row = existing.get(step.client_key) if step.client_key is not None else None
+            if row is None:
+                # No client key, or none stored: our own insert went in.
+                outcomes.append(InsertOutcome(step_id=step.step_id, created=True))
+            elif row["payload_hash"] != step.payload_hash:
+                outcomes.append(
+                    errors.ConflictError(
+                        "idempotency_key was already used for a different payload "
+                        f"(step {row['step_id']})"
+                    )
+                )
+            else:
+                outcomes.append(
+                    InsertOutcome(step_id=row["step_id"], created=row["step_id"] == step.step_id)
+                )
+        return outcomes
 
     @translate_errors
     async def step_get(self, step_id: str) -> StepRecord:
@@ -104,11 +138,11 @@ class StepQueries(PoolHolder):
                 )
                 UPDATE fleetq_steps AS s
                 SET status = 'claimed', claimed_by = $1, attempt = s.attempt + 1,
-                    last_update_ts = now()
+                    claimed_ts = now(), last_update_ts = now()
                 FROM picked WHERE s.step_id = picked.step_id
                 RETURNING s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
                           s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
-                          s.last_update_ts AS claimed_ts
+                          s.claimed_ts
                 """,
                 pod_id,
                 step_types,

@@ -8,6 +8,7 @@ import pytest
 
 from fleetq_server import errors
 from fleetq_server.store import Store, open_store
+from fleetq_server.store.records import InsertOutcome
 from fleetq_server.submission import SubmitRequest, prepare_step
 
 REQUEST = SubmitRequest(
@@ -28,7 +29,8 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 
 async def submit(store: Store, **changes: object) -> str:
-    outcome = await store.step_insert(prepare_step(replace(REQUEST, **changes)))  # type: ignore[arg-type]
+    [outcome] = await store.step_insert_many([prepare_step(replace(REQUEST, **changes))])  # type: ignore[arg-type]
+    assert isinstance(outcome, InsertOutcome)
     return outcome.step_id
 
 
@@ -102,13 +104,49 @@ async def test_backoff_hides_a_step_until_it_expires(store: Store) -> None:
 
 
 async def test_duplicate_client_keys_resolve_to_one_step(store: Store) -> None:
-    outcomes = await asyncio.gather(
-        *(store.step_insert(prepare_step(replace(REQUEST, idempotency_key="k"))) for _ in range(10))
+    batches = await asyncio.gather(
+        *(
+            store.step_insert_many([prepare_step(replace(REQUEST, idempotency_key="k"))])
+            for _ in range(10)
+        )
     )
-    assert len({outcome.step_id for outcome in outcomes}) == 1
-    assert sum(outcome.created for outcome in outcomes) == 1
-    with pytest.raises(errors.ConflictError, match="different payload"):
-        await store.step_insert(prepare_step(replace(REQUEST, idempotency_key="k", args={})))
+    outcomes = [outcome for [outcome] in batches]
+    assert all(isinstance(outcome, InsertOutcome) for outcome in outcomes)
+    assert len({outcome.step_id for outcome in outcomes}) == 1  # type: ignore[union-attr]
+    assert sum(outcome.created for outcome in outcomes) == 1  # type: ignore[union-attr]
+    [conflict] = await store.step_insert_many(
+        [prepare_step(replace(REQUEST, idempotency_key="k", args={}))]
+    )
+    assert isinstance(conflict, errors.ConflictError)
+
+
+async def test_a_batch_resolves_keys_within_itself_and_against_the_table(store: Store) -> None:
+    [first] = await store.step_insert_many([prepare_step(replace(REQUEST, idempotency_key="a"))])
+    assert isinstance(first, InsertOutcome)
+    outcomes = await store.step_insert_many(
+        [
+            prepare_step(replace(REQUEST, idempotency_key="a")),
+            prepare_step(replace(REQUEST, idempotency_key="b")),
+            prepare_step(replace(REQUEST, idempotency_key="b")),
+            prepare_step(REQUEST),
+        ]
+    )
+    assert all(isinstance(outcome, InsertOutcome) for outcome in outcomes)
+    again, new_b, repeat_b, plain = outcomes
+    assert again == InsertOutcome(first.step_id, created=False)
+    assert new_b.created and repeat_b == InsertOutcome(new_b.step_id, created=False)  # type: ignore[union-attr]
+    assert plain.created  # type: ignore[union-attr]
+
+
+async def test_an_atomic_batch_with_a_conflict_writes_nothing(store: Store) -> None:
+    await store.step_insert_many([prepare_step(replace(REQUEST, idempotency_key="a"))])
+    fresh = prepare_step(REQUEST)
+    with pytest.raises(errors.ConflictError):
+        await store.step_insert_many(
+            [fresh, prepare_step(replace(REQUEST, idempotency_key="a", args={}))], atomic=True
+        )
+    with pytest.raises(errors.NotFoundError):
+        await store.step_get(fresh.step_id)
 
 
 async def test_unknown_step_is_not_found(store: Store) -> None:

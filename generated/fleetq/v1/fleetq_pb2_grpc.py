@@ -45,6 +45,11 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.SubmitStepRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.SubmitStepResponse.FromString,
                 _registered_method=True)
+        self.SubmitBatch = channel.unary_unary(
+                '/fleetq.v1.FleetQService/SubmitBatch',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
         self.GetStepStatus = channel.unary_unary(
                 '/fleetq.v1.FleetQService/GetStepStatus',
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetStepStatusRequest.SerializeToString,
@@ -87,6 +92,15 @@ class FleetQServiceServicer:
     def SubmitStep(self, request, context):
         """SubmitStep enqueues one step. Over REST a new step answers 201; a repeat
         of an earlier submit with the same idempotency key answers 200.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitBatch(self, request, context):
+        """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
+        valid and accepted, or none is written. Idempotency keys are honoured per
+        step. Over REST a batch that created any step answers 201.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,6 +154,11 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.SubmitStep,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.SubmitStepRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.SubmitStepResponse.SerializeToString,
+            ),
+            'SubmitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.SubmitBatchResponse.SerializeToString,
             ),
             'GetStepStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStepStatus,
@@ -222,6 +241,33 @@ class FleetQService:
             '/fleetq.v1.FleetQService/SubmitStep',
             fleetq_dot_v1_dot_fleetq__pb2.SubmitStepRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.SubmitStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/SubmitBatch',
+            fleetq_dot_v1_dot_fleetq__pb2.SubmitBatchRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.SubmitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

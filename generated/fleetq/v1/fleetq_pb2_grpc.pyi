@@ -50,6 +50,11 @@ class FleetQServiceStub:
     """SubmitStep enqueues one step. Over REST a new step answers 201; a repeat
     of an earlier submit with the same idempotency key answers 200.
     """
+    SubmitBatch: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.SubmitBatchRequest, _fleetq_pb2.SubmitBatchResponse]
+    """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
+    valid and accepted, or none is written. Idempotency keys are honoured per
+    step. Over REST a batch that created any step answers 201.
+    """
     GetStepStatus: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetStepStatusRequest, _fleetq_pb2.GetStepStatusResponse]
     """GetStepStatus returns a step's state and its original payload."""
     GetIdempotencyKey: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetIdempotencyKeyRequest, _fleetq_pb2.GetIdempotencyKeyResponse]
@@ -75,6 +80,11 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     SubmitStep: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.SubmitStepRequest, _fleetq_pb2.SubmitStepResponse]  # type: ignore[assignment]
     """SubmitStep enqueues one step. Over REST a new step answers 201; a repeat
     of an earlier submit with the same idempotency key answers 200.
+    """
+    SubmitBatch: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.SubmitBatchRequest, _fleetq_pb2.SubmitBatchResponse]  # type: ignore[assignment]
+    """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
+    valid and accepted, or none is written. Idempotency keys are honoured per
+    step. Over REST a batch that created any step answers 201.
     """
     GetStepStatus: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetStepStatusRequest, _fleetq_pb2.GetStepStatusResponse]  # type: ignore[assignment]
     """GetStepStatus returns a step's state and its original payload."""
@@ -110,6 +120,17 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fleetq_pb2.SubmitStepResponse, _abc.Awaitable[_fleetq_pb2.SubmitStepResponse]]:
         """SubmitStep enqueues one step. Over REST a new step answers 201; a repeat
         of an earlier submit with the same idempotency key answers 200.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitBatch(
+        self,
+        request: _fleetq_pb2.SubmitBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.SubmitBatchResponse, _abc.Awaitable[_fleetq_pb2.SubmitBatchResponse]]:
+        """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
+        valid and accepted, or none is written. Idempotency keys are honoured per
+        step. Over REST a batch that created any step answers 201.
         """
 
     @_abc_1.abstractmethod

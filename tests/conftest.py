@@ -10,6 +10,7 @@ serve sync and async tests alike and never need a session-scoped event loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -65,21 +66,76 @@ def postgres_admin_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _fresh_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database (``fleetq_test_<random>``), dropped WITH (FORCE) afterwards,
+    which also ends connections left open."""
+    name = new_database_name()
+    run_sync(lambda: create_database(admin_url, name))
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        run_sync(lambda: drop_database(admin_url, name))
+
+
 @pytest.fixture
 def database_url(postgres_admin_url: str) -> Iterator[str]:
-    """URL of a new, empty database (``fleetq_test_<random>``) of this test's own.
+    """URL of a new, empty database of this test's own."""
+    with _fresh_database(postgres_admin_url) as url:
+        yield url
 
-    Dropped afterwards WITH (FORCE), which also ends connections the test left open.
-    """
-    name = new_database_name()
-    run_sync(lambda: create_database(postgres_admin_url, name))
-    try:
-        yield with_database(postgres_admin_url, name)
-    finally:
-        run_sync(lambda: drop_database(postgres_admin_url, name))
+
+@pytest.fixture(scope="module")
+def module_database_url(postgres_admin_url: str) -> Iterator[str]:
+    """URL of a new, empty database shared by the tests of one module."""
+    with _fresh_database(postgres_admin_url) as url:
+        yield url
 
 
 ServerFactory = Callable[..., ServerProcess]
+
+
+@contextlib.contextmanager
+def _server_starter(
+    database_url: str, log_dir: Path, servers: list[ServerProcess]
+) -> Iterator[ServerFactory]:
+    """``start(**keywords)`` -> a healthy server; on exit stops every server it started."""
+
+    def start(
+        *,
+        env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+        database_url: str | None = database_url,
+        wait: bool = True,
+        health_timeout: float = 30.0,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        module: str = "fleetq_server",
+        program: Sequence[str] | None = None,
+    ) -> ServerProcess:
+        name = f"pod{len(servers)}"
+        server = ServerProcess(
+            database_url,
+            env=env,
+            extra_args=extra_args,
+            log_path=log_dir / f"{name}.log",
+            name=name,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            module=module,
+            program=program,
+        )
+        servers.append(server)
+        server.start()
+        if wait:
+            server.wait_until_healthy(health_timeout)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in reversed(servers):
+            server.stop()
 
 
 @pytest.fixture
@@ -88,57 +144,46 @@ def server_factory(
 ) -> Iterator[ServerFactory]:
     """Start pods on this test's database: ``server_factory(env={...})`` -> a healthy server.
 
-    Keywords: ``env``, ``extra_args``, ``database_url`` (default: this test's), ``wait``
-    (default True: return once /health answers 200), ``health_timeout``, ``http_port`` and
-    ``grpc_port`` (default: free ports), ``module`` (default ``fleetq_server``). Every server
-    is stopped after the test (before its database is dropped); when the test fails, each
-    server's log tail is added to the report.
+    Keywords: ``env``, ``extra_args``, ``database_url`` (default: this test's; None: no
+    FLEETQ_DATABASE_URL at all, i.e. the embedded database), ``wait`` (default True: return
+    once /health answers 200), ``health_timeout``, ``http_port`` and ``grpc_port`` (default:
+    free ports), ``module`` (default ``fleetq_server``), ``program`` (the command before
+    ``serve``, e.g. the ``fleetq`` console script). Every server is stopped after the test
+    (before its database is dropped); when the test fails, each server's log tail is added
+    to the report.
     """
     servers: list[ServerProcess] = []
     request.node.stash[_SERVERS] = servers
+    with _server_starter(database_url, tmp_path, servers) as start:
+        yield start
 
-    def start(
-        *,
-        env: Mapping[str, str] | None = None,
-        extra_args: Sequence[str] = (),
-        database_url: str = database_url,
-        wait: bool = True,
-        health_timeout: float = 30.0,
-        http_port: int | None = None,
-        grpc_port: int | None = None,
-        module: str = "fleetq_server",
-    ) -> ServerProcess:
-        name = f"pod{len(servers)}"
-        server = ServerProcess(
-            database_url,
-            env=env,
-            extra_args=extra_args,
-            log_path=tmp_path / f"{name}.log",
-            name=name,
-            http_port=http_port,
-            grpc_port=grpc_port,
-            module=module,
-        )
-        servers.append(server)
-        server.start()
-        if wait:
-            server.wait_until_healthy(health_timeout)
-        return server
 
-    yield start
-    for server in reversed(servers):
-        server.stop()
+@pytest.fixture(scope="module")
+def module_server_factory(
+    request: pytest.FixtureRequest,
+    module_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerFactory]:
+    """Like ``server_factory``, for pods shared by a module's tests (on the module's database).
+
+    Tests sharing a pod must not depend on each other's data.
+    """
+    servers: list[ServerProcess] = []
+    request.node.stash[_SERVERS] = servers  # the module: failing tests in it report these logs
+    with _server_starter(module_database_url, tmp_path_factory.mktemp("servers"), servers) as start:
+        yield start
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach the log tail of every server the test started to its failure report."""
+    """Attach the log tail of every server the test or its module started to its failure report."""
     report = yield
     if report.failed:
-        for server in item.stash.get(_SERVERS, []):
-            report.sections.append((f"{server.name} log", server.log_tail()))
+        for node in item.listchain():  # the test's own servers and its module's
+            for server in node.stash.get(_SERVERS, []):
+                report.sections.append((f"{server.name} log", server.log_tail()))
     return report
 
 

@@ -30,12 +30,14 @@ class ServerProcess:
     ``start()`` spawns it; ``wait_until_healthy()`` polls ``GET /health``; ``stop()`` sends
     SIGTERM, escalates to SIGKILL after a timeout and returns the exit code (negative: killed by
     that signal, as in :mod:`subprocess`). Inherited ``FLEETQ_*`` variables are dropped so a
-    developer's shell cannot change a test; pass ``env`` for what the test wants.
+    developer's shell cannot change a test; pass ``env`` for what the test wants. A
+    ``database_url`` of None leaves FLEETQ_DATABASE_URL unset (the zero-config embedded
+    database). ``program`` replaces ``python -m <module>`` (e.g. the ``fleetq`` script).
     """
 
     def __init__(
         self,
-        database_url: str,
+        database_url: str | None,
         *,
         log_path: Path,
         env: Mapping[str, str] | None = None,
@@ -43,6 +45,7 @@ class ServerProcess:
         grpc_port: int | None = None,
         extra_args: Sequence[str] = (),
         module: str = "fleetq_server",
+        program: Sequence[str] | None = None,
         name: str = "server",
     ) -> None:
         self.database_url = database_url
@@ -51,9 +54,7 @@ class ServerProcess:
         self.grpc_port = grpc_port if grpc_port is not None else free_port()
         self.name = name
         self.argv = [
-            sys.executable,
-            "-m",
-            module,
+            *(program or (sys.executable, "-m", module)),
             "serve",
             "--http-host",
             "127.0.0.1",
@@ -66,12 +67,8 @@ class ServerProcess:
             *extra_args,
         ]
         base = {k: v for k, v in os.environ.items() if not k.startswith("FLEETQ_")}
-        self.env = {
-            **base,
-            "PYTHONUNBUFFERED": "1",
-            "FLEETQ_DATABASE_URL": database_url,
-            **(env or {}),
-        }
+        database = {} if database_url is None else {"FLEETQ_DATABASE_URL": database_url}
+        self.env = {**base, "PYTHONUNBUFFERED": "1", **database, **(env or {})}
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 

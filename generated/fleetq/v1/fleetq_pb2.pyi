@@ -14,10 +14,12 @@ google.protobuf.Timestamp (RFC 3339, UTC).
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import extension_dict as _extension_dict
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -841,3 +843,10 @@ class RunRecoveryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunRecoveryResponse: _TypeAlias = RunRecoveryResponse  # noqa: Y015
+
+ADMIN_FIELD_NUMBER: _builtins.int
+admin: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
+"""Marks an admin RPC. When the pod has an admin token (FLEETQ_ADMIN_TOKEN),
+an admin RPC requires "authorization: Bearer <token>" metadata (the
+Authorization header over REST); without a token every RPC is open.
+"""

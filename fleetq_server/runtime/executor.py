@@ -12,16 +12,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetq_server import errors
+from fleetq_server.coalescer import Coalescer
 from fleetq_server.handlers import HandlerRegistry, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store import Store
-from fleetq_server.store.records import ClaimedStep
+from fleetq_server.store.records import ClaimedStep, StepOutcome
 
 log = logging.getLogger(__name__)
 
 # Outcome writes retry while the database is unavailable, backing off up to this.
 _WRITE_RETRY_MAX_S = 5.0
+# Outcomes finishing together are written in one UPDATE of at most this many rows.
+_MAX_OUTCOMES_PER_WRITE = 500
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class StepExecutor:
         self._retry_policy = retry_policy
         self._on_slot_free = on_slot_free
         self._running: dict[str, RunningStep] = {}
+        self._outcomes: Coalescer[StepOutcome, str | None] = Coalescer(
+            store.step_finish_many, max_batch=_MAX_OUTCOMES_PER_WRITE
+        )
         # Blocking handlers get a thread each, up to capacity: the default executor is
         # sized by CPU count and would queue them behind each other.
         self._threads = ThreadPoolExecutor(
@@ -123,7 +129,7 @@ class StepExecutor:
         )
         if handler is None:  # claimed only our own types, so this is a programming error
             error = {"type": "UnknownStepType", "message": f"no handler for {step.type!r}"}
-            await self._write(step_log, self._fail_writer(step, claim_pod_id, error))
+            await self._write(step_log, self._failure(step, claim_pod_id, error))
             return
         context = StepContext(
             step_id=step.step_id,
@@ -146,15 +152,13 @@ class StepExecutor:
                 "message": f"step exceeded its {handler.timeout_s:g}s timeout",
             }
             step_log.warning("step timed out (attempt %d)", step.attempt)
-            await self._write(step_log, self._fail_writer(step, claim_pod_id, error))
+            await self._write(step_log, self._failure(step, claim_pod_id, error))
         except Exception as exc:
             error = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
             step_log.warning("step failed (attempt %d): %s", step.attempt, error["message"])
-            await self._write(step_log, self._fail_writer(step, claim_pod_id, error))
+            await self._write(step_log, self._failure(step, claim_pod_id, error))
         else:
-            await self._write(
-                step_log, lambda: self._store.step_complete(step, claim_pod_id, result)
-            )
+            await self._write(step_log, StepOutcome(step, claim_pod_id, result=result))
 
     async def _call(
         self, handler: RegisteredHandler, args: dict[str, Any], context: StepContext
@@ -170,14 +174,13 @@ class StepExecutor:
             return await call
         return await asyncio.wait_for(call, handler.timeout_s)
 
-    def _fail_writer(
-        self, step: ClaimedStep, claim_pod_id: str, error: dict[str, str]
-    ) -> Callable[[], Any]:
-        delay = self._retry_policy.delay(step.retry_count)
-        return lambda: self._store.step_fail(step, claim_pod_id, error, delay)
+    def _failure(self, step: ClaimedStep, claim_pod_id: str, error: dict[str, str]) -> StepOutcome:
+        return StepOutcome(
+            step, claim_pod_id, error=error, backoff_s=self._retry_policy.delay(step.retry_count)
+        )
 
     async def _write(
-        self, step_log: logging.LoggerAdapter[logging.Logger], write: Callable[[], Any]
+        self, step_log: logging.LoggerAdapter[logging.Logger], outcome: StepOutcome
     ) -> None:
         """Record the outcome, retrying while the database is unavailable.
 
@@ -187,12 +190,12 @@ class StepExecutor:
         pause = 0.1
         while True:
             try:
-                outcome = await write()
+                new_status = await self._outcomes.submit(outcome)
             except errors.DatabaseUnavailableError:
                 step_log.warning("database unavailable; retrying outcome in %.1fs", pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _WRITE_RETRY_MAX_S)
                 continue
-            if outcome is False or outcome is None:
+            if new_status is None:
                 step_log.warning("outcome fenced out: the step was reassigned")
             return

@@ -27,7 +27,11 @@ def migration_files() -> list[tuple[int, str, str]]:
         match = _FILE_PATTERN.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    found.sort()
+    for (version, first, _), (next_version, second, _) in zip(found, found[1:], strict=False):
+        if version == next_version:
+            raise RuntimeError(f"migrations {first} and {second} share version {version}")
+    return found
 
 
 async def apply_migrations(pool: asyncpg.Pool) -> list[str]:

@@ -67,6 +67,18 @@ class ClaimedStep:
 
 
 @dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """How one execution ended: `error` None means success with `result`."""
+
+    step: ClaimedStep
+    pod_id: str
+    result: Any = None
+    error: dict[str, str] | None = None
+    # For a failure: seconds before the step may be claimed again.
+    backoff_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class PodRecord:
     """A pod row, with liveness judged by the database clock when it was read."""
 

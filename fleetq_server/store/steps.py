@@ -1,5 +1,6 @@
 """SQL for steps: insert, read, claim, and the fenced outcome updates."""
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -7,7 +8,13 @@ import asyncpg
 
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder, translate_errors
-from fleetq_server.store.records import ClaimedStep, InsertOutcome, NewStep, StepRecord
+from fleetq_server.store.records import (
+    ClaimedStep,
+    InsertOutcome,
+    NewStep,
+    StepOutcome,
+    StepRecord,
+)
 
 # NOTIFY channel idle pods LISTEN on; the payload is unused (any submit wakes claimers).
 SUBMIT_CHANNEL = "fleetq_step_submitted"
@@ -16,6 +23,12 @@ _STEP_COLUMNS = """
     step_id, status, type, args, metadata, priority, max_retries, retry_count, claimed_by,
     attempt, idempotency_key, created_ts, last_update_ts, result, error
 """
+
+
+def _json(value: Any) -> str:
+    """JSON text for jsonb array parameters: asyncpg would read a list value as a
+    nested array, so arrays of JSON travel as text[] and are cast in SQL."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _step_record(row: asyncpg.Record) -> StepRecord:
@@ -44,8 +57,12 @@ class StepQueries(PoolHolder):
                 WITH inserted AS (
                     INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
                         max_retries, idempotency_key, client_key, payload_hash)
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[],
-                        $5::int[], $6::int[], $7::text[], $8::text[], $9::text[])
+                    SELECT step_id, type, args::jsonb, metadata::jsonb, priority, max_retries,
+                           idempotency_key, client_key, payload_hash
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
+                                $6::int[], $7::text[], $8::text[], $9::text[])
+                         AS n(step_id, type, args, metadata, priority, max_retries,
+                              idempotency_key, client_key, payload_hash)
                     ON CONFLICT (client_key) DO NOTHING
                     RETURNING step_id
                 )
@@ -54,8 +71,8 @@ class StepQueries(PoolHolder):
                 """,
                 [step.step_id for step in steps],
                 [step.type for step in steps],
-                [step.args for step in steps],
-                [step.metadata for step in steps],
+                [_json(step.args) for step in steps],
+                [_json(step.metadata) for step in steps],
                 [step.priority for step in steps],
                 [step.max_retries for step in steps],
                 [step.idempotency_key for step in steps],
@@ -153,55 +170,49 @@ class StepQueries(PoolHolder):
         return claimed
 
     @translate_errors
-    async def step_complete(self, step: ClaimedStep, pod_id: str, result: Any) -> bool:
-        """Store a success; False when the claim was lost (fenced out)."""
-        async with self._connection() as connection:
-            status = await connection.execute(
-                """
-                UPDATE fleetq_steps
-                SET status = 'completed', result = $4, error = NULL,
-                    finished_ts = now(), last_update_ts = now()
-                WHERE step_id = $1 AND status = 'claimed' AND claimed_by = $2 AND attempt = $3
-                """,
-                step.step_id,
-                pod_id,
-                step.attempt,
-                result,
-            )
-        return bool(status == "UPDATE 1")
+    async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
+        """Record many executions' outcomes in one fenced UPDATE.
 
-    @translate_errors
-    async def step_fail(
-        self, step: ClaimedStep, pod_id: str, error: dict[str, str], backoff_s: float
-    ) -> str | None:
-        """Record a failed execution: retry after `backoff_s` while the budget lasts.
-
-        Returns the new status ('pending' or 'failed'), or None when fenced out. The
-        budget check happens in the UPDATE itself, against the stored retry_count.
+        Success completes the step; failure requeues it after its backoff while
+        retry_count < max_retries (checked in the UPDATE against the stored row), else
+        fails it. Returns, per outcome in order, the new status, or None where the claim
+        was lost (another pod now holds the step, or it was requeued): fenced out.
         """
+        if not outcomes:
+            return []
         async with self._connection() as connection:
-            new_status: str | None = await connection.fetchval(
+            rows = await connection.fetch(
                 """
-                UPDATE fleetq_steps
-                SET status = CASE WHEN retry_count < max_retries
-                                  THEN 'pending' ELSE 'failed' END,
-                    retry_count = CASE WHEN retry_count < max_retries
-                                       THEN retry_count + 1 ELSE retry_count END,
-                    claimed_by = CASE WHEN retry_count < max_retries
-                                      THEN NULL ELSE claimed_by END,
-                    not_before_ts = now() + make_interval(secs => $5),
-                    finished_ts = CASE WHEN retry_count < max_retries THEN NULL ELSE now() END,
-                    error = $4, last_update_ts = now()
-                WHERE step_id = $1 AND status = 'claimed' AND claimed_by = $2 AND attempt = $3
-                RETURNING status
+                UPDATE fleetq_steps AS s
+                SET status = CASE WHEN u.ok THEN 'completed'
+                                  WHEN s.retry_count < s.max_retries THEN 'pending'
+                                  ELSE 'failed' END,
+                    retry_count = CASE WHEN NOT u.ok AND s.retry_count < s.max_retries
+                                       THEN s.retry_count + 1 ELSE s.retry_count END,
+                    claimed_by = CASE WHEN NOT u.ok AND s.retry_count < s.max_retries
+                                      THEN NULL ELSE s.claimed_by END,
+                    not_before_ts = CASE WHEN u.ok THEN s.not_before_ts
+                                         ELSE now() + make_interval(secs => u.backoff) END,
+                    finished_ts = CASE WHEN u.ok OR s.retry_count >= s.max_retries
+                                       THEN now() END,
+                    result = u.result::jsonb, error = u.error::jsonb, last_update_ts = now()
+                FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[],
+                            $6::text[], $7::float8[]) WITH ORDINALITY
+                     AS u(step_id, attempt, pod_id, ok, result, error, backoff, position)
+                WHERE s.step_id = u.step_id AND s.attempt = u.attempt
+                  AND s.claimed_by = u.pod_id AND s.status = 'claimed'
+                RETURNING u.position, s.status
                 """,
-                step.step_id,
-                pod_id,
-                step.attempt,
-                error,
-                backoff_s,
+                [o.step.step_id for o in outcomes],
+                [o.step.attempt for o in outcomes],
+                [o.pod_id for o in outcomes],
+                [o.error is None for o in outcomes],
+                [_json(o.result) if o.error is None else None for o in outcomes],
+                [_json(o.error) if o.error is not None else None for o in outcomes],
+                [o.backoff_s for o in outcomes],
             )
-        return new_status
+        statuses = {row["position"]: row["status"] for row in rows}
+        return [statuses.get(position) for position in range(1, len(outcomes) + 1)]
 
     @translate_errors
     async def step_release(self, steps: list[ClaimedStep], pod_id: str) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from fleetq_server import errors
 from fleetq_server.store import Store, open_store
-from fleetq_server.store.records import InsertOutcome
+from fleetq_server.store.records import InsertOutcome, StepOutcome
 from fleetq_server.submission import SubmitRequest, prepare_step
 
 REQUEST = SubmitRequest(
@@ -76,9 +76,14 @@ async def test_stale_attempt_token_changes_nothing(store: Store) -> None:
     await store.step_release([first], "pod-a")
     [second] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
     assert second.attempt == first.attempt + 1
-    assert await store.step_complete(first, "pod-a", {"stale": True}) is False
-    assert await store.step_fail(first, "pod-a", {"type": "X", "message": "m"}, 0) is None
-    assert await store.step_complete(second, "pod-a", {"fresh": True}) is True
+    stale_success = StepOutcome(first, "pod-a", result={"stale": True})
+    stale_failure = StepOutcome(first, "pod-a", error={"type": "X", "message": "m"})
+    fresh_success = StepOutcome(second, "pod-a", result={"fresh": True})
+    assert await store.step_finish_many([stale_success, stale_failure, fresh_success]) == [
+        None,
+        None,
+        "completed",
+    ]
     record = await store.step_get(step_id)
     assert (record.status, record.result) == ("completed", {"fresh": True})
 
@@ -89,7 +94,8 @@ async def test_failures_retry_until_the_budget_is_spent(store: Store) -> None:
     statuses = []
     for _ in range(3):
         [step] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
-        statuses.append(await store.step_fail(step, "pod-a", {"type": "E", "message": "x"}, 0))
+        failure = StepOutcome(step, "pod-a", error={"type": "E", "message": "x"})
+        statuses += await store.step_finish_many([failure])
     assert statuses == ["pending", "pending", "failed"]
     record = await store.step_get(step_id)
     assert (record.retry_count, record.error) == (2, {"type": "E", "message": "x"})
@@ -99,7 +105,8 @@ async def test_backoff_hides_a_step_until_it_expires(store: Store) -> None:
     await store.pod_register("pod-a", 8)
     await submit(store)
     [step] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
-    await store.step_fail(step, "pod-a", {"type": "E", "message": "x"}, 60)
+    failure = StepOutcome(step, "pod-a", error={"type": "E", "message": "x"}, backoff_s=60)
+    assert await store.step_finish_many([failure]) == ["pending"]
     assert await store.step_claim_batch("pod-a", ["hello_world"], 1) == []
 
 
@@ -147,6 +154,30 @@ async def test_an_atomic_batch_with_a_conflict_writes_nothing(store: Store) -> N
         )
     with pytest.raises(errors.NotFoundError):
         await store.step_get(fresh.step_id)
+
+
+async def test_a_batch_of_outcomes_completes_retries_and_fails(store: Store) -> None:
+    await store.pod_register("pod-a", 8)
+    done, retried, exhausted = (
+        await submit(store),
+        await submit(store, max_retries=1),
+        await submit(store, max_retries=0),
+    )
+    claimed = {s.step_id: s for s in await store.step_claim_batch("pod-a", ["hello_world"], 3)}
+    error = {"type": "E", "message": "boom"}
+    statuses = await store.step_finish_many(
+        [
+            StepOutcome(claimed[done], "pod-a", result=[1, 2]),
+            StepOutcome(claimed[retried], "pod-a", error=error),
+            StepOutcome(claimed[exhausted], "pod-a", error=error),
+        ]
+    )
+    assert statuses == ["completed", "pending", "failed"]
+    assert (await store.step_get(done)).result == [1, 2]
+    requeued = await store.step_get(retried)
+    assert (requeued.retry_count, requeued.claimed_by, requeued.error) == (1, None, error)
+    failed = await store.step_get(exhausted)
+    assert (failed.retry_count, failed.error) == (0, error)
 
 
 async def test_unknown_step_is_not_found(store: Store) -> None:

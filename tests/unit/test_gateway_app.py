@@ -102,6 +102,10 @@ class FakeServicer(pb_grpc.FleetQServiceServicer):
             pod_capacity={"pod-1": pb.PodCapacity(current=3, max=8)},
         )
 
+    async def SubmitBatch(self, request: Any, context: Any) -> pb.SubmitBatchResponse:
+        self.calls.append(("SubmitBatch", request, context))
+        return pb.SubmitBatchResponse(created_count=len(request.steps))
+
     async def RunRecovery(self, request: Any, context: Any) -> pb.RunRecoveryResponse:
         self.calls.append(("RunRecovery", request, context))
         if self.raise_error is not None:
@@ -196,6 +200,7 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
     assert routes == {
         ("GET", "/health", "GetHealth"),
         ("POST", "/submit", "SubmitStep"),
+        ("POST", "/submit/batch", "SubmitBatch"),
         ("GET", "/status/{step_id}", "GetStepStatus"),
         ("GET", "/idempotency/{step_id}", "GetIdempotencyKey"),
         ("GET", "/admin/leader", "GetLeader"),
@@ -209,6 +214,7 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
     [
         ("GET", "/health", "GetHealth"),
         ("POST", "/submit", "SubmitStep"),
+        ("POST", "/submit/batch", "SubmitBatch"),
         ("GET", "/idempotency/step_9", "GetIdempotencyKey"),
         ("GET", "/admin/leader", "GetLeader"),
         ("GET", "/admin/queue", "GetQueueStats"),

@@ -1,0 +1,1 @@
+"""Black-box tests: real server processes driven by real clients (httpx, gRPC stubs)."""

@@ -1,0 +1,1 @@
+"""Step handler modules loaded by test pods through FLEETQ_HANDLERS."""

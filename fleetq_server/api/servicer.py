@@ -6,7 +6,7 @@ from typing import Any
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 
-from fleetq_server import __version__, errors, submission
+from fleetq_server import __version__, errors, metrics, submission
 from fleetq_server.api import messages
 from fleetq_server.api.json_values import struct_to_dict
 from fleetq_server.coalescer import Coalescer
@@ -89,6 +89,8 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         outcome = await self._inserts.submit(step)
         if isinstance(outcome, errors.ConflictError):
             raise outcome
+        if outcome.created:
+            metrics.count_submitted(step.type)
         await _set_http_code(context, 201 if outcome.created else 200)
         return _acknowledgement(outcome)
 
@@ -106,6 +108,9 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         outcomes = await self._store.step_insert_many(steps, atomic=True)
         created = [o for o in outcomes if isinstance(o, InsertOutcome)]
         created_count = sum(outcome.created for outcome in created)
+        for step, outcome in zip(steps, created, strict=True):
+            if outcome.created:
+                metrics.count_submitted(step.type)
         await _set_http_code(context, 201 if created_count else 200)
         return pb.SubmitBatchResponse(
             steps=[_acknowledgement(outcome) for outcome in created], created_count=created_count

@@ -6,12 +6,13 @@ import functools
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fleetq_server import errors
+from fleetq_server import errors, metrics
 from fleetq_server.coalescer import Coalescer
 from fleetq_server.handlers import HandlerRegistry, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
@@ -25,6 +26,13 @@ log = logging.getLogger(__name__)
 _WRITE_RETRY_MAX_S = 5.0
 # Outcomes finishing together are written in one UPDATE of at most this many rows.
 _MAX_OUTCOMES_PER_WRITE = 500
+# The step counter a recorded outcome moves, by the step's new status (None: fenced out).
+_OUTCOME_COUNTERS = {
+    "completed": metrics.STEPS_COMPLETED,
+    "pending": metrics.STEPS_RETRIED,
+    "failed": metrics.STEPS_FAILED,
+    None: metrics.STEPS_FENCED,
+}
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ class StepExecutor:
             metadata=step.metadata,
             logger=step_log,
         )
+        started = time.monotonic()
         try:
             result = await self._call(handler, step.args, context)
             json.dumps(result)  # a result that cannot be stored is the handler's failure
@@ -152,13 +161,15 @@ class StepExecutor:
                 "message": f"step exceeded its {handler.timeout_s:g}s timeout",
             }
             step_log.warning("step timed out (attempt %d)", step.attempt)
-            await self._write(step_log, self._failure(step, claim_pod_id, error))
+            outcome = self._failure(step, claim_pod_id, error)
         except Exception as exc:
             error = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
             step_log.warning("step failed (attempt %d): %s", step.attempt, error["message"])
-            await self._write(step_log, self._failure(step, claim_pod_id, error))
+            outcome = self._failure(step, claim_pod_id, error)
         else:
-            await self._write(step_log, StepOutcome(step, claim_pod_id, result=result))
+            outcome = StepOutcome(step, claim_pod_id, result=result)
+        metrics.STEP_RUN_SECONDS.labels(step.type).observe(time.monotonic() - started)
+        await self._write(step_log, outcome)
 
     async def _call(
         self, handler: RegisteredHandler, args: dict[str, Any], context: StepContext
@@ -198,4 +209,5 @@ class StepExecutor:
                 continue
             if new_status is None:
                 step_log.warning("outcome fenced out: the step was reassigned")
+            _OUTCOME_COUNTERS[new_status].labels(outcome.step.type).inc()
             return

@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Awaitable, Callable
 
-from fleetq_server import errors
+from fleetq_server import errors, metrics
 from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.state import PodState
@@ -84,6 +84,10 @@ class ClaimLoop(BackgroundLoop):
             return
         claimed = await self._store.step_claim_batch(self._state.pod_id, self._step_types, free)
         for step in claimed:
+            metrics.STEPS_CLAIMED.labels(step.type).inc()
+            # Both timestamps come from the database clock: no skew between pods.
+            waited = (step.claimed_ts - step.not_before_ts).total_seconds()
+            metrics.STEP_QUEUE_WAIT_SECONDS.labels(step.type).observe(max(0.0, waited))
             self._executor.launch(step)
         if len(claimed) == free:
             self.wake()  # a full batch: there may be more waiting for the next free slot

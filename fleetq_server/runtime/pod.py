@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Callable
 
-from fleetq_server import errors
+from fleetq_server import errors, metrics
 from fleetq_server.config import Settings
 from fleetq_server.handlers import HandlerRegistry
 from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
@@ -36,6 +36,7 @@ class Pod:
         self.store = store
         self.registry = registry
         self.state = PodState(base_pod_id=settings.pod_id, max_capacity=settings.max_capacity)
+        metrics.track_pod_state(self.state)
         self._on_health_change = on_health_change
         self.executor = StepExecutor(
             store,
@@ -119,9 +120,12 @@ class Pod:
         stopped = await self.executor.cancel_all()
         try:
             held = [r.step for r in stopped if r.claim_pod_id == self.state.pod_id]
-            released = await self.store.step_release(held, self.state.pod_id)
+            released = set(await self.store.step_release(held, self.state.pod_id))
+            for step in held:
+                if step.step_id in released:
+                    metrics.STEPS_RELEASED.labels(step.type).inc()
             if released:
-                log.info("released %d unfinished steps back to pending", released)
+                log.info("released %d unfinished steps back to pending", len(released))
             await self.store.pod_mark_down(self.state.pod_id)
         except errors.DatabaseUnavailableError:
             # The leader's recovery requeues them once our heartbeat goes stale.

@@ -1,8 +1,9 @@
 """The leader's recovery loop, and manual recovery cycles on demand."""
 
 import logging
+import time
 
-from fleetq_server import errors
+from fleetq_server import errors, metrics
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store import Store
@@ -32,9 +33,7 @@ class RecoveryLoop(BackgroundLoop):
         if not self._state.is_leader or self._state.draining or self._state.fenced:
             return
         try:
-            outcome, _ = await self._store.recovery_run(
-                self._state.pod_id, self._dead_threshold, dry_run=False, trigger="automatic"
-            )
+            outcome, _ = await self._run_cycle("automatic", dry_run=False, min_gap_s=0.0)
         except (errors.RecoveryInProgressError, errors.PermissionDeniedError) as exc:
             log.info("automatic recovery skipped: %s", exc)
             return
@@ -55,10 +54,38 @@ class RecoveryLoop(BackgroundLoop):
             raise errors.PermissionDeniedError(
                 f"recovery runs only on the leader; current leader is {leader}"
             )
-        return await self._store.recovery_run(
-            self._state.pod_id,
-            self._dead_threshold,
-            dry_run=dry_run,
-            trigger="manual",
-            min_gap_s=0.0 if force or dry_run else MANUAL_MIN_GAP_S,
+        return await self._run_cycle(
+            "manual", dry_run=dry_run, min_gap_s=0.0 if force or dry_run else MANUAL_MIN_GAP_S
         )
+
+    async def _run_cycle(
+        self, trigger: str, *, dry_run: bool, min_gap_s: float
+    ) -> tuple[RecoveryOutcome, bool]:
+        """One cycle through the store, counted by trigger and outcome, and timed."""
+        started = time.monotonic()
+        result = "error"
+        try:
+            outcome, ran = await self._store.recovery_run(
+                self._state.pod_id,
+                self._dead_threshold,
+                dry_run=dry_run,
+                trigger=trigger,
+                min_gap_s=min_gap_s,
+            )
+            result = "dry_run" if dry_run else "completed" if ran else "skipped"
+        except errors.RecoveryInProgressError:
+            result = "in_progress"
+            raise
+        except errors.PermissionDeniedError:
+            result = "not_leader"
+            raise
+        finally:
+            metrics.RECOVERY_CYCLES.labels(trigger, result).inc()
+        if ran:
+            metrics.RECOVERY_CYCLE_SECONDS.labels(trigger).observe(time.monotonic() - started)
+        if ran and not dry_run:
+            for step_id in outcome.requeued_steps:
+                metrics.STEPS_REQUEUED.labels(outcome.step_types[step_id]).inc()
+            for step_id in outcome.terminal_steps:
+                metrics.STEPS_FAILED.labels(outcome.step_types[step_id]).inc()
+        return outcome, ran

@@ -63,6 +63,8 @@ class ClaimedStep:
     attempt: int
     idempotency_key: str
     created_ts: datetime
+    # When the step last became claimable: submitted, backoff over, requeued or released.
+    not_before_ts: datetime
     claimed_ts: datetime
 
 
@@ -131,3 +133,5 @@ class RecoveryOutcome:
     requeued_steps: list[str]
     terminal_steps: list[str]
     duration_ms: int
+    # step_id -> step type of the requeued and terminal steps (empty for a reported cycle).
+    step_types: dict[str, str] = field(default_factory=dict)

@@ -102,7 +102,7 @@ class RecoveryQueries(PoolHolder):
                 )
                 orphans = await connection.fetch(
                     f"""
-                    SELECT s.step_id,
+                    SELECT s.step_id, s.type,
                            CASE WHEN {_REQUEUE} THEN 'pending' ELSE 'failed' END AS status
                     FROM fleetq_steps AS s WHERE {_NOT_HELD_BY_LIVE_POD}
                     ORDER BY s.step_id
@@ -141,7 +141,7 @@ class RecoveryQueries(PoolHolder):
                     FROM orphans
                     WHERE s.step_id = orphans.step_id AND s.attempt = orphans.attempt
                       AND s.status = 'claimed'
-                    RETURNING s.step_id, s.status
+                    RETURNING s.step_id, s.status, s.type
                     """,
                     dead_threshold_s,
                 )
@@ -152,6 +152,7 @@ class RecoveryQueries(PoolHolder):
                 requeued_steps=sorted(r["step_id"] for r in orphans if r["status"] == "pending"),
                 terminal_steps=sorted(r["step_id"] for r in orphans if r["status"] == "failed"),
                 duration_ms=round((time.monotonic() - started) * 1000),
+                step_types={r["step_id"]: r["type"] for r in orphans},
             )
             if not dry_run:
                 await connection.execute(

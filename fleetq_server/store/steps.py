@@ -159,7 +159,7 @@ class StepQueries(PoolHolder):
                 FROM picked WHERE s.step_id = picked.step_id
                 RETURNING s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
                           s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
-                          s.claimed_ts
+                          s.not_before_ts, s.claimed_ts
                 """,
                 pod_id,
                 step_types,
@@ -215,12 +215,13 @@ class StepQueries(PoolHolder):
         return [statuses.get(position) for position in range(1, len(outcomes) + 1)]
 
     @translate_errors
-    async def step_release(self, steps: list[ClaimedStep], pod_id: str) -> int:
-        """Give claimed steps back to pending without spending a retry (shutdown)."""
+    async def step_release(self, steps: list[ClaimedStep], pod_id: str) -> list[str]:
+        """Give claimed steps back to pending without spending a retry (shutdown);
+        returns the ids of those released (a step no longer held is left alone)."""
         if not steps:
-            return 0
+            return []
         async with self._connection() as connection:
-            status = await connection.execute(
+            rows = await connection.fetch(
                 """
                 UPDATE fleetq_steps AS s
                 SET status = 'pending', claimed_by = NULL, not_before_ts = now(),
@@ -228,9 +229,10 @@ class StepQueries(PoolHolder):
                 FROM unnest($1::text[], $2::int[]) AS held(step_id, attempt)
                 WHERE s.step_id = held.step_id AND s.attempt = held.attempt
                   AND s.status = 'claimed' AND s.claimed_by = $3
+                RETURNING s.step_id
                 """,
                 [step.step_id for step in steps],
                 [step.attempt for step in steps],
                 pod_id,
             )
-        return int(status.split()[-1])
+        return [row["step_id"] for row in rows]

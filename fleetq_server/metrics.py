@@ -1,0 +1,129 @@
+"""Every Prometheus metric a pod exports, defined in one place (the default registry).
+
+Step counters are per pod (sum them across the fleet); queue depth is the shared queue
+as the database sees it, so every pod reports the same numbers. Names follow the
+Prometheus conventions: `fleetq_` prefix, `_total` counters, base units (`_seconds`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from fleetq_server.runtime.state import PodState
+
+# Request latencies: about a millisecond up to a slow database.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Step run time and queue wait: milliseconds for trivial steps up to an hour.
+STEP_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+
+_STEP_TYPE = ("step_type",)
+
+STEPS_SUBMITTED = Counter(
+    "fleetq_steps_submitted", "Steps accepted by this pod (not de-duplicated repeats)", _STEP_TYPE
+)
+STEPS_CLAIMED = Counter("fleetq_steps_claimed", "Steps this pod claimed to run", _STEP_TYPE)
+STEPS_COMPLETED = Counter("fleetq_steps_completed", "Steps this pod completed", _STEP_TYPE)
+STEPS_RETRIED = Counter(
+    "fleetq_steps_retried", "Failed executions put back to pending with a retry spent", _STEP_TYPE
+)
+STEPS_FAILED = Counter(
+    "fleetq_steps_failed",
+    "Steps failed terminally, by this pod's executor or its recovery cycles",
+    _STEP_TYPE,
+)
+STEPS_REQUEUED = Counter(
+    "fleetq_steps_requeued", "Steps of lost pods requeued by this pod's recovery", _STEP_TYPE
+)
+STEPS_FENCED = Counter(
+    "fleetq_steps_fenced",
+    "Outcomes dropped because the claim had been taken away (the step was reassigned)",
+    _STEP_TYPE,
+)
+STEPS_RELEASED = Counter(
+    "fleetq_steps_released", "Unfinished steps given back to pending at shutdown", _STEP_TYPE
+)
+STEP_RUN_SECONDS = Histogram(
+    "fleetq_step_run_seconds",
+    "Handler run time, from its start to its result or error",
+    _STEP_TYPE,
+    buckets=STEP_BUCKETS,
+)
+STEP_QUEUE_WAIT_SECONDS = Histogram(
+    "fleetq_step_queue_wait_seconds",
+    "From when a step became claimable (submitted, or its backoff ended) to its claim,"
+    " by the database clock",
+    _STEP_TYPE,
+    buckets=STEP_BUCKETS,
+)
+
+POD_CURRENT_CAPACITY = Gauge("fleetq_pod_current_capacity", "Steps executing on this pod now")
+POD_MAX_CAPACITY = Gauge("fleetq_pod_max_capacity", "Most steps this pod runs at once")
+POD_IS_LEADER = Gauge("fleetq_pod_is_leader", "1 while this pod is the fleet's leader")
+POD_HEALTHY = Gauge(
+    "fleetq_pod_healthy", "1 while the database answers and the pod is not draining"
+)
+QUEUE_STEPS = Gauge(
+    "fleetq_queue_steps", "Steps in the shared queue by status (refreshed on scrape)", ("status",)
+)
+
+RECOVERY_CYCLES = Counter(
+    "fleetq_recovery_cycles",
+    "Recovery cycles this pod attempted, by trigger and outcome",
+    ("trigger", "outcome"),
+)
+RECOVERY_CYCLE_SECONDS = Histogram(
+    "fleetq_recovery_cycle_duration_seconds",
+    "Duration of recovery cycles that ran (dry runs included)",
+    ("trigger",),
+    buckets=REQUEST_BUCKETS,
+)
+
+GRPC_REQUESTS = Counter(
+    "fleetq_grpc_server_requests",
+    "Unary RPCs received over gRPC (REST calls are counted in fleetq_http_requests_total)",
+    ("method", "code"),
+)
+GRPC_REQUEST_SECONDS = Histogram(
+    "fleetq_grpc_server_request_duration_seconds",
+    "Time to handle unary RPCs received over gRPC",
+    ("method",),
+    buckets=REQUEST_BUCKETS,
+)
+HTTP_REQUESTS = Counter(
+    "fleetq_http_requests",
+    "HTTP requests by route template and status",
+    ("method", "route", "status"),
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "fleetq_http_request_duration_seconds",
+    "Time to answer HTTP requests, by route template",
+    ("method", "route"),
+    buckets=REQUEST_BUCKETS,
+)
+
+
+# Submitted step types are chosen by clients: past this many distinct ones, new types are
+# counted as "other", so made-up types cannot grow the exposition without bound. (The
+# other step counters only ever see types some pod has a handler for.)
+MAX_SUBMITTED_TYPE_LABELS = 100
+_submitted_types: set[str] = set()
+
+
+def count_submitted(step_type: str) -> None:
+    """Count one newly accepted step."""
+    if step_type not in _submitted_types and len(_submitted_types) < MAX_SUBMITTED_TYPE_LABELS:
+        _submitted_types.add(step_type)
+    STEPS_SUBMITTED.labels(step_type if step_type in _submitted_types else "other").inc()
+
+
+def track_pod_state(state: PodState) -> None:
+    """Read the pod gauges from `state` at scrape time: always current, never updated by hand."""
+    POD_CURRENT_CAPACITY.set_function(lambda: state.current_capacity)
+    POD_MAX_CAPACITY.set_function(lambda: state.max_capacity)
+    POD_IS_LEADER.set_function(lambda: float(state.is_leader))
+    POD_HEALTHY.set_function(lambda: float(state.healthy))

@@ -87,5 +87,13 @@ def load_registry(module_names: Iterable[str]) -> HandlerRegistry:
         register = getattr(module, "register", None)
         if not callable(register):
             raise HandlerLoadError(f"handler module {name!r} has no register(registry) function")
-        register(registry)
+        try:
+            register(registry)
+        except HandlerLoadError:
+            raise
+        except Exception as exc:
+            # E.g. a missing setting the module reads: one clear line, not a traceback.
+            raise HandlerLoadError(
+                f"handler module {name!r} failed to register: {type(exc).__name__}: {exc}"
+            ) from exc
     return registry

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return asyncio.run(serve(settings))
+    except ConfigError as exc:  # settings checked at start-up, e.g. the TLS files
+        print(f"fleetq: configuration error: {exc}", file=sys.stderr)
+        return 2
     except HandlerLoadError as exc:
         print(f"fleetq: handler error: {exc}", file=sys.stderr)
         return 2

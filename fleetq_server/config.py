@@ -4,6 +4,7 @@ Every value is validated at start-up; a bad one stops the pod with a message nam
 variable, rather than surfacing later as a confusing runtime failure.
 """
 
+import dataclasses
 import math
 import os
 import secrets
@@ -39,7 +40,8 @@ class Settings:
     retention: float = 604800.0
     log_format: str = "json"
     log_level: str = "INFO"
-    admin_token: str | None = None
+    # A secret: kept out of repr() so that logging the settings cannot leak it.
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Poll the queue this often even without a NOTIFY: a safety net, not the wake-up path.

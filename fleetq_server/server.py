@@ -8,22 +8,26 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import uvicorn
 from fleetq.v1 import fleetq_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import make_asgi_app
 
 from fleetq_server import embedded_db
+from fleetq_server.api.auth import AdminTokenInterceptor, admin_methods
 from fleetq_server.api.interceptors import ErrorTranslationInterceptor
+from fleetq_server.api.metrics_endpoint import MetricsEndpoint
+from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetricsMiddleware
 from fleetq_server.api.servicer import FleetQServicer
 from fleetq_server.config import Settings
 from fleetq_server.gateway import Gateway, generic_handler, unary_handlers
 from fleetq_server.handlers import load_registry
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store import Store, open_store
+from fleetq_server.tls import load_tls_identity
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class PodProcess:
         """Connect, start the pod, then open both ports."""
         settings = self.settings
         registry = load_registry(settings.handlers)  # fail fast, before any I/O
+        tls = load_tls_identity(settings)
         database_url = settings.database_url
         if database_url is None:
             data_dir = settings.data_dir or embedded_db.default_data_dir()
@@ -75,11 +80,16 @@ class PodProcess:
         )
         await self.pod.start()
 
-        interceptors = [ErrorTranslationInterceptor()]
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [ErrorTranslationInterceptor()]
+        if settings.admin_token is not None:
+            # After error translation, which turns its refusals into UNAUTHENTICATED.
+            interceptors.append(AdminTokenInterceptor(settings.admin_token, admin_methods(SERVICE)))
         # One set of handler objects serves gRPC and REST alike.
         handlers = unary_handlers(SERVICE, FleetQServicer(self.pod))
         self._grpc = grpc.aio.server(
-            interceptors=interceptors,
+            # Request metrics on the gRPC server only: REST calls are counted by route
+            # in the HTTP middleware, once. Outermost, to see the final status code.
+            interceptors=[GrpcMetricsInterceptor(), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                 ("grpc.so_reuseport", 0),
@@ -91,23 +101,31 @@ class PodProcess:
             (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
         )
         grpc_address = f"{settings.grpc_host}:{settings.grpc_port}"
-        self._grpc.add_insecure_port(grpc_address)
+        if tls is None:
+            self._grpc.add_insecure_port(grpc_address)
+        else:
+            credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
+            self._grpc.add_secure_port(grpc_address, credentials)
         await self._grpc.start()
 
+        mounts = {"/metrics": MetricsEndpoint(self.pod.store, settings.dead_pod_threshold)}
         gateway = Gateway(
             SERVICE,
             handlers,
             interceptors=interceptors,
-            mounts={"/metrics": make_asgi_app()},
+            mounts=mounts,
             max_body_bytes=MAX_REQUEST_BYTES,
         )
+        templates = [route.template for route in gateway.routes]
         config = uvicorn.Config(
-            gateway,
+            HttpMetricsMiddleware(gateway, templates, exact_paths=mounts),
             host=settings.http_host,
             port=settings.http_port,
             lifespan="off",
             log_config=None,
             access_log=False,
+            ssl_certfile=tls.cert_file if tls else None,
+            ssl_keyfile=tls.key_file if tls else None,
         )
         self._http = _QuietUvicornServer(config)
         self._http_task = asyncio.create_task(self._http.serve(), name="http")
@@ -117,10 +135,11 @@ class PodProcess:
                 raise RuntimeError("HTTP server exited during start-up")
             await asyncio.sleep(0.01)
         log.info(
-            "serving gRPC on %s and HTTP on %s:%d",
+            "serving gRPC on %s and HTTP on %s:%d (%s)",
             grpc_address,
             settings.http_host,
             settings.http_port,
+            "TLS" if tls else "plain text",
         )
 
     def _publish_health(self) -> None:

@@ -1,0 +1,48 @@
+"""TLS for both ports from FLEETQ_TLS_CERT / FLEETQ_TLS_KEY, checked before the pod starts.
+
+A missing file, a file that is not PEM, or a key that does not belong to the certificate
+stops start-up with a message naming the variables, instead of a failed handshake later.
+"""
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetq_server.config import ConfigError, Settings, env_name
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """The pod's certificate chain and private key: paths (uvicorn) and contents (gRPC)."""
+
+    cert_file: Path
+    key_file: Path
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def _read(path: Path, setting: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        message = f"{env_name(setting)}={str(path)!r} cannot be read: {exc.strerror}"
+        raise ConfigError(message) from None
+
+
+def load_tls_identity(settings: Settings) -> TlsIdentity | None:
+    """The configured identity, verified to be a matching PEM pair; None when TLS is off."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    cert_pem = _read(settings.tls_cert, "tls_cert")
+    key_pem = _read(settings.tls_key, "tls_key")
+    try:
+        # An encrypted key fails here too: neither server could prompt for its password.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.tls_cert, settings.tls_key, password=b""
+        )
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"{env_name('tls_cert')} and {env_name('tls_key')} must be a PEM certificate chain "
+            f"and its unencrypted PEM private key ({exc.reason or exc})"
+        ) from None
+    return TlsIdentity(settings.tls_cert, settings.tls_key, cert_pem, key_pem)

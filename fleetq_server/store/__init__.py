@@ -6,12 +6,13 @@ from fleetq_server.store.connection import create_pool, translate_errors
 from fleetq_server.store.migrations import apply_migrations
 from fleetq_server.store.pods import PodQueries
 from fleetq_server.store.recovery import RecoveryQueries
+from fleetq_server.store.retention import RetentionQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
 
 __all__ = ["SUBMIT_CHANNEL", "Store", "open_store"]
 
 
-class Store(StepQueries, PodQueries, RecoveryQueries):
+class Store(StepQueries, PodQueries, RecoveryQueries, RetentionQueries):
     """All of FLEET-Q's database access, grouped by entity in the base classes."""
 
     @translate_errors

@@ -4,6 +4,8 @@ Liveness is always judged by the database clock: a pod is live when its row is '
 its last heartbeat is younger than the dead-pod threshold.
 """
 
+from collections import Counter
+
 import asyncpg
 
 from fleetq_server.store.connection import PoolHolder, translate_errors
@@ -14,6 +16,18 @@ _LIVE_PODS = """
     FROM fleetq_pods
     WHERE status = 'up' AND last_heartbeat_ts > now() - make_interval(secs => $1)
     ORDER BY birth_ts, pod_id
+"""
+
+
+# Finished steps from their maintained counts (summing the stripes), live work from the
+# pending and claimed partial indexes: one branch per index, as an IN list would scan the table.
+_COUNTS_BY_STATUS_AND_TYPE = """
+    SELECT status, type, sum(n)::bigint AS n FROM fleetq_finished_step_counts
+    GROUP BY status, type HAVING sum(n) <> 0
+    UNION ALL
+    SELECT 'pending', type, count(*) FROM fleetq_steps WHERE status = 'pending' GROUP BY type
+    UNION ALL
+    SELECT 'claimed', type, count(*) FROM fleetq_steps WHERE status = 'claimed' GROUP BY type
 """
 
 
@@ -91,23 +105,29 @@ class PodQueries(PoolHolder):
     async def queue_stats(self, dead_threshold_s: float) -> QueueStats:
         """Step counts by status, pending by priority, steps by type, and live pods.
 
-        One read-only transaction so the numbers agree with each other.
+        Never scans finished steps, however many are kept: their counts come from the
+        trigger-maintained fleetq_finished_step_counts (migration 0003), and pending and
+        claimed steps are counted over their partial indexes. One REPEATABLE READ snapshot,
+        so the numbers agree with each other.
         """
-        async with self._connection() as connection, connection.transaction(readonly=True):
-            by_status = await connection.fetch(
-                "SELECT status, count(*) AS n FROM fleetq_steps GROUP BY status"
-            )
+        async with (
+            self._connection() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            by_status_and_type = await connection.fetch(_COUNTS_BY_STATUS_AND_TYPE)
             by_priority = await connection.fetch(
                 "SELECT priority, count(*) AS n FROM fleetq_steps WHERE status = 'pending'"
                 " GROUP BY priority"
             )
-            by_type = await connection.fetch(
-                "SELECT type, count(*) AS n FROM fleetq_steps GROUP BY type"
-            )
             live = await connection.fetch(_LIVE_PODS, dead_threshold_s)
+        counts_by_status: Counter[str] = Counter()
+        steps_by_type: Counter[str] = Counter()
+        for row in by_status_and_type:
+            counts_by_status[row["status"]] += row["n"]
+            steps_by_type[row["type"]] += row["n"]
         return QueueStats(
-            counts_by_status={r["status"]: r["n"] for r in by_status},
+            counts_by_status=dict(counts_by_status),
             pending_by_priority={r["priority"]: r["n"] for r in by_priority},
-            steps_by_type={r["type"]: r["n"] for r in by_type},
+            steps_by_type=dict(steps_by_type),
             live_pods=[_pod_record(r) for r in live],
         )

@@ -1,0 +1,133 @@
+"""Queue statistics against a real PostgreSQL: the maintained counts of finished steps agree
+with a full scan after every kind of transition, and an upgrade backfills them."""
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from fleetq_server.store import Store, open_store
+from fleetq_server.store.migrations import migration_files
+from fleetq_server.store.records import StepOutcome
+from fleetq_server.submission import SubmitRequest, prepare_step
+
+REQUEST = SubmitRequest(
+    type="alpha", args={}, metadata=None, priority=0, max_retries=0, idempotency_key=None
+)
+ERROR = {"type": "E", "message": "boom"}
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await open_store(database_url, pool_size=4)
+    await store.pod_register("leader", 8)
+    yield store
+    await store.close()
+
+
+async def submit(store: Store, count: int, **changes: object) -> None:
+    steps = [prepare_step(replace(REQUEST, **changes)) for _ in range(count)]  # type: ignore[arg-type]
+    await store.step_insert_many(steps)
+
+
+async def finish(store: Store, pod_id: str, step_type: str, ok: int, failed: int) -> None:
+    """Claim `ok + failed` steps of `step_type` and finish them (no retries left)."""
+    claimed = await store.step_claim_batch(pod_id, [step_type], ok + failed)
+    assert len(claimed) == ok + failed
+    await store.step_finish_many(
+        [StepOutcome(step, pod_id, result=1) for step in claimed[:ok]]
+        + [StepOutcome(step, pod_id, error=ERROR) for step in claimed[ok:]]
+    )
+
+
+async def scanned(store: Store) -> tuple[dict[str, int], dict[str, int]]:
+    """Counts by status and by type the slow way: a full scan (test-only SQL)."""
+    async with store._connection() as connection:
+        by_status = await connection.fetch(
+            "SELECT status, count(*) AS n FROM fleetq_steps GROUP BY status"
+        )
+        by_type = await connection.fetch(
+            "SELECT type, count(*) AS n FROM fleetq_steps GROUP BY type"
+        )
+    return {r["status"]: r["n"] for r in by_status}, {r["type"]: r["n"] for r in by_type}
+
+
+async def assert_stats_match_a_scan(store: Store) -> None:
+    stats = await store.queue_stats(15)
+    assert (stats.counts_by_status, stats.steps_by_type) == await scanned(store)
+
+
+async def test_counts_follow_completion_failure_recovery_and_deletion(store: Store) -> None:
+    await submit(store, 5)
+    await submit(store, 4, type="beta", max_retries=1)
+    await finish(store, "leader", "alpha", ok=3, failed=1)
+    await finish(store, "leader", "beta", ok=1, failed=2)  # both failures are retried
+    await assert_stats_match_a_scan(store)
+
+    await store.pod_register("doomed", 8)
+    assert len(await store.step_claim_batch("doomed", ["alpha", "beta"], 8)) == 4
+    await assert_stats_match_a_scan(store)
+    async with store._connection() as connection:
+        await connection.execute(
+            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - interval '1 minute'"
+            " WHERE pod_id = 'doomed'"
+        )
+    outcome, _ = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+    # The alpha and the two beta steps that had used their retry fail; one beta is requeued.
+    assert (len(outcome.terminal_steps), len(outcome.requeued_steps)) == (3, 1)
+    await assert_stats_match_a_scan(store)
+
+    async with store._connection() as connection:
+        await connection.execute("UPDATE fleetq_steps SET finished_ts = now() - interval '1 day'")
+    assert await store.step_delete_finished_before(3600, 2) == 2
+    await assert_stats_match_a_scan(store)
+    counts = (await store.queue_stats(15)).counts_by_status
+    assert (counts["completed"] + counts["failed"], counts["pending"]) == (6, 1)
+
+
+async def test_a_type_with_no_steps_left_is_not_listed(store: Store) -> None:
+    await submit(store, 1)
+    await finish(store, "leader", "alpha", ok=1, failed=0)
+    assert (await store.queue_stats(15)).steps_by_type == {"alpha": 1}
+    assert await store.step_delete_finished_before(0, 10) == 1
+    stats = await store.queue_stats(15)
+    assert (stats.steps_by_type, stats.counts_by_status) == ({}, {})
+
+
+async def test_upgrading_a_database_backfills_the_counts_of_existing_steps(
+    database_url: str,
+) -> None:
+    """A database at migration 0002 with finished steps gains correct counts in 0003."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "CREATE TABLE fleetq_schema_migrations (version integer PRIMARY KEY,"
+            " name text NOT NULL, applied_ts timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, name, sql in migration_files():
+            if version < 3:
+                await connection.execute(sql)
+                await connection.execute(
+                    "INSERT INTO fleetq_schema_migrations (version, name) VALUES ($1, $2)",
+                    version,
+                    name,
+                )
+        await connection.execute(
+            """
+            INSERT INTO fleetq_steps (step_id, status, type, args, idempotency_key,
+                                      payload_hash, finished_ts)
+            SELECT 'old_' || g, CASE WHEN g % 3 = 0 THEN 'failed' ELSE 'completed' END,
+                   'legacy', '{}', 'k' || g, 'h', now()
+            FROM generate_series(1, 30) AS g
+            """
+        )
+    finally:
+        await connection.close()
+    store = await open_store(database_url, pool_size=2)
+    try:
+        stats = await store.queue_stats(15)
+        assert stats.counts_by_status == {"completed": 20, "failed": 10}
+        assert stats.steps_by_type == {"legacy": 30}
+    finally:
+        await store.close()

@@ -1,0 +1,130 @@
+"""Request metrics for both protocols: a gRPC server interceptor and an ASGI middleware.
+
+Each request is counted once, by the protocol it arrived over: the interceptor is
+installed on the grpc.aio server only (not in the gateway's in-process chain), so REST
+calls show up in `fleetq_http_*` by route template and never in `fleetq_grpc_server_*`.
+Label values are bounded: registered method names, route templates (never raw paths),
+status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from fleetq_server import metrics
+from fleetq_server.gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from fleetq_server.gateway.path_templates import PathTemplate, PathValueError, split_path
+
+if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
+    MethodHandler = grpc.RpcMethodHandler[Any, Any]
+    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]]
+
+# The route label of requests no route or mount matches.
+UNMATCHED_ROUTE = "unmatched"
+# HTTP methods labelled as themselves; any other (clients may invent them) is "other".
+_KNOWN_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Counts and times unary RPCs by method and status code.
+
+    Install it first (outermost) so it sees the code the error translation chose.
+    Unknown methods (their names are client-chosen) and streaming RPCs (health Watch,
+    reflection) pass through unmeasured.
+    """
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> MethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = handler_call_details.method
+
+        async def measured(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                response = await inner(request, context)
+            except asyncio.CancelledError:
+                _observe_rpc(method, grpc.StatusCode.CANCELLED, started)
+                raise
+            except BaseException:
+                # An abort has set the code; anything else reaches the client as UNKNOWN.
+                _observe_rpc(method, context.code() or grpc.StatusCode.UNKNOWN, started)
+                raise
+            # A servicer may set a non-OK code and still return (grpc health does).
+            _observe_rpc(method, context.code() or grpc.StatusCode.OK, started)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            measured,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _observe_rpc(method: str, code: grpc.StatusCode, started: float) -> None:
+    metrics.GRPC_REQUESTS.labels(method, code.name).inc()
+    metrics.GRPC_REQUEST_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+
+class HttpMetricsMiddleware:
+    """ASGI middleware counting and timing HTTP requests by method, route template and status.
+
+    `templates` are matched in the order given (most specific first, as the gateway's
+    routes are); `exact_paths` (mounts such as /metrics) label themselves. Requests whose
+    client left before any answer are not counted: they have no status.
+    """
+
+    def __init__(
+        self, app: ASGIApp, templates: Iterable[PathTemplate], exact_paths: Iterable[str] = ()
+    ) -> None:
+        self._app = app
+        self._templates = list(dict.fromkeys(templates))  # one per path, whatever the verbs
+        self._exact_paths = frozenset(exact_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in _KNOWN_HTTP_METHODS else "other"
+        route = self.route_label(scope)
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_recording_status)
+        except BaseException:
+            status = status or 500  # what the ASGI server answers for an app that raised
+            raise
+        finally:
+            if status is not None:
+                metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                elapsed = time.perf_counter() - started
+                metrics.HTTP_REQUEST_SECONDS.labels(method, route).observe(elapsed)
+
+    def route_label(self, scope: Scope) -> str:
+        """The template the request's path matches, the mount path, or UNMATCHED_ROUTE."""
+        if scope["path"] in self._exact_paths:
+            return str(scope["path"])
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        try:
+            segments = split_path(raw_path.split(b"?", 1)[0])
+        except PathValueError:
+            return UNMATCHED_ROUTE
+        for template in self._templates:
+            if template.match_segments(segments) is not None:
+                return template.template
+        return UNMATCHED_ROUTE

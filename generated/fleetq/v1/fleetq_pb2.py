@@ -23,18 +23,25 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66leetq/v1/fleetq.proto\x12\tfleetq.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetHealthRequest\"\x9f\x01\n\x11GetHealthResponse\x12\x0e\n\x06pod_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\x18\n\x10\x63urrent_capacity\x18\x04 \x01(\x05\x12\x14\n\x0cmax_capacity\x18\x05 \x01(\x05\x12\x11\n\tis_leader\x18\x06 \x01(\x08\x12\x0f\n\x07version\x18\x07 \x01(\t\"\xe1\x01\n\x11SubmitStepRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12%\n\x04\x61rgs\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x18\n\x0bmax_retries\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x0fidempotency_key\x18\x06 \x01(\tH\x01\x88\x01\x01\x42\x0e\n\x0c_max_retriesB\x12\n\x10_idempotency_key\"F\n\x12SubmitStepResponse\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"A\n\x12SubmitBatchRequest\x12+\n\x05steps\x18\x01 \x03(\x0b\x32\x1c.fleetq.v1.SubmitStepRequest\"Z\n\x13SubmitBatchResponse\x12,\n\x05steps\x18\x01 \x03(\x0b\x32\x1d.fleetq.v1.SubmitStepResponse\x12\x15\n\rcreated_count\x18\x02 \x01(\x05\"\'\n\x14GetStepStatusRequest\x12\x0f\n\x07step_id\x18\x01 \x01(\t\"m\n\x0bStepPayload\x12\x0c\n\x04type\x18\x01 \x01(\t\x12%\n\x04\x61rgs\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"*\n\tStepError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf6\x02\n\x15GetStepStatusResponse\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\nclaimed_by\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x32\n\x0elast_update_ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bretry_count\x18\x05 \x01(\x05\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12.\n\ncreated_ts\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\'\n\x07payload\x18\t \x01(\x0b\x32\x16.fleetq.v1.StepPayload\x12&\n\x06result\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12#\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x14.fleetq.v1.StepErrorB\r\n\x0b_claimed_by\"+\n\x18GetIdempotencyKeyRequest\x12\x0f\n\x07step_id\x18\x01 \x01(\t\"E\n\x19GetIdempotencyKeyResponse\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x12\n\x10GetLeaderRequest\"\x95\x01\n\x0b\x45ligiblePod\x12\x0e\n\x06pod_id\x18\x01 \x01(\t\x12,\n\x08\x62irth_ts\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_ts\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tis_leader\x18\x04 \x01(\x08\"@\n\x0f\x45lectionDetails\x12-\n\religible_pods\x18\x01 \x03(\x0b\x32\x16.fleetq.v1.EligiblePod\"\xfc\x01\n\x11GetLeaderResponse\x12\x1b\n\x0e\x63urrent_leader\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x33\n\x0fleader_birth_ts\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61\x63tive_pods\x18\x03 \x01(\x05\x12\x37\n\x13last_election_check\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x65lection_details\x18\x05 \x01(\x0b\x32\x1a.fleetq.v1.ElectionDetailsB\x11\n\x0f_current_leader\"\x16\n\x14GetQueueStatsRequest\"+\n\x0bPodCapacity\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x05\x12\x0b\n\x03max\x18\x02 \x01(\x05\"\xe6\x04\n\x15GetQueueStatsResponse\x12\x15\n\rpending_steps\x18\x01 \x01(\x05\x12\x15\n\rclaimed_steps\x18\x02 \x01(\x05\x12\x17\n\x0f\x63ompleted_steps\x18\x03 \x01(\x05\x12\x14\n\x0c\x66\x61iled_steps\x18\x04 \x01(\x05\x12\x13\n\x0b\x61\x63tive_pods\x18\x05 \x01(\x05\x12\x1b\n\x0e\x63urrent_leader\x18\x06 \x01(\tH\x00\x88\x01\x01\x12[\n\x17queue_depth_by_priority\x18\x07 \x03(\x0b\x32:.fleetq.v1.GetQueueStatsResponse.QueueDepthByPriorityEntry\x12H\n\rsteps_by_type\x18\x08 \x03(\x0b\x32\x31.fleetq.v1.GetQueueStatsResponse.StepsByTypeEntry\x12G\n\x0cpod_capacity\x18\t \x03(\x0b\x32\x31.fleetq.v1.GetQueueStatsResponse.PodCapacityEntry\x1a;\n\x19QueueDepthByPriorityEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10StepsByTypeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1aJ\n\x10PodCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.fleetq.v1.PodCapacity:\x02\x38\x01\x42\x11\n\x0f_current_leader\"4\n\x12RunRecoveryRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"\xe9\x01\n\x0fRecoverySummary\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x61\x64_pods_found\x18\x02 \x01(\x05\x12\x1c\n\x14orphaned_steps_found\x18\x03 \x01(\x05\x12\x16\n\x0esteps_requeued\x18\x04 \x01(\x05\x12\x1d\n\x15steps_marked_terminal\x18\x05 \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\x06 \x01(\x05\x12\x11\n\tdead_pods\x18\x07 \x03(\t\x12\x16\n\x0erequeued_steps\x18\x08 \x03(\t\x12\x16\n\x0eterminal_steps\x18\t \x03(\t\"l\n\x13RunRecoveryResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x34\n\x10recovery_summary\x18\x03 \x01(\x0b\x32\x1a.fleetq.v1.RecoverySummary2\xe1\x06\n\rFleetQService\x12W\n\tGetHealth\x12\x1b.fleetq.v1.GetHealthRequest\x1a\x1c.fleetq.v1.GetHealthResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/health\x12]\n\nSubmitStep\x12\x1c.fleetq.v1.SubmitStepRequest\x1a\x1d.fleetq.v1.SubmitStepResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\"\x07/submit:\x01*\x12\x66\n\x0bSubmitBatch\x12\x1d.fleetq.v1.SubmitBatchRequest\x1a\x1e.fleetq.v1.SubmitBatchResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/submit/batch:\x01*\x12m\n\rGetStepStatus\x12\x1f.fleetq.v1.GetStepStatusRequest\x1a .fleetq.v1.GetStepStatusResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/status/{step_id}\x12~\n\x11GetIdempotencyKey\x12#.fleetq.v1.GetIdempotencyKeyRequest\x1a$.fleetq.v1.GetIdempotencyKeyResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/idempotency/{step_id}\x12\x61\n\tGetLeader\x12\x1b.fleetq.v1.GetLeaderRequest\x1a\x1c.fleetq.v1.GetLeaderResponse\"\x19\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/admin/leader\x12l\n\rGetQueueStats\x12\x1f.fleetq.v1.GetQueueStatsRequest\x1a .fleetq.v1.GetQueueStatsResponse\"\x18\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x0e\x12\x0c/admin/queue\x12p\n\x0bRunRecovery\x12\x1d.fleetq.v1.RunRecoveryRequest\x1a\x1e.fleetq.v1.RunRecoveryResponse\"\"\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x18\"\x13/admin/recovery/run:\x01*:/\n\x05\x61\x64min\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66leetq/v1/fleetq.proto\x12\tfleetq.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetHealthRequest\"\x9f\x01\n\x11GetHealthResponse\x12\x0e\n\x06pod_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\x18\n\x10\x63urrent_capacity\x18\x04 \x01(\x05\x12\x14\n\x0cmax_capacity\x18\x05 \x01(\x05\x12\x11\n\tis_leader\x18\x06 \x01(\x08\x12\x0f\n\x07version\x18\x07 \x01(\t\"\xed\x01\n\x11SubmitStepRequest\x12\x12\n\x04type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\x04\x61rgs\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x18\n\x0bmax_retries\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x0fidempotency_key\x18\x06 \x01(\tH\x01\x88\x01\x01\x42\x0e\n\x0c_max_retriesB\x12\n\x10_idempotency_key\"F\n\x12SubmitStepResponse\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"G\n\x12SubmitBatchRequest\x12\x31\n\x05steps\x18\x01 \x03(\x0b\x32\x1c.fleetq.v1.SubmitStepRequestB\x04\xe2\x41\x01\x02\"Z\n\x13SubmitBatchResponse\x12,\n\x05steps\x18\x01 \x03(\x0b\x32\x1d.fleetq.v1.SubmitStepResponse\x12\x15\n\rcreated_count\x18\x02 \x01(\x05\"\'\n\x14GetStepStatusRequest\x12\x0f\n\x07step_id\x18\x01 \x01(\t\"m\n\x0bStepPayload\x12\x0c\n\x04type\x18\x01 \x01(\t\x12%\n\x04\x61rgs\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"*\n\tStepError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf6\x02\n\x15GetStepStatusResponse\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\nclaimed_by\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x32\n\x0elast_update_ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bretry_count\x18\x05 \x01(\x05\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12.\n\ncreated_ts\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\'\n\x07payload\x18\t \x01(\x0b\x32\x16.fleetq.v1.StepPayload\x12&\n\x06result\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12#\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x14.fleetq.v1.StepErrorB\r\n\x0b_claimed_by\"+\n\x18GetIdempotencyKeyRequest\x12\x0f\n\x07step_id\x18\x01 \x01(\t\"E\n\x19GetIdempotencyKeyResponse\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x12\n\x10GetLeaderRequest\"\x95\x01\n\x0b\x45ligiblePod\x12\x0e\n\x06pod_id\x18\x01 \x01(\t\x12,\n\x08\x62irth_ts\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_ts\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tis_leader\x18\x04 \x01(\x08\"@\n\x0f\x45lectionDetails\x12-\n\religible_pods\x18\x01 \x03(\x0b\x32\x16.fleetq.v1.EligiblePod\"\xfc\x01\n\x11GetLeaderResponse\x12\x1b\n\x0e\x63urrent_leader\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x33\n\x0fleader_birth_ts\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61\x63tive_pods\x18\x03 \x01(\x05\x12\x37\n\x13last_election_check\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x65lection_details\x18\x05 \x01(\x0b\x32\x1a.fleetq.v1.ElectionDetailsB\x11\n\x0f_current_leader\"\x16\n\x14GetQueueStatsRequest\"+\n\x0bPodCapacity\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x05\x12\x0b\n\x03max\x18\x02 \x01(\x05\"\xe6\x04\n\x15GetQueueStatsResponse\x12\x15\n\rpending_steps\x18\x01 \x01(\x05\x12\x15\n\rclaimed_steps\x18\x02 \x01(\x05\x12\x17\n\x0f\x63ompleted_steps\x18\x03 \x01(\x05\x12\x14\n\x0c\x66\x61iled_steps\x18\x04 \x01(\x05\x12\x13\n\x0b\x61\x63tive_pods\x18\x05 \x01(\x05\x12\x1b\n\x0e\x63urrent_leader\x18\x06 \x01(\tH\x00\x88\x01\x01\x12[\n\x17queue_depth_by_priority\x18\x07 \x03(\x0b\x32:.fleetq.v1.GetQueueStatsResponse.QueueDepthByPriorityEntry\x12H\n\rsteps_by_type\x18\x08 \x03(\x0b\x32\x31.fleetq.v1.GetQueueStatsResponse.StepsByTypeEntry\x12G\n\x0cpod_capacity\x18\t \x03(\x0b\x32\x31.fleetq.v1.GetQueueStatsResponse.PodCapacityEntry\x1a;\n\x19QueueDepthByPriorityEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10StepsByTypeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1aJ\n\x10PodCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.fleetq.v1.PodCapacity:\x02\x38\x01\x42\x11\n\x0f_current_leader\"4\n\x12RunRecoveryRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"\xe9\x01\n\x0fRecoverySummary\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x61\x64_pods_found\x18\x02 \x01(\x05\x12\x1c\n\x14orphaned_steps_found\x18\x03 \x01(\x05\x12\x16\n\x0esteps_requeued\x18\x04 \x01(\x05\x12\x1d\n\x15steps_marked_terminal\x18\x05 \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\x06 \x01(\x05\x12\x11\n\tdead_pods\x18\x07 \x03(\t\x12\x16\n\x0erequeued_steps\x18\x08 \x03(\t\x12\x16\n\x0eterminal_steps\x18\t \x03(\t\"l\n\x13RunRecoveryResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x34\n\x10recovery_summary\x18\x03 \x01(\x0b\x32\x1a.fleetq.v1.RecoverySummary2\xe1\x06\n\rFleetQService\x12W\n\tGetHealth\x12\x1b.fleetq.v1.GetHealthRequest\x1a\x1c.fleetq.v1.GetHealthResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/health\x12]\n\nSubmitStep\x12\x1c.fleetq.v1.SubmitStepRequest\x1a\x1d.fleetq.v1.SubmitStepResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\"\x07/submit:\x01*\x12\x66\n\x0bSubmitBatch\x12\x1d.fleetq.v1.SubmitBatchRequest\x1a\x1e.fleetq.v1.SubmitBatchResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/submit/batch:\x01*\x12m\n\rGetStepStatus\x12\x1f.fleetq.v1.GetStepStatusRequest\x1a .fleetq.v1.GetStepStatusResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/status/{step_id}\x12~\n\x11GetIdempotencyKey\x12#.fleetq.v1.GetIdempotencyKeyRequest\x1a$.fleetq.v1.GetIdempotencyKeyResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/idempotency/{step_id}\x12\x61\n\tGetLeader\x12\x1b.fleetq.v1.GetLeaderRequest\x1a\x1c.fleetq.v1.GetLeaderResponse\"\x19\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/admin/leader\x12l\n\rGetQueueStats\x12\x1f.fleetq.v1.GetQueueStatsRequest\x1a .fleetq.v1.GetQueueStatsResponse\"\x18\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x0e\x12\x0c/admin/queue\x12p\n\x0bRunRecovery\x12\x1d.fleetq.v1.RunRecoveryRequest\x1a\x1e.fleetq.v1.RunRecoveryResponse\"\"\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x18\"\x13/admin/recovery/run:\x01*:/\n\x05\x61\x64min\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fleetq.v1.fleetq_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SUBMITSTEPREQUEST'].fields_by_name['type']._loaded_options = None
+  _globals['_SUBMITSTEPREQUEST'].fields_by_name['type']._serialized_options = b'\342A\001\002'
+  _globals['_SUBMITSTEPREQUEST'].fields_by_name['args']._loaded_options = None
+  _globals['_SUBMITSTEPREQUEST'].fields_by_name['args']._serialized_options = b'\342A\001\002'
+  _globals['_SUBMITBATCHREQUEST'].fields_by_name['steps']._loaded_options = None
+  _globals['_SUBMITBATCHREQUEST'].fields_by_name['steps']._serialized_options = b'\342A\001\002'
   _globals['_GETQUEUESTATSRESPONSE_QUEUEDEPTHBYPRIORITYENTRY']._loaded_options = None
   _globals['_GETQUEUESTATSRESPONSE_QUEUEDEPTHBYPRIORITYENTRY']._serialized_options = b'8\001'
   _globals['_GETQUEUESTATSRESPONSE_STEPSBYTYPEENTRY']._loaded_options = None
@@ -57,56 +64,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLEETQSERVICE'].methods_by_name['GetQueueStats']._serialized_options = b'\210\265\030\001\202\323\344\223\002\016\022\014/admin/queue'
   _globals['_FLEETQSERVICE'].methods_by_name['RunRecovery']._loaded_options = None
   _globals['_FLEETQSERVICE'].methods_by_name['RunRecovery']._serialized_options = b'\210\265\030\001\202\323\344\223\002\030\"\023/admin/recovery/run:\001*'
-  _globals['_GETHEALTHREQUEST']._serialized_start=164
-  _globals['_GETHEALTHREQUEST']._serialized_end=182
-  _globals['_GETHEALTHRESPONSE']._serialized_start=185
-  _globals['_GETHEALTHRESPONSE']._serialized_end=344
-  _globals['_SUBMITSTEPREQUEST']._serialized_start=347
-  _globals['_SUBMITSTEPREQUEST']._serialized_end=572
-  _globals['_SUBMITSTEPRESPONSE']._serialized_start=574
-  _globals['_SUBMITSTEPRESPONSE']._serialized_end=644
-  _globals['_SUBMITBATCHREQUEST']._serialized_start=646
-  _globals['_SUBMITBATCHREQUEST']._serialized_end=711
-  _globals['_SUBMITBATCHRESPONSE']._serialized_start=713
-  _globals['_SUBMITBATCHRESPONSE']._serialized_end=803
-  _globals['_GETSTEPSTATUSREQUEST']._serialized_start=805
-  _globals['_GETSTEPSTATUSREQUEST']._serialized_end=844
-  _globals['_STEPPAYLOAD']._serialized_start=846
-  _globals['_STEPPAYLOAD']._serialized_end=955
-  _globals['_STEPERROR']._serialized_start=957
-  _globals['_STEPERROR']._serialized_end=999
-  _globals['_GETSTEPSTATUSRESPONSE']._serialized_start=1002
-  _globals['_GETSTEPSTATUSRESPONSE']._serialized_end=1376
-  _globals['_GETIDEMPOTENCYKEYREQUEST']._serialized_start=1378
-  _globals['_GETIDEMPOTENCYKEYREQUEST']._serialized_end=1421
-  _globals['_GETIDEMPOTENCYKEYRESPONSE']._serialized_start=1423
-  _globals['_GETIDEMPOTENCYKEYRESPONSE']._serialized_end=1492
-  _globals['_GETLEADERREQUEST']._serialized_start=1494
-  _globals['_GETLEADERREQUEST']._serialized_end=1512
-  _globals['_ELIGIBLEPOD']._serialized_start=1515
-  _globals['_ELIGIBLEPOD']._serialized_end=1664
-  _globals['_ELECTIONDETAILS']._serialized_start=1666
-  _globals['_ELECTIONDETAILS']._serialized_end=1730
-  _globals['_GETLEADERRESPONSE']._serialized_start=1733
-  _globals['_GETLEADERRESPONSE']._serialized_end=1985
-  _globals['_GETQUEUESTATSREQUEST']._serialized_start=1987
-  _globals['_GETQUEUESTATSREQUEST']._serialized_end=2009
-  _globals['_PODCAPACITY']._serialized_start=2011
-  _globals['_PODCAPACITY']._serialized_end=2054
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=2057
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=2671
-  _globals['_GETQUEUESTATSRESPONSE_QUEUEDEPTHBYPRIORITYENTRY']._serialized_start=2465
-  _globals['_GETQUEUESTATSRESPONSE_QUEUEDEPTHBYPRIORITYENTRY']._serialized_end=2524
-  _globals['_GETQUEUESTATSRESPONSE_STEPSBYTYPEENTRY']._serialized_start=2526
-  _globals['_GETQUEUESTATSRESPONSE_STEPSBYTYPEENTRY']._serialized_end=2576
-  _globals['_GETQUEUESTATSRESPONSE_PODCAPACITYENTRY']._serialized_start=2578
-  _globals['_GETQUEUESTATSRESPONSE_PODCAPACITYENTRY']._serialized_end=2652
-  _globals['_RUNRECOVERYREQUEST']._serialized_start=2673
-  _globals['_RUNRECOVERYREQUEST']._serialized_end=2725
-  _globals['_RECOVERYSUMMARY']._serialized_start=2728
-  _globals['_RECOVERYSUMMARY']._serialized_end=2961
-  _globals['_RUNRECOVERYRESPONSE']._serialized_start=2963
-  _globals['_RUNRECOVERYRESPONSE']._serialized_end=3071
-  _globals['_FLEETQSERVICE']._serialized_start=3074
-  _globals['_FLEETQSERVICE']._serialized_end=3939
+  _globals['_GETHEALTHREQUEST']._serialized_start=197
+  _globals['_GETHEALTHREQUEST']._serialized_end=215
+  _globals['_GETHEALTHRESPONSE']._serialized_start=218
+  _globals['_GETHEALTHRESPONSE']._serialized_end=377
+  _globals['_SUBMITSTEPREQUEST']._serialized_start=380
+  _globals['_SUBMITSTEPREQUEST']._serialized_end=617
+  _globals['_SUBMITSTEPRESPONSE']._serialized_start=619
+  _globals['_SUBMITSTEPRESPONSE']._serialized_end=689
+  _globals['_SUBMITBATCHREQUEST']._serialized_start=691
+  _globals['_SUBMITBATCHREQUEST']._serialized_end=762
+  _globals['_SUBMITBATCHRESPONSE']._serialized_start=764
+  _globals['_SUBMITBATCHRESPONSE']._serialized_end=854
+  _globals['_GETSTEPSTATUSREQUEST']._serialized_start=856
+  _globals['_GETSTEPSTATUSREQUEST']._serialized_end=895
+  _globals['_STEPPAYLOAD']._serialized_start=897
+  _globals['_STEPPAYLOAD']._serialized_end=1006
+  _globals['_STEPERROR']._serialized_start=1008
+  _globals['_STEPERROR']._serialized_end=1050
+  _globals['_GETSTEPSTATUSRESPONSE']._serialized_start=1053
+  _globals['_GETSTEPSTATUSRESPONSE']._serialized_end=1427
+  _globals['_GETIDEMPOTENCYKEYREQUEST']._serialized_start=1429
+  _globals['_GETIDEMPOTENCYKEYREQUEST']._serialized_end=1472
+  _globals['_GETIDEMPOTENCYKEYRESPONSE']._serialized_start=1474
+  _globals['_GETIDEMPOTENCYKEYRESPONSE']._serialized_end=1543
+  _globals['_GETLEADERREQUEST']._serialized_start=1545
+  _globals['_GETLEADERREQUEST']._serialized_end=1563
+  _globals['_ELIGIBLEPOD']._serialized_start=1566
+  _globals['_ELIGIBLEPOD']._serialized_end=1715
+  _globals['_ELECTIONDETAILS']._serialized_start=1717
+  _globals['_ELECTIONDETAILS']._serialized_end=1781
+  _globals['_GETLEADERRESPONSE']._serialized_start=1784
+  _globals['_GETLEADERRESPONSE']._serialized_end=2036
+  _globals['_GETQUEUESTATSREQUEST']._serialized_start=2038
+  _globals['_GETQUEUESTATSREQUEST']._serialized_end=2060
+  _globals['_PODCAPACITY']._serialized_start=2062
+  _globals['_PODCAPACITY']._serialized_end=2105
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=2108
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=2722
+  _globals['_GETQUEUESTATSRESPONSE_QUEUEDEPTHBYPRIORITYENTRY']._serialized_start=2516
+  _globals['_GETQUEUESTATSRESPONSE_QUEUEDEPTHBYPRIORITYENTRY']._serialized_end=2575
+  _globals['_GETQUEUESTATSRESPONSE_STEPSBYTYPEENTRY']._serialized_start=2577
+  _globals['_GETQUEUESTATSRESPONSE_STEPSBYTYPEENTRY']._serialized_end=2627
+  _globals['_GETQUEUESTATSRESPONSE_PODCAPACITYENTRY']._serialized_start=2629
+  _globals['_GETQUEUESTATSRESPONSE_PODCAPACITYENTRY']._serialized_end=2703
+  _globals['_RUNRECOVERYREQUEST']._serialized_start=2724
+  _globals['_RUNRECOVERYREQUEST']._serialized_end=2776
+  _globals['_RECOVERYSUMMARY']._serialized_start=2779
+  _globals['_RECOVERYSUMMARY']._serialized_end=3012
+  _globals['_RUNRECOVERYRESPONSE']._serialized_start=3014
+  _globals['_RUNRECOVERYRESPONSE']._serialized_end=3122
+  _globals['_FLEETQSERVICE']._serialized_start=3125
+  _globals['_FLEETQSERVICE']._serialized_end=3990
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,47 @@
+"""Which methods the admin token guards, and how the bearer token is read from metadata."""
+
+from __future__ import annotations
+
+import pytest
+from fleetq.v1 import fleetq_pb2
+
+from fleetq_server.api.auth import AdminTokenInterceptor, admin_methods, bearer_token
+
+SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
+
+
+def test_the_leader_queue_and_recovery_rpcs_are_the_admin_methods() -> None:
+    assert admin_methods(SERVICE) == {
+        "/fleetq.v1.FleetQService/GetLeader",
+        "/fleetq.v1.FleetQService/GetQueueStats",
+        "/fleetq.v1.FleetQService/RunRecovery",
+    }
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ((("authorization", "Bearer abc"),), "abc"),
+        ((("authorization", "bearer abc"),), "abc"),
+        ((("authorization", "BEARER   abc "),), "abc"),
+        ((("x-other", "1"), ("authorization", "Bearer abc")), "abc"),
+        ((), None),
+        (None, None),
+        ((("authorization", "Basic abc"),), None),
+        ((("authorization", "abc"),), None),
+        ((("authorization", "Bearer"),), None),
+        ((("authorization", "Bearer   "),), None),
+        ((("authorization", b"Bearer abc"),), None),
+        # Only the first authorization entry counts: a second cannot override a bad first.
+        ((("authorization", "Basic x"), ("authorization", "Bearer abc")), None),
+    ],
+)
+def test_bearer_token_reads_the_first_authorization_entry(
+    metadata: tuple[tuple[str, str | bytes], ...] | None, expected: str | None
+) -> None:
+    assert bearer_token(metadata) == expected
+
+
+def test_an_empty_admin_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be empty"):
+        AdminTokenInterceptor("", admin_methods(SERVICE))

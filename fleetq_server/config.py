@@ -38,6 +38,8 @@ class Settings:
     handlers: tuple[str, ...] = ()
     shutdown_grace: float = 30.0
     retention: float = 604800.0
+    # How often the leader deletes finished steps older than `retention`.
+    retention_interval: float = 60.0
     log_format: str = "json"
     log_level: str = "INFO"
     # A secret: kept out of repr() so that logging the settings cannot leak it.
@@ -123,6 +125,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "handlers": _parse_modules,
     "shutdown_grace": _parse_positive(float, allow_zero=True),
     "retention": _parse_positive(float, allow_zero=True),
+    "retention_interval": _parse_positive(float),
     "log_format": _parse_choice("json", "console"),
     "log_level": _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"),
     "admin_token": _parse_optional_text,

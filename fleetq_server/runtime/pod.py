@@ -10,6 +10,7 @@ from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.loops import ClaimLoop, HealthMonitor, HeartbeatLoop, WakeupListener
 from fleetq_server.runtime.recovery import RecoveryLoop
+from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store import Store
 from fleetq_server.store.notifications import SubmitSubscription
@@ -61,6 +62,9 @@ class Pod:
         self.recovery = RecoveryLoop(
             store, self.state, settings.recovery_interval, settings.dead_pod_threshold
         )
+        self.retention = RetentionLoop(
+            store, self.state, settings.retention_interval, settings.retention
+        )
         self.listener = WakeupListener(
             SubmitSubscription(database_url, on_submit=self.claimer.wake),
             LISTENER_CHECK_INTERVAL_S,
@@ -70,7 +74,14 @@ class Pod:
     @property
     def loops(self) -> list[BackgroundLoop]:
         """Every background loop, in start order."""
-        return [self.heartbeat, self.health, self.listener, self.claimer, self.recovery]
+        return [
+            self.heartbeat,
+            self.health,
+            self.listener,
+            self.claimer,
+            self.recovery,
+            self.retention,
+        ]
 
     async def start(self) -> None:
         """Register, learn the leader, and start every loop."""
@@ -115,6 +126,7 @@ class Pod:
         self._on_health_change()
         await self.claimer.stop()
         await self.recovery.stop()
+        await self.retention.stop()
         log.info("draining %d running steps (grace %gs)", self.state.current_capacity, grace)
         await self.executor.wait_all(grace)
         stopped = await self.executor.cancel_all()

@@ -1,0 +1,59 @@
+"""The leader's retention loop: deletes finished steps and recovery records past their age."""
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fleetq_server.runtime.loop import BackgroundLoop
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store import Store
+
+log = logging.getLogger(__name__)
+
+# Rows per DELETE: each batch is a short transaction of its own.
+BATCH_SIZE = 1000
+# Batches per run; a run that reaches it runs again at once, so a large backlog is worked
+# off steadily while leadership is re-checked and progress logged between runs.
+MAX_BATCHES_PER_RUN = 100
+
+
+class RetentionLoop(BackgroundLoop):
+    """Every `interval` seconds, if this pod leads, delete completed and failed steps (and
+    recovery records) older than `retention_s`; a retention of 0 keeps everything."""
+
+    name = "retention"
+
+    def __init__(self, store: Store, state: PodState, interval: float, retention_s: float) -> None:
+        super().__init__(interval)
+        self._store = store
+        self._state = state
+        self._retention_s = retention_s
+
+    def _may_delete(self) -> bool:
+        state = self._state
+        return self._retention_s > 0 and state.is_leader and not state.draining and not state.fenced
+
+    async def run_once(self) -> None:
+        """Delete up to MAX_BATCHES_PER_RUN batches; a no-op unless this pod leads."""
+        budget = MAX_BATCHES_PER_RUN
+        steps, budget = await self._delete_batches(self._store.step_delete_finished_before, budget)
+        records, budget = await self._delete_batches(
+            self._store.recovery_record_delete_before, budget
+        )
+        if steps or records:
+            log.info("retention deleted %d finished steps and %d recovery records", steps, records)
+        if budget == 0:
+            self.wake()
+
+    async def _delete_batches(
+        self, delete: Callable[[float, int], Awaitable[int]], budget: int
+    ) -> tuple[int, int]:
+        """Delete until a batch comes back short or `budget` batches are spent, re-checking
+        leadership before each; returns (rows deleted, batches left)."""
+        deleted = 0
+        while budget > 0 and self._may_delete():
+            budget -= 1
+            batch = await delete(self._retention_s, BATCH_SIZE)
+            deleted += batch
+            if batch < BATCH_SIZE:
+                break
+        return deleted, budget

@@ -1,0 +1,108 @@
+"""Retention against a real PostgreSQL: only old, finished steps and old recovery records go,
+in bounded batches, and only the leader's loop deletes anything."""
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from fleetq_server import errors
+from fleetq_server.runtime.retention import RetentionLoop
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store import Store, open_store
+from fleetq_server.store.records import StepOutcome
+from fleetq_server.submission import SubmitRequest, prepare_step
+
+REQUEST = SubmitRequest(
+    type="hello_world", args={}, metadata=None, priority=0, max_retries=0, idempotency_key=None
+)
+DAY_S = 86400.0
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await open_store(database_url, pool_size=4)
+    await store.pod_register("pod-a", 8)
+    yield store
+    await store.close()
+
+
+async def step_in(store: Store, status: str, *, age_days: float = 0) -> str:
+    """A step brought to `status` through the store, its timestamps backdated by `age_days`
+    (test-only SQL: the database clock cannot be moved)."""
+    step = prepare_step(replace(REQUEST, type=f"t_{secrets.token_hex(4)}"))  # claim only it
+    await store.step_insert_many([step])
+    if status != "pending":
+        [claimed] = await store.step_claim_batch("pod-a", [step.type], 1)
+        if status != "claimed":
+            error = {"type": "E", "message": "x"} if status == "failed" else None
+            await store.step_finish_many([StepOutcome(claimed, "pod-a", result=1, error=error)])
+    async with store._connection() as connection:
+        await connection.execute(
+            """
+            UPDATE fleetq_steps
+            SET created_ts = created_ts - make_interval(days => $2),
+                finished_ts = finished_ts - make_interval(days => $2)
+            WHERE step_id = $1
+            """,
+            step.step_id,
+            age_days,
+        )
+    return step.step_id
+
+
+async def remaining(store: Store, step_ids: list[str]) -> list[str]:
+    kept = []
+    for step_id in step_ids:
+        try:
+            await store.step_get(step_id)
+            kept.append(step_id)
+        except errors.NotFoundError:
+            pass
+    return kept
+
+
+async def test_deletes_only_finished_steps_older_than_the_age(store: Store) -> None:
+    old_done = await step_in(store, "completed", age_days=8)
+    old_failed = await step_in(store, "failed", age_days=8)
+    young_done = await step_in(store, "completed", age_days=1)
+    old_pending = await step_in(store, "pending", age_days=30)
+    old_claimed = await step_in(store, "claimed", age_days=30)
+    assert await store.step_delete_finished_before(7 * DAY_S, 1000) == 2
+    everything = [old_done, old_failed, young_done, old_pending, old_claimed]
+    assert await remaining(store, everything) == [young_done, old_pending, old_claimed]
+    assert await store.step_delete_finished_before(7 * DAY_S, 1000) == 0
+
+
+async def test_deletes_in_bounded_batches_oldest_first(store: Store) -> None:
+    steps = [await step_in(store, "completed", age_days=10 + i) for i in range(5)]
+    assert await store.step_delete_finished_before(DAY_S, 2) == 2
+    assert await remaining(store, steps) == steps[:3]  # the two oldest went first
+    assert [await store.step_delete_finished_before(DAY_S, 2) for _ in range(3)] == [2, 1, 0]
+
+
+async def test_deletes_recovery_records_older_than_the_age(store: Store) -> None:
+    for _ in range(3):
+        await store.recovery_run("pod-a", 15, dry_run=False, trigger="manual")
+    async with store._connection() as connection:
+        await connection.execute(
+            "UPDATE fleetq_recovery_cycles SET finished_ts = now() - interval '8 days'"
+            " WHERE cycle_id IN (SELECT cycle_id FROM fleetq_recovery_cycles LIMIT 2)"
+        )
+    assert await store.recovery_record_delete_before(7 * DAY_S, 1000) == 2
+    assert await store.recovery_record_delete_before(0, 1000) == 1
+
+
+@pytest.mark.parametrize(
+    ("is_leader", "retention_s", "kept"),
+    [(True, 7 * DAY_S, 0), (False, 7 * DAY_S, 1), (True, 0, 1)],
+    ids=["leader-deletes", "non-leader-keeps", "retention-zero-keeps"],
+)
+async def test_the_loop_deletes_only_on_the_leader_and_when_enabled(
+    store: Store, is_leader: bool, retention_s: float, kept: int
+) -> None:
+    step_id = await step_in(store, "completed", age_days=8)
+    state = PodState(base_pod_id="pod-a", max_capacity=8, is_leader=is_leader)
+    await RetentionLoop(store, state, interval=60, retention_s=retention_s).run_once()
+    assert len(await remaining(store, [step_id])) == kept

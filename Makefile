@@ -24,8 +24,17 @@ $(NODE_BIN)/buf: package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
+# promtool checks the /metrics exposition in a test. Debian's prometheus package ships it;
+# only that binary is unpacked into the venv, so no service is installed or started.
+$(BIN)/promtool: | $(VENV)/.installed
+	if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; else \
+		tmp=$$(mktemp -d) && cd $$tmp && \
+		{ apt-get download prometheus || { apt-get update -qq && apt-get download prometheus; }; } && \
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > $(CURDIR)/$@.tmp && \
+		chmod +x $(CURDIR)/$@.tmp && mv $(CURDIR)/$@.tmp $(CURDIR)/$@ && rm -rf $$tmp; fi
+
 .PHONY: install
-install: $(VENV)/.installed $(NODE_BIN)/buf ## Create .venv and install everything (pip, npm for buf)
+install: $(VENV)/.installed $(NODE_BIN)/buf $(BIN)/promtool ## Create .venv and install everything (pip, npm for buf, promtool)
 
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate generated/ from proto/

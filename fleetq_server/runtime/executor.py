@@ -35,6 +35,10 @@ _OUTCOME_COUNTERS = {
 }
 
 
+class _TypeTimeoutExpired(Exception):
+    """The step type's timeout cut the handler short."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with jitter between executions of a failing step."""
@@ -155,7 +159,7 @@ class StepExecutor:
             json.dumps(result)  # a result that cannot be stored is the handler's failure
         except asyncio.CancelledError:
             raise
-        except TimeoutError:
+        except _TypeTimeoutExpired:
             error = {
                 "type": "TimeoutError",
                 "message": f"step exceeded its {handler.timeout_s:g}s timeout",
@@ -183,7 +187,15 @@ class StepExecutor:
             )
         if handler.timeout_s is None:
             return await call
-        return await asyncio.wait_for(call, handler.timeout_s)
+        # asyncio.timeout rather than wait_for: only its expired() tells our deadline apart
+        # from a TimeoutError the handler raised itself (an ordinary failure).
+        try:
+            async with asyncio.timeout(handler.timeout_s) as deadline:
+                return await call
+        except TimeoutError:
+            if deadline.expired():
+                raise _TypeTimeoutExpired from None
+            raise
 
     def _failure(self, step: ClaimedStep, claim_pod_id: str, error: dict[str, str]) -> StepOutcome:
         return StepOutcome(

@@ -42,6 +42,12 @@ def http_error_for(code: grpc.StatusCode) -> HttpError:
     return _CODE_TO_HTTP.get(code, _INTERNAL)
 
 
+def error_types_for_status(status: int) -> tuple[str, ...]:
+    """Every error_type this table can answer with `status`, sorted (for API documents)."""
+    errors = [*_CODE_TO_HTTP.values(), _INTERNAL, METHOD_NOT_ALLOWED]
+    return tuple(sorted({error.error_type for error in errors if error.status == status}))
+
+
 def default_detail(code: grpc.StatusCode) -> str:
     """A readable detail for a status raised without one, e.g. "not found"."""
     phrase = code.value[1]

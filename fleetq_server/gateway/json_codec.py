@@ -16,7 +16,7 @@ descriptor (unset message fields and unset `optional` scalars become `null`), an
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
@@ -221,6 +221,27 @@ class RequestDecoder:
         """Whether the rule reads the request body at all."""
         return self._body_rule != ""
 
+    @property
+    def body_field(self) -> FieldDescriptor | None:
+        """The field a `body: "field"` rule fills; None for `body: "*"` and for no body."""
+        return self._body_field
+
+    @property
+    def path_fields(self) -> dict[str, FieldDescriptor]:
+        """Each path variable's field path and the scalar field it sets."""
+        return {name: ref.leaf for name, ref in self._path_fields.items()}
+
+    def query_fields(self) -> dict[str, FieldDescriptor]:
+        """Every field path a query string may set, with its leaf field, by the rules
+        `decode` enforces: none under `body: "*"`, never a path variable or the body
+        field, only text-settable leaves reached through singular plain messages."""
+        if self._body_rule == "*":
+            return {}
+        skip = set(self._path_fields)
+        if self._body_field is not None:
+            skip.add(self._body_field.name)
+        return dict(_text_settable_fields(self._descriptor, "", skip, frozenset()))
+
     def decode(self, body: bytes, path_vars: Mapping[str, str], query_string: bytes) -> Message:
         """The request message, or DecodeError naming what is wrong."""
         message = self._message_class()
@@ -306,6 +327,28 @@ def _resolve(descriptor: Descriptor, dotted: str, *, json_names: bool) -> _Field
         is_plain_message = field.message_type is not None and not field.is_repeated
         current = field.message_type if is_plain_message else None
     return _FieldRef(name=".".join(f.name for f in fields), fields=tuple(fields))
+
+
+def _text_settable_fields(
+    descriptor: Descriptor, prefix: str, skip: set[str], visiting: frozenset[str]
+) -> Iterator[tuple[str, FieldDescriptor]]:
+    for field in descriptor.fields:
+        name = prefix + field.name
+        if name in skip:
+            continue
+        message_type = field.message_type
+        is_plain_message = (
+            message_type is not None
+            and not field.is_repeated
+            and not message_type.full_name.startswith(_WKT_PREFIX)
+        )
+        if is_plain_message:
+            assert message_type is not None
+            if message_type.full_name not in visiting:  # a recursive message: stop there
+                nested = visiting | {message_type.full_name}
+                yield from _text_settable_fields(message_type, f"{name}.", skip, nested)
+        elif _is_text_settable(field):
+            yield name, field
 
 
 def _is_text_settable(field: FieldDescriptor) -> bool:
@@ -560,6 +603,23 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
+def in_real_oneof(field: FieldDescriptor) -> bool:
+    """Whether the field is in a real oneof (not proto3 `optional`'s synthetic one):
+    such a field is left out of a response while unset."""
+    return field.containing_oneof is not None and field.name not in _optional_scalars(
+        cast(Descriptor, field.containing_type)
+    )
+
+
+def null_when_unset(field: FieldDescriptor) -> bool:
+    """Whether a response shows the field as null while unset: singular message fields and
+    proto3 `optional` scalars (as grpc-gateway's EmitUnpopulated); others get a default."""
+    if in_real_oneof(field):
+        return False
+    is_message = field.message_type is not None and not field.is_repeated
+    return is_message or field.containing_oneof is not None
+
+
 @cache
 def _optional_scalars(descriptor: Descriptor) -> frozenset[str]:
     """Names of proto3 `optional` fields: their oneof is synthetic, not a real oneof."""
@@ -573,14 +633,11 @@ def _fill_unpopulated(descriptor: Descriptor, data: dict[str, Any]) -> dict[str,
         return {key: _sorted_json(data[key]) for key in sorted(data)}
     if descriptor.full_name.startswith(_WKT_PREFIX):
         return data  # other well-known types have their own JSON forms; leave them alone
-    optional = _optional_scalars(descriptor)
     result: dict[str, Any] = {}
     for field in descriptor.fields:
         name = field.name
         if name not in data:
-            is_message = field.message_type is not None and not field.is_repeated
-            in_real_oneof = field.containing_oneof is not None and name not in optional
-            if (is_message or name in optional) and not in_real_oneof:
+            if null_when_unset(field):
                 result[name] = None
             continue
         result[name] = _fill_field(field, data[name])

@@ -21,6 +21,7 @@ PRIORITY_RANGE = (-1000, 1000)
 MAX_RETRIES_RANGE = (0, 100)
 DEFAULT_MAX_RETRIES = 3
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+NUL = "\x00"
 # Real ids are 37 characters; anything far longer is not worth a query.
 MAX_STEP_ID_LENGTH = 128
 # The contract's id shape is step_<UTC timestamp>_<hex>; 64 random bits make
@@ -73,6 +74,9 @@ def validate(request: SubmitRequest) -> None:
         raise ValidationError("type: may contain only letters, digits, '_', '-' and '.'")
     if request.args is None:
         raise ValidationError("args: is required and must be a JSON object")
+    _check_storable(request.args, "args")
+    if request.metadata is not None:
+        _check_storable(request.metadata, "metadata")
     low, high = PRIORITY_RANGE
     if not low <= request.priority <= high:
         raise ValidationError(f"priority: must be between {low} and {high}")
@@ -85,6 +89,23 @@ def validate(request: SubmitRequest) -> None:
         raise ValidationError(
             f"idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
         )
+    if key is not None and NUL in key:
+        raise ValidationError("idempotency_key: must not contain NUL characters")
+
+
+def _check_storable(value: Any, field: str) -> None:
+    """PostgreSQL stores no NUL character in text or jsonb: refuse it here, naming the field,
+    rather than failing the INSERT (which may carry other clients' steps too)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and NUL in item:
+            raise ValidationError(f"{field}: strings and keys must not contain NUL characters")
+        if isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def prepare_step(request: SubmitRequest) -> NewStep:

@@ -1,7 +1,7 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
@@ -37,14 +37,29 @@ def _submit_request(
     """The domain's view of one submit; the body's idempotency key wins over the header."""
     return submission.SubmitRequest(
         type=request.type,
-        args=struct_to_dict(request.args) if request.HasField("args") else None,
-        metadata=struct_to_dict(request.metadata) if request.HasField("metadata") else None,
+        args=_json_object(request, "args"),
+        metadata=_json_object(request, "metadata"),
         priority=request.priority,
         max_retries=request.max_retries if request.HasField("max_retries") else None,
         idempotency_key=(
             request.idempotency_key if request.HasField("idempotency_key") else header_key
         ),
     )
+
+
+def _json_object(
+    request: pb.SubmitStepRequest, field: Literal["args", "metadata"]
+) -> dict[str, Any] | None:
+    """A Struct field as plain JSON, None when unset. A Struct may hold NaN or infinities
+    (gRPC clients can send them); JSON cannot, so they are the client's error."""
+    if not request.HasField(field):
+        return None
+    try:
+        return struct_to_dict(getattr(request, field))
+    except ValueError:
+        raise errors.ValidationError(
+            f"{field}: numbers must be finite (no NaN or Infinity)"
+        ) from None
 
 
 def _acknowledgement(outcome: InsertOutcome) -> pb.SubmitStepResponse:
@@ -166,4 +181,6 @@ def _step_id(raw: str) -> str:
         raise errors.ValidationError(
             f"step_id: must be at most {submission.MAX_STEP_ID_LENGTH} characters"
         )
+    if submission.NUL in raw:  # PostgreSQL text cannot even hold it: no query can match
+        raise errors.ValidationError("step_id: must not contain NUL characters")
     return raw

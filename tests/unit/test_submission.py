@@ -67,6 +67,10 @@ def test_payload_hash_distinguishes_payloads() -> None:
         ({"max_retries": 101}, "max_retries"),
         ({"max_retries": -1}, "max_retries"),
         ({"idempotency_key": ""}, "idempotency_key"),
+        ({"idempotency_key": "k\x00"}, "idempotency_key"),
+        ({"args": {"deep": [{"s": "a\x00"}]}}, "args"),
+        ({"args": {"k\x00": 1}}, "args"),
+        ({"metadata": {"m": "\x00"}}, "metadata"),
     ],
 )
 def test_invalid_field_is_named(change: dict[str, object], field: str) -> None:

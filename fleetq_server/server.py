@@ -16,7 +16,7 @@ from fleetq.v1 import fleetq_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from fleetq_server import embedded_db
+from fleetq_server import __version__, embedded_db
 from fleetq_server.api.auth import AdminTokenInterceptor, admin_methods
 from fleetq_server.api.interceptors import ErrorTranslationInterceptor
 from fleetq_server.api.metrics_endpoint import MetricsEndpoint
@@ -24,6 +24,8 @@ from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetric
 from fleetq_server.api.servicer import FleetQServicer
 from fleetq_server.config import Settings
 from fleetq_server.gateway import Gateway, generic_handler, unary_handlers
+from fleetq_server.gateway.asgi import ASGIApp
+from fleetq_server.gateway.openapi import openapi_document, openapi_endpoint
 from fleetq_server.handlers import load_registry
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store import Store, open_store
@@ -108,7 +110,14 @@ class PodProcess:
             self._grpc.add_secure_port(grpc_address, credentials)
         await self._grpc.start()
 
-        mounts = {"/metrics": MetricsEndpoint(self.pod.store, settings.dead_pod_threshold)}
+        protected = admin_methods(SERVICE) if settings.admin_token is not None else frozenset()
+        api_document = openapi_document(
+            SERVICE, title="FLEET-Q", version=__version__, protected_methods=protected
+        )
+        mounts: dict[str, ASGIApp] = {
+            "/metrics": MetricsEndpoint(self.pod.store, settings.dead_pod_threshold),
+            "/openapi.json": openapi_endpoint(api_document),
+        }
         gateway = Gateway(
             SERVICE,
             handlers,

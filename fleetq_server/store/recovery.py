@@ -158,9 +158,11 @@ class RecoveryQueries(PoolHolder):
                 await connection.execute(
                     """
                     INSERT INTO fleetq_recovery_cycles (cycle_id, leader_pod_id, trigger,
-                        started_ts, dead_pods, requeued_steps, terminal_steps,
+                        started_ts, finished_ts, dead_pods, requeued_steps, terminal_steps,
                         orphaned_steps_found)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    -- finished_ts: the column default now() is the transaction's start,
+                    -- which would put every cycle's end before its start.
+                    VALUES ($1, $2, $3, $4, clock_timestamp(), $5, $6, $7, $8)
                     """,
                     outcome.cycle_id,
                     leader_pod_id,

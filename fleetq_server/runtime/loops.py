@@ -25,12 +25,14 @@ class HeartbeatLoop(BackgroundLoop):
         interval: float,
         dead_threshold: float,
         on_presumed_dead: Callable[[], Awaitable[None]],
+        on_health_change: Callable[[], None],
     ) -> None:
         super().__init__(interval)
         self._store = store
         self._state = state
         self._dead_threshold = dead_threshold
         self._on_presumed_dead = on_presumed_dead
+        self._on_health_change = on_health_change
 
     async def run_once(self) -> None:
         """One heartbeat. A pod the database no longer lists as up re-registers."""
@@ -42,16 +44,23 @@ class HeartbeatLoop(BackgroundLoop):
                 self._dead_threshold,
             )
         except errors.DatabaseUnavailableError:
-            self._state.database_ok = False
+            self._set_database_ok(False)
             self._state.is_leader = False
             raise
-        self._state.database_ok = True
+        self._set_database_ok(True)
         if not outcome.alive and not self._state.draining:
             log.warning("pod %s was presumed dead by the fleet", self._state.pod_id)
             self._state.is_leader = False
             await self._on_presumed_dead()
             return
         self._state.is_leader = outcome.leader_pod_id == self._state.pod_id
+
+    def _set_database_ok(self, ok: bool) -> None:
+        # The heartbeat usually sees the database come and go first: publish the change at
+        # once, or grpc.health.v1 would lag /health until the next HealthMonitor check.
+        if self._state.database_ok != ok:
+            self._state.database_ok = ok
+            self._on_health_change()
 
 
 class ClaimLoop(BackgroundLoop):

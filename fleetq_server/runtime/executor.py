@@ -83,6 +83,8 @@ class StepExecutor:
         self._retry_policy = retry_policy
         self._on_slot_free = on_slot_free
         self._running: dict[str, RunningStep] = {}
+        # Steps whose handler is executing now: what capacity counts.
+        self._in_handler: set[str] = set()
         self._outcomes: Coalescer[StepOutcome, str | None] = Coalescer(
             store.step_finish_many, max_batch=_MAX_OUTCOMES_PER_WRITE
         )
@@ -94,22 +96,30 @@ class StepExecutor:
 
     @property
     def running(self) -> list[RunningStep]:
-        """Steps executing now."""
+        """Steps executing now or having their outcome written."""
         return list(self._running.values())
 
     def launch(self, step: ClaimedStep) -> None:
         """Start executing `step` in the background."""
         task = asyncio.create_task(self._execute(step, self._state.pod_id), name=step.step_id)
         self._running[step.step_id] = RunningStep(step, self._state.pod_id, task)
-        self._state.current_capacity = len(self._running)
+        self._in_handler.add(step.step_id)
+        self._state.current_capacity = len(self._in_handler)
         task.add_done_callback(functools.partial(self._finished, step.step_id))
+
+    def _handler_done(self, step_id: str) -> None:
+        """A handler returned: its slot is free even while the outcome is being written,
+        so the next claim overlaps the previous batch's write."""
+        if step_id in self._in_handler:
+            self._in_handler.discard(step_id)
+            self._state.current_capacity = len(self._in_handler)
+            self._on_slot_free()
 
     def _finished(self, step_id: str, task: asyncio.Task[None]) -> None:
         self._running.pop(step_id, None)
-        self._state.current_capacity = len(self._running)
+        self._handler_done(step_id)  # for a task cancelled before its handler started
         if not task.cancelled() and task.exception() is not None:
             log.error("executor for %s crashed", step_id, exc_info=task.exception())
-        self._on_slot_free()
 
     async def wait_all(self, grace: float) -> None:
         """Wait up to `grace` seconds for every running step to finish."""
@@ -135,14 +145,26 @@ class StepExecutor:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _execute(self, step: ClaimedStep, claim_pod_id: str) -> None:
-        handler = self._registry.get(step.type)
         step_log = logging.LoggerAdapter(
             log, {"pod_id": claim_pod_id, "step_id": step.step_id, "step_type": step.type}
         )
+        try:
+            outcome = await self._run_handler(step, claim_pod_id, step_log)
+        finally:
+            self._handler_done(step.step_id)
+        await self._write(step_log, outcome)
+
+    async def _run_handler(
+        self,
+        step: ClaimedStep,
+        claim_pod_id: str,
+        step_log: logging.LoggerAdapter[logging.Logger],
+    ) -> StepOutcome:
+        """Run the step's handler; every way it can end becomes an outcome to record."""
+        handler = self._registry.get(step.type)
         if handler is None:  # claimed only our own types, so this is a programming error
             error = {"type": "UnknownStepType", "message": f"no handler for {step.type!r}"}
-            await self._write(step_log, self._failure(step, claim_pod_id, error))
-            return
+            return self._failure(step, claim_pod_id, error)
         context = StepContext(
             step_id=step.step_id,
             step_type=step.type,
@@ -173,7 +195,7 @@ class StepExecutor:
         else:
             outcome = StepOutcome(step, claim_pod_id, result=result)
         metrics.STEP_RUN_SECONDS.labels(step.type).observe(time.monotonic() - started)
-        await self._write(step_log, outcome)
+        return outcome
 
     async def _call(
         self, handler: RegisteredHandler, args: dict[str, Any], context: StepContext

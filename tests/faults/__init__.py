@@ -1,0 +1,1 @@
+"""The fault suite: real pods killed, frozen and cut off from a real PostgreSQL."""

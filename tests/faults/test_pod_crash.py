@@ -1,0 +1,76 @@
+"""kill -9 a pod that holds steps: nothing is lost, and retries are counted exactly."""
+
+import time
+
+from tests.conftest import ServerFactory
+from tests.faults.fleet import (
+    CAPACITY,
+    DEAD_THRESHOLD_S,
+    RECOVERY_INTERVAL_S,
+    SLACK_S,
+    pod_id,
+    start_pods,
+    statuses,
+    step_status,
+    submit_hold,
+    wait_all_claimed,
+    wait_all_finished,
+    wait_released_by,
+)
+from tests.support.waiting import wait_until
+
+# A dead pod's steps are requeued by the first recovery cycle after its heartbeat goes stale.
+REQUEUE_BOUND_S = DEAD_THRESHOLD_S + RECOVERY_INTERVAL_S + SLACK_S
+
+
+def test_pod_killed_while_running_steps_loses_none(server_factory: ServerFactory) -> None:
+    pods = start_pods(server_factory, ["crash-a", "crash-b", "crash-c"])
+    leader, victim = pods[0], pods[-1]  # eldest first: the victim is not the leader
+    victim_id = pod_id(victim)
+    held = [submit_hold(leader, 2.0) for _ in range(CAPACITY * len(pods))]
+    orphans = [s for s, holder in wait_all_claimed(leader, held).items() if holder == victim_id]
+    assert len(orphans) == CAPACITY  # every pod is full, so the victim holds its share
+
+    victim.kill()
+    killed_at = time.monotonic()
+    assert all(s["claimed_by"] == victim_id for s in statuses(leader, orphans).values())
+    later = [submit_hold(leader, 0.1) for _ in range(6)]
+    wait_released_by(
+        leader, orphans, victim_id, timeout=REQUEUE_BOUND_S - (time.monotonic() - killed_at)
+    )
+
+    final = wait_all_finished(leader, held + later)
+    assert {s["status"] for s in final.values()} == {"completed"}
+    for step_id, status in final.items():
+        orphaned = step_id in orphans
+        assert status["retry_count"] == (1 if orphaned else 0), status
+        assert status["result"]["pod_id"] == status["claimed_by"] != victim_id
+        assert status["result"]["attempt"] == (2 if orphaned else 1)
+
+
+def test_step_survives_exactly_max_retries_orphanings_and_fails_on_the_next(
+    server_factory: ServerFactory,
+) -> None:
+    # The leader runs no `hold` steps: every execution happens on a holder this test kills.
+    [leader] = start_pods(server_factory, ["budget-leader"], env={"FLEETQ_HANDLERS": ""})
+    holders = start_pods(server_factory, [f"budget-holder-{n}" for n in range(4)])
+    by_id = {pod_id(holder): holder for holder in holders}
+    step = submit_hold(leader, 60.0, max_retries=3)
+
+    for orphaning in range(1, 5):
+
+        def claimed() -> str | None:
+            status = step_status(leader, step)
+            return status["claimed_by"] if status["status"] == "claimed" else None
+
+        holder_id = wait_until(claimed, timeout=REQUEUE_BOUND_S, description="a holder claims")
+        assert step_status(leader, step)["retry_count"] == orphaning - 1
+        by_id.pop(holder_id).kill()
+        wait_released_by(leader, [step], holder_id, timeout=REQUEUE_BOUND_S)
+
+    final = step_status(leader, step)
+    assert final["status"] == "failed"
+    assert final["retry_count"] == 3
+    assert final["error"]["type"] == "PodLost"
+    assert "no retries left" in final["error"]["message"]
+    assert not by_id  # each of the four executions ran on a different, now dead, holder

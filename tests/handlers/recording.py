@@ -117,6 +117,24 @@ async def raise_timeout_error(args: dict[str, Any], context: StepContext) -> Non
     raise TimeoutError("upstream did not answer")
 
 
+# Text PostgreSQL's jsonb refuses, as a handler might produce it (e.g. from binary data).
+UNSTORABLE_VALUES: dict[str, Any] = {
+    "nan": float("nan"),
+    "nul": "nul\x00byte",
+    "surrogate": "undecodable \udcff byte",
+}
+
+
+async def return_unstorable(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    """Return a value the database cannot store, chosen by `args.kind`."""
+    return {"value": UNSTORABLE_VALUES[args["kind"]]}
+
+
+async def raise_unstorable(args: dict[str, Any], context: StepContext) -> None:
+    """Fail with a message the database cannot store as it is."""
+    raise ValueError(UNSTORABLE_VALUES["nul"])
+
+
 def fail_then_succeed(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     """A blocking handler (so it runs in a thread) failing its first `args.failures` runs."""
     time.sleep(0.01)
@@ -137,3 +155,5 @@ def register(registry: HandlerRegistry) -> None:
     registry.add("too_slow", too_slow, timeout=TOO_SLOW_TIMEOUT_S)
     registry.add("raise_timeout_error", raise_timeout_error)
     registry.add("fail_then_succeed", fail_then_succeed)
+    registry.add("return_unstorable", return_unstorable)
+    registry.add("raise_unstorable", raise_unstorable)

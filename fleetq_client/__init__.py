@@ -1,0 +1,53 @@
+"""A Python client for FLEET-Q over gRPC, blocking (`FleetQClient`) or asyncio
+(`AsyncFleetQClient`), with typed results and one exception class per kind of failure.
+
+    with FleetQClient("localhost:50051") as client:
+        step = client.submit("hello_world", {"message": "hi"})
+        print(client.wait(step.step_id, timeout=30).result)
+"""
+
+from fleetq_client.aio import AsyncFleetQClient
+from fleetq_client.client import FleetQClient
+from fleetq_client.errors import (
+    Conflict,
+    FleetQClientError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Timeout,
+    Unauthenticated,
+    Unavailable,
+)
+from fleetq_client.results import (
+    EligiblePod,
+    Health,
+    LeaderInfo,
+    PodCapacity,
+    QueueStats,
+    RecoverySummary,
+    StepError,
+    StepStatus,
+    SubmitResult,
+)
+
+__all__ = [
+    "AsyncFleetQClient",
+    "Conflict",
+    "EligiblePod",
+    "FleetQClient",
+    "FleetQClientError",
+    "Health",
+    "InvalidArgument",
+    "LeaderInfo",
+    "NotFound",
+    "PermissionDenied",
+    "PodCapacity",
+    "QueueStats",
+    "RecoverySummary",
+    "StepError",
+    "StepStatus",
+    "SubmitResult",
+    "Timeout",
+    "Unauthenticated",
+    "Unavailable",
+]

@@ -1,0 +1,127 @@
+"""The asyncio client: `AsyncFleetQClient("host:50051")`, same calls as FleetQClient."""
+
+import asyncio
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from fleetq.v1 import fleetq_pb2_grpc
+
+from fleetq_client import calls
+from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, ChannelSettings
+from fleetq_client.errors import error_from_rpc
+from fleetq_client.results import (
+    Health,
+    LeaderInfo,
+    QueueStats,
+    RecoverySummary,
+    StepStatus,
+    SubmitResult,
+)
+
+T = TypeVar("T")
+
+
+class AsyncFleetQClient:
+    """Talks gRPC to one FLEET-Q pod from asyncio code. Failures raise
+    `fleetq_client.errors.FleetQClientError` subclasses. Use `async with`, or await
+    `close()`."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        self._settings = ChannelSettings(target, token, timeout, root_certificates)
+        credentials = self._settings.credentials()
+        self._channel = (
+            grpc.aio.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.aio.insecure_channel(target)
+        )
+        self._stub = fleetq_pb2_grpc.FleetQServiceStub(self._channel)
+
+    async def submit(
+        self,
+        step_type: str,
+        args: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> SubmitResult:
+        """Submit a step; a repeat with the same `idempotency_key` returns the original."""
+        return await self._send(
+            calls.submit(
+                step_type,
+                args,
+                metadata=metadata,
+                priority=priority,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def status(self, step_id: str) -> StepStatus:
+        """A step's state, payload, and result or last error; NotFound if there is none."""
+        return await self._send(calls.status(step_id))
+
+    async def wait(
+        self,
+        step_id: str,
+        timeout: float = 60.0,  # noqa: ASYNC109 - the same signature as FleetQClient.wait
+        *,
+        poll_interval: float = 0.2,
+        on_change: Callable[[StepStatus], None] | None = None,
+    ) -> StepStatus:
+        """Poll until the step is completed or failed; Timeout after `timeout` seconds.
+        `on_change` sees every new (status, retry_count) along the way."""
+        watch = calls.StepWatch(step_id, timeout, poll_interval, on_change)
+        # Polling a remote server: there is no local event to wait on.
+        while not watch.finished(step := await self.status(step_id)):  # noqa: ASYNC110
+            await asyncio.sleep(watch.pause())
+        return step
+
+    async def queue_stats(self) -> QueueStats:
+        """Queue statistics."""
+        return await self._send(calls.queue_stats())
+
+    async def leader(self) -> LeaderInfo:
+        """The leader election."""
+        return await self._send(calls.leader())
+
+    async def recover(self, *, dry_run: bool = False, force: bool = False) -> RecoverySummary:
+        """Run a recovery cycle; PermissionDenied unless this pod leads."""
+        return await self._send(calls.recover(dry_run=dry_run, force=force))
+
+    async def health(self) -> Health:
+        """This pod's health."""
+        return await self._send(calls.health())
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close(None)
+
+    async def __aenter__(self) -> "AsyncFleetQClient":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _send(self, call: calls.Call[T]) -> T:
+        method = getattr(self._stub, call.method)
+        try:
+            response = await method(call.request, **self._settings.call_options())
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+        return call.read(response)

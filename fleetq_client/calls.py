@@ -1,0 +1,211 @@
+"""Each client operation written once, free of I/O: the RPC to call, its request, and how to
+read its response. The sync and asyncio clients only differ in how they send a `Call`."""
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from fleetq.v1 import fleetq_pb2 as pb
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+
+from fleetq_client.errors import Timeout
+from fleetq_client.results import (
+    EligiblePod,
+    Health,
+    LeaderInfo,
+    PodCapacity,
+    QueueStats,
+    RecoverySummary,
+    StepError,
+    StepStatus,
+    SubmitResult,
+)
+from fleetq_server.api.json_values import dict_to_struct, struct_to_dict, value_to_python
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One unary RPC: the stub method's name, its request, and the response reader."""
+
+    method: str
+    request: Message
+    read: Callable[[Any], T]
+
+
+def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def submit(
+    step_type: str,
+    args: Mapping[str, Any],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    priority: int = 0,
+    max_retries: int | None = None,
+    idempotency_key: str | None = None,
+) -> Call[SubmitResult]:
+    """Submit a step; `max_retries` None takes the server's default."""
+    request = pb.SubmitStepRequest(
+        type=step_type,
+        args=dict_to_struct(args),
+        priority=priority,
+        max_retries=max_retries,
+        idempotency_key=idempotency_key,
+    )
+    if metadata is not None:
+        request.metadata.CopyFrom(dict_to_struct(metadata))
+    return Call("SubmitStep", request, _submit_result)
+
+
+def _submit_result(response: pb.SubmitStepResponse) -> SubmitResult:
+    return SubmitResult(step_id=response.step_id, status=response.status, message=response.message)
+
+
+def status(step_id: str) -> Call[StepStatus]:
+    """A step's current state."""
+    return Call("GetStepStatus", pb.GetStepStatusRequest(step_id=step_id), _step_status)
+
+
+def _step_status(response: pb.GetStepStatusResponse) -> StepStatus:
+    return StepStatus(
+        step_id=response.step_id,
+        status=response.status,
+        type=response.payload.type,
+        args=struct_to_dict(response.payload.args),
+        metadata=struct_to_dict(response.payload.metadata),
+        priority=response.priority,
+        max_retries=response.max_retries,
+        retry_count=response.retry_count,
+        claimed_by=response.claimed_by if response.HasField("claimed_by") else None,
+        created_ts=_time(response.created_ts),
+        last_update_ts=_time(response.last_update_ts),
+        result=value_to_python(response.result) if response.HasField("result") else None,
+        error=(
+            StepError(type=response.error.type, message=response.error.message)
+            if response.HasField("error")
+            else None
+        ),
+    )
+
+
+def queue_stats() -> Call[QueueStats]:
+    """Queue statistics (an admin call)."""
+    return Call("GetQueueStats", pb.GetQueueStatsRequest(), _queue_stats)
+
+
+def _queue_stats(response: pb.GetQueueStatsResponse) -> QueueStats:
+    return QueueStats(
+        pending_steps=response.pending_steps,
+        claimed_steps=response.claimed_steps,
+        completed_steps=response.completed_steps,
+        failed_steps=response.failed_steps,
+        active_pods=response.active_pods,
+        current_leader=(response.current_leader if response.HasField("current_leader") else None),
+        queue_depth_by_priority=dict(response.queue_depth_by_priority),
+        steps_by_type=dict(response.steps_by_type),
+        pod_capacity={
+            pod_id: PodCapacity(current=capacity.current, max=capacity.max)
+            for pod_id, capacity in response.pod_capacity.items()
+        },
+    )
+
+
+def leader() -> Call[LeaderInfo]:
+    """The leader election (an admin call)."""
+    return Call("GetLeader", pb.GetLeaderRequest(), _leader_info)
+
+
+def _leader_info(response: pb.GetLeaderResponse) -> LeaderInfo:
+    has_leader = response.HasField("current_leader")
+    return LeaderInfo(
+        current_leader=response.current_leader if has_leader else None,
+        leader_birth_ts=_time(response.leader_birth_ts) if has_leader else None,
+        active_pods=response.active_pods,
+        last_election_check=_time(response.last_election_check),
+        eligible_pods=tuple(
+            EligiblePod(
+                pod_id=pod.pod_id,
+                birth_ts=_time(pod.birth_ts),
+                last_heartbeat_ts=_time(pod.last_heartbeat_ts),
+                is_leader=pod.is_leader,
+            )
+            for pod in response.election_details.eligible_pods
+        ),
+    )
+
+
+def recover(*, dry_run: bool = False, force: bool = False) -> Call[RecoverySummary]:
+    """Run a recovery cycle on the leader (an admin call)."""
+    return Call("RunRecovery", pb.RunRecoveryRequest(dry_run=dry_run, force=force), _recovery)
+
+
+def _recovery(response: pb.RunRecoveryResponse) -> RecoverySummary:
+    summary = response.recovery_summary
+    return RecoverySummary(
+        status=response.status,
+        message=response.message,
+        cycle_id=summary.cycle_id,
+        dead_pods=tuple(summary.dead_pods),
+        orphaned_steps_found=summary.orphaned_steps_found,
+        requeued_steps=tuple(summary.requeued_steps),
+        terminal_steps=tuple(summary.terminal_steps),
+        duration_ms=summary.duration_ms,
+    )
+
+
+def health() -> Call[Health]:
+    """The pod's health (answers even when the pod is unhealthy)."""
+    return Call("GetHealth", pb.GetHealthRequest(), _health)
+
+
+def _health(response: pb.GetHealthResponse) -> Health:
+    return Health(
+        pod_id=response.pod_id,
+        status=response.status,
+        uptime_seconds=response.uptime_seconds,
+        current_capacity=response.current_capacity,
+        max_capacity=response.max_capacity,
+        is_leader=response.is_leader,
+        version=response.version,
+    )
+
+
+class StepWatch:
+    """The clock and bookkeeping of `wait()`: reports each change of a step's state to
+    `on_change`, and says how long to pause before the next poll."""
+
+    def __init__(
+        self,
+        step_id: str,
+        timeout: float,
+        poll_interval: float,
+        on_change: Callable[[StepStatus], None] | None,
+    ) -> None:
+        self._step_id = step_id
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        self._poll_interval = poll_interval
+        self._on_change = on_change
+        self._last_seen: tuple[str, int] | None = None
+
+    def finished(self, step: StepStatus) -> bool:
+        """Record a poll's answer; True once the step is completed or failed."""
+        seen = (step.status, step.retry_count)
+        if seen != self._last_seen and self._on_change is not None:
+            self._on_change(step)
+        self._last_seen = seen
+        return step.finished
+
+    def pause(self) -> float:
+        """Seconds to wait before polling again; Timeout once the deadline has passed."""
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            state = self._last_seen[0] if self._last_seen else "unknown"
+            raise Timeout(f"step {self._step_id} still {state} after {self._timeout:g}s")
+        return min(self._poll_interval, remaining)

@@ -1,0 +1,303 @@
+"""The `fleetq` client commands (submit, status, queue, leader, recover, health), speaking
+gRPC to any pod through FleetQClient. Tables for people by default, `--json` for scripts.
+
+Exit codes: 0 success; 1 the step failed (`submit --wait`), the pod is unhealthy, or any
+other error; 2 bad arguments (also when the server rejects them); 3 not found; 4 server
+unreachable or unavailable.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from fleetq_client.client import FleetQClient
+from fleetq_client.errors import FleetQClientError, InvalidArgument, NotFound, Unavailable
+from fleetq_client.results import (
+    Health,
+    LeaderInfo,
+    QueueStats,
+    RecoverySummary,
+    StepStatus,
+    SubmitResult,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_UNAVAILABLE = 4
+_EXIT_FOR_ERROR: tuple[tuple[type[FleetQClientError], int], ...] = (
+    (InvalidArgument, EXIT_USAGE),
+    (NotFound, EXIT_NOT_FOUND),
+    (Unavailable, EXIT_UNAVAILABLE),
+)
+TOKEN_ENV = "FLEETQ_ADMIN_TOKEN"
+
+Command = Callable[[FleetQClient, argparse.Namespace], int]
+
+
+def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the client subcommands to the `fleetq` parser's subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--target", default=DEFAULT_TARGET, help=f"pod's gRPC host:port (default {DEFAULT_TARGET})"
+    )
+    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    common.add_argument(
+        "--token", default=None, help=f"admin bearer token (default: ${TOKEN_ENV} when set)"
+    )
+    common.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds each call may take (default {DEFAULT_TIMEOUT_S:g})",
+    )
+
+    def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, parents=[common], help=help, description=help)
+        parser.set_defaults(client_command=command)
+        return parser
+
+    submit = add("submit", _submit, "submit a step")
+    submit.add_argument("type", help="step type, e.g. hello_world")
+    submit.add_argument(
+        "--args", type=_json_object, default={}, help="handler arguments, a JSON object"
+    )
+    submit.add_argument("--metadata", type=_json_object, default=None, help="a JSON object")
+    submit.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    submit.add_argument("--max-retries", type=int, default=None, help="server default: 3")
+    submit.add_argument("--idempotency-key", default=None, help="de-duplicates repeated submits")
+    submit.add_argument("--wait", action="store_true", help="show progress until it finishes")
+    submit.add_argument(
+        "--wait-timeout", type=float, default=300.0, help="seconds --wait waits (default 300)"
+    )
+    status = add("status", _status, "show a step's state, result or error")
+    status.add_argument("step_id")
+    add("queue", _queue, "queue statistics")
+    add("leader", _leader, "the leader election")
+    recover = add("recover", _recover, "run a recovery cycle on the leader")
+    recover.add_argument("--dry-run", action="store_true", help="report without changing anything")
+    recover.add_argument("--force", action="store_true", help="run even if a cycle just ran")
+    add("health", _health, "a pod's health (exit 1 when unhealthy)")
+
+
+def run_client_command(args: argparse.Namespace) -> int:
+    """Run the parsed client subcommand; returns the exit code."""
+    command: Command = args.client_command
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    try:
+        with FleetQClient(args.target, token=token, timeout=args.timeout) as client:
+            return command(client, args)
+    except FleetQClientError as error:
+        kind = type(error).__name__
+        print(f"fleetq: {kind} ({args.target}): {error.message}", file=sys.stderr)
+        return next((code for cls, code in _EXIT_FOR_ERROR if isinstance(error, cls)), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"n\": 1}'")
+    return value
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _submit(client: FleetQClient, args: argparse.Namespace) -> int:
+    submitted = client.submit(
+        args.type,
+        args.args,
+        metadata=args.metadata,
+        priority=args.priority,
+        max_retries=args.max_retries,
+        idempotency_key=args.idempotency_key,
+    )
+    if not args.wait:
+        _print(args, submitted, _submit_text)
+        return EXIT_OK
+    print(submitted.message, file=sys.stderr)
+    step = client.wait(submitted.step_id, args.wait_timeout, on_change=_progress)
+    _print(args, step, _status_text)
+    return EXIT_OK if step.status == "completed" else EXIT_FAILED
+
+
+def _status(client: FleetQClient, args: argparse.Namespace) -> int:
+    _print(args, client.status(args.step_id), _status_text)
+    return EXIT_OK
+
+
+def _queue(client: FleetQClient, args: argparse.Namespace) -> int:
+    _print(args, client.queue_stats(), _queue_text)
+    return EXIT_OK
+
+
+def _leader(client: FleetQClient, args: argparse.Namespace) -> int:
+    _print(args, client.leader(), _leader_text)
+    return EXIT_OK
+
+
+def _recover(client: FleetQClient, args: argparse.Namespace) -> int:
+    _print(args, client.recover(dry_run=args.dry_run, force=args.force), _recovery_text)
+    return EXIT_OK
+
+
+def _health(client: FleetQClient, args: argparse.Namespace) -> int:
+    health = client.health()
+    _print(args, health, _health_text)
+    return EXIT_OK if health.healthy else EXIT_FAILED
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _print(args: argparse.Namespace, result: Any, as_text: Callable[[Any], str]) -> None:
+    if args.json:
+        print(json.dumps(asdict(result), default=_json_default, indent=2))
+    else:
+        print(as_text(result))
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot render {type(value).__name__} as JSON")
+
+
+def _progress(step: StepStatus) -> None:
+    line = f"{step.step_id}: {step.status}"
+    if step.claimed_by and step.status == "claimed":
+        line += f" by {step.claimed_by}"
+    if step.retry_count:
+        line += f" (retry {step.retry_count}/{step.max_retries})"
+    if step.error and not step.finished:
+        line += f", last error {step.error.type}: {step.error.message}"
+    print(line, file=sys.stderr, flush=True)
+
+
+def _table(rows: Iterable[Sequence[object]], headers: Sequence[str] | None = None) -> str:
+    """Left-aligned columns two spaces apart; a header row when given."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    if headers:
+        cells.insert(0, list(headers))
+    if not cells:
+        return "(none)"
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _submit_text(result: SubmitResult) -> str:
+    return _table([("step_id", result.step_id), ("status", result.status), ("", result.message)])
+
+
+def _status_text(step: StepStatus) -> str:
+    rows: list[tuple[str, object]] = [
+        ("step_id", step.step_id),
+        ("status", step.status),
+        ("type", step.type),
+        ("priority", step.priority),
+        ("retries", f"{step.retry_count}/{step.max_retries}"),
+        ("claimed_by", step.claimed_by),
+        ("created", step.created_ts),
+        ("updated", step.last_update_ts),
+        ("args", step.args),
+        ("metadata", step.metadata),
+        ("result", json.dumps(step.result) if step.status == "completed" else None),
+        ("error", f"{step.error.type}: {step.error.message}" if step.error else None),
+    ]
+    return _table(rows)
+
+
+def _queue_text(stats: QueueStats) -> str:
+    counts = _table(
+        [
+            ("pending", stats.pending_steps),
+            ("claimed", stats.claimed_steps),
+            ("completed", stats.completed_steps),
+            ("failed", stats.failed_steps),
+            ("active pods", stats.active_pods),
+            ("leader", stats.current_leader),
+        ]
+    )
+    priorities = _table(
+        sorted(stats.queue_depth_by_priority.items(), reverse=True), ("PRIORITY", "PENDING")
+    )
+    types = _table(sorted(stats.steps_by_type.items()), ("TYPE", "STEPS"))
+    pods = _table(
+        [
+            (pod_id, capacity.current, capacity.max, pod_id == stats.current_leader)
+            for pod_id, capacity in sorted(stats.pod_capacity.items())
+        ],
+        ("POD", "RUNNING", "CAPACITY", "LEADER"),
+    )
+    return "\n\n".join([counts, priorities, types, pods])
+
+
+def _leader_text(info: LeaderInfo) -> str:
+    summary = _table(
+        [
+            ("leader", info.current_leader),
+            ("since", info.leader_birth_ts),
+            ("active pods", info.active_pods),
+            ("checked", info.last_election_check),
+        ]
+    )
+    pods = _table(
+        [(p.pod_id, p.birth_ts, p.last_heartbeat_ts, p.is_leader) for p in info.eligible_pods],
+        ("POD", "BORN", "LAST HEARTBEAT", "LEADER"),
+    )
+    return f"{summary}\n\n{pods}"
+
+
+def _recovery_text(summary: RecoverySummary) -> str:
+    return _table(
+        [
+            ("status", summary.status),
+            ("message", summary.message),
+            ("cycle_id", summary.cycle_id),
+            ("dead pods", ", ".join(summary.dead_pods) or None),
+            ("orphaned steps", summary.orphaned_steps_found),
+            ("requeued", ", ".join(summary.requeued_steps) or None),
+            ("failed", ", ".join(summary.terminal_steps) or None),
+            ("duration", f"{summary.duration_ms} ms"),
+        ]
+    )
+
+
+def _health_text(health: Health) -> str:
+    return _table(
+        [
+            ("pod_id", health.pod_id),
+            ("status", health.status),
+            ("leader", health.is_leader),
+            ("running", f"{health.current_capacity}/{health.max_capacity}"),
+            ("uptime", f"{health.uptime_seconds:.1f} s"),
+            ("version", health.version),
+        ]
+    )

@@ -1,0 +1,126 @@
+"""The blocking client: `FleetQClient("host:50051")`."""
+
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from fleetq.v1 import fleetq_pb2_grpc
+
+from fleetq_client import calls
+from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, ChannelSettings
+from fleetq_client.errors import error_from_rpc
+from fleetq_client.results import (
+    Health,
+    LeaderInfo,
+    QueueStats,
+    RecoverySummary,
+    StepStatus,
+    SubmitResult,
+)
+
+T = TypeVar("T")
+
+
+class FleetQClient:
+    """Talks gRPC to one FLEET-Q pod (any pod: they all answer every call). Failures raise
+    `fleetq_client.errors.FleetQClientError` subclasses. Use as a context manager, or
+    call `close()`."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        self._settings = ChannelSettings(target, token, timeout, root_certificates)
+        credentials = self._settings.credentials()
+        self._channel = (
+            grpc.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(target)
+        )
+        self._stub = fleetq_pb2_grpc.FleetQServiceStub(self._channel)
+
+    def submit(
+        self,
+        step_type: str,
+        args: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> SubmitResult:
+        """Submit a step; a repeat with the same `idempotency_key` returns the original."""
+        return self._send(
+            calls.submit(
+                step_type,
+                args,
+                metadata=metadata,
+                priority=priority,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def status(self, step_id: str) -> StepStatus:
+        """A step's state, payload, and result or last error; NotFound if there is none."""
+        return self._send(calls.status(step_id))
+
+    def wait(
+        self,
+        step_id: str,
+        timeout: float = 60.0,
+        *,
+        poll_interval: float = 0.2,
+        on_change: Callable[[StepStatus], None] | None = None,
+    ) -> StepStatus:
+        """Poll until the step is completed or failed; Timeout after `timeout` seconds.
+        `on_change` sees every new (status, retry_count) along the way."""
+        watch = calls.StepWatch(step_id, timeout, poll_interval, on_change)
+        while not watch.finished(step := self.status(step_id)):
+            time.sleep(watch.pause())
+        return step
+
+    def queue_stats(self) -> QueueStats:
+        """Queue statistics."""
+        return self._send(calls.queue_stats())
+
+    def leader(self) -> LeaderInfo:
+        """The leader election."""
+        return self._send(calls.leader())
+
+    def recover(self, *, dry_run: bool = False, force: bool = False) -> RecoverySummary:
+        """Run a recovery cycle; PermissionDenied unless this pod leads."""
+        return self._send(calls.recover(dry_run=dry_run, force=force))
+
+    def health(self) -> Health:
+        """This pod's health."""
+        return self._send(calls.health())
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> "FleetQClient":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _send(self, call: calls.Call[T]) -> T:
+        method = getattr(self._stub, call.method)
+        try:
+            response = method(call.request, **self._settings.call_options())
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+        return call.read(response)

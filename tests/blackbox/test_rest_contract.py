@@ -147,6 +147,28 @@ def test_status_of_a_completed_step_carries_its_result(client: httpx.Client, pod
     assert assert_timestamp(body["last_update_ts"]) >= assert_timestamp(body["created_ts"])
 
 
+def test_status_of_a_running_step_names_the_pod_that_claimed_it(
+    client: httpx.Client, pod_id: str
+) -> None:
+    step_id = submit(client, {"type": "sleep", "args": {"seconds": 2}})
+
+    body = wait_for_status(client, step_id, "claimed")
+
+    assert body["claimed_by"] == pod_id
+    assert body["result"] is None and body["error"] is None
+
+
+def test_status_of_a_failed_step_carries_its_error(client: httpx.Client) -> None:
+    step_id = submit(client, {"type": "sleep", "args": {"seconds": "soon"}, "max_retries": 0})
+
+    body = wait_for_status(client, step_id, "failed")
+
+    assert set(body) == STEP_STATUS_KEYS
+    assert body["error"] == {"type": "ValueError", "message": "args.seconds must be a number"}
+    assert body["result"] is None
+    assert body["retry_count"] == 0
+
+
 def test_idempotency_key_is_deterministic_per_step(client: httpx.Client) -> None:
     first = submit(client, {"type": UNHANDLED_TYPE, "args": {}})
     second = submit(client, {"type": UNHANDLED_TYPE, "args": {}})

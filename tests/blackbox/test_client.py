@@ -1,0 +1,158 @@
+"""fleetq_client against real pods: every call of the sync and asyncio clients, typed results,
+and each kind of failure as its exception."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from fleetq_client import (
+    AsyncFleetQClient,
+    Conflict,
+    FleetQClient,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    StepStatus,
+    Timeout,
+    Unauthenticated,
+    Unavailable,
+)
+from tests.conftest import ServerFactory
+from tests.support.net import free_port
+from tests.support.server_process import ServerProcess
+
+FAST = {
+    "FLEETQ_HEARTBEAT_INTERVAL": "0.2",
+    "FLEETQ_POLL_INTERVAL": "0.2",
+    "FLEETQ_RETRY_BACKOFF_BASE": "0.01",
+    "FLEETQ_SHUTDOWN_GRACE": "0",
+}
+ADMIN_TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def leader(module_server_factory: ServerFactory) -> ServerProcess:
+    return module_server_factory(env={**FAST, "FLEETQ_POD_ID": "client-leader"})
+
+
+@pytest.fixture(scope="module")
+def follower(module_server_factory: ServerFactory, leader: ServerProcess) -> ServerProcess:
+    """A younger pod whose admin calls need a token."""
+    env = {**FAST, "FLEETQ_POD_ID": "client-follower", "FLEETQ_ADMIN_TOKEN": ADMIN_TOKEN}
+    return module_server_factory(env=env)
+
+
+@pytest.fixture
+def client(leader: ServerProcess) -> Iterator[FleetQClient]:
+    with FleetQClient(leader.grpc_target) as client:
+        yield client
+
+
+def test_submit_then_wait_returns_the_typed_result(client: FleetQClient) -> None:
+    seen: list[str] = []
+    submitted = client.submit("hello_world", {"message": "client", "n": 5}, metadata={"by": "t"})
+    step = client.wait(submitted.step_id, timeout=15, on_change=lambda s: seen.append(s.status))
+    assert submitted.status == "submitted"
+    assert (step.step_id, step.status, step.type, step.finished) == (
+        submitted.step_id,
+        "completed",
+        "hello_world",
+        True,
+    )
+    assert step.args == {"message": "client", "n": 5} and isinstance(step.args["n"], int)
+    assert step.metadata == {"by": "t"}
+    assert step.result == {"greeting": "Hello, client", "step_id": submitted.step_id}
+    assert step.error is None and isinstance(step.created_ts, datetime)
+    assert seen[-1] == "completed" and len(seen) == len(set(seen))
+
+
+def test_a_failed_step_carries_its_error(client: FleetQClient) -> None:
+    submitted = client.submit("sleep", {"seconds": "soon"}, max_retries=1, priority=7)
+    step = client.wait(submitted.step_id, timeout=15)
+    assert (step.status, step.retry_count, step.max_retries, step.priority) == ("failed", 1, 1, 7)
+    assert step.error is not None and step.error.type == "ValueError"
+    assert step.result is None
+
+
+def test_wait_gives_up_after_its_timeout(client: FleetQClient) -> None:
+    submitted = client.submit("nobody_runs_this", {})
+    with pytest.raises(Timeout, match="still pending"):
+        client.wait(submitted.step_id, timeout=0.3, poll_interval=0.05)
+
+
+def test_an_idempotency_key_returns_the_original_and_refuses_another_payload(
+    client: FleetQClient,
+) -> None:
+    key = f"order-{secrets.token_hex(4)}"
+    first = client.submit("hello_world", {"n": 1}, idempotency_key=key)
+    assert client.submit("hello_world", {"n": 1}, idempotency_key=key).step_id == first.step_id
+    with pytest.raises(Conflict):
+        client.submit("hello_world", {"n": 2}, idempotency_key=key)
+
+
+def test_bad_requests_and_unknown_steps_raise_their_exceptions(client: FleetQClient) -> None:
+    with pytest.raises(InvalidArgument, match="type"):
+        client.submit("not a type!", {})
+    with pytest.raises(NotFound) as caught:
+        client.status("step_20240101000000_0000000000000000")
+    assert "not found" in caught.value.message
+
+
+def test_admin_calls_report_the_fleet(
+    client: FleetQClient, leader: ServerProcess, follower: ServerProcess
+) -> None:
+    stats = client.queue_stats()
+    assert stats.current_leader == "client-leader" and stats.active_pods == 2
+    assert set(stats.pod_capacity) == {"client-leader", "client-follower"}
+    info = client.leader()
+    assert info.current_leader == "client-leader" and info.leader_birth_ts is not None
+    assert [(p.pod_id, p.is_leader) for p in info.eligible_pods] == [
+        ("client-leader", True),
+        ("client-follower", False),
+    ]
+    dry_run = client.recover(dry_run=True)
+    assert (dry_run.status, dry_run.dead_pods) == ("dry_run", ())
+    assert client.recover(force=True).status == "completed"
+    health = client.health()
+    assert (health.pod_id, health.healthy, health.is_leader) == ("client-leader", True, True)
+
+
+def test_the_admin_token_is_sent_and_recovery_is_refused_off_the_leader(
+    follower: ServerProcess,
+) -> None:
+    with FleetQClient(follower.grpc_target) as anonymous:
+        with pytest.raises(Unauthenticated):
+            anonymous.queue_stats()
+        assert anonymous.health().healthy  # not an admin call
+    with FleetQClient(follower.grpc_target, token=ADMIN_TOKEN) as admin:
+        assert admin.queue_stats().active_pods == 2
+        with pytest.raises(PermissionDenied, match="client-leader"):
+            admin.recover()
+
+
+def test_an_unreachable_pod_is_unavailable() -> None:
+    with FleetQClient(f"127.0.0.1:{free_port()}", timeout=5) as client, pytest.raises(Unavailable):
+        client.health()
+
+
+async def test_the_asyncio_client_makes_the_same_calls(
+    leader: ServerProcess, follower: ServerProcess
+) -> None:
+    async with AsyncFleetQClient(leader.grpc_target) as client:
+        submitted = await client.submit("hello_world", {"message": "async"}, max_retries=0)
+        step = await client.wait(submitted.step_id, timeout=15)
+        assert isinstance(step, StepStatus) and step.status == "completed"
+        assert (await client.status(submitted.step_id)).result == step.result
+        assert (await client.queue_stats()).current_leader == "client-leader"
+        assert (await client.leader()).active_pods == 2
+        assert (await client.recover(dry_run=True)).status == "dry_run"
+        assert (await client.health()).is_leader
+        with pytest.raises(NotFound):
+            await client.status("step_20240101000000_0000000000000000")
+    async with AsyncFleetQClient(follower.grpc_target, token=ADMIN_TOKEN) as admin:
+        with pytest.raises(PermissionDenied):
+            await admin.recover()

@@ -6,7 +6,6 @@ only before and after its own calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,17 +30,6 @@ Stub = fleetq_pb2_grpc.FleetQServiceStub
 @pytest.fixture(scope="module")
 def pod(module_server_factory: ServerFactory) -> ServerProcess:
     return module_server_factory(env=FAST_POD_ENV)
-
-
-@pytest.fixture
-def channel(pod: ServerProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(pod.grpc_target) as channel:
-        yield channel
-
-
-@pytest.fixture
-def stub(channel: grpc.Channel) -> Stub:
-    return fleetq_pb2_grpc.FleetQServiceStub(channel)
 
 
 def _total_steps(stub: Stub) -> int:
@@ -212,8 +200,8 @@ def test_a_message_over_one_mebibyte_is_resource_exhausted(stub: Stub) -> None:
     assert _total_steps(stub) == before
 
 
-def test_an_unknown_method_is_unimplemented(channel: grpc.Channel) -> None:
-    call = channel.unary_unary("/fleetq.v1.FleetQService/NoSuchMethod")
+def test_an_unknown_method_is_unimplemented(grpc_channel: grpc.Channel) -> None:
+    call = grpc_channel.unary_unary("/fleetq.v1.FleetQService/NoSuchMethod")
 
     error = _rpc_error(call, b"")
 
@@ -239,8 +227,8 @@ def test_health_leader_queue_and_recovery_answer(stub: Stub) -> None:
     assert recovery.recovery_summary.cycle_id
 
 
-def test_the_standard_health_service_reports_serving(channel: grpc.Channel) -> None:
-    health = health_pb2_grpc.HealthStub(channel)
+def test_the_standard_health_service_reports_serving(grpc_channel: grpc.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(grpc_channel)
 
     for service in ("", "fleetq.v1.FleetQService"):
         response = health.Check(health_pb2.HealthCheckRequest(service=service))

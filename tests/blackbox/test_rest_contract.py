@@ -6,7 +6,6 @@ only before and after its own requests, so no test depends on another's data.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -34,12 +33,6 @@ UNHANDLED_TYPE = "blackbox.unhandled"
 @pytest.fixture(scope="module")
 def pod(module_server_factory: ServerFactory) -> ServerProcess:
     return module_server_factory(env=FAST_POD_ENV)
-
-
-@pytest.fixture
-def client(pod: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=pod.http_url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture

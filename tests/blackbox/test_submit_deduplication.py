@@ -43,18 +43,6 @@ def pod(module_server_factory: ServerFactory) -> ServerProcess:
 
 
 @pytest.fixture
-def client(pod: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=pod.http_url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def stub(pod: ServerProcess) -> Iterator[fleetq_pb2_grpc.FleetQServiceStub]:
-    with grpc.insecure_channel(pod.grpc_target) as channel:
-        yield fleetq_pb2_grpc.FleetQServiceStub(channel)
-
-
-@pytest.fixture
 def key() -> str:
     return f"order-{secrets.token_hex(8)}"
 

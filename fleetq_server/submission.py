@@ -21,6 +21,8 @@ PRIORITY_RANGE = (-1000, 1000)
 MAX_RETRIES_RANGE = (0, 100)
 DEFAULT_MAX_RETRIES = 3
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Steps in one SubmitBatch: all-or-nothing, in one transaction.
+MAX_BATCH_STEPS = 1000
 NUL = "\x00"
 # Real ids are 37 characters; anything far longer is not worth a query.
 MAX_STEP_ID_LENGTH = 128
@@ -70,7 +72,7 @@ def validate(request: SubmitRequest) -> None:
         raise ValidationError("type: is required and must not be empty")
     if len(request.type) > MAX_TYPE_LENGTH:
         raise ValidationError(f"type: must be at most {MAX_TYPE_LENGTH} characters")
-    if not TYPE_PATTERN.match(request.type):
+    if not TYPE_PATTERN.fullmatch(request.type):  # match() lets "$" accept a final "\n"
         raise ValidationError("type: may contain only letters, digits, '_', '-' and '.'")
     if request.args is None:
         raise ValidationError("args: is required and must be a JSON object")

@@ -12,11 +12,11 @@ from fleetq_server.api.json_values import struct_to_dict
 from fleetq_server.coalescer import Coalescer
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
+from fleetq_server.submission import MAX_BATCH_STEPS
 
 # The REST gateway turns this response metadata into the HTTP status (grpc-gateway idiom).
 HTTP_CODE_HEADER = "x-http-code"
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
-MAX_BATCH_STEPS = 1000
 
 
 def _metadata_value(context: Any, name: str) -> str | None:

@@ -1,0 +1,148 @@
+"""Real clients of a pod, and the load shapes the scenarios drive them with.
+
+gRPC clients are grpc.aio stubs, one channel (and TCP connection) each: channels opened
+with equal arguments would otherwise share one connection through gRPC's global subchannel
+pool. REST clients are httpx.AsyncClient instances, HTTP/1.1 with keep-alive. Every
+failed call raises: a benchmark with errors measures nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol
+
+import grpc
+import httpx
+from fleetq.v1 import fleetq_pb2 as pb
+from fleetq.v1 import fleetq_pb2_grpc
+from google.protobuf import struct_pb2
+
+_GRPC_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+_TIMEOUT_S = 60.0
+
+
+class Submitter(Protocol):
+    """Submits steps on behalf of one of several concurrent clients."""
+
+    async def submit(self, client: int, step_type: str, args: dict[str, Any]) -> None:
+        """One single submit by client number `client`."""
+        ...
+
+
+def _step_request(step_type: str, args: dict[str, Any]) -> pb.SubmitStepRequest:
+    struct = struct_pb2.Struct()
+    struct.update(args)
+    return pb.SubmitStepRequest(type=step_type, args=struct)
+
+
+def batch_request(step_type: str, size: int) -> pb.SubmitBatchRequest:
+    """A SubmitBatch of `size` small steps of `step_type`."""
+    return pb.SubmitBatchRequest(steps=[_step_request(step_type, {"n": n}) for n in range(size)])
+
+
+class GrpcClients:
+    """`count` gRPC clients of one pod, each with its own channel."""
+
+    def __init__(self, target: str, count: int) -> None:
+        self._channels = [
+            grpc.aio.insecure_channel(target, options=_GRPC_OPTIONS) for _ in range(count)
+        ]
+        self._stubs = [fleetq_pb2_grpc.FleetQServiceStub(channel) for channel in self._channels]
+
+    async def __aenter__(self) -> GrpcClients:
+        await asyncio.gather(*(channel.channel_ready() for channel in self._channels))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.gather(*(channel.close(grace=None) for channel in self._channels))
+
+    async def submit(self, client: int, step_type: str, args: dict[str, Any]) -> None:
+        await self._stubs[client].SubmitStep(_step_request(step_type, args), timeout=_TIMEOUT_S)
+
+    async def submit_batch(self, client: int, request: pb.SubmitBatchRequest) -> None:
+        """One SubmitBatch call by client number `client`."""
+        response = await self._stubs[client].SubmitBatch(request, timeout=_TIMEOUT_S)
+        if response.created_count != len(request.steps):
+            raise RuntimeError(f"SubmitBatch created {response.created_count} steps")
+
+
+class RestClients:
+    """`count` REST clients of one pod (POST /submit), each with up to `connections`
+    keep-alive connections (HTTP/1.1 runs one request at a time per connection)."""
+
+    def __init__(self, base_url: str, count: int, connections: int = 1) -> None:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._clients = [
+            httpx.AsyncClient(base_url=base_url, limits=limits, timeout=_TIMEOUT_S)
+            for _ in range(count)
+        ]
+
+    async def __aenter__(self) -> RestClients:
+        # Open every connection before any timing starts.
+        await asyncio.gather(*(client.get("/health") for client in self._clients))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.gather(*(client.aclose() for client in self._clients))
+
+    async def submit(self, client: int, step_type: str, args: dict[str, Any]) -> None:
+        response = await self._clients[client].post(
+            "/submit", json={"type": step_type, "args": args}
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /submit answered {response.status_code}: {response.text}")
+
+
+async def spread(
+    total: int, concurrency: int, call: Callable[[int, int], Awaitable[None]]
+) -> float:
+    """Make `total` calls `call(worker, i)` from `concurrency` workers, each as fast as it
+    can; returns the elapsed seconds."""
+    numbers = itertools.count()
+
+    async def worker(number: int) -> None:
+        while (i := next(numbers)) < total:
+            await call(number, i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(number) for number in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def paced(count: int, rate: float, call: Callable[[int], Coroutine[Any, Any, None]]) -> None:
+    """Start call(i) for i < count at `rate` per second on a fixed schedule, without
+    waiting for earlier calls (an open-loop load, as independent clients make)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    calls: list[asyncio.Task[None]] = []
+    for i in range(count):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        calls.append(asyncio.create_task(call(i)))
+    await asyncio.gather(*calls)
+
+
+async def submit_singles(
+    submitter: Submitter, step_type: str, total: int, concurrency: int
+) -> float:
+    """`total` single submits from `concurrency` clients; returns elapsed seconds."""
+
+    async def one(client: int, n: int) -> None:
+        await submitter.submit(client, step_type, {"n": n})
+
+    return await spread(total, concurrency, one)
+
+
+async def submit_batches(
+    clients: GrpcClients, requests: Sequence[pb.SubmitBatchRequest], concurrency: int
+) -> float:
+    """Every prepared SubmitBatch, from `concurrency` callers; returns elapsed seconds."""
+
+    async def one(client: int, n: int) -> None:
+        await clients.submit_batch(client, requests[n])
+
+    return await spread(len(requests), concurrency, one)

@@ -1,0 +1,216 @@
+"""The benchmark report: statistics over repetitions, the targets of issue #6, markdown and JSON.
+
+Every figure is summarised as min / median / max over the repetitions; targets are judged
+on the median. Throughputs are also shown as a fraction of pgbench's transactions per
+second on the same server, the rate the database itself sustains.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CEILING = "pgbench_tps"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A figure as the report shows it."""
+
+    key: str
+    scenario: str
+    measure: str
+    digits: int = 0
+    throughput: bool = False  # compared with pgbench
+
+
+@dataclass(frozen=True)
+class Target:
+    """A required median: at least (">=") or at most ("<=") `bound`."""
+
+    key: str
+    label: str
+    op: str
+    bound: float
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric(CEILING, "ceiling", "pgbench -N -c 8 -j 2, transactions/s", throughput=True),
+    Metric("drain_1pod_steps_per_s", "drain, 1 pod", "steps/s", throughput=True),
+    Metric("drain_1pod_cpu_pods", "drain, 1 pod", "CPU cores: pod", 2),
+    Metric("drain_1pod_cpu_postgres", "drain, 1 pod", "CPU cores: PostgreSQL", 2),
+    Metric("drain_2pod_steps_per_s", "drain, 2 pods", "steps/s", throughput=True),
+    Metric("drain_2pod_cpu_pods", "drain, 2 pods", "CPU cores: pods", 2),
+    Metric("drain_2pod_cpu_postgres", "drain, 2 pods", "CPU cores: PostgreSQL", 2),
+    Metric("submit_grpc_steps_per_s", "submit, gRPC", "steps/s", throughput=True),
+    Metric("submit_grpc_cpu_client", "submit, gRPC", "CPU cores: clients", 2),
+    Metric("submit_grpc_cpu_pods", "submit, gRPC", "CPU cores: pod", 2),
+    Metric("submit_grpc_cpu_postgres", "submit, gRPC", "CPU cores: PostgreSQL", 2),
+    Metric("submit_rest_steps_per_s", "submit, REST", "steps/s", throughput=True),
+    Metric("submit_rest_cpu_client", "submit, REST", "CPU cores: clients", 2),
+    Metric("submit_rest_cpu_pods", "submit, REST", "CPU cores: pod", 2),
+    Metric("submit_rest_cpu_postgres", "submit, REST", "CPU cores: PostgreSQL", 2),
+    Metric("submit_batch_steps_per_s", "batch submit, gRPC", "steps/s", throughput=True),
+    Metric("submit_batch_cpu_client", "batch submit, gRPC", "CPU cores: clients", 2),
+    Metric("submit_batch_cpu_pods", "batch submit, gRPC", "CPU cores: pod", 2),
+    Metric("submit_batch_cpu_postgres", "batch submit, gRPC", "CPU cores: PostgreSQL", 2),
+    Metric("latency_grpc_p50_ms", "latency, gRPC", "p50 ms", 2),
+    Metric("latency_grpc_p95_ms", "latency, gRPC", "p95 ms", 2),
+    Metric("latency_grpc_p99_ms", "latency, gRPC", "p99 ms", 2),
+    Metric("latency_rest_p50_ms", "latency, REST", "p50 ms", 2),
+    Metric("latency_rest_p95_ms", "latency, REST", "p95 ms", 2),
+    Metric("latency_rest_p99_ms", "latency, REST", "p99 ms", 2),
+    Metric("recovery_requeue_s", "recovery", "kill -9 to requeued, s", 1),
+    Metric("recovery_complete_s", "recovery", "kill -9 to completed, s", 1),
+    Metric("recovery_orphans", "recovery", "steps the killed pod held"),
+    Metric("drain_1pod_rss_idle_mb", "memory", "idle pod RSS, MiB", 1),
+    Metric("drain_1pod_rss_peak_mb", "memory", "peak RSS draining alone, MiB", 1),
+    Metric("drain_2pod_rss_peak_mb", "memory", "peak RSS per pod, 2 draining, MiB", 1),
+)
+
+TARGETS: tuple[Target, ...] = (
+    Target("drain_1pod_steps_per_s", "drain, 1 pod (steps/s)", ">=", 8000),
+    Target("drain_2pod_steps_per_s", "drain, 2 pods (steps/s)", ">=", 12000),
+    Target("submit_grpc_steps_per_s", "single submits, gRPC (steps/s)", ">=", 3000),
+    Target("submit_rest_steps_per_s", "single submits, REST (steps/s)", ">=", 2500),
+    Target("submit_batch_steps_per_s", "SubmitBatch, gRPC (steps/s)", ">=", 50000),
+    Target("latency_grpc_p50_ms", "latency p50, gRPC (ms)", "<=", 3),
+    Target("latency_grpc_p99_ms", "latency p99, gRPC (ms)", "<=", 10),
+    Target("latency_rest_p50_ms", "latency p50, REST (ms)", "<=", 5),
+    Target("latency_rest_p99_ms", "latency p99, REST (ms)", "<=", 15),
+    Target("recovery_requeue_s", "requeued after kill -9 (s)", "<=", 20),
+    Target("drain_1pod_rss_idle_mb", "idle pod RSS (MiB)", "<=", 80),
+)
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
+
+
+def percentiles(values: Sequence[float], points: Iterable[int]) -> list[float]:
+    """The given percentiles (1..99) of `values`, interpolated between samples."""
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return [cuts[point - 1] for point in points]
+
+
+def summarize(samples: Mapping[str, Sequence[float]]) -> dict[str, dict[str, float]]:
+    """min / median / max (and the count) of every figure over the repetitions."""
+    return {
+        key: {
+            "min": min(values),
+            "median": statistics.median(values),
+            "max": max(values),
+            "n": len(values),
+        }
+        for key, values in samples.items()
+        if values
+    }
+
+
+def judge(
+    targets: Sequence[Target], summary: Mapping[str, Mapping[str, float]]
+) -> list[dict[str, Any]]:
+    """Each target with the measured median and "met", "not met" or "not measured"."""
+    verdicts = []
+    for target in targets:
+        median = summary[target.key]["median"] if target.key in summary else None
+        if median is None:
+            verdict = "not measured"
+        else:
+            verdict = "met" if _COMPARE[target.op](median, target.bound) else "not met"
+        verdicts.append(
+            {
+                "key": target.key,
+                "target": f"{target.label} {target.op} {target.bound:g}",
+                "median": median,
+                "verdict": verdict,
+            }
+        )
+    return verdicts
+
+
+def build(
+    *,
+    header: Mapping[str, Any],
+    samples: Mapping[str, Sequence[float]],
+) -> dict[str, Any]:
+    """The whole report as JSON-able data."""
+    summary = summarize(samples)
+    return {
+        **header,
+        "samples": {key: list(values) for key, values in samples.items()},
+        "summary": summary,
+        "targets": judge(TARGETS, summary),
+    }
+
+
+def _number(value: float, digits: int) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _results_table(summary: Mapping[str, Mapping[str, float]]) -> list[str]:
+    ceiling = summary.get(CEILING, {}).get("median")
+    lines = [
+        "| scenario | measure | min | median | max | median / pgbench |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for metric in METRICS:
+        if metric.key not in summary:
+            continue
+        figures = summary[metric.key]
+        share = ""
+        if metric.throughput and ceiling and metric.key != CEILING:
+            share = f"{figures['median'] / ceiling:.2f}"
+        cells = [_number(figures[stat], metric.digits) for stat in ("min", "median", "max")]
+        lines.append(f"| {metric.scenario} | {metric.measure} | {' | '.join(cells)} | {share} |")
+    return lines
+
+
+def _targets_table(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = ["| target | measured median | verdict |", "|---|--:|---|"]
+    for verdict in verdicts:
+        median = verdict["median"]
+        shown = "-" if median is None else _number(median, 2 if median < 100 else 0)
+        lines.append(f"| {verdict['target']} | {shown} | {verdict['verdict']} |")
+    return lines
+
+
+def _facts(title: str, facts: Mapping[str, Any]) -> str:
+    return f"**{title}:** " + "; ".join(f"{key} {value}" for key, value in facts.items())
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The report as markdown: context, the results table and the targets table."""
+    lines = [
+        f"### FLEET-Q benchmark, {report['started']}",
+        "",
+        f"`{report['command']}`",
+        "",
+        _facts("Machine", report["machine"]),
+        "",
+        _facts("Versions", report["versions"]),
+        "",
+        _facts("PostgreSQL", report["postgres"]),
+        "",
+        "**Settings:**",
+        "",
+        *(f"- {key}: {value}" for key, value in report["settings"].items()),
+        "",
+        *_results_table(report["summary"]),
+        "",
+        *_targets_table(report["targets"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(report: Mapping[str, Any], directory: Path) -> tuple[Path, Path]:
+    """Write `<stamp>.json` and `<stamp>.md` into `directory`; returns both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = directory / ("bench-" + report["started"].replace(":", "").replace("-", ""))
+    json_path, markdown_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    markdown_path.write_text(markdown(report))
+    return json_path, markdown_path

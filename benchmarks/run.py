@@ -1,0 +1,226 @@
+"""`make bench`: run every scenario N times and write the report (benchmarks/results/).
+
+    python -m benchmarks.run              # the full run: issue #6 sizes, 3 repetitions
+    python -m benchmarks.run --quick      # a smoke run: small sizes, 1 repetition
+
+PostgreSQL is a private embedded server unless FLEETQ_BENCH_DATABASE_URL is set; each
+scenario run gets a fresh database and its own pods, all stopped before the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import environment, report, scenarios
+from benchmarks.harness import PostgresServer, find_pgbench
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+# Issue #6's sizes, and the smoke run's.
+FULL = {
+    "repetitions": 3,
+    "drain_steps": 20_000,
+    "submit_steps": 20_000,
+    "batches": 50,
+    "latency_submits": 500,
+    "pgbench_seconds": 15,
+}
+QUICK = {
+    "repetitions": 1,
+    "drain_steps": 2_000,
+    "submit_steps": 2_000,
+    "batches": 5,
+    "latency_submits": 100,
+    "pgbench_seconds": 3,
+}
+# The smoke run shortens recovery ten-fold; the full run keeps FLEET-Q's defaults.
+QUICK_RECOVERY_ENV = {
+    "FLEETQ_HEARTBEAT_INTERVAL": "0.5",
+    "FLEETQ_DEAD_POD_THRESHOLD": "1.5",
+    "FLEETQ_RECOVERY_INTERVAL": "0.5",
+}
+SCENARIO_NAMES = ("ceiling", "drain", "submit", "latency", "recovery")
+
+Scenario = Callable[[scenarios.Bench], Awaitable[scenarios.Figures]]
+
+
+def _runs(name: str) -> list[tuple[str, Scenario]]:
+    """The scenario runs behind a name given on the command line."""
+    runs: dict[str, list[tuple[str, Scenario]]] = {
+        "ceiling": [("pgbench", scenarios.ceiling)],
+        "drain": [
+            ("drain, 1 pod", lambda bench: scenarios.drain(bench, 1)),
+            ("drain, 2 pods", lambda bench: scenarios.drain(bench, 2)),
+        ],
+        "submit": [
+            ("submit, gRPC", lambda bench: scenarios.submit(bench, "grpc")),
+            ("submit, REST", lambda bench: scenarios.submit(bench, "rest")),
+            ("batch submit, gRPC", scenarios.submit_batch),
+        ],
+        "latency": [
+            ("latency, gRPC", lambda bench: scenarios.latency(bench, "grpc")),
+            ("latency, REST", lambda bench: scenarios.latency(bench, "rest")),
+        ],
+        "recovery": [("recovery", scenarios.recovery)],
+    }
+    return runs[name]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; size flags left unset take the full or the --quick default."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    add = parser.add_argument
+    add("--quick", action="store_true", help="small sizes, 1 repetition, short recovery")
+    add("--repetitions", type=int, help="runs of every scenario (full: 3)")
+    add("--scenarios", default=",".join(SCENARIO_NAMES), help="comma-separated subset")
+    add("--drain-steps", type=int, help="steps pre-loaded for each drain (full: 20000)")
+    add("--submit-steps", type=int, help="single submits per protocol (full: 20000)")
+    add("--clients", type=int, default=32, help="concurrent single-submit clients")
+    add("--batch-size", type=int, default=1000, help="steps per SubmitBatch call")
+    add("--batches", type=int, help="SubmitBatch calls (full: 50)")
+    add("--batch-callers", type=int, default=4, help="concurrent SubmitBatch callers")
+    add("--latency-submits", type=int, help="probes per protocol (full: 500)")
+    add("--latency-rate", type=float, default=100.0, help="probe submits per second")
+    add("--max-parallelism", type=int, default=100, help="FLEETQ_MAX_PARALLELISM of pods")
+    add("--capacity-threshold", type=float, default=1.0, help="FLEETQ_CAPACITY_THRESHOLD")
+    add("--pgbench-seconds", type=int, help="pgbench -T (full: 15)")
+    add("--recovery-hold", type=float, default=2.0, help="seconds each recovery step sleeps")
+    add("--output", type=Path, default=RESULTS_DIR, help="where the report is written")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    unknown = set(args.scenarios.split(",")) - set(SCENARIO_NAMES)
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIO_NAMES}")
+    return args
+
+
+def _options(args: argparse.Namespace) -> scenarios.Options:
+    return scenarios.Options(
+        drain_steps=args.drain_steps,
+        submit_steps=args.submit_steps,
+        clients=args.clients,
+        batch_size=args.batch_size,
+        batches=args.batches,
+        batch_callers=args.batch_callers,
+        latency_submits=args.latency_submits,
+        latency_rate=args.latency_rate,
+        max_parallelism=args.max_parallelism,
+        capacity_threshold=args.capacity_threshold,
+        pgbench_seconds=args.pgbench_seconds,
+        recovery_env=QUICK_RECOVERY_ENV if args.quick else {},
+        recovery_hold_s=args.recovery_hold,
+    )
+
+
+def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str, str]:
+    capacity = int(options.max_parallelism * options.capacity_threshold)
+    recovery = (
+        ", ".join(f"{key}={value}" for key, value in options.recovery_env.items())
+        or "FLEET-Q defaults (heartbeat 5 s, dead-pod threshold 15 s, recovery every 5 s)"
+    )
+    return {
+        "run": f"{args.repetitions} repetition(s){', quick smoke run' if args.quick else ''}",
+        "pods": (
+            f"FLEETQ_MAX_PARALLELISM={options.max_parallelism} x FLEETQ_CAPACITY_THRESHOLD="
+            f"{options.capacity_threshold:g} (capacity {capacity}, not the bottleneck), "
+            "FLEETQ_LOG_LEVEL=WARNING, otherwise defaults"
+        ),
+        "drain": (
+            f"{options.drain_steps} no-op steps pre-loaded with SubmitBatch; the pods start "
+            "claiming together; steps/s = N / (max(finished_ts) - min(claimed_ts))"
+        ),
+        "submit": (
+            f"{options.submit_steps} single submits from {options.clients} concurrent "
+            "clients in one asyncio process: grpc.aio with one channel (TCP connection) "
+            "per client; httpx.AsyncClient, HTTP/1.1 keep-alive, one connection per client"
+        ),
+        "batch submit": (
+            f"{options.batches} SubmitBatch calls of {options.batch_size} steps from "
+            f"{options.batch_callers} concurrent gRPC callers"
+        ),
+        "latency": (
+            f"{options.latency_submits} submits at {options.latency_rate:g}/s from one "
+            "client to an idle pod (gRPC: one channel; REST: a pool of up to "
+            f"{scenarios.LATENCY_REST_CONNECTIONS} keep-alive connections); handler start "
+            "minus submit call start, both time.time()"
+        ),
+        "recovery": (
+            f"2 pods full of steps sleeping {options.recovery_hold_s:g} s; kill -9 the "
+            f"follower; {recovery}"
+        ),
+        "ceiling": (
+            f"pgbench -N -c 8 -j 2 -T {options.pgbench_seconds} (scale 1) with "
+            f"{find_pgbench() or 'no pgbench found'}"
+        ),
+    }
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start PostgreSQL, run the scenarios, stop everything; returns the report data."""
+    options = _options(args)
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    machine = environment.machine()  # before we load the machine ourselves
+    workdir = Path(tempfile.mkdtemp(prefix="fleetq-bench-"))
+    log_dir = Path(tempfile.mkdtemp(prefix="fleetq-bench-logs-"))
+    postgres = await asyncio.to_thread(PostgresServer.start, workdir)
+    try:
+        bench = scenarios.Bench(postgres, options, log_dir, await postgres.postmaster())
+        header = {
+            "started": started,
+            "command": shlex.join(["python", "-m", "benchmarks.run", *sys.argv[1:]]),
+            "machine": machine,
+            "versions": environment.versions(),
+            "postgres": await postgres.describe(),
+            "settings": _settings(args, options),
+        }
+        samples: dict[str, list[float]] = defaultdict(list)
+        for repetition in range(1, args.repetitions + 1):
+            for name in args.scenarios.split(","):
+                for label, scenario in _runs(name):
+                    began = time.monotonic()
+                    figures = await scenario(bench)
+                    for key, value in figures.items():
+                        samples[key].append(value)
+                    shown = ", ".join(f"{key}={value:,.2f}" for key, value in figures.items())
+                    took = time.monotonic() - began
+                    _log(f"[{repetition}/{args.repetitions}] {label} ({took:.0f}s): {shown}")
+    except BaseException:
+        _log(f"benchmark failed; pod logs kept in {log_dir}")
+        raise
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    finally:
+        await asyncio.to_thread(postgres.stop)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return report.build(header=header, samples=samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, write the report files and print the markdown."""
+    args = parse_args(argv)
+    data = asyncio.run(run(args))
+    json_path, markdown_path = report.write(data, args.output)
+    print(report.markdown(data))
+    _log(f"report written to {markdown_path} and {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

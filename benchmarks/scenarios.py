@@ -1,0 +1,363 @@
+"""One repetition of each benchmark scenario, each on a fresh database with its own pods.
+
+Every scenario returns flat figures named `<scenario>_<measure>`; `report.py` knows them.
+Throughputs and latencies come from the database clock or the client's clock as noted
+at each scenario; nothing is read from a pod's own account of itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+
+from benchmarks import clients
+from benchmarks.handlers import NOOP_TYPE, PROBE_TYPE
+from benchmarks.harness import PodFleet, PostgresServer, find_pgbench, frozen, libpq_environment
+from benchmarks.report import percentiles
+from benchmarks.resources import CpuMeter, RssSampler, sample_rss_peak_mb
+from tests.support.server_process import ServerProcess
+
+# Steps per SubmitBatch call when pre-loading a drain (the RPC's maximum).
+LOAD_BATCH = 1000
+# Steps the latency scenario submits first, unmeasured, to warm up both ends.
+LATENCY_WARMUP = 20
+LATENCY_REST_CONNECTIONS = 16
+# How long an idle pod is watched for its resident memory.
+IDLE_SAMPLE_S = 1.0
+POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Options:
+    """Sizes and pod settings for every scenario (the CLI's flags)."""
+
+    drain_steps: int
+    submit_steps: int
+    clients: int
+    batch_size: int
+    batches: int
+    batch_callers: int
+    latency_submits: int
+    latency_rate: float
+    max_parallelism: int
+    capacity_threshold: float
+    pgbench_seconds: int
+    # Pod settings of the recovery scenario: empty means FLEET-Q's defaults.
+    recovery_env: dict[str, str]
+    recovery_hold_s: float
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every scenario shares."""
+
+    postgres: PostgresServer
+    options: Options
+    log_dir: Path
+    postmaster: psutil.Process | None
+
+
+Figures = dict[str, float]
+
+
+def pod_env(options: Options, *, run_steps: bool) -> dict[str, str]:
+    """Pod settings. Without `run_steps` the pod runs no benchmark step type, so steps
+    submitted to it stay pending: submit benchmarks then measure submitting alone."""
+    env = {
+        "FLEETQ_LOG_LEVEL": "WARNING",
+        "FLEETQ_MAX_PARALLELISM": str(options.max_parallelism),
+        "FLEETQ_CAPACITY_THRESHOLD": str(options.capacity_threshold),
+    }
+    if run_steps:
+        env["FLEETQ_HANDLERS"] = "benchmarks.handlers"
+    return env
+
+
+@contextlib.asynccontextmanager
+async def _scenario(bench: Bench) -> AsyncIterator[tuple[asyncpg.Connection, PodFleet]]:
+    """A fresh database, a connection to it, and a fleet that is stopped on the way out."""
+    async with bench.postgres.fresh_database() as url:
+        connection = await asyncpg.connect(url)
+        try:
+            with PodFleet(url, bench.log_dir) as fleet:
+                yield connection, fleet
+        finally:
+            await connection.close()
+
+
+async def _wait_for(
+    connection: asyncpg.Connection, query: str, *args: Any, within: float, what: str
+) -> None:
+    """Poll `query` (a boolean) until it is true."""
+    try:
+        async with asyncio.timeout(within):
+            while True:  # the database holds the answer: poll it
+                if await connection.fetchval(query, *args):
+                    return
+                await asyncio.sleep(POLL_S)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {within:g}s waiting for {what}") from None
+
+
+async def _wait_drained(connection: asyncpg.Connection, within: float) -> None:
+    await _wait_for(
+        connection,
+        "SELECT NOT EXISTS (SELECT 1 FROM fleetq_steps WHERE status IN ('pending', 'claimed'))",
+        within=within,
+        what="the queue to drain",
+    )
+
+
+async def _count_steps(connection: asyncpg.Connection, expected: int) -> None:
+    """Check that the pods stored exactly the steps the clients were told were stored."""
+    stored = await connection.fetchval("SELECT count(*) FROM fleetq_steps")
+    if stored != expected:
+        raise RuntimeError(f"{stored} steps stored, {expected} acknowledged")
+
+
+def _batch_sizes(total: int, size: int) -> list[int]:
+    return [min(size, total - start) for start in range(0, total, size)]
+
+
+async def drain(bench: Bench, pods: int) -> Figures:
+    """Drain N pre-submitted no-op steps with `pods` pods: N / (last finish - first claim),
+    both from the database clock. Also the pods' idle and peak RSS and their CPU use.
+
+    The steps are loaded with SubmitBatch through a pod that runs no benchmark type while
+    the draining pods, already started and idle, are frozen; all of them thaw at once.
+    """
+    options = bench.options
+    name = f"drain_{pods}pod"
+    async with _scenario(bench) as (connection, fleet):
+        (loader,) = fleet.start(1, pod_env(options, run_steps=False))
+        workers = fleet.start(pods, pod_env(options, run_steps=True))
+        pids = [worker.pid for worker in workers]
+        idle_mb = await asyncio.to_thread(sample_rss_peak_mb, pids, IDLE_SAMPLE_S)
+        meter = CpuMeter(pids, bench.postmaster, client=False)
+        with RssSampler(pids) as memory:
+            with frozen(workers):
+                requests = [
+                    clients.batch_request(NOOP_TYPE, size)
+                    for size in _batch_sizes(options.drain_steps, LOAD_BATCH)
+                ]
+                async with clients.GrpcClients(loader.grpc_target, 1) as loader_client:
+                    await clients.submit_batches(loader_client, requests, 1)
+                fleet.stop(loader)
+                meter.start()
+            await _wait_drained(connection, within=60 + options.drain_steps / 200)
+            row = await connection.fetchrow(
+                """
+                SELECT count(*) AS completed,
+                       extract(epoch FROM max(finished_ts) - min(claimed_ts))::float8 AS seconds
+                FROM fleetq_steps WHERE status = 'completed'
+                """
+            )
+            assert row is not None  # an aggregate always returns a row
+            # CPU over the drain itself: the pods idle before their first claim and after.
+            cpu = meter.stop(elapsed=row["seconds"])
+    if row["completed"] != options.drain_steps:
+        raise RuntimeError(f"{row['completed']} of {options.drain_steps} steps completed")
+    return {
+        f"{name}_steps_per_s": options.drain_steps / row["seconds"],
+        f"{name}_rss_idle_mb": idle_mb,
+        f"{name}_rss_peak_mb": memory.peak_mb,
+        **_cpu_figures(name, cpu),
+    }
+
+
+def _cpu_figures(name: str, cpu: dict[str, float]) -> Figures:
+    return {f"{name}_cpu_{role}": cores for role, cores in cpu.items()}
+
+
+async def submit(bench: Bench, protocol: str) -> Figures:
+    """N single submits from C concurrent clients over `protocol` ("grpc" or "rest"):
+    N / elapsed on the client's clock, and each role's CPU use meanwhile."""
+    options = bench.options
+    name = f"submit_{protocol}"
+    async with _scenario(bench) as (connection, fleet):
+        (pod,) = fleet.start(1, pod_env(options, run_steps=False))
+        submitter: clients.GrpcClients | clients.RestClients = (
+            clients.GrpcClients(pod.grpc_target, options.clients)
+            if protocol == "grpc"
+            else clients.RestClients(pod.http_url, options.clients)
+        )
+        async with submitter:
+            # One unmeasured submit per client: first calls pay for lazy set-up.
+            await clients.submit_singles(submitter, NOOP_TYPE, options.clients, options.clients)
+            meter = CpuMeter([pod.pid], bench.postmaster)
+            meter.start()
+            elapsed = await clients.submit_singles(
+                submitter, NOOP_TYPE, options.submit_steps, options.clients
+            )
+            cpu = meter.stop(elapsed)
+        await _count_steps(connection, options.submit_steps + options.clients)
+    return {f"{name}_steps_per_s": options.submit_steps / elapsed, **_cpu_figures(name, cpu)}
+
+
+async def submit_batch(bench: Bench) -> Figures:
+    """B SubmitBatch calls of S steps from a few concurrent gRPC callers: B*S / elapsed.
+    The requests are built before the clock starts."""
+    options = bench.options
+    name = "submit_batch"
+    requests = [clients.batch_request(NOOP_TYPE, options.batch_size)] * options.batches
+    async with _scenario(bench) as (connection, fleet):
+        (pod,) = fleet.start(1, pod_env(options, run_steps=False))
+        async with clients.GrpcClients(pod.grpc_target, options.batch_callers) as callers:
+            warmup = [clients.batch_request(NOOP_TYPE, 10)] * options.batch_callers
+            await clients.submit_batches(callers, warmup, options.batch_callers)
+            meter = CpuMeter([pod.pid], bench.postmaster)
+            meter.start()
+            elapsed = await clients.submit_batches(callers, requests, options.batch_callers)
+            cpu = meter.stop(elapsed)
+        total = options.batches * options.batch_size
+        await _count_steps(connection, total + 10 * options.batch_callers)
+    return {f"{name}_steps_per_s": total / elapsed, **_cpu_figures(name, cpu)}
+
+
+async def latency(bench: Bench, protocol: str) -> Figures:
+    """Submits at a steady rate to an idle pod, one client: the probe handler's start time
+    minus the client's time.time() as the submit call began, per step."""
+    options = bench.options
+    name = f"latency_{protocol}"
+    async with _scenario(bench) as (connection, fleet):
+        (pod,) = fleet.start(1, pod_env(options, run_steps=True))
+        # One client. gRPC multiplexes its calls on one channel; HTTP/1.1 needs a pool of
+        # connections, or calls would queue behind each other in the client.
+        client: clients.GrpcClients | clients.RestClients = (
+            clients.GrpcClients(pod.grpc_target, 1)
+            if protocol == "grpc"
+            else clients.RestClients(pod.http_url, 1, connections=LATENCY_REST_CONNECTIONS)
+        )
+
+        async def warmup(n: int) -> None:
+            await client.submit(0, NOOP_TYPE, {"n": n})
+
+        async def probe(_: int) -> None:
+            await client.submit(0, PROBE_TYPE, {"sent": time.time()})
+
+        async with client:
+            await clients.paced(LATENCY_WARMUP, options.latency_rate, warmup)
+            await clients.paced(options.latency_submits, options.latency_rate, probe)
+        await _wait_drained(connection, within=60)
+        rows = await connection.fetch(
+            """
+            SELECT (result->>'started')::float8 - (args->>'sent')::float8 AS seconds
+            FROM fleetq_steps WHERE type = $1 AND status = 'completed'
+            """,
+            PROBE_TYPE,
+        )
+    if len(rows) != options.latency_submits:
+        raise RuntimeError(f"{len(rows)} of {options.latency_submits} probes completed")
+    p50, p95, p99 = percentiles([row["seconds"] * 1000 for row in rows], (50, 95, 99))
+    return {f"{name}_p50_ms": p50, f"{name}_p95_ms": p95, f"{name}_p99_ms": p99}
+
+
+async def _pod_ids(pods: list[ServerProcess]) -> dict[str, ServerProcess]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        answers = [(await http.get(f"{pod.http_url}/health")).json() for pod in pods]
+    return {answer["pod_id"]: pod for answer, pod in zip(answers, pods, strict=True)}
+
+
+async def recovery(bench: Bench) -> Figures:
+    """Two pods fill their capacity with sleeping steps; the follower is killed with
+    SIGKILL; seconds (client clock) until the leader has requeued every step the dead pod
+    held, and until they have all completed again (including the handler's sleep)."""
+    options = bench.options
+    async with _scenario(bench) as (connection, fleet):
+        env = {"FLEETQ_LOG_LEVEL": "WARNING", **options.recovery_env}
+        pods = await _pod_ids(fleet.start(2, env))
+        leader_id, victim_id = [
+            row["pod_id"]
+            for row in await connection.fetch(
+                "SELECT pod_id FROM fleetq_pods WHERE status = 'up' ORDER BY birth_ts, pod_id"
+            )
+        ]
+        capacity = await connection.fetchval("SELECT sum(max_capacity) FROM fleetq_pods")
+        async with clients.GrpcClients(pods[leader_id].grpc_target, 1) as client:
+            for n in range(capacity):
+                await client.submit(0, "sleep", {"seconds": options.recovery_hold_s, "n": n})
+        await _wait_for(
+            connection,
+            "SELECT count(*) = $1 FROM fleetq_steps WHERE status = 'claimed'",
+            capacity,
+            within=30,
+            what="both pods to fill their capacity",
+        )
+        killed = time.monotonic()
+        pods[victim_id].kill()
+        orphans = [
+            row["step_id"]
+            for row in await connection.fetch(
+                "SELECT step_id FROM fleetq_steps WHERE status = 'claimed' AND claimed_by = $1",
+                victim_id,
+            )
+        ]
+        if not orphans:
+            raise RuntimeError("the killed pod held no steps (its sleeps ended too soon)")
+        patience = 120.0
+        await _wait_for(
+            connection,
+            """SELECT NOT EXISTS (SELECT 1 FROM fleetq_steps WHERE step_id = ANY($1)
+                                  AND status = 'claimed' AND claimed_by = $2)""",
+            orphans,
+            victim_id,
+            within=patience,
+            what="the dead pod's steps to be requeued",
+        )
+        requeued = time.monotonic()
+        await _wait_for(
+            connection,
+            """SELECT count(*) = cardinality($1::text[]) FROM fleetq_steps
+               WHERE step_id = ANY($1) AND status = 'completed'""",
+            orphans,
+            within=patience,
+            what="the requeued steps to complete",
+        )
+        completed = time.monotonic()
+    return {
+        "recovery_requeue_s": requeued - killed,
+        "recovery_complete_s": completed - killed,
+        "recovery_orphans": float(len(orphans)),
+    }
+
+
+_TPS = re.compile(r"^tps = ([0-9.]+)", re.MULTILINE)
+
+
+async def _run(argv: list[str], env: dict[str, str]) -> str:
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    text = output.decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({process.returncode}):\n{text}")
+    return text
+
+
+async def ceiling(bench: Bench) -> Figures:
+    """`pgbench -N -c 8 -j 2 -T <s>` in its own database on the same server: the rate of
+    small write transactions the database itself sustains, without FLEET-Q."""
+    pgbench = find_pgbench()
+    if pgbench is None:
+        return {}
+    async with bench.postgres.fresh_database() as url:
+        env = {**os.environ, **libpq_environment(url)}
+        await _run([pgbench, "-i", "-q"], env)
+        seconds = str(bench.options.pgbench_seconds)
+        output = await _run([pgbench, "-N", "-c", "8", "-j", "2", "-T", seconds], env)
+    match = _TPS.search(output)
+    if match is None:
+        raise RuntimeError(f"no tps in pgbench's output:\n{output}")
+    return {"pgbench_tps": float(match.group(1))}

@@ -76,6 +76,10 @@ test: lint proto-check ## Install everything, then lint, proto checks and the wh
 run: install ## Start one pod: embedded PostgreSQL, REST on :8000, gRPC on :50051
 	FLEETQ_LOG_FORMAT=$${FLEETQ_LOG_FORMAT:-console} $(BIN)/fleetq serve
 
+.PHONY: bench
+bench: $(VENV)/.installed ## Benchmarks + report in benchmarks/results/ (BENCH_ARGS=--quick: smoke run)
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -22,6 +22,15 @@ FAST_POD_ENV = {
 }
 
 ERROR_KEYS = {"detail", "error_type", "timestamp", "path"}
+HEALTH_FIELDS = {
+    "pod_id",
+    "status",
+    "uptime_seconds",
+    "current_capacity",
+    "max_capacity",
+    "is_leader",
+    "version",
+}
 STEP_STATUS_KEYS = {
     "step_id",
     "status",

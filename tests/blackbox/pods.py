@@ -13,16 +13,7 @@ from tests.support.databases import run_sync
 
 # Quick pods that run the recording handlers.
 POD_ENV = {**FAST_POD_ENV, "FLEETQ_HANDLERS": recording.__name__}
-# Every field of GET /health, and the service name grpc.health.v1 reports on besides "".
-HEALTH_FIELDS = {
-    "pod_id",
-    "status",
-    "uptime_seconds",
-    "current_capacity",
-    "max_capacity",
-    "is_leader",
-    "version",
-}
+# The service name grpc.health.v1 reports on besides "".
 FLEETQ_SERVICE = "fleetq.v1.FleetQService"
 
 

@@ -9,10 +9,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.blackbox.contract import submit, wait_for_status
+from tests.blackbox.contract import HEALTH_FIELDS, submit, wait_for_status
 from tests.blackbox.pods import (
     FLEETQ_SERVICE,
-    HEALTH_FIELDS,
     POD_ENV,
     create_tables,
     executions,

@@ -10,8 +10,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.blackbox.contract import submit
-from tests.blackbox.pods import FLEETQ_SERVICE, HEALTH_FIELDS, POD_ENV, create_tables, open_gate
+from tests.blackbox.contract import HEALTH_FIELDS, submit
+from tests.blackbox.pods import FLEETQ_SERVICE, POD_ENV, create_tables, open_gate
 from tests.conftest import ServerFactory
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import wait_until

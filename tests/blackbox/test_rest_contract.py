@@ -13,6 +13,7 @@ import pytest
 
 from tests.blackbox.contract import (
     FAST_POD_ENV,
+    HEALTH_FIELDS,
     STEP_ID,
     STEP_STATUS_KEYS,
     assert_error,
@@ -50,15 +51,7 @@ def test_health_reports_a_healthy_leading_pod(client: httpx.Client) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {
-        "pod_id",
-        "status",
-        "uptime_seconds",
-        "current_capacity",
-        "max_capacity",
-        "is_leader",
-        "version",
-    }
+    assert set(body) == HEALTH_FIELDS
     assert isinstance(body["pod_id"], str) and body["pod_id"]
     assert body["status"] == "healthy"
     assert isinstance(body["uptime_seconds"], int | float) and body["uptime_seconds"] >= 0

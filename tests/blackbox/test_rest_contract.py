@@ -298,6 +298,7 @@ def test_recovery_on_a_follower_is_forbidden(server_factory: ServerFactory) -> N
         pytest.param({"type": "a" * 129, "args": {}}, "type", id="type-129-characters"),
         pytest.param({"type": "has space", "args": {}}, "type", id="type-space"),
         pytest.param({"type": "slash/type", "args": {}}, "type", id="type-slash"),
+        pytest.param({"type": "ok\n", "args": {}}, "type", id="type-final-newline"),
         pytest.param({"type": "caf\u00e9", "args": {}}, "type", id="type-non-ascii"),
         pytest.param({"type": "ok"}, "args", id="args-missing"),
         pytest.param({"type": "ok", "args": None}, "args", id="args-null"),

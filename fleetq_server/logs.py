@@ -4,6 +4,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from types import TracebackType
 
 # LogRecord attributes that may be attached via `extra=` or a LoggerAdapter.
 _CONTEXT_FIELDS = ("pod_id", "step_id", "step_type")
@@ -33,15 +34,43 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ConsoleFormatter(logging.Formatter):
+    """One readable line per record for people at a terminal (`make run`), naming the step
+    a record is about."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s%(step)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        step_id = getattr(record, "step_id", None)
+        record.step = f" [{step_id}]" if step_id else ""
+        return super().format(record)
+
+
 def configure_logging(log_format: str, level: str, pod_id: str) -> None:
     """Send every log record to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter(pod_id))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Whatever would reach stderr by another way goes through the same formatter: Python
+    # warnings, and an error that stops the process (as one record, not a raw traceback).
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     # Connection-level chatter from the servers is noise at INFO.
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, traceback)
+        return
+    logging.getLogger("fleetq_server").critical(
+        "stopped by an unexpected error: %s", exc, exc_info=(exc_type, exc, traceback)
+    )

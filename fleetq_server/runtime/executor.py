@@ -174,6 +174,7 @@ class StepExecutor:
         step_log = logging.LoggerAdapter(
             log, {"pod_id": claim_pod_id, "step_id": step.step_id, "step_type": step.type}
         )
+        step_log.debug("claimed; running attempt %d", step.attempt)
         try:
             outcome = await self._run_handler(step, claim_pod_id, step_log)
         finally:
@@ -272,5 +273,7 @@ class StepExecutor:
                 continue
             if new_status is None:
                 step_log.warning("outcome fenced out: the step was reassigned")
+            else:
+                step_log.info("attempt %d recorded: step now %s", outcome.step.attempt, new_status)
             _OUTCOME_COUNTERS[new_status].labels(outcome.step.type).inc()
             return

@@ -49,11 +49,14 @@ class RecoveryLoop(BackgroundLoop):
     async def run_manual(self, *, force: bool, dry_run: bool) -> tuple[RecoveryOutcome, bool]:
         """A cycle requested by an operator; returns (outcome, ran)."""
         if not self._state.is_leader:
+            # The flag is as old as our last heartbeat: right after the old leader goes
+            # stale the database already names us. It decides (recovery_run checks again).
             view = await self._store.leader_get(self._dead_threshold)
-            leader = view.leader.pod_id if view.leader else "none"
-            raise errors.PermissionDeniedError(
-                f"recovery runs only on the leader; current leader is {leader}"
-            )
+            leader = view.leader.pod_id if view.leader else None
+            if leader != self._state.pod_id:
+                raise errors.PermissionDeniedError(
+                    f"recovery runs only on the leader; current leader is {leader or 'none'}"
+                )
         return await self._run_cycle(
             "manual", dry_run=dry_run, min_gap_s=0.0 if force or dry_run else MANUAL_MIN_GAP_S
         )

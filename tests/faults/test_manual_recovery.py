@@ -15,6 +15,9 @@ from tests.faults.fleet import (
     REQUEST_TIMEOUT_S,
     SLACK_S,
     eligible_pods,
+    health,
+    leader_view,
+    pod_id,
     start_pods,
     step_status,
     submit_hold,
@@ -150,6 +153,35 @@ def test_manual_recovery_is_leader_only_dry_runs_change_nothing_and_repeats_are_
         first["cycle_id"],
         second["cycle_id"],
     ]
+
+
+def test_new_leader_accepts_recovery_before_its_own_heartbeat_notices(
+    server_factory: ServerFactory, database_url: str
+) -> None:
+    # Heartbeats 30 s apart, and the killed leader's last one moved an hour back: the
+    # database names the successor at once, its own heartbeat will not say so for a while.
+    slow = {"FLEETQ_HEARTBEAT_INTERVAL": "30", "FLEETQ_DEAD_POD_THRESHOLD": "60"}
+    old_leader, successor = start_pods(server_factory, ["late-a", "late-b"], env=slow)
+    old_leader.kill()
+    run_sync(lambda: _backdate_heartbeat(database_url, pod_id(old_leader)))
+    assert leader_view(successor)["current_leader"] == pod_id(successor)
+    assert not health(successor)["is_leader"]
+
+    response = run_recovery(successor, force=True)
+    assert response.status_code == 200, response.text
+    assert _summary(response)["dead_pods"] == [pod_id(old_leader)]
+
+
+async def _backdate_heartbeat(database_url: str, pod: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - interval '1 hour'"
+            " WHERE pod_id = $1",
+            pod,
+        )
+    finally:
+        await connection.close()
 
 
 def _summary(response: httpx.Response) -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 import asyncio
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any, TypeVar
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
-from fleetq.v1 import fleetq_pb2_grpc
 
 from fleetq_client import calls
-from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, ChannelSettings
+from fleetq_client.channel import Connection
 from fleetq_client.errors import error_from_rpc
 from fleetq_client.results import (
     Health,
@@ -23,49 +22,19 @@ from fleetq_client.results import (
 T = TypeVar("T")
 
 
-class AsyncFleetQClient:
+class AsyncFleetQClient(Connection):
     """Talks gRPC to one FLEET-Q pod from asyncio code. Failures raise
     `fleetq_client.errors.FleetQClientError` subclasses. Use `async with`, or await
     `close()`."""
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        token: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        root_certificates: bytes | None = None,
-    ) -> None:
-        self._settings = ChannelSettings(target, token, timeout, root_certificates)
-        credentials = self._settings.credentials()
-        self._channel = (
-            grpc.aio.secure_channel(target, credentials)
-            if credentials is not None
-            else grpc.aio.insecure_channel(target)
-        )
-        self._stub = fleetq_pb2_grpc.FleetQServiceStub(self._channel)
+    _channels: ClassVar[ModuleType] = grpc.aio
 
     async def submit(
-        self,
-        step_type: str,
-        args: Mapping[str, Any],
-        *,
-        metadata: Mapping[str, Any] | None = None,
-        priority: int = 0,
-        max_retries: int | None = None,
-        idempotency_key: str | None = None,
+        self, step_type: str, args: Mapping[str, Any], **options: Unpack[calls.SubmitOptions]
     ) -> SubmitResult:
-        """Submit a step; a repeat with the same `idempotency_key` returns the original."""
-        return await self._send(
-            calls.submit(
-                step_type,
-                args,
-                metadata=metadata,
-                priority=priority,
-                max_retries=max_retries,
-                idempotency_key=idempotency_key,
-            )
-        )
+        """Submit a step with `args` (a JSON object); options: metadata, priority,
+        max_retries, idempotency_key (a repeat with the same key returns the original)."""
+        return await self._send(calls.submit(step_type, args, **options))
 
     async def status(self, step_id: str) -> StepStatus:
         """A step's state, payload, and result or last error; NotFound if there is none."""

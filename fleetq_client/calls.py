@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf import timestamp_pb2
@@ -41,25 +41,28 @@ def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
 
+class SubmitOptions(TypedDict, total=False):
+    """A submit's optional fields: `max_retries` left out takes the server's default (3)."""
+
+    metadata: Mapping[str, Any]
+    priority: int
+    max_retries: int
+    idempotency_key: str
+
+
 def submit(
-    step_type: str,
-    args: Mapping[str, Any],
-    *,
-    metadata: Mapping[str, Any] | None = None,
-    priority: int = 0,
-    max_retries: int | None = None,
-    idempotency_key: str | None = None,
+    step_type: str, args: Mapping[str, Any], **options: Unpack[SubmitOptions]
 ) -> Call[SubmitResult]:
-    """Submit a step; `max_retries` None takes the server's default."""
+    """Submit a step; a repeat with the same idempotency key returns the original."""
     request = pb.SubmitStepRequest(
         type=step_type,
         args=dict_to_struct(args),
-        priority=priority,
-        max_retries=max_retries,
-        idempotency_key=idempotency_key,
+        priority=options.get("priority", 0),
+        max_retries=options.get("max_retries"),
+        idempotency_key=options.get("idempotency_key"),
     )
-    if metadata is not None:
-        request.metadata.CopyFrom(dict_to_struct(metadata))
+    if "metadata" in options:
+        request.metadata.CopyFrom(dict_to_struct(options["metadata"]))
     return Call("SubmitStep", request, _submit_result)
 
 

@@ -1,9 +1,12 @@
-"""Connection settings the sync and asyncio clients share."""
+"""The connection both clients share: settings, channel and stub. The sync and asyncio
+clients differ only in the grpc module that opens the channel (`grpc` or `grpc.aio`)."""
 
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import grpc
+from fleetq.v1 import fleetq_pb2_grpc
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 10.0
@@ -19,13 +22,34 @@ class ChannelSettings:
     timeout: float
     root_certificates: bytes | None
 
-    def credentials(self) -> grpc.ChannelCredentials | None:
-        """TLS credentials, or None for a plaintext channel."""
+    def open(self, channels: ModuleType) -> Any:
+        """A channel from `channels` (`grpc` or `grpc.aio`), with TLS when roots are set."""
         if self.root_certificates is None:
-            return None
-        return grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+            return channels.insecure_channel(self.target)
+        credentials = grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+        return channels.secure_channel(self.target, credentials)
 
     def call_options(self) -> dict[str, Any]:
         """Keyword arguments of every call: deadline, and the bearer token when set."""
         metadata = (("authorization", f"Bearer {self.token}"),) if self.token else ()
         return {"timeout": self.timeout, "metadata": metadata}
+
+
+class Connection:
+    """Base of both clients: opens the channel and stub to one pod (any pod answers every
+    call). `token` is the pod's FLEETQ_ADMIN_TOKEN, needed for admin calls when it has
+    one; `timeout` bounds each call; `root_certificates` (PEM) turns TLS on."""
+
+    _channels: ClassVar[ModuleType]
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        self._settings = ChannelSettings(target, token, timeout, root_certificates)
+        self._channel = self._settings.open(self._channels)
+        self._stub = fleetq_pb2_grpc.FleetQServiceStub(self._channel)

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from fleetq_client.calls import SubmitOptions
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 from fleetq_client.client import FleetQClient
 from fleetq_client.errors import FleetQClientError, InvalidArgument, NotFound, Unavailable
@@ -116,14 +117,14 @@ def _json_object(raw: str) -> dict[str, Any]:
 
 
 def _submit(client: FleetQClient, args: argparse.Namespace) -> int:
-    submitted = client.submit(
-        args.type,
-        args.args,
-        metadata=args.metadata,
-        priority=args.priority,
-        max_retries=args.max_retries,
-        idempotency_key=args.idempotency_key,
-    )
+    options = SubmitOptions(priority=args.priority)
+    if args.metadata is not None:
+        options["metadata"] = args.metadata
+    if args.max_retries is not None:
+        options["max_retries"] = args.max_retries
+    if args.idempotency_key is not None:
+        options["idempotency_key"] = args.idempotency_key
+    submitted = client.submit(args.type, args.args, **options)
     if not args.wait:
         _print(args, submitted, _submit_text)
         return EXIT_OK

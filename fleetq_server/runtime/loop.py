@@ -61,5 +61,8 @@ class BackgroundLoop(ABC):
                 raise
             except Exception:
                 log.exception("%s iteration failed; retrying in %.3gs", self.name, self.interval)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event is set, and the loop would outlive stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_event.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake_event.wait()

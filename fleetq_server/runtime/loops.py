@@ -1,5 +1,6 @@
 """The pod's background loops: heartbeat, claiming, health and the NOTIFY wake-up."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -85,21 +86,31 @@ class ClaimLoop(BackgroundLoop):
         self._state = state
         self._executor = executor
         self._step_types = step_types
+        # Held from a claim's statement until its steps are launched: see stop().
+        self._claiming = asyncio.Lock()
 
     async def run_once(self) -> None:
         """Claim up to the free capacity and start executing what was claimed."""
-        free = self._state.free_capacity
-        if not self._state.may_claim or free == 0 or not self._step_types:
-            return
-        claimed = await self._store.step_claim_batch(self._state.pod_id, self._step_types, free)
-        for step in claimed:
-            metrics.STEPS_CLAIMED.labels(step.type).inc()
-            # Both timestamps come from the database clock: no skew between pods.
-            waited = (step.claimed_ts - step.not_before_ts).total_seconds()
-            metrics.STEP_QUEUE_WAIT_SECONDS.labels(step.type).observe(max(0.0, waited))
-            self._executor.launch(step)
+        async with self._claiming:
+            free = self._state.free_capacity
+            if not self._state.may_claim or free == 0 or not self._step_types:
+                return
+            claimed = await self._store.step_claim_batch(self._state.pod_id, self._step_types, free)
+            for step in claimed:
+                metrics.STEPS_CLAIMED.labels(step.type).inc()
+                # Both timestamps come from the database clock: no skew between pods.
+                waited = (step.claimed_ts - step.not_before_ts).total_seconds()
+                metrics.STEP_QUEUE_WAIT_SECONDS.labels(step.type).observe(max(0.0, waited))
+                self._executor.launch(step)
         if len(claimed) == free:
             self.wake()  # a full batch: there may be more waiting for the next free slot
+
+    async def stop(self) -> None:
+        """Stop once a claim in flight has launched its steps. Cancelling it instead could
+        abandon a claim the database already committed: steps claimed by this pod that
+        nobody runs, until recovery requeues them and spends a retry."""
+        async with self._claiming:
+            await super().stop()
 
 
 class HealthMonitor(BackgroundLoop):

@@ -1,5 +1,5 @@
 """A real pod's log output: one JSON object per line with time, level, pod_id and message,
-and step_id on the lines about a step; the console format is for people."""
+and step_id on the lines about a step."""
 
 from __future__ import annotations
 
@@ -87,12 +87,3 @@ def test_an_error_that_stops_the_pod_is_logged_as_one_json_line(
     assert entries[-1]["level"] == "CRITICAL"
     assert "cannot connect to PostgreSQL" in entries[-1]["message"]
     assert "Traceback" in entries[-1]["exception"]
-
-
-def test_the_console_format_is_plain_text_with_the_step_id(server_factory: ServerFactory) -> None:
-    pod = server_factory(env={**FAST, "FLEETQ_LOG_FORMAT": "console"})
-    ok, _ = run_two_steps(pod)
-    lines = log_lines(pod)
-    assert lines and not any(line.startswith("{") for line in lines)
-    [completed] = [line for line in lines if "step now completed" in line]
-    assert " INFO " in completed and ok in completed

@@ -20,7 +20,7 @@ from tests.blackbox.pods import (
 from tests.conftest import ServerFactory
 from tests.support.waiting import wait_until
 
-GRACE_S = 2.0
+GRACE_S = 3.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # A generous dead-pod threshold: the leaving pod may drop out of /admin/leader only by

@@ -76,6 +76,13 @@ test: lint proto-check ## Install everything, then lint, proto checks and the wh
 run: install ## Start one pod: embedded PostgreSQL, REST on :8000, gRPC on :50051
 	FLEETQ_LOG_FORMAT=$${FLEETQ_LOG_FORMAT:-console} $(BIN)/fleetq serve
 
+SOAK_DURATION ?= 600
+SOAK_RATE ?= 200
+
+.PHONY: soak
+soak: $(VENV)/.installed ## Soak run, not in `test`: 2 pods at SOAK_RATE/s for SOAK_DURATION s (benchmarks/results)
+	$(PY) -m benchmarks.soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE)
+
 .PHONY: bench
 bench: $(VENV)/.installed ## Benchmarks + report in benchmarks/results/ (BENCH_ARGS=--quick: smoke run)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)

@@ -12,10 +12,10 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 import grpc
 import grpc.aio
@@ -47,6 +47,7 @@ from fleetq_server.gateway.routes import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 _NO_MOUNTS: Mapping[str, ASGIApp] = MappingProxyType({})
 _INTERNAL_DETAIL = "internal server error"
 
@@ -183,7 +184,7 @@ class Gateway:
             peer=peer_from_client(scope.get("client")),
         )
         try:
-            response = await self._invoke(route, request, context)
+            response = await _unless_disconnected(self._invoke(route, request, context), receive)
         finally:
             context.finish()
         return _Response(status=_success_status(context, route), body=response)
@@ -268,6 +269,35 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+async def _unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive) -> T:
+    """Run `work`, cancelling it if the client disconnects first (ASGI `http.disconnect`).
+
+    A client that leaves (or times out) must not keep its database query running: the
+    cancellation reaches asyncpg, which cancels the statement on the server. Called once
+    the body has been read, so nothing else is waiting on `receive`.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task in done:
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)  # let it unwind before answering nobody
+    raise _Disconnected
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return when the client disconnects; body bytes arriving meanwhile are discarded."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _intercept(

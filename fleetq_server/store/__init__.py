@@ -2,7 +2,7 @@
 
 import asyncpg
 
-from fleetq_server.store.connection import create_pool, translate_errors
+from fleetq_server.store.connection import COMMAND_TIMEOUT_S, create_pool, translate_errors
 from fleetq_server.store.migrations import apply_migrations
 from fleetq_server.store.pods import PodQueries
 from fleetq_server.store.recovery import RecoveryQueries
@@ -22,9 +22,11 @@ class Store(StepQueries, PodQueries, RecoveryQueries, RetentionQueries):
             await connection.fetchval("SELECT 1")
 
 
-async def open_store(dsn: str, pool_size: int = 10) -> Store:
+async def open_store(
+    dsn: str, pool_size: int = 10, command_timeout: float = COMMAND_TIMEOUT_S
+) -> Store:
     """Connect, apply pending migrations under the advisory lock, and return the store."""
-    pool: asyncpg.Pool = await create_pool(dsn, max_size=pool_size)
+    pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout)
     store = Store(pool)
     try:
         await apply_migrations(pool)

@@ -19,6 +19,9 @@ T = TypeVar("T")
 # How long a request waits for a pooled connection before failing with database_error:
 # a bounded wait keeps clients from hanging while the database is down or saturated.
 POOL_ACQUIRE_TIMEOUT_S = 5.0
+# Longest any statement may run before asyncpg cancels it and the caller gets
+# database_error: a hung (not down) database cannot hold requests or loops forever.
+COMMAND_TIMEOUT_S = 30.0
 # Connection errors that mean "the database is unreachable or failing", not "bad request".
 _UNAVAILABLE = (
     OSError,
@@ -39,11 +42,18 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(dsn: str, max_size: int) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, max_size: int, command_timeout: float = COMMAND_TIMEOUT_S
+) -> asyncpg.Pool:
     """Open the pool; raises DatabaseUnavailableError when PostgreSQL is unreachable."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, init=_init_connection, timeout=10
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            init=_init_connection,
+            timeout=10,  # to connect
+            command_timeout=command_timeout,
         )
     except _UNAVAILABLE as exc:
         raise errors.DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc

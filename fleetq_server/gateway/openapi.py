@@ -6,8 +6,9 @@ document cannot drift from what is served. Schemas follow the proto3 JSON mappin
 gateway applies it: original field names; responses carry every field, with unset message
 and `optional` fields as null; requests may leave out or null any field (null means unset).
 
-What a descriptor cannot say, the success statuses a servicer picks through `x-http-code`
-and the errors a method's own logic raises, is the one table `METHOD_STATUSES` below.
+What a descriptor cannot say is in two tables below, next to this generator:
+`METHOD_STATUSES` (success statuses a servicer picks through `x-http-code`, errors its own
+logic raises) and `FIELD_RULES` (request limits, from the constants the servicer checks).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import quote
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 
+from fleetq_server import submission
 from fleetq_server.gateway.asgi import ASGIApp, Receive, Scope, Send
 from fleetq_server.gateway.http_errors import METHOD_NOT_ALLOWED, error_body, error_types_for_status
 from fleetq_server.gateway.json_codec import dumps, in_real_oneof, null_when_unset
@@ -75,6 +77,36 @@ METHOD_STATUSES: Mapping[str, Statuses] = MappingProxyType(
         "fleetq.v1.FleetQService.RunRecovery": Statuses(
             errors=(403, 409)  # not the leader; a recovery cycle is in progress
         ),
+    }
+)
+
+
+def _range(bounds: tuple[int, int]) -> dict[str, int]:
+    return {"minimum": bounds[0], "maximum": bounds[1]}
+
+
+# The request rules the servicer enforces beyond the field types (fleetq_server.submission),
+# keyed by full field name, as JSON Schema keywords: the document states the limits the code
+# checks, from the same constants.
+FIELD_RULES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "fleetq.v1.SubmitStepRequest.type": {
+            "minLength": 1,
+            "maxLength": submission.MAX_TYPE_LENGTH,
+            "pattern": submission.TYPE_PATTERN.pattern,
+        },
+        "fleetq.v1.SubmitStepRequest.priority": _range(submission.PRIORITY_RANGE),
+        "fleetq.v1.SubmitStepRequest.max_retries": _range(submission.MAX_RETRIES_RANGE),
+        "fleetq.v1.SubmitStepRequest.idempotency_key": {
+            "minLength": 1,
+            "maxLength": submission.MAX_IDEMPOTENCY_KEY_LENGTH,
+        },
+        "fleetq.v1.SubmitBatchRequest.steps": {
+            "minItems": 1,
+            "maxItems": submission.MAX_BATCH_STEPS,
+        },
+        "fleetq.v1.GetStepStatusRequest.step_id": {"maxLength": submission.MAX_STEP_ID_LENGTH},
+        "fleetq.v1.GetIdempotencyKeyRequest.step_id": {"maxLength": submission.MAX_STEP_ID_LENGTH},
     }
 )
 
@@ -137,6 +169,7 @@ def openapi_document(
     title: str,
     version: str,
     statuses: Mapping[str, Statuses] = METHOD_STATUSES,
+    field_rules: Mapping[str, Mapping[str, Any]] = FIELD_RULES,
     protected_methods: Collection[str] = (),
 ) -> dict[str, Any]:
     """The OpenAPI document of every REST route of `service`.
@@ -145,10 +178,11 @@ def openapi_document(
     security requirement and a 401 response.
     """
     routes = routes_for_service(service)
-    schemas = _Schemas(routes)
+    schemas = _Schemas(routes, field_rules)
     paths: dict[str, dict[str, Any]] = {}
     error_statuses: set[int] = set()
     operation_ids: dict[str, int] = {}
+    operations: list[tuple[Route, dict[str, Any]]] = []
     for route in routes:
         name = route.method.name
         count = operation_ids[name] = operation_ids.get(name, 0) + 1
@@ -162,6 +196,8 @@ def openapi_document(
         if protected:
             operation["security"] = [{ADMIN_SECURITY_SCHEME: []}]
         paths.setdefault(path, {})[route.http_method.lower()] = operation
+        operations.append((route, operation))
+    _link_responses(operations)
     components: dict[str, Any] = {
         "schemas": {_ERROR_BODY: _ERROR_BODY_SCHEMA, **schemas.components},
         "responses": {
@@ -246,10 +282,10 @@ def _operation(
     path, parameters = _openapi_path(route.template)
     decoder = route.decoder
     for name, leaf in decoder.path_fields.items():
-        schema = _path_value_schema(schemas.value_schema(leaf, Direction.REQUEST))
+        schema = {"minLength": 1, **schemas.parameter_schema(leaf)}  # a segment is never empty
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     for name, leaf in decoder.query_fields().items():
-        schema = schemas.query_schema(leaf)
+        schema = schemas.parameter_schema(leaf)
         parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
     operation: dict[str, Any] = {
         "tags": [route.method.containing_service.full_name],
@@ -260,11 +296,11 @@ def _operation(
     if decoder.has_body:
         body_field = decoder.body_field
         body_schema = (
-            schemas.message_ref(route.method.input_type, Direction.REQUEST)
+            _nullable(schemas.message_ref(route.method.input_type, Direction.REQUEST))
             if body_field is None
             else schemas.field_schema(body_field, Direction.REQUEST)
         )
-        operation["requestBody"] = {  # an empty body means an empty message
+        operation["requestBody"] = {  # an empty or null body means an empty message
             "required": False,
             "content": {"application/json": {"schema": body_schema}},
         }
@@ -282,6 +318,29 @@ def _operation(
     return path, operation
 
 
+def _link_responses(operations: list[tuple[Route, dict[str, Any]]]) -> None:
+    """Link each success response to the operations whose every path variable it carries
+    as a top-level scalar field of the same name: a submit's `step_id` feeds
+    `/status/{step_id}`. Clients (and schemathesis' stateful phase) can follow them."""
+    for route, operation in operations:
+        fields = route.method.output_type.fields_by_name
+        links: dict[str, Any] = {}
+        for target_route, target in operations:
+            variables = target_route.template.variables
+            carried = [fields.get(name) for name in variables]
+            if variables and all(_is_singular_scalar(field) for field in carried):
+                parameters = {name: f"$response.body#/{name}" for name in variables}
+                target_id = target["operationId"]
+                links[target_id] = {"operationId": target_id, "parameters": parameters}
+        for response in operation["responses"].values():
+            if links and "$ref" not in response:
+                response["links"] = links
+
+
+def _is_singular_scalar(field: FieldDescriptor | None) -> bool:
+    return field is not None and field.message_type is None and not field.is_repeated
+
+
 def _openapi_path(template: PathTemplate) -> tuple[str, list[dict[str, Any]]]:
     """The OpenAPI path of a template, and parameters for its anonymous `*` segments."""
     parts: list[str] = []
@@ -297,11 +356,6 @@ def _openapi_path(template: PathTemplate) -> tuple[str, list[dict[str, Any]]]:
             schema = {"type": "string", "minLength": 1}
             wildcards.append({"name": name, "in": "path", "required": True, "schema": schema})
     return "/" + "/".join(parts), wildcards
-
-
-def _path_value_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Path segments are never empty: the router needs one to match."""
-    return {**schema, "minLength": 1} if schema.get("type") == "string" else schema
 
 
 def _nullable(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -326,8 +380,9 @@ class _Schemas:
     response, `<full name>Input` the request.
     """
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], rules: Mapping[str, Mapping[str, Any]]) -> None:
         routes = list(routes)
+        self._rules = rules
         inputs = _reachable_messages(route.method.input_type for route in routes)
         outputs = _reachable_messages(route.method.output_type for route in routes)
         self._both_ways = inputs & outputs
@@ -351,7 +406,9 @@ class _Schemas:
             schema = {"type": "array", "items": self.value_schema(field, direction)}
         else:
             schema = self.value_schema(field, direction)
-        if direction is Direction.REQUEST or null_when_unset(field):
+        if direction is Direction.REQUEST:
+            schema = _nullable(self._with_rules(field, schema))
+        elif null_when_unset(field):
             schema = _nullable(schema)
         return schema
 
@@ -369,10 +426,15 @@ class _Schemas:
             return self.value_schema(message_type.fields_by_name["value"], direction)  # wrapper
         return self.message_ref(message_type, direction)
 
-    def query_schema(self, field: FieldDescriptor) -> dict[str, Any]:
-        """A query parameter: repeated fields take the parameter several times."""
+    def parameter_schema(self, field: FieldDescriptor) -> dict[str, Any]:
+        """A path or query parameter: repeated fields take the parameter several times."""
         schema = self.value_schema(field, Direction.REQUEST)
-        return {"type": "array", "items": schema} if field.is_repeated else schema
+        if field.is_repeated:
+            schema = {"type": "array", "items": schema}
+        return self._with_rules(field, schema)
+
+    def _with_rules(self, field: FieldDescriptor, schema: dict[str, Any]) -> dict[str, Any]:
+        return {**schema, **self._rules.get(field.full_name, {})}
 
     def _message_schema(self, descriptor: Descriptor, direction: Direction) -> dict[str, Any]:
         fields = descriptor.fields

@@ -25,7 +25,12 @@ from fleetq_server.api.auth import admin_methods
 from fleetq_server.gateway import Gateway, unary_handlers
 from fleetq_server.gateway.http_errors import error_types_for_status
 from fleetq_server.gateway.json_codec import encode_message
-from fleetq_server.gateway.openapi import METHOD_STATUSES, openapi_document, openapi_endpoint
+from fleetq_server.gateway.openapi import (
+    FIELD_RULES,
+    METHOD_STATUSES,
+    openapi_document,
+    openapi_endpoint,
+)
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FleetQService"]
 F = descriptor_pb2.FieldDescriptorProto
@@ -344,3 +349,35 @@ def test_every_error_status_in_the_table_has_an_error_type() -> None:
     for statuses in METHOD_STATUSES.values():
         for status in statuses.errors:
             assert error_types_for_status(status), status
+
+
+def test_request_schemas_state_the_limits_the_servicer_enforces() -> None:
+    document = fleetq_document()
+    submit = schema_of(document, "fleetq.v1.SubmitStepRequest")["properties"]
+    batch = schema_of(document, "fleetq.v1.SubmitBatchRequest")["properties"]
+    step_id = document["paths"]["/status/{step_id}"]["get"]["parameters"][0]["schema"]
+
+    assert submit["priority"]["minimum"] == -1000 and submit["priority"]["maximum"] == 1000
+    assert submit["max_retries"]["minimum"] == 0 and submit["max_retries"]["maximum"] == 100
+    assert submit["type"]["pattern"] == "^[A-Za-z0-9_.\\-]+$"
+    assert submit["type"]["maxLength"] == 128
+    assert (batch["steps"]["minItems"], batch["steps"]["maxItems"]) == (1, 1000)
+    assert step_id == {"type": "string", "minLength": 1, "maxLength": 128}
+    assert set(FIELD_RULES) <= {
+        field.full_name
+        for message in pb.DESCRIPTOR.message_types_by_name.values()
+        for field in message.fields
+    }
+
+
+def test_responses_carrying_an_id_link_to_the_operations_taking_it() -> None:
+    document = fleetq_document()
+
+    created = document["paths"]["/submit"]["post"]["responses"]["201"]
+
+    assert created["links"]["GetStepStatus"] == {
+        "operationId": "GetStepStatus",
+        "parameters": {"step_id": "$response.body#/step_id"},
+    }
+    assert set(created["links"]) == {"GetStepStatus", "GetIdempotencyKey"}
+    assert "links" not in document["paths"]["/submit/batch"]["post"]["responses"]["201"]

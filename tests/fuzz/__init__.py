@@ -1,0 +1,1 @@
+"""Fuzzing: schemathesis against a live pod, hypothesis properties of the gateway."""

@@ -79,15 +79,22 @@ def get_json(pod: ServerProcess, path: str) -> Any:
     return response.json()
 
 
-def submit_hold(pod: ServerProcess, seconds: float, *, max_retries: int | None = None) -> str:
-    """Submit one ``hold`` step; returns its id."""
-    body: dict[str, Any] = {"type": HOLD_STEP_TYPE, "args": {"seconds": seconds}}
+def submit(
+    pod: ServerProcess, step_type: str, args: dict[str, Any], *, max_retries: int | None = None
+) -> str:
+    """Submit one step; returns its id."""
+    body: dict[str, Any] = {"type": step_type, "args": args}
     if max_retries is not None:
         body["max_retries"] = max_retries
     response = httpx.post(pod.http_url + "/submit", json=body, timeout=REQUEST_TIMEOUT_S)
     assert response.status_code == 201, response.text
     step_id: str = response.json()["step_id"]
     return step_id
+
+
+def submit_hold(pod: ServerProcess, seconds: float, *, max_retries: int | None = None) -> str:
+    """Submit one ``hold`` step; returns its id."""
+    return submit(pod, HOLD_STEP_TYPE, {"seconds": seconds}, max_retries=max_retries)
 
 
 def step_status(pod: ServerProcess, step_id: str) -> dict[str, Any]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
+import asyncpg
 import grpc
 import httpx
 import pytest
@@ -18,14 +21,20 @@ from fleetq_server.embedded_db import (
     stop_embedded_postgres,
 )
 from tests.conftest import ServerFactory
+from tests.faults.fault_handlers import GATED_STEP_TYPE
 from tests.faults.fleet import (
+    CAPACITY,
+    DEAD_THRESHOLD_S,
+    HEARTBEAT_S,
     REQUEST_TIMEOUT_S,
     SLACK_S,
     start_pods,
-    statuses,
+    submit,
     submit_hold,
+    wait_all_claimed,
     wait_all_finished,
 )
+from tests.support.databases import run_sync
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import wait_until
 
@@ -81,19 +90,31 @@ def grpc_health(pod: ServerProcess) -> int:
     return status
 
 
+async def postgres_start_time(database_url: str) -> datetime:
+    """When the server last started (database clock)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        started: datetime = await connection.fetchval("SELECT pg_postmaster_start_time()")
+    finally:
+        await connection.close()
+    return started
+
+
 # `private_postgres` comes first so that it is torn down last, after the pods have stopped.
 def test_pods_ride_out_a_postgres_restart_and_finish_every_step(
-    private_postgres: PrivatePostgres, server_factory: ServerFactory
+    private_postgres: PrivatePostgres, server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     pods = start_pods(server_factory, ["pg-a", "pg-b"], database_url=private_postgres.url)
-    before = [submit_hold(pods[0], 0.3) for _ in range(12)]
-    wait_until(
-        lambda: any(s["status"] == "completed" for s in statuses(pods[0], before).values()),
-        timeout=10,
-        description="the first steps to complete",
-    )
+    # Every slot runs a gated step, and more steps wait behind them.
+    gate = tmp_path / "gate"
+    gated = [
+        submit(pods[0], GATED_STEP_TYPE, {"gate": str(gate)}) for _ in range(CAPACITY * len(pods))
+    ]
+    wait_all_claimed(pods[0], gated)
+    waiting = [submit_hold(pods[0], 0.2) for _ in range(8)]
 
     private_postgres.stop()
+    stopped_at = time.monotonic()
     for pod in pods:
         wait_until(
             lambda pod=pod: pod.health_status() == 503,
@@ -108,13 +129,24 @@ def test_pods_ride_out_a_postgres_restart_and_finish_every_step(
     )
     assert refused.status_code == 500
     assert refused.json()["error_type"] == "database_error"
+    gate.touch()  # the gated steps finish now, with no database to record them in
+    # The outage's length is part of the scenario: past the dead threshold, so that every
+    # pod's heartbeat is stale when the database comes back.
+    wait_until(
+        lambda: time.monotonic() - stopped_at > DEAD_THRESHOLD_S + HEARTBEAT_S,
+        timeout=DEAD_THRESHOLD_S + HEARTBEAT_S + 1,
+        description="the outage to outlast the dead threshold",
+    )
 
     private_postgres.start()
+    restarted = run_sync(lambda: postgres_start_time(private_postgres.url))
     for pod in pods:
         pod.wait_until_healthy(timeout=HEALTH_CHECK_S + SLACK_S + 5)
         assert grpc_health(pod) == health_pb2.HealthCheckResponse.SERVING
         assert pod.returncode is None  # the same process: reconnected, not restarted
-    after = [submit_hold(pod, 0.3) for pod in pods for _ in range(3)]
+    after = [submit_hold(pod, 0.2) for pod in pods for _ in range(3)]
 
-    final = wait_all_finished(pods[1], before + after, timeout=30)
+    final = wait_all_finished(pods[1], gated + waiting + after, timeout=30)
     assert {s["status"] for s in final.values()} == {"completed"}
+    for step_id in gated:  # recorded after the restart, not lost with the connection
+        assert datetime.fromisoformat(final[step_id]["last_update_ts"]) > restarted

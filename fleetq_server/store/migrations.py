@@ -7,6 +7,7 @@ waits, then finds nothing left to apply.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from importlib import resources
@@ -28,7 +29,7 @@ def migration_files() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
     found.sort()
-    for (version, first, _), (next_version, second, _) in zip(found, found[1:], strict=False):
+    for (version, first, _), (next_version, second, _) in itertools.pairwise(found):
         if version == next_version:
             raise RuntimeError(f"migrations {first} and {second} share version {version}")
     return found

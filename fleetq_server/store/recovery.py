@@ -12,6 +12,7 @@ from datetime import datetime
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder, translate_errors
 from fleetq_server.store.records import RecoveryOutcome
+from fleetq_server.store.steps import SUBMIT_CHANNEL
 
 # Arbitrary but fixed: identifies "FLEET-Q recovery cycle" among advisory locks.
 RECOVERY_LOCK_KEY = 0x466C_5130_0002
@@ -154,6 +155,9 @@ class RecoveryQueries(PoolHolder):
                 duration_ms=round((time.monotonic() - started) * 1000),
                 step_types={r["step_id"]: r["type"] for r in orphans},
             )
+            if outcome.requeued_steps and not dry_run:
+                # Wake idle pods now rather than at their next poll.
+                await connection.execute("SELECT pg_notify($1, '')", SUBMIT_CHANNEL)
             if not dry_run:
                 await connection.execute(
                     """

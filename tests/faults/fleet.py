@@ -8,11 +8,12 @@ our own waits); the bounds the tests check are the protocol's plus this slack.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.faults.fault_handlers import HOLD_STEP_TYPE
+from tests.faults.fault_handlers import GATED_STEP_TYPE, HOLD_STEP_TYPE
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import wait_until
 
@@ -95,6 +96,11 @@ def submit(
 def submit_hold(pod: ServerProcess, seconds: float, *, max_retries: int | None = None) -> str:
     """Submit one ``hold`` step; returns its id."""
     return submit(pod, HOLD_STEP_TYPE, {"seconds": seconds}, max_retries=max_retries)
+
+
+def submit_gated(pod: ServerProcess, gate: Path) -> str:
+    """Submit one ``gated`` step, which runs until the file ``gate`` exists."""
+    return submit(pod, GATED_STEP_TYPE, {"gate": str(gate)})
 
 
 def step_status(pod: ServerProcess, step_id: str) -> dict[str, Any]:

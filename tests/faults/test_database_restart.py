@@ -21,7 +21,6 @@ from fleetq_server.embedded_db import (
     stop_embedded_postgres,
 )
 from tests.conftest import ServerFactory
-from tests.faults.fault_handlers import GATED_STEP_TYPE
 from tests.faults.fleet import (
     CAPACITY,
     DEAD_THRESHOLD_S,
@@ -29,7 +28,7 @@ from tests.faults.fleet import (
     REQUEST_TIMEOUT_S,
     SLACK_S,
     start_pods,
-    submit,
+    submit_gated,
     submit_hold,
     wait_all_claimed,
     wait_all_finished,
@@ -107,9 +106,7 @@ def test_pods_ride_out_a_postgres_restart_and_finish_every_step(
     pods = start_pods(server_factory, ["pg-a", "pg-b"], database_url=private_postgres.url)
     # Every slot runs a gated step, and more steps wait behind them.
     gate = tmp_path / "gate"
-    gated = [
-        submit(pods[0], GATED_STEP_TYPE, {"gate": str(gate)}) for _ in range(CAPACITY * len(pods))
-    ]
+    gated = [submit_gated(pods[0], gate) for _ in range(CAPACITY * len(pods))]
     wait_all_claimed(pods[0], gated)
     waiting = [submit_hold(pods[0], 0.2) for _ in range(8)]
 

@@ -1,6 +1,7 @@
 """Leader failover: a killed leader is replaced by the next eldest, a stopping one hands over."""
 
 import time
+from pathlib import Path
 
 from tests.conftest import ServerFactory
 from tests.faults.fleet import (
@@ -15,6 +16,7 @@ from tests.faults.fleet import (
     pod_id,
     start_pods,
     statuses,
+    submit_gated,
     submit_hold,
     wait_all_claimed,
     wait_all_finished,
@@ -24,17 +26,19 @@ from tests.support.waiting import wait_until
 
 
 def test_killed_leader_is_replaced_by_the_next_eldest_which_recovers_its_steps(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     old_leader, successor, third = start_pods(server_factory, ["kl-a", "kl-b", "kl-c"])
     old_id, successor_id = pod_id(old_leader), pod_id(successor)
     survivors = [successor, third]
-    held = [submit_hold(successor, 2.0) for _ in range(CAPACITY * 3)]
+    gate = tmp_path / "gate"
+    held = [submit_gated(successor, gate) for _ in range(CAPACITY * 3)]
     orphans = [s for s, holder in wait_all_claimed(successor, held).items() if holder == old_id]
     assert len(orphans) == CAPACITY
 
     old_leader.kill()
     killed_at = time.monotonic()
+    gate.touch()
 
     # The successor notices at its first heartbeat after the old leader's goes stale.
     wait_until(

@@ -1,6 +1,7 @@
 """A pod frozen (SIGSTOP) past the dead threshold comes back fenced, as a new follower."""
 
 import signal
+from pathlib import Path
 
 from tests.conftest import ServerFactory
 from tests.faults.fleet import (
@@ -14,7 +15,7 @@ from tests.faults.fleet import (
     pod_id,
     start_pods,
     statuses,
-    submit_hold,
+    submit_gated,
     wait_all_claimed,
     wait_all_finished,
 )
@@ -22,24 +23,27 @@ from tests.support.waiting import wait_until
 
 
 def test_frozen_leader_is_fenced_out_and_returns_as_a_new_follower(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     # Eldest first: the pod frozen is the leader.
     frozen, survivor = start_pods(server_factory, ["pod-x", "pod-y"])
     frozen_id, survivor_id = pod_id(frozen), pod_id(survivor)
-    held = [submit_hold(survivor, 1.0) for _ in range(CAPACITY * 2)]
+    gate = tmp_path / "gate"
+    held = [submit_gated(survivor, gate) for _ in range(CAPACITY * 2)]
     taken = [s for s, holder in wait_all_claimed(survivor, held).items() if holder == frozen_id]
     assert len(taken) == CAPACITY
 
     frozen.send_signal(signal.SIGSTOP)
+    wait_until(lambda: _stopped(frozen.pid), timeout=5, description="the pod to stop")
+    gate.touch()  # the frozen pod's executions can finish only once it thaws
     try:
         wait_until(
             lambda: health(survivor)["is_leader"],
             timeout=DEAD_THRESHOLD_S + HEARTBEAT_S + SLACK_S,
             description="the survivor to lead",
         )
-        # Requeued and run again by the survivor while the frozen pod's own runs, whose
-        # sleeps all end during the freeze, wait to write their outcomes.
+        # Requeued and run again by the survivor, while the frozen pod's own executions
+        # wait to write their outcomes.
         finished = wait_all_finished(survivor, held)
     finally:
         frozen.send_signal(signal.SIGCONT)
@@ -62,3 +66,9 @@ def test_frozen_leader_is_fenced_out_and_returns_as_a_new_follower(
     # the survivor's outcome, unchanged.
     assert statuses(survivor, taken) == {step_id: finished[step_id] for step_id in taken}
     assert f"re-registered as {returned_id} (was {frozen_id})" in frozen.log_text()
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped by a signal (Linux: state T in /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"

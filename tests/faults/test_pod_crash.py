@@ -1,6 +1,7 @@
 """kill -9 a pod that holds steps: nothing is lost, and retries are counted exactly."""
 
 import time
+from pathlib import Path
 
 from tests.conftest import ServerFactory
 from tests.faults.fleet import (
@@ -10,8 +11,8 @@ from tests.faults.fleet import (
     SLACK_S,
     pod_id,
     start_pods,
-    statuses,
     step_status,
+    submit_gated,
     submit_hold,
     wait_all_claimed,
     wait_all_finished,
@@ -23,17 +24,20 @@ from tests.support.waiting import wait_until
 REQUEUE_BOUND_S = DEAD_THRESHOLD_S + RECOVERY_INTERVAL_S + SLACK_S
 
 
-def test_pod_killed_while_running_steps_loses_none(server_factory: ServerFactory) -> None:
+def test_pod_killed_while_running_steps_loses_none(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     pods = start_pods(server_factory, ["crash-a", "crash-b", "crash-c"])
     leader, victim = pods[0], pods[-1]  # eldest first: the victim is not the leader
     victim_id = pod_id(victim)
-    held = [submit_hold(leader, 2.0) for _ in range(CAPACITY * len(pods))]
+    gate = tmp_path / "gate"
+    held = [submit_gated(leader, gate) for _ in range(CAPACITY * len(pods))]
     orphans = [s for s, holder in wait_all_claimed(leader, held).items() if holder == victim_id]
     assert len(orphans) == CAPACITY  # every pod is full, so the victim holds its share
 
     victim.kill()
     killed_at = time.monotonic()
-    assert all(s["claimed_by"] == victim_id for s in statuses(leader, orphans).values())
+    gate.touch()
     later = [submit_hold(leader, 0.1) for _ in range(6)]
     wait_released_by(
         leader, orphans, victim_id, timeout=REQUEUE_BOUND_S - (time.monotonic() - killed_at)

@@ -282,7 +282,9 @@ def _operation(
     path, parameters = _openapi_path(route.template)
     decoder = route.decoder
     for name, leaf in decoder.path_fields.items():
-        schema = {"minLength": 1, **schemas.parameter_schema(leaf)}  # a segment is never empty
+        schema = schemas.parameter_schema(leaf)
+        if schema.get("type") == "string":
+            schema = {"minLength": 1, **schema}  # a path segment is never empty
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     for name, leaf in decoder.query_fields().items():
         schema = schemas.parameter_schema(leaf)

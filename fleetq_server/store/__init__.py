@@ -29,7 +29,7 @@ async def open_store(
     pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout)
     store = Store(pool)
     try:
-        await apply_migrations(pool)
+        await apply_migrations(dsn)
     except BaseException:
         await pool.close()
         raise

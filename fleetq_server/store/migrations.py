@@ -35,13 +35,20 @@ def migration_files() -> list[tuple[int, str, str]]:
     return found
 
 
-async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
-    """Apply every pending migration; returns the names applied."""
-    async with pool.acquire() as connection:
+async def apply_migrations(dsn: str) -> list[str]:
+    """Apply every pending migration; returns the names applied.
+
+    A dedicated connection without the pool's command timeout: waiting for another pod's
+    migrations, or a long data migration, is not a hung request.
+    """
+    connection = await asyncpg.connect(dsn, command_timeout=None)
+    try:
         return await _apply_locked(connection)
+    finally:
+        await connection.close()
 
 
-async def _apply_locked(connection: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> list[str]:
+async def _apply_locked(connection: asyncpg.Connection) -> list[str]:
     applied: list[str] = []
     await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:

@@ -27,6 +27,7 @@ class HeartbeatLoop(BackgroundLoop):
         dead_threshold: float,
         on_presumed_dead: Callable[[], Awaitable[None]],
         on_health_change: Callable[[], None],
+        on_leadership: Callable[[], None],
     ) -> None:
         super().__init__(interval)
         self._store = store
@@ -34,6 +35,7 @@ class HeartbeatLoop(BackgroundLoop):
         self._dead_threshold = dead_threshold
         self._on_presumed_dead = on_presumed_dead
         self._on_health_change = on_health_change
+        self._on_leadership = on_leadership
 
     async def run_once(self) -> None:
         """One heartbeat. A pod the database no longer lists as up re-registers."""
@@ -54,7 +56,11 @@ class HeartbeatLoop(BackgroundLoop):
             self._state.is_leader = False
             await self._on_presumed_dead()
             return
+        was_leader = self._state.is_leader
         self._state.is_leader = outcome.leader_pod_id == self._state.pod_id
+        if self._state.is_leader and not was_leader:
+            # A new leader recovers the old one's work now, not a recovery interval later.
+            self._on_leadership()
 
     def _set_database_ok(self, ok: bool) -> None:
         # The heartbeat usually sees the database come and go first: publish the change at

@@ -56,6 +56,7 @@ class Pod:
             settings.dead_pod_threshold,
             on_presumed_dead=self._reregister,
             on_health_change=on_health_change,
+            on_leadership=lambda: self.recovery.wake(),
         )
         self.health = HealthMonitor(
             store, self.state, HEALTH_CHECK_INTERVAL_S, on_change=on_health_change

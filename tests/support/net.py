@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import random
 import socket
+
+# Below the kernel's ephemeral range (32768-60999 by default): a port the OS hands out for
+# outgoing connections (say, a pod's own database connections) could otherwise take the
+# port between our check and the server's bind.
+_PORT_RANGE = (20000, 32000)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago; the OS picks it, so parallel runs rarely collide.
+    """A TCP port that was free a moment ago, outside the ephemeral range.
 
-    There is a window between closing this socket and the server binding the port; callers
-    that start a server should retry with a fresh port if binding fails.
+    Random, so parallel runs rarely collide; there is still a window between this check
+    and the server binding the port.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    for _ in range(100):
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {host} in {_PORT_RANGE}")

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import re
+import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -146,3 +151,50 @@ async def submit_batches(
         await clients.submit_batch(client, requests[n])
 
     return await spread(len(requests), concurrency, one)
+
+
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_submit.lua"
+_WRK_RATE = re.compile(r"^Requests/sec:\s+([0-9.]+)", re.MULTILINE)
+_WRK_FAILURES = re.compile(r"^\s*(Non-2xx or 3xx responses|Socket errors):.*$", re.MULTILINE)
+_WRK_POLL_S = 0.1
+
+
+async def wrk_submits(
+    base_url: str,
+    step_type: str,
+    connections: int,
+    total: int,
+    stored: Callable[[], Awaitable[int]],
+) -> float:
+    """POST /submit from wrk over `connections` keep-alive connections until `stored()`
+    reaches `total`; returns the seconds `total` submits took at wrk's measured rate.
+
+    wrk is a C client, so the pod saturates before it does (an httpx client in Python
+    saturates its own core first). wrk can only stop on time or on SIGINT, after which it
+    still reports requests and rate over the time it ran: so it gets SIGINT once enough
+    steps are stored.
+    """
+    argv = ["wrk", "-t1", f"-c{connections}", "-d600s", "-s", str(WRK_SCRIPT), base_url]
+    body = json.dumps({"type": step_type, "args": {"n": 1}})
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        env={**os.environ, "WRK_BODY": body},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        while process.returncode is None:  # the database counts: poll it
+            if await stored() >= total:
+                process.send_signal(signal.SIGINT)
+                break
+            await asyncio.sleep(_WRK_POLL_S)
+        output = (await process.communicate())[0].decode(errors="replace")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    rate = _WRK_RATE.search(output)
+    # wrk prints these lines only when their counts are not all zero.
+    if rate is None or _WRK_FAILURES.search(output):
+        raise RuntimeError(f"wrk failed:\n{output}")
+    return total / float(rate.group(1))

@@ -24,10 +24,15 @@ def _own_cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def _cpu_seconds_with_reaped(process: psutil.Process) -> float:
+    """A process and the children it has waited for (they are in its children times)."""
+    times = process.cpu_times()
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
 def _server_cpu_seconds(postmaster: psutil.Process) -> float:
     """The postmaster, its reaped backends and its live ones."""
-    times = postmaster.cpu_times()
-    total = times.user + times.system + times.children_user + times.children_system
+    total = _cpu_seconds_with_reaped(postmaster)
     for child in postmaster.children():
         try:
             total += _own_cpu_seconds(child)
@@ -42,19 +47,20 @@ class CpuMeter:
     def __init__(
         self, pods: Sequence[int], postmaster: psutil.Process | None, *, client: bool = True
     ) -> None:
-        self._roles: dict[str, list[psutil.Process]] = {
-            "pods": [psutil.Process(pid) for pid in pods]
-        }
-        if client:
-            self._roles["client"] = [psutil.Process(os.getpid())]
+        self._pods = [psutil.Process(pid) for pid in pods]
+        self._client = client
         self._postmaster = postmaster
         self._started: dict[str, float] = {}
+        self._start_time = 0.0
 
     def _snapshot(self) -> dict[str, float]:
         seconds = {
-            role: sum(_own_cpu_seconds(process) for process in processes)
-            for role, processes in self._roles.items()
+            "pods": sum(_own_cpu_seconds(process) for process in self._pods),
         }
+        if self._client:
+            # This process with a load generator it ran and reaped (wrk); no pod may be
+            # reaped while the meter runs, or its CPU would count as the client's.
+            seconds["client"] = _cpu_seconds_with_reaped(psutil.Process(os.getpid()))
         if self._postmaster is not None:
             seconds["postgres"] = _server_cpu_seconds(self._postmaster)
         return seconds
@@ -62,11 +68,13 @@ class CpuMeter:
     def start(self) -> None:
         """Take the first reading."""
         self._started = self._snapshot()
+        self._start_time = time.perf_counter()
 
-    def stop(self, elapsed: float) -> dict[str, float]:
-        """Average cores each role used over `elapsed` seconds of work since `start()`,
-        e.g. {"client": 0.9, "pods": 1.0, "postgres": 0.4}."""
+    def stop(self, busy: float | None = None) -> dict[str, float]:
+        """Average cores each role used since `start()`, e.g. {"client": 0.9, "pods": 1.0,
+        "postgres": 0.4}: over `busy` seconds when only those were busy, else over all."""
         ended = self._snapshot()
+        elapsed = busy if busy is not None else time.perf_counter() - self._start_time
         return {role: (ended[role] - self._started[role]) / elapsed for role in ended}
 
 

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -87,6 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--drain-steps", type=int, help="steps pre-loaded for each drain (full: 20000)")
     add("--submit-steps", type=int, help="single submits per protocol (full: 20000)")
     add("--clients", type=int, default=32, help="concurrent single-submit clients")
+    add(
+        "--rest-client",
+        choices=("wrk", "httpx"),
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="REST submit load generator (default: wrk when installed)",
+    )
     add("--batch-size", type=int, default=1000, help="steps per SubmitBatch call")
     add("--batches", type=int, help="SubmitBatch calls (full: 50)")
     add("--batch-callers", type=int, default=4, help="concurrent SubmitBatch callers")
@@ -122,11 +129,17 @@ def _options(args: argparse.Namespace) -> scenarios.Options:
         pgbench_seconds=args.pgbench_seconds,
         recovery_env=QUICK_RECOVERY_ENV if args.quick else {},
         recovery_hold_s=args.recovery_hold,
+        rest_client=args.rest_client,
     )
 
 
 def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str, str]:
     capacity = int(options.max_parallelism * options.capacity_threshold)
+    rest_client = (
+        "wrk -t1, one keep-alive connection per client (benchmarks/wrk_submit.lua)"
+        if options.rest_client == "wrk"
+        else "an httpx.AsyncClient per client, HTTP/1.1 keep-alive, in one asyncio process"
+    )
     recovery = (
         ", ".join(f"{key}={value}" for key, value in options.recovery_env.items())
         or "FLEET-Q defaults (heartbeat 5 s, dead-pod threshold 15 s, recovery every 5 s)"
@@ -144,8 +157,8 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
         ),
         "submit": (
             f"{options.submit_steps} single submits from {options.clients} concurrent "
-            "clients in one asyncio process: grpc.aio with one channel (TCP connection) "
-            "per client; httpx.AsyncClient, HTTP/1.1 keep-alive, one connection per client"
+            "clients; gRPC: grpc.aio in one asyncio process, one channel (TCP connection) "
+            f"per client; REST: {rest_client}; pods run no benchmark type (nothing drains)"
         ),
         "batch submit": (
             f"{options.batches} SubmitBatch calls of {options.batch_size} steps from "
@@ -215,6 +228,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run, write the report files and print the markdown."""
     args = parse_args(argv)
+    # SIGTERM (timeout, CI, kill) cleans up like Ctrl-C: pods and PostgreSQL are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     data = asyncio.run(run(args))
     json_path, markdown_path = report.write(data, args.output)
     print(report.markdown(data))

@@ -56,6 +56,8 @@ class Options:
     # Pod settings of the recovery scenario: empty means FLEET-Q's defaults.
     recovery_env: dict[str, str]
     recovery_hold_s: float
+    # REST load generator: "wrk" (C, on PATH) or "httpx" (saturates its core first).
+    rest_client: str
 
 
 @dataclass(frozen=True)
@@ -119,11 +121,16 @@ async def _wait_drained(connection: asyncpg.Connection, within: float) -> None:
     )
 
 
-async def _count_steps(connection: asyncpg.Connection, expected: int) -> None:
-    """Check that the pods stored exactly the steps the clients were told were stored."""
-    stored = await connection.fetchval("SELECT count(*) FROM fleetq_steps")
-    if stored != expected:
-        raise RuntimeError(f"{stored} steps stored, {expected} acknowledged")
+async def _stored(connection: asyncpg.Connection) -> int:
+    return int(await connection.fetchval("SELECT count(*) FROM fleetq_steps"))
+
+
+async def _count_steps(connection: asyncpg.Connection, acknowledged: int) -> None:
+    """Check that the pods stored at least the steps the clients were told were stored
+    (wrk is stopped with requests still in flight, so more is fine)."""
+    stored = await _stored(connection)
+    if stored < acknowledged:
+        raise RuntimeError(f"{stored} steps stored, {acknowledged} acknowledged")
 
 
 def _batch_sizes(total: int, size: int) -> list[int]:
@@ -165,7 +172,7 @@ async def drain(bench: Bench, pods: int) -> Figures:
             )
             assert row is not None  # an aggregate always returns a row
             # CPU over the drain itself: the pods idle before their first claim and after.
-            cpu = meter.stop(elapsed=row["seconds"])
+            cpu = meter.stop(busy=row["seconds"])
     if row["completed"] != options.drain_steps:
         raise RuntimeError(f"{row['completed']} of {options.drain_steps} steps completed")
     return {
@@ -185,22 +192,37 @@ async def submit(bench: Bench, protocol: str) -> Figures:
     N / elapsed on the client's clock, and each role's CPU use meanwhile."""
     options = bench.options
     name = f"submit_{protocol}"
-    async with _scenario(bench) as (connection, fleet):
+    client = options.rest_client if protocol == "rest" else "grpc"
+    async with _scenario(bench) as (connection, fleet), contextlib.AsyncExitStack() as stack:
         (pod,) = fleet.start(1, pod_env(options, run_steps=False))
-        submitter: clients.GrpcClients | clients.RestClients = (
-            clients.GrpcClients(pod.grpc_target, options.clients)
-            if protocol == "grpc"
-            else clients.RestClients(pod.http_url, options.clients)
-        )
-        async with submitter:
-            # One unmeasured submit per client: first calls pay for lazy set-up.
-            await clients.submit_singles(submitter, NOOP_TYPE, options.clients, options.clients)
-            meter = CpuMeter([pod.pid], bench.postmaster)
-            meter.start()
-            elapsed = await clients.submit_singles(
-                submitter, NOOP_TYPE, options.submit_steps, options.clients
+        if client == "wrk":
+
+            async def load(total: int) -> float:
+                before = await _stored(connection)
+
+                async def stored_since() -> int:
+                    return await _stored(connection) - before
+
+                return await clients.wrk_submits(
+                    pod.http_url, NOOP_TYPE, options.clients, total, stored_since
+                )
+
+        else:
+            submitter: clients.GrpcClients | clients.RestClients = (
+                clients.GrpcClients(pod.grpc_target, options.clients)
+                if client == "grpc"
+                else clients.RestClients(pod.http_url, options.clients)
             )
-            cpu = meter.stop(elapsed)
+            await stack.enter_async_context(submitter)
+
+            async def load(total: int) -> float:
+                return await clients.submit_singles(submitter, NOOP_TYPE, total, options.clients)
+
+        await load(options.clients)  # unmeasured: first calls pay for lazy set-up
+        meter = CpuMeter([pod.pid], bench.postmaster)
+        meter.start()
+        elapsed = await load(options.submit_steps)
+        cpu = meter.stop()
         await _count_steps(connection, options.submit_steps + options.clients)
     return {f"{name}_steps_per_s": options.submit_steps / elapsed, **_cpu_figures(name, cpu)}
 
@@ -219,7 +241,7 @@ async def submit_batch(bench: Bench) -> Figures:
             meter = CpuMeter([pod.pid], bench.postmaster)
             meter.start()
             elapsed = await clients.submit_batches(callers, requests, options.batch_callers)
-            cpu = meter.stop(elapsed)
+            cpu = meter.stop()
         total = options.batches * options.batch_size
         await _count_steps(connection, total + 10 * options.batch_callers)
     return {f"{name}_steps_per_s": total / elapsed, **_cpu_figures(name, cpu)}

@@ -16,6 +16,7 @@ import grpc
 from fleetq.v1 import fleetq_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
+from fleetq_server.api.interceptors import with_behavior
 from fleetq_server.errors import UnauthenticatedError
 
 if TYPE_CHECKING:
@@ -79,11 +80,7 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-ar
         ):
             return handler
         log.warning("refused %s: missing or invalid admin bearer token", method)
-        return grpc.unary_unary_rpc_method_handler(
-            _refuse,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_behavior(handler, _refuse)
 
 
 async def _refuse(request: Any, context: Any) -> NoReturn:

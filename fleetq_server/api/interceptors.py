@@ -18,6 +18,15 @@ if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]]
 
 
+def with_behavior(handler: MethodHandler, behavior: Callable[..., Awaitable[Any]]) -> MethodHandler:
+    """`handler` with its unary behaviour replaced: what every interceptor here returns."""
+    return grpc.unary_unary_rpc_method_handler(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 class ErrorTranslationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Turns domain exceptions into gRPC statuses, once, for every unary method.
 
@@ -45,8 +54,4 @@ class ErrorTranslationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
                 log.exception("unexpected error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-        return grpc.unary_unary_rpc_method_handler(
-            translated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_behavior(handler, translated)

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from fleetq_server import metrics
+from fleetq_server.api.interceptors import with_behavior
 from fleetq_server.gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from fleetq_server.gateway.path_templates import PathTemplate, PathValueError, split_path
 
-if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
-    MethodHandler = grpc.RpcMethodHandler[Any, Any]
-    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]]
+if TYPE_CHECKING:
+    from fleetq_server.api.interceptors import Continuation, MethodHandler
 
 # The route label of requests no route or mount matches.
 UNMATCHED_ROUTE = "unmatched"
@@ -62,11 +62,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
             _observe_rpc(method, context.code() or grpc.StatusCode.OK, started)
             return response
 
-        return grpc.unary_unary_rpc_method_handler(
-            measured,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_behavior(handler, measured)
 
 
 def _observe_rpc(method: str, code: grpc.StatusCode, started: float) -> None:

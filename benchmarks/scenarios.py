@@ -32,6 +32,7 @@ from tests.support.server_process import ServerProcess
 LOAD_BATCH = 1000
 # Steps the latency scenario submits first, unmeasured, to warm up both ends.
 LATENCY_WARMUP = 20
+# The REST latency client's pool: HTTP/1.1 carries one call at a time per connection.
 LATENCY_REST_CONNECTIONS = 16
 # How long an idle pod is watched for its resident memory.
 IDLE_SAMPLE_S = 1.0

@@ -31,14 +31,32 @@ def normalise_numbers(value: Any) -> Any:
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """Convert a Struct to plain Python, integers as `int`."""
-    result: dict[str, Any] = normalise_numbers(json_format.MessageToDict(struct))
-    return result
+    """Convert a Struct to plain Python, integers as `int`.
+
+    A direct walk rather than `json_format.MessageToDict` plus normalising: this runs for
+    every submitted step and is several times faster. Raises ValueError on NaN or
+    Infinity, which a Struct can carry but JSON cannot.
+    """
+    return {key: value_to_python(value) for key, value in struct.fields.items()}
 
 
 def value_to_python(value: struct_pb2.Value) -> Any:
     """Convert a Value to plain Python, integers as `int`."""
-    return normalise_numbers(json_format.MessageToDict(value))
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise ValueError("JSON numbers must be finite")
+        return int(number) if number.is_integer() and abs(number) <= _MAX_EXACT_INT else number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [value_to_python(item) for item in value.list_value.values]
+    return None  # null_value, or unset
 
 
 def dict_to_struct(data: Mapping[str, Any]) -> struct_pb2.Struct:

@@ -66,8 +66,8 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
 
 
 def _observe_rpc(method: str, code: grpc.StatusCode, started: float) -> None:
-    metrics.GRPC_REQUESTS.labels(method, code.name).inc()
-    metrics.GRPC_REQUEST_SECONDS.labels(method).observe(time.perf_counter() - started)
+    metrics.child(metrics.GRPC_REQUESTS, method, code.name).inc()
+    metrics.child(metrics.GRPC_REQUEST_SECONDS, method).observe(time.perf_counter() - started)
 
 
 class HttpMetricsMiddleware:
@@ -107,9 +107,9 @@ class HttpMetricsMiddleware:
             raise
         finally:
             if status is not None:
-                metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                metrics.child(metrics.HTTP_REQUESTS, method, route, str(status)).inc()
                 elapsed = time.perf_counter() - started
-                metrics.HTTP_REQUEST_SECONDS.labels(method, route).observe(elapsed)
+                metrics.child(metrics.HTTP_REQUEST_SECONDS, method, route).observe(elapsed)
 
     def route_label(self, scope: Scope) -> str:
         """The template the request's path matches, the mount path, or UNMATCHED_ROUTE."""

@@ -224,7 +224,7 @@ class StepExecutor:
             outcome = self._failure(step, claim_pod_id, error)
         else:
             outcome = StepOutcome(step, claim_pod_id, result=result)
-        metrics.STEP_RUN_SECONDS.labels(step.type).observe(time.monotonic() - started)
+        metrics.child(metrics.STEP_RUN_SECONDS, step.type).observe(time.monotonic() - started)
         return outcome
 
     async def _call(
@@ -275,5 +275,5 @@ class StepExecutor:
                 step_log.warning("outcome fenced out: the step was reassigned")
             else:
                 step_log.info("attempt %d recorded: step now %s", outcome.step.attempt, new_status)
-            _OUTCOME_COUNTERS[new_status].labels(outcome.step.type).inc()
+            metrics.child(_OUTCOME_COUNTERS[new_status], outcome.step.type).inc()
             return

@@ -103,10 +103,10 @@ class ClaimLoop(BackgroundLoop):
                 return
             claimed = await self._store.step_claim_batch(self._state.pod_id, self._step_types, free)
             for step in claimed:
-                metrics.STEPS_CLAIMED.labels(step.type).inc()
+                metrics.child(metrics.STEPS_CLAIMED, step.type).inc()
                 # Both timestamps come from the database clock: no skew between pods.
                 waited = (step.claimed_ts - step.not_before_ts).total_seconds()
-                metrics.STEP_QUEUE_WAIT_SECONDS.labels(step.type).observe(max(0.0, waited))
+                metrics.child(metrics.STEP_QUEUE_WAIT_SECONDS, step.type).observe(max(0.0, waited))
                 self._executor.launch(step)
         if len(claimed) == free:
             self.wake()  # a full batch: there may be more waiting for the next free slot

@@ -5,12 +5,13 @@ Each error names the offending field.
 """
 
 import hashlib
-import json
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from fleetq_server.errors import ValidationError
 from fleetq_server.store.records import NewStep
@@ -58,12 +59,11 @@ def derived_idempotency_key(step_id: str) -> str:
 
 def payload_hash(request: SubmitRequest, max_retries: int) -> str:
     """A fingerprint of what was asked for: repeats with the same key must match it."""
-    canonical = json.dumps(
+    canonical = orjson.dumps(
         [request.type, request.args, request.metadata or {}, request.priority, max_retries],
-        sort_keys=True,
-        separators=(",", ":"),
+        option=orjson.OPT_SORT_KEYS,
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def validate(request: SubmitRequest) -> None:

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder, translate_errors
@@ -27,8 +28,13 @@ _STEP_COLUMNS = """
 
 def _json(value: Any) -> str:
     """JSON text for jsonb array parameters: asyncpg would read a list value as a
-    nested array, so arrays of JSON travel as text[] and are cast in SQL."""
-    return json.dumps(value, separators=(",", ":"))
+    nested array, so arrays of JSON travel as text[] and are cast in SQL. orjson is ~10x
+    faster per value; the standard library covers what it refuses (integers beyond 64
+    bits in a handler's result)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 def _step_record(row: asyncpg.Record) -> StepRecord:

@@ -12,17 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from fleetq_server import metrics
-from fleetq_server.api.interceptors import with_behavior
+from fleetq_server.api.interceptors import Behavior, UnaryInterceptor
 from fleetq_server.gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from fleetq_server.gateway.path_templates import PathTemplate, PathValueError, split_path
-
-if TYPE_CHECKING:
-    from fleetq_server.api.interceptors import Continuation, MethodHandler
 
 # The route label of requests no route or mount matches.
 UNMATCHED_ROUTE = "unmatched"
@@ -30,7 +27,7 @@ UNMATCHED_ROUTE = "unmatched"
 _KNOWN_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class GrpcMetricsInterceptor(UnaryInterceptor):
     """Counts and times unary RPCs by method and status code.
 
     Install it first (outermost) so it sees the code the error translation chose.
@@ -38,15 +35,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
     reflection) pass through unmeasured.
     """
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> MethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
-        method = handler_call_details.method
-
+    def wrap(self, method: str, inner: Behavior) -> Behavior:
         async def measured(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             try:
@@ -62,7 +51,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
             _observe_rpc(method, context.code() or grpc.StatusCode.OK, started)
             return response
 
-        return with_behavior(handler, measured)
+        return measured
 
 
 def _observe_rpc(method: str, code: grpc.StatusCode, started: float) -> None:

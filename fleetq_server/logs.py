@@ -15,7 +15,8 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, pod_id: str) -> None:
         super().__init__()
-        self._pod_id = pod_id
+        # The default for records without their own pod_id; changes on re-registration.
+        self.pod_id = pod_id
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -23,7 +24,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "pod_id": self._pod_id,
+            "pod_id": self.pod_id,
         }
         for name in _CONTEXT_FIELDS:
             value = getattr(record, name, None)
@@ -63,6 +64,13 @@ def configure_logging(log_format: str, level: str, pod_id: str) -> None:
     sys.excepthook = _log_uncaught
     # Connection-level chatter from the servers is noise at INFO.
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+
+
+def set_log_pod_id(pod_id: str) -> None:
+    """Stamp later records with `pod_id`: a pod presumed dead comes back under a new id."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.pod_id = pod_id
 
 
 def _log_uncaught(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from fleetq_server import errors, metrics
 from fleetq_server.config import Settings
 from fleetq_server.handlers import HandlerRegistry
+from fleetq_server.logs import set_log_pod_id
 from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.loops import ClaimLoop, HealthMonitor, HeartbeatLoop, WakeupListener
@@ -117,6 +118,7 @@ class Pod:
             len(abandoned),
         )
         self.state.pod_id = new_id
+        set_log_pod_id(new_id)
         self.state.is_leader = False
         self.state.fenced = False
         self.claimer.wake()

@@ -3,7 +3,7 @@
 import json
 import logging
 
-from fleetq_server.logs import ConsoleFormatter, JsonFormatter
+from fleetq_server.logs import ConsoleFormatter, JsonFormatter, set_log_pod_id
 
 
 def record(**context: str) -> logging.LogRecord:
@@ -24,3 +24,16 @@ def test_json_lines_carry_the_context_and_the_record_pod_id_wins() -> None:
     assert (entry["message"], entry["level"], entry["step_id"]) == ("hi you", "INFO", "s")
     assert entry["pod_id"] == "pod-a-r2"
     assert json.loads(JsonFormatter("pod-a").format(record()))["pod_id"] == "pod-a"
+
+
+def test_a_re_registered_pod_logs_under_its_new_id() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter("pod-a"))
+    root.handlers[:] = [handler]
+    try:
+        set_log_pod_id("pod-a-r2")
+        assert json.loads(handler.format(record()))["pod_id"] == "pod-a-r2"
+    finally:
+        root.handlers[:] = saved

@@ -341,6 +341,8 @@ def _error_response(
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> _Response:
     body = dumps(error_body(detail, error.error_type, path))
+    if error.status == 401:  # RFC 9110: a 401 names the scheme the client should use
+        headers = (*headers, (b"www-authenticate", b"Bearer"))
     return _Response(status=error.status, body=body, headers=headers)
 
 

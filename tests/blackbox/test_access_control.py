@@ -73,6 +73,7 @@ def test_admin_routes_answer_401_without_the_right_bearer_token(
     response = client.request(method, path, json=body, headers=headers)
     detail = assert_error(response, 401, "unauthenticated", path)
     assert TOKEN not in detail
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)

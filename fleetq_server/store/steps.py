@@ -48,17 +48,20 @@ class StepQueries(PoolHolder):
     async def step_insert_many(
         self, steps: Sequence[NewStep], *, atomic: bool = False
     ) -> list[InsertOutcome | errors.ConflictError]:
-        """Insert steps in one transaction and one NOTIFY; de-duplicate on client keys.
+        """Insert steps with one NOTIFY; de-duplicate on client keys.
 
         Returns, per step in order, its outcome or the ConflictError of a client key
-        reused with a different payload. With `atomic`, any conflict raises instead and
-        nothing is written. The unique constraint on client_key makes concurrent
-        duplicates safe: ON CONFLICT waits for the competing insert to commit.
+        reused with a different payload. With `atomic`, everything happens in one
+        transaction and any conflict raises instead, so nothing is written. Otherwise the
+        INSERT commits on its own: one round trip for a batch of new steps, which is what
+        coalesced single submits are. The unique constraint on client_key makes
+        concurrent duplicates safe: ON CONFLICT waits for the competing insert to commit.
         """
         if not steps:
             return []
-        async with self._transaction() as connection:
-            await connection.execute(
+        scope = self._transaction() if atomic else self._connection()
+        async with scope as connection:
+            rows = await connection.fetch(
                 f"""
                 WITH inserted AS (
                     INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
@@ -71,9 +74,12 @@ class StepQueries(PoolHolder):
                               idempotency_key, client_key, payload_hash)
                     ON CONFLICT (client_key) DO NOTHING
                     RETURNING step_id
+                ), notified AS (  -- one NOTIFY for the batch, and none when nothing is new
+                    SELECT pg_notify('{SUBMIT_CHANNEL}', '') FROM inserted LIMIT 1
                 )
-                SELECT step_id, pg_notify('{SUBMIT_CHANNEL}', '')
-                FROM inserted LIMIT 1
+                SELECT step_id FROM inserted
+                UNION ALL
+                SELECT NULL FROM notified
                 """,
                 [step.step_id for step in steps],
                 [step.type for step in steps],
@@ -85,7 +91,8 @@ class StepQueries(PoolHolder):
                 [step.client_key for step in steps],
                 [step.payload_hash for step in steps],
             )
-            outcomes = await self._resolve_duplicates(connection, steps)
+            inserted = {row["step_id"] for row in rows if row["step_id"] is not None}
+            outcomes = await self._resolve_duplicates(connection, steps, inserted)
             if atomic:
                 for outcome in outcomes:
                     if isinstance(outcome, errors.ConflictError):
@@ -94,10 +101,10 @@ class StepQueries(PoolHolder):
 
     @staticmethod
     async def _resolve_duplicates(
-        connection: Any, steps: Sequence[NewStep]
+        connection: Any, steps: Sequence[NewStep], inserted: set[str]
     ) -> list[InsertOutcome | errors.ConflictError]:
-        """Match each step to the row that now holds its id or its client key."""
-        keys = [step.client_key for step in steps if step.client_key is not None]
+        """Match each step that was not inserted to the row holding its client key."""
+        keys = [s.client_key for s in steps if s.step_id not in inserted and s.client_key]
         existing: dict[str, asyncpg.Record] = {}
         if keys:
             rows = await connection.fetch(
@@ -109,9 +116,13 @@ class StepQueries(PoolHolder):
         outcomes: list[InsertOutcome | errors.ConflictError] = []
         for step in steps:
             row = existing.get(step.client_key) if step.client_key is not None else None
-            if row is None:
-                # No client key, or none stored: our own insert went in.
+            if step.step_id in inserted:
                 outcomes.append(InsertOutcome(step_id=step.step_id, created=True))
+            elif row is None:
+                # The row that held the key was deleted (retention) after our INSERT saw it.
+                outcomes.append(
+                    errors.ConflictError("idempotency_key was just released; submit again")
+                )
             elif row["payload_hash"] != step.payload_hash:
                 outcomes.append(
                     errors.ConflictError(
@@ -120,9 +131,7 @@ class StepQueries(PoolHolder):
                     )
                 )
             else:
-                outcomes.append(
-                    InsertOutcome(step_id=row["step_id"], created=row["step_id"] == step.step_id)
-                )
+                outcomes.append(InsertOutcome(step_id=row["step_id"], created=False))
         return outcomes
 
     @translate_errors

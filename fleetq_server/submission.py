@@ -15,6 +15,7 @@ import orjson
 
 from fleetq_server.errors import ValidationError
 from fleetq_server.store.records import NewStep
+from fleetq_server.store.storable import holds_unstorable_text
 
 TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
 MAX_TYPE_LENGTH = 128
@@ -96,18 +97,10 @@ def validate(request: SubmitRequest) -> None:
 
 
 def _check_storable(value: Any, field: str) -> None:
-    """PostgreSQL stores no NUL character in text or jsonb: refuse it here, naming the field,
-    rather than failing the INSERT (which may carry other clients' steps too)."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str) and NUL in item:
-            raise ValidationError(f"{field}: strings and keys must not contain NUL characters")
-        if isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+    """Refuse text PostgreSQL cannot store here, naming the field, rather than failing the
+    INSERT (which may carry other clients' steps too)."""
+    if holds_unstorable_text(value):
+        raise ValidationError(f"{field}: strings and keys must not contain NUL characters")
 
 
 def prepare_step(request: SubmitRequest) -> NewStep:

@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from fleetq_server.handlers.registry import RegisteredHandler
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store import Store
 from fleetq_server.store.records import ClaimedStep, StepOutcome
+from fleetq_server.store.storable import holds_unstorable_text, storable_text
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +36,10 @@ _OUTCOME_COUNTERS = {
 }
 
 
-# Text PostgreSQL's jsonb refuses: NUL, and UTF-16 surrogates that are not a pair (Python
-# strings can hold them, e.g. bytes decoded with errors="surrogateescape"). Writing such a
-# value fails permanently, so the executor must never hand one to the store.
-_UNSTORABLE_TEXT = re.compile(
-    "\x00|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]"
-)
-
-
-def _holds_unstorable_text(value: Any) -> bool:
-    if isinstance(value, str):
-        return _UNSTORABLE_TEXT.search(value) is not None
-    if isinstance(value, dict):
-        return any(_holds_unstorable_text(k) or _holds_unstorable_text(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_holds_unstorable_text(item) for item in value)
-    return False
-
-
 def _check_storable(result: Any) -> None:
     """Raise ValueError unless the database can store `result` as the step's JSON result."""
     json.dumps(result, allow_nan=False)  # NaN and infinities are not JSON
-    if _holds_unstorable_text(result):
+    if holds_unstorable_text(result):
         raise ValueError("result holds text the database cannot store (NUL or lone surrogate)")
 
 
@@ -218,7 +200,7 @@ class StepExecutor:
             step_log.warning("step timed out (attempt %d)", step.attempt)
             outcome = self._failure(step, claim_pod_id, error)
         except Exception as exc:
-            message = _UNSTORABLE_TEXT.sub("\ufffd", str(exc) or repr(exc))  # storable, too
+            message = storable_text(str(exc) or repr(exc))
             error = {"type": type(exc).__name__, "message": message}
             step_log.warning("step failed (attempt %d): %s", step.attempt, error["message"])
             outcome = self._failure(step, claim_pod_id, error)

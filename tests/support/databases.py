@@ -58,17 +58,17 @@ async def server_version(url: str) -> int:
 
 async def create_database(admin_url: str, name: str) -> None:
     """CREATE DATABASE ``name`` (empty, from template1) on the admin URL's server."""
-    conn = await asyncpg.connect(admin_url, timeout=CONNECT_TIMEOUT)
-    try:
-        await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
-    finally:
-        await conn.close()
+    await _admin_execute(admin_url, f"CREATE DATABASE {_quote_ident(name)}")
 
 
 async def drop_database(admin_url: str, name: str) -> None:
     """DROP DATABASE ... WITH (FORCE): also ends connections a test or a killed pod left open."""
+    await _admin_execute(admin_url, f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+
+
+async def _admin_execute(admin_url: str, statement: str) -> None:
     conn = await asyncpg.connect(admin_url, timeout=CONNECT_TIMEOUT)
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+        await conn.execute(statement)
     finally:
         await conn.close()

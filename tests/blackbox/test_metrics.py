@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -40,18 +40,6 @@ Samples = Mapping[tuple[str, frozenset[tuple[str, str]]], float]
 def pod(module_server_factory: ServerFactory) -> ServerProcess:
     """One pod shared by the tests that only compare its metrics before and after."""
     return module_server_factory(env=FAST_POD_ENV)
-
-
-@pytest.fixture
-def client(pod: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=pod.http_url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def stub(pod: ServerProcess) -> Iterator[fleetq_pb2_grpc.FleetQServiceStub]:
-    with grpc.insecure_channel(pod.grpc_target) as channel:
-        yield fleetq_pb2_grpc.FleetQServiceStub(channel)
 
 
 def exposition(client: httpx.Client) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator
 
 import grpc
 import httpx
@@ -33,12 +32,6 @@ def pod(module_server_factory: ServerFactory, module_database_url: str) -> Serve
     """One pod shared by the tests that each submit and watch steps of their own."""
     create_tables(module_database_url)
     return module_server_factory(env={**POD_ENV, "FLEETQ_RETRY_BACKOFF_BASE": str(BACKOFF_BASE_S)})
-
-
-@pytest.fixture
-def client(pod: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=pod.http_url, timeout=10) as client:
-        yield client
 
 
 def pod_id(client: httpx.Client) -> str:

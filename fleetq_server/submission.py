@@ -4,11 +4,12 @@ Validation happens before anything is written, so a rejected request changes not
 Each error names the offending field.
 """
 
+import functools
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -45,10 +46,30 @@ class SubmitRequest:
     idempotency_key: str | None
 
 
-def new_step_id(now: datetime | None = None) -> str:
-    """A fresh step id: `step_20240101120000_<16 hex digits>`."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
-    return f"step_{stamp}_{secrets.token_hex(_STEP_ID_RANDOM_BYTES)}"
+def new_step_ids(count: int) -> list[str]:
+    """`count` fresh step ids, `step_20240101120000_<16 hex digits>`.
+
+    One clock read and one urandom call for the lot: per-id strftime and token_hex were a
+    fifth of a SubmitBatch's pod CPU (urandom also releases the GIL, and getting it back
+    from gRPC's threads can take far longer than the call itself).
+    """
+    prefix = f"step_{_utc_stamp(int(time.time()))}_"
+    digits = 2 * _STEP_ID_RANDOM_BYTES
+    random_hex = secrets.token_bytes(_STEP_ID_RANDOM_BYTES * count).hex()
+    return [
+        prefix + random_hex[start : start + digits] for start in range(0, len(random_hex), digits)
+    ]
+
+
+def new_step_id() -> str:
+    """One fresh step id."""
+    return new_step_ids(1)[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _utc_stamp(epoch_second: int) -> str:
+    """The id timestamp of a second, formatted once per second rather than once per id."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(epoch_second))
 
 
 def derived_idempotency_key(step_id: str) -> str:
@@ -103,12 +124,12 @@ def _check_storable(value: Any, field: str) -> None:
         raise ValidationError(f"{field}: strings and keys must not contain NUL characters")
 
 
-def prepare_step(request: SubmitRequest) -> NewStep:
-    """Validate `request` and build the row to insert."""
+def prepare_step(request: SubmitRequest, step_id: str | None = None) -> NewStep:
+    """Validate `request` and build the row to insert, under `step_id` or a fresh id."""
     validate(request)
     assert request.args is not None  # validate() guarantees it
     max_retries = DEFAULT_MAX_RETRIES if request.max_retries is None else request.max_retries
-    step_id = new_step_id()
+    step_id = step_id or new_step_id()
     return NewStep(
         step_id=step_id,
         type=request.type,

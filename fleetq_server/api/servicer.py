@@ -117,9 +117,10 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         if not 1 <= len(request.steps) <= MAX_BATCH_STEPS:
             raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
         steps = []
-        for index, item in enumerate(request.steps):
+        step_ids = submission.new_step_ids(len(request.steps))
+        for index, (item, step_id) in enumerate(zip(request.steps, step_ids, strict=True)):
             try:
-                steps.append(submission.prepare_step(_submit_request(item, None)))
+                steps.append(submission.prepare_step(_submit_request(item, None), step_id))
             except errors.ValidationError as exc:
                 raise errors.ValidationError(f"steps[{index}].{exc}") from None
         outcomes = await self._store.step_insert_many(steps, atomic=True)

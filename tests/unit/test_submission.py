@@ -10,6 +10,7 @@ from fleetq_server.submission import (
     SubmitRequest,
     derived_idempotency_key,
     new_step_id,
+    new_step_ids,
     prepare_step,
 )
 
@@ -32,9 +33,19 @@ def test_defaults_are_applied() -> None:
 
 
 def test_step_ids_have_the_contract_shape_and_do_not_collide() -> None:
-    ids = {new_step_id() for _ in range(10_000)}
+    ids = {new_step_id() for _ in range(5_000)} | set(new_step_ids(5_000))
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"step_\d{14}_[0-9a-f]{16}", step_id) for step_id in ids)
+
+
+def test_a_batch_of_ids_has_exactly_the_count_asked_for() -> None:
+    assert [len(new_step_ids(count)) for count in (1, 2, 1000)] == [1, 2, 1000]
+
+
+def test_prepare_step_keeps_a_given_id_and_derives_the_key_from_it() -> None:
+    step = prepare_step(VALID, "step_20260101000000_00000000000000aa")
+    assert step.step_id == "step_20260101000000_00000000000000aa"
+    assert step.idempotency_key == derived_idempotency_key(step.step_id)
 
 
 def test_derived_key_is_deterministic_per_step() -> None:

@@ -14,6 +14,8 @@ import json
 import os
 import re
 import signal
+import struct
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
@@ -198,3 +200,48 @@ async def wrk_submits(
     if rate is None or _WRK_FAILURES.search(output):
         raise RuntimeError(f"wrk failed:\n{output}")
     return total / float(rate.group(1))
+
+
+_H2LOAD_ELAPSED = re.compile(r"^finished in ([0-9.]+)(us|ms|s),", re.MULTILINE)
+_H2LOAD_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+_H2LOAD_REQUESTS = re.compile(
+    r"^requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded", re.MULTILINE
+)
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """`message` as one gRPC length-prefixed message (uncompressed)."""
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+async def h2load_submits(target: str, step_type: str, connections: int, total: int) -> float:
+    """`total` SubmitStep calls from h2load over `connections` HTTP/2 connections, one call
+    in flight on each; returns the elapsed seconds h2load measured.
+
+    h2load (nghttp2) is a C client: like wrk for REST, it lets the pod saturate before the
+    client does. It speaks gRPC's wire format here (a framed protobuf body, the gRPC
+    content type and `te: trailers`) but cannot read gRPC's status, which arrives in
+    trailers; so the caller must check that the database stored every step.
+    """
+    body = grpc_frame(_step_request(step_type, {"n": 1}).SerializeToString())
+    with tempfile.NamedTemporaryFile(prefix="fleetq-h2load-", suffix=".bin") as body_file:
+        body_file.write(body)
+        body_file.flush()
+        argv = [
+            "h2load", f"-n{total}", f"-c{connections}", "-m1", "-t1",
+            "-d", body_file.name,
+            "-H", "content-type: application/grpc",
+            "-H", "te: trailers",
+            f"http://{target}/fleetq.v1.FleetQService/SubmitStep",
+        ]  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        output = (await process.communicate())[0].decode(errors="replace")
+    elapsed = _H2LOAD_ELAPSED.search(output)
+    requests = _H2LOAD_REQUESTS.search(output)
+    if process.returncode != 0 or elapsed is None or requests is None:
+        raise RuntimeError(f"h2load failed:\n{output}")
+    if int(requests.group(2)) != total:
+        raise RuntimeError(f"h2load: {requests.group(2)} of {total} calls succeeded:\n{output}")
+    return float(elapsed.group(1)) * _H2LOAD_UNIT_S[elapsed.group(2)]

@@ -51,6 +51,7 @@ QUICK_RECOVERY_ENV = {
     "FLEETQ_DEAD_POD_THRESHOLD": "1.5",
     "FLEETQ_RECOVERY_INTERVAL": "0.5",
 }
+_GRPCIO_CLIENT = "grpc.aio in one asyncio process, one channel (TCP connection) per client"
 SCENARIO_NAMES = ("ceiling", "drain", "submit", "latency", "recovery")
 
 Scenario = Callable[[scenarios.Bench], Awaitable[scenarios.Figures]]
@@ -65,8 +66,18 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
             ("drain, 2 pods", lambda bench: scenarios.drain(bench, 2)),
         ],
         "submit": [
-            ("submit, gRPC", lambda bench: scenarios.submit(bench, "grpc")),
-            ("submit, REST", lambda bench: scenarios.submit(bench, "rest")),
+            (
+                "submit, gRPC",
+                lambda bench: scenarios.submit(bench, "submit_grpc", bench.options.grpc_client),
+            ),
+            (
+                "submit, gRPC from Python",
+                lambda bench: scenarios.submit(bench, "submit_grpcio", "grpcio"),
+            ),
+            (
+                "submit, REST",
+                lambda bench: scenarios.submit(bench, "submit_rest", bench.options.rest_client),
+            ),
             ("batch submit, gRPC", scenarios.submit_batch),
         ],
         "latency": [
@@ -93,6 +104,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("wrk", "httpx"),
         default="wrk" if shutil.which("wrk") else "httpx",
         help="REST submit load generator (default: wrk when installed)",
+    )
+    add(
+        "--grpc-client",
+        choices=("h2load", "grpcio"),
+        default="h2load" if shutil.which("h2load") else "grpcio",
+        help="gRPC submit load generator (default: h2load when installed)",
     )
     add("--batch-size", type=int, default=1000, help="steps per SubmitBatch call")
     add("--batches", type=int, help="SubmitBatch calls (full: 50)")
@@ -130,6 +147,7 @@ def _options(args: argparse.Namespace) -> scenarios.Options:
         recovery_env=QUICK_RECOVERY_ENV if args.quick else {},
         recovery_hold_s=args.recovery_hold,
         rest_client=args.rest_client,
+        grpc_client=args.grpc_client,
     )
 
 
@@ -139,6 +157,11 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
         "wrk -t1, one keep-alive connection per client (benchmarks/wrk_submit.lua)"
         if options.rest_client == "wrk"
         else "an httpx.AsyncClient per client, HTTP/1.1 keep-alive, in one asyncio process"
+    )
+    grpc_client = (
+        "h2load -t1 -m1 (nghttp2, C), one HTTP/2 connection per client"
+        if options.grpc_client == "h2load"
+        else _GRPCIO_CLIENT
     )
     recovery = (
         ", ".join(f"{key}={value}" for key, value in options.recovery_env.items())
@@ -157,8 +180,9 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
         ),
         "submit": (
             f"{options.submit_steps} single submits from {options.clients} concurrent "
-            "clients; gRPC: grpc.aio in one asyncio process, one channel (TCP connection) "
-            f"per client; REST: {rest_client}; pods run no benchmark type (nothing drains)"
+            f"clients, one call in flight each; gRPC: {grpc_client}; gRPC from Python: "
+            f"{_GRPCIO_CLIENT}; REST: {rest_client}; pods run no benchmark type (nothing "
+            "drains)"
         ),
         "batch submit": (
             f"{options.batches} SubmitBatch calls of {options.batch_size} steps from "

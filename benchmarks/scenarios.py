@@ -57,8 +57,10 @@ class Options:
     # Pod settings of the recovery scenario: empty means FLEET-Q's defaults.
     recovery_env: dict[str, str]
     recovery_hold_s: float
-    # REST load generator: "wrk" (C, on PATH) or "httpx" (saturates its core first).
+    # Load generators: C tools on PATH ("wrk", "h2load") let the pod saturate first;
+    # Python clients ("httpx", "grpcio") saturate their own core first.
     rest_client: str
+    grpc_client: str
 
 
 @dataclass(frozen=True)
@@ -188,12 +190,11 @@ def _cpu_figures(name: str, cpu: dict[str, float]) -> Figures:
     return {f"{name}_cpu_{role}": cores for role, cores in cpu.items()}
 
 
-async def submit(bench: Bench, protocol: str) -> Figures:
-    """N single submits from C concurrent clients over `protocol` ("grpc" or "rest"):
-    N / elapsed on the client's clock, and each role's CPU use meanwhile."""
+async def submit(bench: Bench, name: str, client: str) -> Figures:
+    """N single submits from C concurrent clients: N / elapsed on the client's clock, and
+    each role's CPU use meanwhile, as figures `<name>_...`. `client` is the load generator:
+    "h2load" or "grpcio" (gRPC), "wrk" or "httpx" (REST)."""
     options = bench.options
-    name = f"submit_{protocol}"
-    client = options.rest_client if protocol == "rest" else "grpc"
     async with _scenario(bench) as (connection, fleet), contextlib.AsyncExitStack() as stack:
         (pod,) = fleet.start(1, pod_env(options, run_steps=False))
         if client == "wrk":
@@ -208,10 +209,22 @@ async def submit(bench: Bench, protocol: str) -> Figures:
                     pod.http_url, NOOP_TYPE, options.clients, total, stored_since
                 )
 
+        elif client == "h2load":
+
+            async def load(total: int) -> float:
+                before = await _stored(connection)
+                elapsed = await clients.h2load_submits(
+                    pod.grpc_target, NOOP_TYPE, options.clients, total
+                )
+                # h2load cannot see gRPC statuses: every call must have stored its step.
+                if (stored := await _stored(connection) - before) != total:
+                    raise RuntimeError(f"h2load made {total} calls; {stored} steps stored")
+                return elapsed
+
         else:
             submitter: clients.GrpcClients | clients.RestClients = (
                 clients.GrpcClients(pod.grpc_target, options.clients)
-                if client == "grpc"
+                if client == "grpcio"
                 else clients.RestClients(pod.http_url, options.clients)
             )
             await stack.enter_async_context(submitter)

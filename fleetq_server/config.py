@@ -35,6 +35,9 @@ class Settings:
     heartbeat_interval: float = 5.0
     dead_pod_threshold: float = 15.0
     recovery_interval: float = 5.0
+    # The leader also runs a cycle the moment a live pod's heartbeat is due to go stale,
+    # so a crashed pod's steps wait one dead-pod threshold, not up to an interval more.
+    recovery_on_expiry: bool = True
     handlers: tuple[str, ...] = ()
     shutdown_grace: float = 30.0
     retention: float = 604800.0
@@ -97,6 +100,15 @@ def _parse_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _parse_modules(raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
@@ -122,6 +134,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "heartbeat_interval": _parse_positive(float),
     "dead_pod_threshold": _parse_positive(float),
     "recovery_interval": _parse_positive(float),
+    "recovery_on_expiry": _parse_bool,
     "handlers": _parse_modules,
     "shutdown_grace": _parse_positive(float, allow_zero=True),
     "retention": _parse_positive(float, allow_zero=True),

@@ -43,6 +43,10 @@ class BackgroundLoop(ABC):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def next_wait(self) -> float:
+        """Seconds to wait after an iteration (unless woken): the interval, by default."""
+        return self.interval
+
     def wake(self) -> None:
         """Run the next iteration now instead of after the interval."""
         self._wake_event.set()
@@ -64,5 +68,5 @@ class BackgroundLoop(ABC):
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
             # that arrives as the event is set, and the loop would outlive stop().
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):
+                async with asyncio.timeout(self.next_wait()):
                     await self._wake_event.wait()

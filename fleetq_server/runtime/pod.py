@@ -63,7 +63,11 @@ class Pod:
             store, self.state, HEALTH_CHECK_INTERVAL_S, on_change=on_health_change
         )
         self.recovery = RecoveryLoop(
-            store, self.state, settings.recovery_interval, settings.dead_pod_threshold
+            store,
+            self.state,
+            settings.recovery_interval,
+            settings.dead_pod_threshold,
+            on_expiry=settings.recovery_on_expiry,
         )
         self.retention = RetentionLoop(
             store, self.state, settings.retention_interval, settings.retention

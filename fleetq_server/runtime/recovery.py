@@ -13,25 +13,52 @@ log = logging.getLogger(__name__)
 
 # A manual cycle without `force` reports the last cycle instead of re-running within this.
 MANUAL_MIN_GAP_S = 1.0
+# Wake this long after a heartbeat is due to go stale, so the cycle's clock is past it.
+EXPIRY_MARGIN_S = 0.1
 
 
 class RecoveryLoop(BackgroundLoop):
-    """Every `interval` seconds, if this pod leads, requeue what dead pods held."""
+    """Every `interval` seconds, if this pod leads, requeue what dead pods held.
+
+    With `on_expiry`, the leader also wakes when the stalest live pod's heartbeat is due
+    to expire: a pod killed just after a heartbeat has its steps requeued one dead-pod
+    threshold later (15 s by default), rather than up to one interval after that.
+    """
 
     name = "recovery"
 
     def __init__(
-        self, store: Store, state: PodState, interval: float, dead_threshold: float
+        self,
+        store: Store,
+        state: PodState,
+        interval: float,
+        dead_threshold: float,
+        *,
+        on_expiry: bool = True,
     ) -> None:
         super().__init__(interval)
         self._store = store
         self._state = state
         self._dead_threshold = dead_threshold
+        self._on_expiry = on_expiry
+        self._until_expiry: float | None = None
+
+    def next_wait(self) -> float:
+        """The interval, or less when a live pod's heartbeat expires sooner."""
+        if self._until_expiry is None:
+            return self.interval
+        return min(self.interval, max(self._until_expiry + EXPIRY_MARGIN_S, EXPIRY_MARGIN_S))
 
     async def run_once(self) -> None:
         """One automatic cycle; a no-op on non-leaders and while draining."""
+        self._until_expiry = None
         if not self._state.is_leader or self._state.draining or self._state.fenced:
             return
+        await self._run_automatic_cycle()
+        if self._on_expiry:
+            self._until_expiry = await self._store.pod_next_expiry(self._dead_threshold)
+
+    async def _run_automatic_cycle(self) -> None:
         try:
             outcome, _ = await self._run_cycle("automatic", dry_run=False, min_gap_s=0.0)
         except (errors.RecoveryInProgressError, errors.PermissionDeniedError) as exc:

@@ -94,6 +94,23 @@ class PodQueries(PoolHolder):
             )
 
     @translate_errors
+    async def pod_next_expiry(self, dead_threshold_s: float) -> float | None:
+        """Seconds until the first live pod's heartbeat goes stale, if none beats again;
+        None when no pod is live. Pods already stale are recovery's business, not this."""
+        async with self._connection() as connection:
+            seconds = await connection.fetchval(
+                """
+                SELECT EXTRACT(EPOCH FROM min(last_heartbeat_ts)
+                                          + make_interval(secs => $1) - clock_timestamp())
+                FROM fleetq_pods
+                WHERE status = 'up'
+                  AND last_heartbeat_ts > clock_timestamp() - make_interval(secs => $1)
+                """,
+                dead_threshold_s,
+            )
+        return None if seconds is None else float(seconds)
+
+    @translate_errors
     async def leader_get(self, dead_threshold_s: float) -> LeaderView:
         """The live pods, eldest first, and the database time of the check."""
         async with self._connection() as connection, connection.transaction(readonly=True):

@@ -19,6 +19,7 @@ FAST_POD_ENV = {
     "FLEETQ_POLL_INTERVAL": "0.2",
     "FLEETQ_RETRY_BACKOFF_BASE": "0.01",
     "FLEETQ_RECOVERY_INTERVAL": "3600",
+    "FLEETQ_RECOVERY_ON_EXPIRY": "false",
 }
 
 ERROR_KEYS = {"detail", "error_type", "timestamp", "path"}

@@ -89,7 +89,7 @@ def test_manual_recovery_is_leader_only_dry_runs_change_nothing_and_repeats_are_
 ) -> None:
     # No automatic cycle after start-up, and a leader that cannot run `hold` steps: the
     # orphaned step stays exactly where each manual call leaves it.
-    no_automatic = {"FLEETQ_RECOVERY_INTERVAL": "3600"}
+    no_automatic = {"FLEETQ_RECOVERY_INTERVAL": "3600", "FLEETQ_RECOVERY_ON_EXPIRY": "false"}
     [leader] = start_pods(
         server_factory, ["manual-leader"], env={**no_automatic, "FLEETQ_HANDLERS": ""}
     )

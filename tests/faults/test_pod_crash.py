@@ -52,6 +52,21 @@ def test_pod_killed_while_running_steps_loses_none(
         assert status["result"]["attempt"] == (2 if orphaned else 1)
 
 
+def test_a_dead_pods_steps_are_requeued_as_its_heartbeat_expires_not_an_interval_later(
+    server_factory: ServerFactory,
+) -> None:
+    # An interval far longer than the test: only the leader's expiry wake-up can requeue.
+    env = {"FLEETQ_RECOVERY_INTERVAL": "3600"}
+    [leader] = start_pods(server_factory, ["expiry-leader"], env={**env, "FLEETQ_HANDLERS": ""})
+    [holder] = start_pods(server_factory, ["expiry-holder"], env=env)
+    step = submit_hold(leader, 60.0)
+    assert wait_all_claimed(leader, [step]) == {step: "expiry-holder"}
+
+    holder.kill()
+    wait_released_by(leader, [step], "expiry-holder", timeout=DEAD_THRESHOLD_S + SLACK_S)
+    assert step_status(leader, step)["retry_count"] == 1
+
+
 def test_step_survives_exactly_max_retries_orphanings_and_fails_on_the_next(
     server_factory: ServerFactory,
 ) -> None:

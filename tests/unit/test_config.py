@@ -13,6 +13,7 @@ def test_defaults_match_the_design_table() -> None:
     assert settings.max_capacity == 8
     assert settings.heartbeat_interval == 5 and settings.dead_pod_threshold == 15
     assert settings.shutdown_grace == 30 and settings.retention == 604800
+    assert settings.recovery_interval == 5 and settings.recovery_on_expiry is True
     assert settings.pod_id.startswith("pod-")
 
 
@@ -29,8 +30,10 @@ def test_environment_values_are_parsed() -> None:
             "FLEETQ_CAPACITY_THRESHOLD": "0.5",
             "FLEETQ_LOG_FORMAT": "Console",
             "FLEETQ_POD_ID": "pod-x",
+            "FLEETQ_RECOVERY_ON_EXPIRY": " False",
         }
     )
+    assert settings.recovery_on_expiry is False
     assert settings.handlers == ("a.b", "c")
     assert settings.max_capacity == 2
     assert settings.log_format == "console"
@@ -46,6 +49,7 @@ def test_environment_values_are_parsed() -> None:
         ("FLEETQ_HEARTBEAT_INTERVAL", "nan"),
         ("FLEETQ_CAPACITY_THRESHOLD", "1.5"),
         ("FLEETQ_LOG_LEVEL", "LOUD"),
+        ("FLEETQ_RECOVERY_ON_EXPIRY", "maybe"),
     ],
 )
 def test_invalid_value_names_the_variable(variable: str, value: str) -> None:

@@ -163,20 +163,28 @@ class StepQueries(PoolHolder):
 
         One statement: SKIP LOCKED lets pods claim concurrently without waiting on each
         other, and the pod must still be registered up, so a pod presumed dead cannot
-        claim. Returned in claim order (priority DESC, created_ts).
+        claim. Each type is read from its own index range and the best `limit` of all
+        are kept, so steps of other types are never scanned. (The rows a type's scan
+        locked but the final LIMIT dropped are unlocked when the statement ends, still
+        pending.) Returned in claim order (priority DESC, created_ts).
         """
         async with self._connection() as connection:
             rows = await connection.fetch(
                 """
                 WITH picked AS (
-                    SELECT step_id FROM fleetq_steps
-                    WHERE status = 'pending' AND not_before_ts <= now()
-                      AND type = ANY($2::text[])
-                      AND EXISTS (SELECT 1 FROM fleetq_pods
-                                  WHERE pod_id = $1 AND status = 'up')
-                    ORDER BY priority DESC, created_ts, step_id
+                    SELECT candidate.step_id
+                    FROM unnest($2::text[]) AS wanted(type)
+                    CROSS JOIN LATERAL (
+                        SELECT step_id, priority, created_ts FROM fleetq_steps
+                        WHERE status = 'pending' AND type = wanted.type
+                          AND not_before_ts <= now()
+                        ORDER BY priority DESC, created_ts, step_id
+                        LIMIT $3
+                        FOR UPDATE SKIP LOCKED
+                    ) AS candidate
+                    WHERE EXISTS (SELECT 1 FROM fleetq_pods WHERE pod_id = $1 AND status = 'up')
+                    ORDER BY candidate.priority DESC, candidate.created_ts, candidate.step_id
                     LIMIT $3
-                    FOR UPDATE SKIP LOCKED
                 )
                 UPDATE fleetq_steps AS s
                 SET status = 'claimed', claimed_by = $1, attempt = s.attempt + 1,

@@ -50,6 +50,20 @@ async def test_claim_orders_by_priority_then_submit_order(store: Store) -> None:
     assert [step.step_id for step in claimed] == [high, low, low_later]
 
 
+async def test_claim_across_types_keeps_one_priority_and_submit_order(store: Store) -> None:
+    # Each type is read from its own index range: the merge must still be one global order.
+    await store.pod_register("pod-a", 8)
+    a_low = await submit(store, type="a", priority=0)
+    b_high = await submit(store, type="b", priority=5)
+    b_low = await submit(store, type="b", priority=0)
+    a_high = await submit(store, type="a", priority=5)
+    a_later = await submit(store, type="a", priority=0)
+    claimed = await store.step_claim_batch("pod-a", ["a", "b"], 4)
+    assert [step.step_id for step in claimed] == [b_high, a_high, a_low, b_low]
+    [last] = await store.step_claim_batch("pod-a", ["b", "a"], 4)
+    assert last.step_id == a_later
+
+
 async def test_claim_takes_only_known_types_and_respects_the_limit(store: Store) -> None:
     await store.pod_register("pod-a", 8)
     for _ in range(3):

@@ -165,7 +165,8 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
     )
     recovery = (
         ", ".join(f"{key}={value}" for key, value in options.recovery_env.items())
-        or "FLEET-Q defaults (heartbeat 5 s, dead-pod threshold 15 s, recovery every 5 s)"
+        or "FLEET-Q defaults (heartbeat 5 s, dead-pod threshold 15 s, recovery every 5 s "
+        "and when a live pod's heartbeat is due to expire)"
     )
     return {
         "run": f"{args.repetitions} repetition(s){', quick smoke run' if args.quick else ''}",

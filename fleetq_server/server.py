@@ -38,6 +38,10 @@ SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
 MAX_REQUEST_BYTES = 1 << 20
 # How long in-flight RPCs get to finish once the pod has drained.
 RPC_DRAIN_S = 2.0
+# A grpc.health.v1 service name that is SERVING for as long as the process answers: the
+# liveness probe's. "" (the whole pod) follows the database too, which is right for
+# readiness, but restarting pods cannot end a database outage.
+LIVENESS_SERVICE = "liveness"
 
 
 class _QuietUvicornServer(uvicorn.Server):
@@ -99,6 +103,7 @@ class PodProcess:
         )
         self._grpc.add_generic_rpc_handlers((generic_handler(SERVICE, handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(
             (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
         )

@@ -20,6 +20,7 @@ from fleetq_server.embedded_db import (
     start_embedded_postgres,
     stop_embedded_postgres,
 )
+from fleetq_server.server import LIVENESS_SERVICE
 from tests.conftest import ServerFactory
 from tests.faults.fleet import (
     CAPACITY,
@@ -79,11 +80,11 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def grpc_health(pod: ServerProcess) -> int:
-    """grpc.health.v1 status of the whole server ("")."""
+def grpc_health(pod: ServerProcess, service: str = "") -> int:
+    """grpc.health.v1 status of `service` ("": the whole server)."""
     with grpc.insecure_channel(pod.grpc_target) as channel:
         response = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=REQUEST_TIMEOUT_S
+            health_pb2.HealthCheckRequest(service=service), timeout=REQUEST_TIMEOUT_S
         )
     status: int = response.status
     return status
@@ -119,6 +120,8 @@ def test_pods_ride_out_a_postgres_restart_and_finish_every_step(
             description="/health 503 during the outage",
         )
         assert grpc_health(pod) == health_pb2.HealthCheckResponse.NOT_SERVING
+        # Not a reason to restart the pod: the liveness probe's service stays SERVING.
+        assert grpc_health(pod, LIVENESS_SERVICE) == health_pb2.HealthCheckResponse.SERVING
     refused = httpx.post(
         pods[1].http_url + "/submit",
         json={"type": "hold", "args": {"seconds": 0}},

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from fleetq_server.config import Settings, env_name, load_settings
+from fleetq_server.server import LIVENESS_SERVICE
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "deploy" / "kubernetes"
@@ -149,6 +150,14 @@ def test_the_container_ports_are_the_default_ports(container: dict[str, Any]) ->
 def test_probes_use_the_native_grpc_health_check(container: dict[str, Any], probe: str) -> None:
     assert container[probe]["grpc"]["port"] == DEFAULTS.grpc_port
     assert set(container[probe]) & {"httpGet", "exec", "tcpSocket"} == set()
+
+
+def test_only_readiness_follows_the_database_liveness_asks_for_the_process(
+    container: dict[str, Any],
+) -> None:
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS_SERVICE
+    assert "service" not in container["readinessProbe"]["grpc"]
+    assert "service" not in container["startupProbe"]["grpc"]
 
 
 def test_every_variable_is_a_setting_and_literal_values_are_valid(

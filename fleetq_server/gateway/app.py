@@ -144,7 +144,9 @@ class Gateway:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": response.body})
+        # A HEAD answer carries the GET answer's headers, Content-Length included, only.
+        body = b"" if scope["method"] == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
 
     async def _respond(self, scope: Scope, receive: Receive) -> _Response:
         path: str = scope["path"]

@@ -111,16 +111,23 @@ class Router:
     ) -> RouteMatch | MethodNotAllowed | None:
         """The matching route, MethodNotAllowed, or None for an unknown path.
 
-        Raises PathValueError when the path does not percent-decode to UTF-8.
+        HEAD runs the GET route of its path (HTTP semantics: the same answer without the
+        body, which the caller drops). Raises PathValueError when the path does not
+        percent-decode to UTF-8.
         """
         segments = split_path(raw_path)
+        wanted = "GET" if http_method == "HEAD" else http_method
         allowed: list[str] = []
         for route in self._routes:
             path_vars = route.template.match_segments(segments)
             if path_vars is None:
                 continue
-            if route.http_method == http_method:
+            if route.http_method == wanted:
                 return RouteMatch(route=route, path_vars=path_vars)
-            if route.http_method not in allowed:
-                allowed.append(route.http_method)
+            allowed += [m for m in _with_head(route.http_method) if m not in allowed]
         return MethodNotAllowed(allowed=tuple(allowed)) if allowed else None
+
+
+def _with_head(http_method: str) -> tuple[str, ...]:
+    """The methods a route answers: its own, and HEAD too for GET."""
+    return (http_method, "HEAD") if http_method == "GET" else (http_method,)

@@ -465,13 +465,13 @@ def test_the_error_path_leaves_out_the_query_string(client: httpx.Client) -> Non
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("DELETE", "/health", "GET"),
-        ("POST", "/health", "GET"),
+        ("DELETE", "/health", "GET, HEAD"),
+        ("POST", "/health", "GET, HEAD"),
         ("GET", "/submit", "POST"),
         ("PUT", "/submit", "POST"),
-        ("POST", "/status/step_x", "GET"),
-        ("DELETE", "/idempotency/step_x", "GET"),
-        ("PATCH", "/admin/queue", "GET"),
+        ("POST", "/status/step_x", "GET, HEAD"),
+        ("DELETE", "/idempotency/step_x", "GET, HEAD"),
+        ("PATCH", "/admin/queue", "GET, HEAD"),
         ("GET", "/admin/recovery/run", "POST"),
     ],
 )
@@ -508,3 +508,15 @@ def test_an_unknown_query_parameter_is_rejected(client: httpx.Client) -> None:
     response = client.get(f"/status/{step_id}", params={"verbose": "1"})
 
     assert "verbose" in assert_error(response, 400, "validation_error", f"/status/{step_id}")
+
+
+def test_head_on_a_get_route_answers_its_status_and_headers_without_a_body(
+    client: httpx.Client,
+) -> None:
+    response = client.head("/health")
+
+    assert response.status_code == 200
+    assert response.content == b""
+    # The GET body's length (not compared with a second GET: uptime changes its digits).
+    assert int(response.headers["content-length"]) > 0
+    assert response.headers["content-type"] == "application/json"

@@ -409,8 +409,18 @@ async def test_wrong_method_on_a_known_path_is_405_with_allow(client: httpx.Asyn
     response = await client.delete("/health")
 
     detail = assert_error(response, 405, "method_not_allowed", "/health")
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
     assert "DELETE" in detail
+
+
+async def test_head_answers_like_get_without_a_body(client: httpx.AsyncClient) -> None:
+    get = await client.get("/health")
+    head = await client.head("/health")
+
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == "application/json"
+    assert int(head.headers["content-length"]) > 0
 
 
 async def test_get_on_submit_is_405_allowing_post(client: httpx.AsyncClient) -> None:

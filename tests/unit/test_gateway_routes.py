@@ -133,8 +133,17 @@ def test_router_reports_allowed_methods_for_a_known_path() -> None:
     router = Router(routes_for_service(service))
 
     assert isinstance(router.resolve("PUT", "/items/x"), RouteMatch)
-    assert router.resolve("DELETE", "/items/x") == MethodNotAllowed(allowed=("GET", "PUT"))
+    assert router.resolve("DELETE", "/items/x") == MethodNotAllowed(allowed=("GET", "HEAD", "PUT"))
     assert router.resolve("GET", "/things/x") is None
+
+
+def test_head_resolves_to_the_get_route_of_its_path_and_nothing_else() -> None:
+    service = build_service([("Fetch", {"get": "/items/{id}"}), ("Make", {"post": "/new"})])
+    router = Router(routes_for_service(service))
+
+    head = router.resolve("HEAD", "/items/x")
+    assert isinstance(head, RouteMatch) and head.route.http_method == "GET"
+    assert router.resolve("HEAD", "/new") == MethodNotAllowed(allowed=("POST",))
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,7 @@ class Pod:
             store, self.state, settings.retention_interval, settings.retention
         )
         self.listener = WakeupListener(
-            SubmitSubscription(database_url, on_submit=self.claimer.wake),
+            SubmitSubscription(database_url, registry.step_types, on_submit=self.claimer.wake),
             LISTENER_CHECK_INTERVAL_S,
             on_reconnect=self.claimer.wake,
         )

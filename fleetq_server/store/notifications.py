@@ -2,7 +2,7 @@
 would be handed to other work and its LISTEN lost)."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
@@ -13,10 +13,12 @@ log = logging.getLogger(__name__)
 
 
 class SubmitSubscription:
-    """Calls `on_submit()` whenever any pod inserts steps; reconnect with `ensure()`."""
+    """Calls `on_submit()` whenever any pod inserts, releases or requeues steps that may be
+    of `step_types`; reconnect with `ensure()`."""
 
-    def __init__(self, dsn: str, on_submit: Callable[[], None]) -> None:
+    def __init__(self, dsn: str, step_types: Iterable[str], on_submit: Callable[[], None]) -> None:
         self._dsn = dsn
+        self._step_types = frozenset(step_types)
         self._on_submit = on_submit
         self._connection: asyncpg.Connection | None = None
 
@@ -49,5 +51,7 @@ class SubmitSubscription:
             except Exception:  # closing a broken connection: nothing left to save
                 connection.terminate()
 
-    def _notified(self, *_: object) -> None:
-        self._on_submit()
+    def _notified(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
+        # The payload lists the new steps' types; empty means any type (see SUBMIT_CHANNEL).
+        if not payload or not self._step_types.isdisjoint(str(payload).split(",")):
+            self._on_submit()

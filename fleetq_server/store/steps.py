@@ -19,6 +19,10 @@ from fleetq_server.store.records import (
 
 # NOTIFY channel idle pods LISTEN on; the payload is unused (any submit wakes claimers).
 SUBMIT_CHANNEL = "fleetq_step_submitted"
+# A submit's NOTIFY payload names the new steps' types, comma-separated (types cannot hold
+# commas), so pods that run none of them stay asleep. Empty means "any type": releases,
+# requeues, and batches whose type list would not fit PostgreSQL's 8,000-byte payload.
+MAX_NOTIFY_TYPES_CHARS = 7000
 
 _STEP_COLUMNS = """
     step_id, status, type, args, metadata, priority, max_retries, retry_count, claimed_by,
@@ -91,9 +95,12 @@ class StepQueries(PoolHolder):
                               priority int, max_retries int, idempotency_key text,
                               client_key text, payload_hash text)
                     ON CONFLICT (client_key) DO NOTHING
-                    RETURNING step_id
+                    RETURNING step_id, type
                 ), notified AS (  -- one NOTIFY for the batch, and none when nothing is new
-                    SELECT pg_notify('{SUBMIT_CHANNEL}', '') FROM inserted LIMIT 1
+                    SELECT pg_notify('{SUBMIT_CHANNEL}',
+                        CASE WHEN length(types) <= {MAX_NOTIFY_TYPES_CHARS} THEN types ELSE '' END)
+                    FROM (SELECT string_agg(DISTINCT type, ',') AS types FROM inserted) AS batch
+                    WHERE types IS NOT NULL
                 )
                 SELECT step_id FROM inserted
                 UNION ALL

@@ -1,0 +1,89 @@
+"""LISTEN/NOTIFY wake-ups against a real PostgreSQL: a pod is woken by submits of the step
+types it runs, by releases and requeues of any type, and not by other types' submits.
+
+Notifications from different transactions arrive in commit order, so once the wake-up for a
+later submit has arrived, an earlier one that did not wake the pod never will.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from fleetq_server.store import Store, open_store
+from fleetq_server.store.notifications import SubmitSubscription
+from fleetq_server.store.steps import MAX_NOTIFY_TYPES_CHARS
+from fleetq_server.submission import SubmitRequest, prepare_step
+
+REQUEST = SubmitRequest(
+    type="mine", args={}, metadata=None, priority=0, max_retries=0, idempotency_key=None
+)
+WAKE_TIMEOUT_S = 10.0
+
+
+class Wakeups:
+    """Counts wake-ups and lets a test wait for the next one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._event = asyncio.Event()
+
+    def __call__(self) -> None:
+        self.count += 1
+        self._event.set()
+
+    async def next(self) -> int:
+        """Wait for a wake-up; the count so far."""
+        await asyncio.wait_for(self._event.wait(), WAKE_TIMEOUT_S)
+        self._event.clear()
+        return self.count
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await open_store(database_url, pool_size=2)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def wakeups(database_url: str) -> AsyncIterator[Wakeups]:
+    wakeups = Wakeups()
+    subscription = SubmitSubscription(database_url, ["mine", "also_mine"], wakeups)
+    assert await subscription.ensure()
+    yield wakeups
+    await subscription.close()
+
+
+async def submit(store: Store, *types: str) -> None:
+    await store.step_insert_many([prepare_step(replace(REQUEST, type=t)) for t in types])
+
+
+async def test_submits_of_other_types_do_not_wake_the_pod(store: Store, wakeups: Wakeups) -> None:
+    await submit(store, "theirs", "theirs_too")
+    await submit(store, "mine")
+    assert await wakeups.next() == 1
+
+
+async def test_a_batch_that_holds_one_of_the_pods_types_wakes_it(
+    store: Store, wakeups: Wakeups
+) -> None:
+    await submit(store, "theirs", "also_mine", "theirs")
+    assert await wakeups.next() == 1
+
+
+async def test_a_batch_with_too_many_types_to_list_wakes_every_pod(
+    store: Store, wakeups: Wakeups
+) -> None:
+    many = [f"theirs_{n:04d}_{'x' * 100}" for n in range(MAX_NOTIFY_TYPES_CHARS // 100)]
+    await submit(store, *many)
+    assert await wakeups.next() == 1
+
+
+async def test_releases_wake_pods_whatever_the_type(store: Store, wakeups: Wakeups) -> None:
+    await store.pod_register("pod-a", 4)
+    await submit(store, "theirs")
+    claimed = await store.step_claim_batch("pod-a", ["theirs"], 1)
+    assert await store.step_release(claimed, "pod-a") == [claimed[0].step_id]
+    assert await wakeups.next() == 1

@@ -8,6 +8,7 @@ import pytest
 from fleetq_server.runtime.recovery import EXPIRY_MARGIN_S, RecoveryLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store import Store, open_store
+from tests.support.backdating import age_heartbeat
 
 THRESHOLD_S = 12.0
 INTERVAL_S = 60.0
@@ -22,23 +23,13 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     await store.close()
 
 
-async def beat_ago(store: Store, pod_id: str, seconds: float) -> None:
-    async with store._connection() as connection:
-        await connection.execute(
-            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - make_interval(secs => $2)"
-            " WHERE pod_id = $1",
-            pod_id,
-            seconds,
-        )
-
-
 def recovery_loop(store: Store, *, on_expiry: bool, is_leader: bool = True) -> RecoveryLoop:
     state = PodState(base_pod_id="leader", max_capacity=4, is_leader=is_leader, database_ok=True)
     return RecoveryLoop(store, state, INTERVAL_S, THRESHOLD_S, on_expiry=on_expiry)
 
 
 async def test_next_expiry_is_the_stalest_live_pods(store: Store) -> None:
-    await beat_ago(store, "other", THRESHOLD_S - 2)
+    await age_heartbeat(store, "other", THRESHOLD_S - 2)
     expiry = await store.pod_next_expiry(THRESHOLD_S)
     assert expiry is not None and 1.0 < expiry <= 2.0
 
@@ -47,28 +38,28 @@ async def test_pods_that_are_down_or_already_stale_do_not_count(store: Store) ->
     await store.pod_mark_down("other")
     expiry = await store.pod_next_expiry(THRESHOLD_S)
     assert expiry is not None and THRESHOLD_S - 1 < expiry <= THRESHOLD_S
-    await beat_ago(store, "leader", THRESHOLD_S + 1)
+    await age_heartbeat(store, "leader", THRESHOLD_S + 1)
     assert await store.pod_next_expiry(THRESHOLD_S) is None
 
 
 async def test_the_leader_wakes_just_after_a_pod_expires_instead_of_a_whole_interval(
     store: Store,
 ) -> None:
-    await beat_ago(store, "other", THRESHOLD_S - 2)
+    await age_heartbeat(store, "other", THRESHOLD_S - 2)
     loop = recovery_loop(store, on_expiry=True)
     await loop.run_once()
     assert 1.0 + EXPIRY_MARGIN_S < loop.next_wait() <= 2.0 + EXPIRY_MARGIN_S
 
 
 async def test_without_on_expiry_the_leader_keeps_its_interval(store: Store) -> None:
-    await beat_ago(store, "other", THRESHOLD_S - 2)
+    await age_heartbeat(store, "other", THRESHOLD_S - 2)
     loop = recovery_loop(store, on_expiry=False)
     await loop.run_once()
     assert loop.next_wait() == INTERVAL_S
 
 
 async def test_a_follower_keeps_its_interval(store: Store) -> None:
-    await beat_ago(store, "other", THRESHOLD_S - 2)
+    await age_heartbeat(store, "other", THRESHOLD_S - 2)
     loop = recovery_loop(store, on_expiry=True, is_leader=False)
     await loop.run_once()
     assert loop.next_wait() == INTERVAL_S

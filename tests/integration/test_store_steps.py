@@ -10,6 +10,7 @@ from fleetq_server import errors
 from fleetq_server.store import Store, open_store
 from fleetq_server.store.records import InsertOutcome, StepOutcome
 from fleetq_server.submission import SubmitRequest, prepare_step
+from tests.support.backdating import age_heartbeat
 
 REQUEST = SubmitRequest(
     type="hello_world",
@@ -197,17 +198,6 @@ async def test_a_batch_of_outcomes_completes_retries_and_fails(store: Store) -> 
 async def test_unknown_step_is_not_found(store: Store) -> None:
     with pytest.raises(errors.NotFoundError):
         await store.step_get("step_missing")
-
-
-async def age_heartbeat(store: Store, pod_id: str, seconds: float) -> None:
-    """Make a pod look silent for `seconds` (test-only SQL, outside the store)."""
-    async with store._connection() as connection:
-        await connection.execute(
-            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - make_interval(secs => $2)"
-            " WHERE pod_id = $1",
-            pod_id,
-            seconds,
-        )
 
 
 async def test_recovery_requeues_exactly_max_retries_times_then_fails(store: Store) -> None:

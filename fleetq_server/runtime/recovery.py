@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 MANUAL_MIN_GAP_S = 1.0
 # Wake this long after a heartbeat is due to go stale, so the cycle's clock is past it.
 EXPIRY_MARGIN_S = 0.1
+# The shortest wait: a pod that went stale during a cycle is recovered this soon, and a
+# cycle that keeps being skipped (another pod's manual cycle holds the lock) does not spin.
+MIN_WAIT_S = 0.25
 
 
 class RecoveryLoop(BackgroundLoop):
@@ -47,7 +50,7 @@ class RecoveryLoop(BackgroundLoop):
         """The interval, or less when a live pod's heartbeat expires sooner."""
         if self._until_expiry is None:
             return self.interval
-        return min(self.interval, max(self._until_expiry + EXPIRY_MARGIN_S, EXPIRY_MARGIN_S))
+        return min(self.interval, max(self._until_expiry + EXPIRY_MARGIN_S, MIN_WAIT_S))
 
     async def run_once(self) -> None:
         """One automatic cycle; a no-op on non-leaders and while draining."""

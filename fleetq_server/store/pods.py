@@ -95,16 +95,15 @@ class PodQueries(PoolHolder):
 
     @translate_errors
     async def pod_next_expiry(self, dead_threshold_s: float) -> float | None:
-        """Seconds until the first live pod's heartbeat goes stale, if none beats again;
-        None when no pod is live. Pods already stale are recovery's business, not this."""
+        """Seconds until the first pod marked up goes stale if it does not beat again: below
+        zero when one already has and no recovery has marked it down yet (e.g. it expired
+        while a cycle was running); None when no pod is up."""
         async with self._connection() as connection:
             seconds = await connection.fetchval(
                 """
                 SELECT EXTRACT(EPOCH FROM min(last_heartbeat_ts)
                                           + make_interval(secs => $1) - clock_timestamp())
-                FROM fleetq_pods
-                WHERE status = 'up'
-                  AND last_heartbeat_ts > clock_timestamp() - make_interval(secs => $1)
+                FROM fleetq_pods WHERE status = 'up'
                 """,
                 dead_threshold_s,
             )

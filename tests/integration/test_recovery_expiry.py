@@ -5,9 +5,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fleetq_server.runtime.recovery import EXPIRY_MARGIN_S, RecoveryLoop
+from fleetq_server.runtime.recovery import EXPIRY_MARGIN_S, MIN_WAIT_S, RecoveryLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store import Store, open_store
+from fleetq_server.store.recovery import RECOVERY_LOCK_KEY
 from tests.support.backdating import age_heartbeat
 
 THRESHOLD_S = 12.0
@@ -28,17 +29,24 @@ def recovery_loop(store: Store, *, on_expiry: bool, is_leader: bool = True) -> R
     return RecoveryLoop(store, state, INTERVAL_S, THRESHOLD_S, on_expiry=on_expiry)
 
 
-async def test_next_expiry_is_the_stalest_live_pods(store: Store) -> None:
+async def test_next_expiry_is_the_stalest_up_pods(store: Store) -> None:
     await age_heartbeat(store, "other", THRESHOLD_S - 2)
     expiry = await store.pod_next_expiry(THRESHOLD_S)
     assert expiry is not None and 1.0 < expiry <= 2.0
 
 
-async def test_pods_that_are_down_or_already_stale_do_not_count(store: Store) -> None:
+async def test_a_stale_pod_not_yet_marked_down_is_overdue(store: Store) -> None:
+    # It went stale while (or after) the last cycle ran: the next cycle is due at once.
+    await age_heartbeat(store, "other", THRESHOLD_S + 1)
+    expiry = await store.pod_next_expiry(THRESHOLD_S)
+    assert expiry is not None and -2.0 < expiry <= -1.0
+
+
+async def test_pods_marked_down_do_not_count(store: Store) -> None:
     await store.pod_mark_down("other")
     expiry = await store.pod_next_expiry(THRESHOLD_S)
     assert expiry is not None and THRESHOLD_S - 1 < expiry <= THRESHOLD_S
-    await age_heartbeat(store, "leader", THRESHOLD_S + 1)
+    await store.pod_mark_down("leader")
     assert await store.pod_next_expiry(THRESHOLD_S) is None
 
 
@@ -63,3 +71,17 @@ async def test_a_follower_keeps_its_interval(store: Store) -> None:
     loop = recovery_loop(store, on_expiry=True, is_leader=False)
     await loop.run_once()
     assert loop.next_wait() == INTERVAL_S
+
+
+async def test_a_skipped_cycle_with_a_stale_pod_retries_soon_without_spinning(
+    store: Store,
+) -> None:
+    await age_heartbeat(store, "other", THRESHOLD_S + 1)
+    loop = recovery_loop(store, on_expiry=True)
+    async with store._transaction() as connection:  # another pod's cycle holds the lock
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", RECOVERY_LOCK_KEY)
+        await loop.run_once()
+    assert loop.next_wait() == MIN_WAIT_S
+    await loop.run_once()  # the lock is free: this cycle marks the stale pod down
+    assert await store.pod_next_expiry(THRESHOLD_S) is not None  # the leader alone is up
+    assert THRESHOLD_S - 1 < loop.next_wait() <= THRESHOLD_S + EXPIRY_MARGIN_S

@@ -7,14 +7,47 @@ calls it after deserialising with `request_deserializer`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Behavior: TypeAlias = Callable[[Any, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """What the gRPC server's deserializer passes on for bytes that are not a valid request
+    (corrupt, or nested past protobuf's depth limit). grpc.aio answers a deserializer that
+    raises with UNKNOWN and an exception dump; the handler answers INVALID_ARGUMENT."""
+
+    reason: str
+
+
+def _deserializer(request_class: type[Message]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Message | UndecodableRequest:
+        try:
+            return request_class.FromString(data)
+        except DecodeError as error:
+            return UndecodableRequest(str(error))
+
+    return deserialize
+
+
+def _refusing_undecodable(behavior: Behavior) -> Behavior:
+    async def checked(request: Any, context: Any) -> Any:
+        if isinstance(request, UndecodableRequest):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"request cannot be decoded: {request.reason}"
+            )
+        return await behavior(request, context)
+
+    return checked
 
 
 def unary_handlers(service: ServiceDescriptor, servicer: object) -> dict[str, Handler]:
@@ -30,8 +63,8 @@ def unary_handlers(service: ServiceDescriptor, servicer: object) -> dict[str, Ha
         request_class = GetMessageClass(method.input_type)
         response_class = GetMessageClass(method.output_type)
         handlers[f"/{service.full_name}/{method.name}"] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=request_class.FromString,
+            _refusing_undecodable(getattr(servicer, method.name)),
+            request_deserializer=_deserializer(request_class),
             response_serializer=response_class.SerializeToString,
         )
     return handlers

@@ -16,6 +16,7 @@ from fleetq.v1 import fleetq_pb2_grpc
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fleetq_server.gateway.json_codec import MAX_JSON_DEPTH
 from tests.blackbox.contract import FAST_POD_ENV, STEP_ID
 from tests.conftest import ServerFactory
 from tests.support.server_process import ServerProcess
@@ -198,6 +199,60 @@ def test_a_message_over_one_mebibyte_is_resource_exhausted(stub: Stub) -> None:
 
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert _total_steps(stub) == before
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    """One protobuf wire-format field of type LEN: tag and length as varints, then bytes."""
+    header = (field << 3) | 2
+    out = bytearray()
+    for number in (header, len(payload)):
+        while number >= 0x80:
+            out.append(number & 0x7F | 0x80)
+            number >>= 7
+        out.append(number)
+    return bytes(out) + payload
+
+
+def _submit_nested(depth: int) -> bytes:
+    """A SubmitStepRequest whose args nest `depth` objects, built on the wire: the Python
+    protobuf library refuses to build one past its own depth limit."""
+    args = b""
+    for _ in range(depth):  # Struct{fields: {"a": Value{struct_value: args}}}
+        args = _length_delimited(
+            1, _length_delimited(1, b"a") + _length_delimited(2, _length_delimited(5, args))
+        )
+    return _length_delimited(1, b"hello_world") + _length_delimited(2, args)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(_submit_nested(60), id="nested-too-deep"),
+        pytest.param(b"\xff" * 4, id="corrupt"),
+    ],
+)
+def test_a_request_that_cannot_be_decoded_is_invalid_argument_and_writes_nothing(
+    stub: Stub, grpc_channel: grpc.Channel, body: bytes
+) -> None:
+    before = _total_steps(stub)
+    call = grpc_channel.unary_unary("/fleetq.v1.FleetQService/SubmitStep")
+
+    error = _rpc_error(call, body)
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cannot be decoded" in (error.details() or "")
+    assert _total_steps(stub) == before
+
+
+def test_the_nesting_rest_accepts_is_decodable_over_grpc(grpc_channel: grpc.Channel) -> None:
+    call = grpc_channel.unary_unary(
+        "/fleetq.v1.FleetQService/SubmitStep",
+        response_deserializer=pb.SubmitStepResponse.FromString,
+    )
+
+    response = call(_submit_nested(MAX_JSON_DEPTH - 1))  # args sit one level below the body
+
+    assert STEP_ID.fullmatch(response.step_id)
 
 
 def test_an_unknown_method_is_unimplemented(grpc_channel: grpc.Channel) -> None:

@@ -39,7 +39,8 @@ class Submitter(Protocol):
         ...
 
 
-def _step_request(step_type: str, args: dict[str, Any]) -> pb.SubmitStepRequest:
+def step_request(step_type: str, args: dict[str, Any]) -> pb.SubmitStepRequest:
+    """One SubmitStep request of `step_type` with `args`."""
     struct = struct_pb2.Struct()
     struct.update(args)
     return pb.SubmitStepRequest(type=step_type, args=struct)
@@ -47,7 +48,7 @@ def _step_request(step_type: str, args: dict[str, Any]) -> pb.SubmitStepRequest:
 
 def batch_request(step_type: str, size: int) -> pb.SubmitBatchRequest:
     """A SubmitBatch of `size` small steps of `step_type`."""
-    return pb.SubmitBatchRequest(steps=[_step_request(step_type, {"n": n}) for n in range(size)])
+    return pb.SubmitBatchRequest(steps=[step_request(step_type, {"n": n}) for n in range(size)])
 
 
 class GrpcClients:
@@ -67,7 +68,7 @@ class GrpcClients:
         await asyncio.gather(*(channel.close(grace=None) for channel in self._channels))
 
     async def submit(self, client: int, step_type: str, args: dict[str, Any]) -> None:
-        await self._stubs[client].SubmitStep(_step_request(step_type, args), timeout=_TIMEOUT_S)
+        await self._stubs[client].SubmitStep(step_request(step_type, args), timeout=_TIMEOUT_S)
 
     async def submit_batch(self, client: int, request: pb.SubmitBatchRequest) -> None:
         """One SubmitBatch call by client number `client`."""
@@ -223,7 +224,7 @@ async def h2load_submits(target: str, step_type: str, connections: int, total: i
     content type and `te: trailers`) but cannot read gRPC's status, which arrives in
     trailers; so the caller must check that the database stored every step.
     """
-    body = grpc_frame(_step_request(step_type, {"n": 1}).SerializeToString())
+    body = grpc_frame(step_request(step_type, {"n": 1}).SerializeToString())
     with tempfile.NamedTemporaryFile(prefix="fleetq-h2load-", suffix=".bin") as body_file:
         body_file.write(body)
         body_file.flush()
@@ -238,10 +239,18 @@ async def h2load_submits(target: str, step_type: str, connections: int, total: i
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         output = (await process.communicate())[0].decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"h2load failed:\n{output}")
+    return h2load_elapsed_s(output, total)
+
+
+def h2load_elapsed_s(output: str, total: int) -> float:
+    """The seconds h2load's report says `total` requests took; raises RuntimeError unless
+    every one of them succeeded (an HTTP 2xx: gRPC statuses are not visible to it)."""
     elapsed = _H2LOAD_ELAPSED.search(output)
     requests = _H2LOAD_REQUESTS.search(output)
-    if process.returncode != 0 or elapsed is None or requests is None:
-        raise RuntimeError(f"h2load failed:\n{output}")
+    if elapsed is None or requests is None:
+        raise RuntimeError(f"h2load printed no report:\n{output}")
     if int(requests.group(2)) != total:
         raise RuntimeError(f"h2load: {requests.group(2)} of {total} calls succeeded:\n{output}")
     return float(elapsed.group(1)) * _H2LOAD_UNIT_S[elapsed.group(2)]

@@ -17,11 +17,16 @@ from fleetq_server.store.steps import SUBMIT_CHANNEL
 # Arbitrary but fixed: identifies "FLEET-Q recovery cycle" among advisory locks.
 RECOVERY_LOCK_KEY = 0x466C_5130_0002
 
+# A claim is held only by the live incarnation of its pod that made it: a pod restarted
+# under the same FLEETQ_POD_ID re-registers with a new birth_ts, and whatever its previous
+# process had claimed before that is orphaned, not held by the newcomer, which knows nothing
+# of it. (claimed_ts is NULL only on rows claimed before migration 0002.)
 _NOT_HELD_BY_LIVE_POD = """
     s.status = 'claimed' AND NOT EXISTS (
         SELECT 1 FROM fleetq_pods AS p
         WHERE p.pod_id = s.claimed_by AND p.status = 'up'
-          AND p.last_heartbeat_ts > now() - make_interval(secs => $1))
+          AND p.last_heartbeat_ts > now() - make_interval(secs => $1)
+          AND p.birth_ts <= coalesce(s.claimed_ts, p.birth_ts))
 """
 # What an orphan becomes: requeued with one more retry spent, or failed when none is left.
 _REQUEUE = "s.retry_count < s.max_retries"

@@ -67,6 +67,29 @@ def test_a_dead_pods_steps_are_requeued_as_its_heartbeat_expires_not_an_interval
     assert step_status(leader, step)["retry_count"] == 1
 
 
+def test_a_pod_restarted_at_once_under_its_old_id_gets_its_lost_steps_back(
+    server_factory: ServerFactory,
+) -> None:
+    # A dead-pod threshold far longer than a restart: the killed process never goes stale,
+    # its successor (same FLEETQ_POD_ID) beats for it, and only the incarnation check in
+    # recovery can tell that the old claims are nobody's.
+    env = {"FLEETQ_DEAD_POD_THRESHOLD": "60"}
+    [leader] = start_pods(server_factory, ["reuse-leader"], env={**env, "FLEETQ_HANDLERS": ""})
+    [holder] = start_pods(server_factory, ["reuse-holder"], env=env)
+    step = submit_hold(leader, 60.0)
+    assert wait_all_claimed(leader, [step]) == {step: "reuse-holder"}
+
+    holder.kill()
+    started_again = time.monotonic()
+    start_pods(server_factory, ["reuse-holder"], env=env)
+    assert time.monotonic() - started_again < 60  # still inside the old process's threshold
+
+    def requeued() -> bool:
+        return step_status(leader, step)["retry_count"] == 1
+
+    wait_until(requeued, timeout=RECOVERY_INTERVAL_S + SLACK_S, description="the step requeued")
+
+
 def test_step_survives_exactly_max_retries_orphanings_and_fails_on_the_next(
     server_factory: ServerFactory,
 ) -> None:

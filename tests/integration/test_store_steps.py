@@ -221,6 +221,28 @@ async def test_recovery_requeues_exactly_max_retries_times_then_fails(store: Sto
     assert record.error is not None and record.error["type"] == "PodLost"
 
 
+async def test_a_pod_restarted_under_its_old_id_does_not_hold_its_predecessors_claims(
+    store: Store,
+) -> None:
+    await store.pod_register("leader", 8)
+    await store.pod_register("worker", 8)
+    orphan = await submit(store)
+    [claimed] = await store.step_claim_batch("worker", ["hello_world"], 1)
+    assert claimed.step_id == orphan
+    await asyncio.sleep(0.01)  # the restart's birth_ts comes after the claim on any clock
+    await store.pod_register("worker", 8)  # the same FLEETQ_POD_ID, a new process
+    fresh = await submit(store)
+    [kept] = await store.step_claim_batch("worker", ["hello_world"], 1)
+    assert kept.step_id == fresh
+
+    outcome, ran = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+
+    assert ran and outcome.dead_pods == [] and outcome.requeued_steps == [orphan]
+    requeued = await store.step_get(orphan)
+    assert (requeued.status, requeued.retry_count, requeued.claimed_by) == ("pending", 1, None)
+    assert (await store.step_get(fresh)).status == "claimed"
+
+
 async def test_recovery_dry_run_changes_nothing(store: Store) -> None:
     await store.pod_register("leader", 8)
     await store.pod_register("worker", 8)

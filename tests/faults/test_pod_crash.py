@@ -18,6 +18,7 @@ from tests.faults.fleet import (
     wait_all_finished,
     wait_released_by,
 )
+from tests.support.server_process import ServerProcess
 from tests.support.waiting import wait_until
 
 # A dead pod's steps are requeued by the first recovery cycle after its heartbeat goes stale.
@@ -52,15 +53,24 @@ def test_pod_killed_while_running_steps_loses_none(
         assert status["result"]["attempt"] == (2 if orphaned else 1)
 
 
+def one_step_held(
+    server_factory: ServerFactory, name: str, **settings: str
+) -> tuple[ServerProcess, ServerProcess, str]:
+    """A leader that runs no steps, a `<name>-holder` pod, and a long `hold` step the holder
+    has claimed; `settings` (FLEETQ_ prefix left off) apply to both pods."""
+    env = {f"FLEETQ_{key}": value for key, value in settings.items()}
+    [leader] = start_pods(server_factory, [f"{name}-leader"], env={**env, "FLEETQ_HANDLERS": ""})
+    [holder] = start_pods(server_factory, [f"{name}-holder"], env=env)
+    step = submit_hold(leader, 60.0)
+    assert wait_all_claimed(leader, [step]) == {step: f"{name}-holder"}
+    return leader, holder, step
+
+
 def test_a_dead_pods_steps_are_requeued_as_its_heartbeat_expires_not_an_interval_later(
     server_factory: ServerFactory,
 ) -> None:
     # An interval far longer than the test: only the leader's expiry wake-up can requeue.
-    env = {"FLEETQ_RECOVERY_INTERVAL": "3600"}
-    [leader] = start_pods(server_factory, ["expiry-leader"], env={**env, "FLEETQ_HANDLERS": ""})
-    [holder] = start_pods(server_factory, ["expiry-holder"], env=env)
-    step = submit_hold(leader, 60.0)
-    assert wait_all_claimed(leader, [step]) == {step: "expiry-holder"}
+    leader, holder, step = one_step_held(server_factory, "expiry", RECOVERY_INTERVAL="3600")
 
     holder.kill()
     wait_released_by(leader, [step], "expiry-holder", timeout=DEAD_THRESHOLD_S + SLACK_S)
@@ -73,15 +83,11 @@ def test_a_pod_restarted_at_once_under_its_old_id_gets_its_lost_steps_back(
     # A dead-pod threshold far longer than a restart: the killed process never goes stale,
     # its successor (same FLEETQ_POD_ID) beats for it, and only the incarnation check in
     # recovery can tell that the old claims are nobody's.
-    env = {"FLEETQ_DEAD_POD_THRESHOLD": "60"}
-    [leader] = start_pods(server_factory, ["reuse-leader"], env={**env, "FLEETQ_HANDLERS": ""})
-    [holder] = start_pods(server_factory, ["reuse-holder"], env=env)
-    step = submit_hold(leader, 60.0)
-    assert wait_all_claimed(leader, [step]) == {step: "reuse-holder"}
+    leader, holder, step = one_step_held(server_factory, "reuse", DEAD_POD_THRESHOLD="60")
 
     holder.kill()
     started_again = time.monotonic()
-    start_pods(server_factory, ["reuse-holder"], env=env)
+    start_pods(server_factory, ["reuse-holder"], env={"FLEETQ_DEAD_POD_THRESHOLD": "60"})
     assert time.monotonic() - started_again < 60  # still inside the old process's threshold
 
     def requeued() -> bool:

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import uvicorn
@@ -18,7 +17,11 @@ from grpc_reflection.v1alpha import reflection
 
 from fleetq_server import __version__, embedded_db
 from fleetq_server.api.auth import AdminTokenInterceptor, admin_methods
-from fleetq_server.api.interceptors import ErrorTranslationInterceptor
+from fleetq_server.api.interceptors import (
+    ErrorTranslationInterceptor,
+    UnaryInterceptor,
+    wrap_handlers,
+)
 from fleetq_server.api.metrics_endpoint import MetricsEndpoint
 from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetricsMiddleware
 from fleetq_server.api.servicer import FleetQServicer
@@ -86,22 +89,22 @@ class PodProcess:
         )
         await self.pod.start()
 
-        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [ErrorTranslationInterceptor()]
+        interceptors: list[UnaryInterceptor] = [ErrorTranslationInterceptor()]
         if settings.admin_token is not None:
             # After error translation, which turns its refusals into UNAUTHENTICATED.
             interceptors.append(AdminTokenInterceptor(settings.admin_token, admin_methods(SERVICE)))
         # One set of handler objects serves gRPC and REST alike.
-        handlers = unary_handlers(SERVICE, FleetQServicer(self.pod))
+        handlers = wrap_handlers(unary_handlers(SERVICE, FleetQServicer(self.pod)), interceptors)
+        # Request metrics on the gRPC side only: REST calls are counted by route in the
+        # HTTP middleware, once. Outermost, to see the final status code.
+        grpc_handlers = wrap_handlers(handlers, [GrpcMetricsInterceptor()])
         self._grpc = grpc.aio.server(
-            # Request metrics on the gRPC server only: REST calls are counted by route
-            # in the HTTP middleware, once. Outermost, to see the final status code.
-            interceptors=[GrpcMetricsInterceptor(), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        self._grpc.add_generic_rpc_handlers((generic_handler(SERVICE, handlers),))
+        self._grpc.add_generic_rpc_handlers((generic_handler(SERVICE, grpc_handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(
@@ -126,7 +129,6 @@ class PodProcess:
         gateway = Gateway(
             SERVICE,
             handlers,
-            interceptors=interceptors,
             mounts=mounts,
             max_body_bytes=MAX_REQUEST_BYTES,
         )

@@ -1,7 +1,7 @@
 """Bearer-token access control for the admin RPCs, when FLEETQ_ADMIN_TOKEN is set.
 
 Which RPCs are admin is declared in the proto (`option (fleetq.v1.admin) = true`), so a new
-admin RPC is protected by its own declaration. The REST gateway runs this interceptor too,
+admin RPC is protected by its own declaration. REST calls run the same wrapped handlers,
 where the `Authorization` header arrives as `authorization` metadata.
 """
 
@@ -10,17 +10,13 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
-import grpc
 from fleetq.v1 import fleetq_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
-from fleetq_server.api.interceptors import with_behavior
+from fleetq_server.api.interceptors import Behavior, UnaryInterceptor
 from fleetq_server.errors import UnauthenticatedError
-
-if TYPE_CHECKING:
-    from fleetq_server.api.interceptors import Continuation, MethodHandler
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +46,7 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | No
     return None
 
 
-class AdminTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class AdminTokenInterceptor(UnaryInterceptor):
     """Refuses the protected methods unless the call carries the admin bearer token.
 
     Place it after ErrorTranslationInterceptor in the chain: a refusal is raised as
@@ -68,20 +64,16 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-ar
         presented = bearer_token(metadata)
         return presented is not None and hmac.compare_digest(presented.encode(), self._token)
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> MethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if (
-            handler is None
-            or method not in self._protected
-            or self._authorised(handler_call_details.invocation_metadata)
-        ):
-            return handler
-        log.warning("refused %s: missing or invalid admin bearer token", method)
-        return with_behavior(handler, _refuse)
+    def wrap(self, method: str, inner: Behavior) -> Behavior:
+        if method not in self._protected:
+            return inner
 
+        async def guarded(request: Any, context: Any) -> Any:
+            if not self._authorised(context.invocation_metadata()):
+                log.warning("refused %s: missing or invalid admin bearer token", method)
+                raise UnauthenticatedError(
+                    "this method requires an Authorization: Bearer <admin token> header"
+                )
+            return await inner(request, context)
 
-async def _refuse(request: Any, context: Any) -> NoReturn:
-    raise UnauthenticatedError("this method requires an Authorization: Bearer <admin token> header")
+        return guarded

@@ -1,9 +1,17 @@
-"""gRPC server interceptors. The REST gateway runs the same chain in process."""
+"""Interceptors: behaviour wrapped around every unary FleetQ method, once, at start-up.
+
+They are applied to the handler objects themselves (`wrap_handlers`) rather than installed
+as grpc.aio server interceptors: grpc.aio runs its interceptor chain in Python on every
+call, which cost a fifth of single-submit throughput (h2load, 4,260 against 5,150 calls/s
+with none). The REST gateway serves the same wrapped handlers, so both protocols run the
+same chain.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -15,48 +23,35 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     MethodHandler = grpc.RpcMethodHandler[Any, Any]
-    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]]
 
 Behavior = Callable[[Any, Any], Awaitable[Any]]
 
 
-def with_behavior(handler: MethodHandler, behavior: Behavior) -> MethodHandler:
-    """`handler` with its unary behaviour replaced: what every interceptor here returns."""
-    return grpc.unary_unary_rpc_method_handler(
-        behavior,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+class UnaryInterceptor(ABC):
+    """Wraps the behaviour of unary methods."""
 
-
-class UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Base of the interceptors that wrap every unary method's behaviour.
-
-    Streaming methods (health Watch, reflection) and unknown methods pass through. The
-    wrapped handler is cached per method: grpc.aio calls `intercept_service` on every
-    call, and rebuilding the handler each time is wasted work on the hot path.
-    """
-
-    def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[MethodHandler, MethodHandler]] = {}
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> MethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = with_behavior(handler, self.wrap(method, handler.unary_unary))
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
+    @abstractmethod
     def wrap(self, method: str, inner: Behavior) -> Behavior:
         """The behaviour to run instead of `inner` for calls of `method`."""
-        raise NotImplementedError
+
+
+def wrap_handlers(
+    handlers: Mapping[str, MethodHandler], interceptors: Sequence[UnaryInterceptor]
+) -> dict[str, MethodHandler]:
+    """`handlers` with each unary behaviour wrapped by `interceptors`, the first outermost."""
+    wrapped = {}
+    for method, handler in handlers.items():
+        behavior: Behavior | None = handler.unary_unary
+        if behavior is None:  # a streaming method: none of ours is
+            raise ValueError(f"{method} is not a unary method")
+        for interceptor in reversed(interceptors):
+            behavior = interceptor.wrap(method, behavior)
+        wrapped[method] = grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return wrapped
 
 
 class ErrorTranslationInterceptor(UnaryInterceptor):

@@ -1,8 +1,8 @@
-"""Request metrics for both protocols: a gRPC server interceptor and an ASGI middleware.
+"""Request metrics for both protocols: a gRPC interceptor and an ASGI middleware.
 
-Each request is counted once, by the protocol it arrived over: the interceptor is
-installed on the grpc.aio server only (not in the gateway's in-process chain), so REST
-calls show up in `fleetq_http_*` by route template and never in `fleetq_grpc_server_*`.
+Each request is counted once, by the protocol it arrived over: the interceptor wraps the
+gRPC server's handlers only (not the gateway's), so REST calls show up in `fleetq_http_*`
+by route template and never in `fleetq_grpc_server_*`.
 Label values are bounded: registered method names, route templates (never raw paths),
 status codes.
 """
@@ -30,9 +30,8 @@ _KNOWN_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"
 class GrpcMetricsInterceptor(UnaryInterceptor):
     """Counts and times unary RPCs by method and status code.
 
-    Install it first (outermost) so it sees the code the error translation chose.
-    Unknown methods (their names are client-chosen) and streaming RPCs (health Watch,
-    reflection) pass through unmeasured.
+    Install it first (outermost) so it sees the code the error translation chose. It wraps
+    FleetQ's own methods; the standard health and reflection services are not measured.
     """
 
     def wrap(self, method: str, inner: Behavior) -> Behavior:

@@ -1,6 +1,6 @@
 """Generic HTTP/JSON transcoding of the gRPC service, built from its google.api.http rules."""
 
-from fleetq_server.gateway.app import Gateway, GatewayCallDetails
+from fleetq_server.gateway.app import Gateway
 from fleetq_server.gateway.context import HTTP_CODE_KEY, GatewayServicerContext
 from fleetq_server.gateway.handlers import generic_handler, unary_handlers
 from fleetq_server.gateway.http_errors import HttpError, error_body, http_error_for
@@ -9,7 +9,6 @@ from fleetq_server.gateway.routes import RouteError
 __all__ = [
     "HTTP_CODE_KEY",
     "Gateway",
-    "GatewayCallDetails",
     "GatewayServicerContext",
     "HttpError",
     "RouteError",

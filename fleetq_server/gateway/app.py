@@ -1,21 +1,21 @@
 """The HTTP/JSON transcoding gateway: a plain ASGI app in front of in-process gRPC handlers.
 
 Per request: route (from the service's http annotations), decode JSON into the request
-message, run the same server interceptors grpc.aio runs, call the same RpcMethodHandler
-the gRPC server uses, and encode the reply as grpc-gateway would. gRPC status codes
+message, call the same RpcMethodHandler the gRPC server uses (interceptors are wrapped
+around it once, see `fleetq_server.api.interceptors`), and encode the reply as
+grpc-gateway would. gRPC status codes
 decide every error's HTTP status through `http_errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
@@ -25,7 +25,6 @@ from google.protobuf.message import Message
 from fleetq_server.gateway.asgi import ASGIApp, Receive, Scope, Send
 from fleetq_server.gateway.context import (
     GatewayServicerContext,
-    MetadataPairs,
     metadata_from_headers,
     peer_from_client,
 )
@@ -52,16 +51,6 @@ _NO_MOUNTS: Mapping[str, ASGIApp] = MappingProxyType({})
 _INTERNAL_DETAIL = "internal server error"
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Interceptor: TypeAlias = "grpc.aio.ServerInterceptor[Any, Any]"
-Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
-
-
-@dataclass(frozen=True)
-class GatewayCallDetails(grpc.HandlerCallDetails):
-    """What server interceptors receive, as grpc.aio builds it for a network call."""
-
-    method: str
-    invocation_metadata: MetadataPairs  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -91,7 +80,6 @@ class Gateway:
         self,
         service: ServiceDescriptor,
         handlers: Mapping[str, Handler],
-        interceptors: Sequence[Interceptor] = (),
         mounts: Mapping[str, ASGIApp] = _NO_MOUNTS,
         max_body_bytes: int = 1 << 20,
     ) -> None:
@@ -106,7 +94,6 @@ class Gateway:
         if missing:
             raise RouteError(f"no handler for routed methods: {', '.join(missing)}")
         self._handlers = dict(handlers)
-        self._interceptors = tuple(interceptors)
         self._mounts = dict(mounts)
         self._max_body_bytes = max_body_bytes
 
@@ -194,11 +181,10 @@ class Gateway:
     async def _invoke(
         self, route: Route, request: Message, context: GatewayServicerContext
     ) -> bytes:
-        """Interceptors, handler and encoding; everything unexpected becomes a generic 500."""
-        details = GatewayCallDetails(route.full_method, context.invocation_metadata())
+        """Handler and encoding; everything unexpected becomes a generic 500."""
+        handler = self._handlers[route.full_method]  # every route has one (checked at init)
         try:
-            handler = await self._intercepted_handler(details)
-            if handler is None or handler.unary_unary is None:
+            if handler.unary_unary is None:
                 raise _Failure(
                     grpc.StatusCode.UNIMPLEMENTED, f"method {route.full_method} is not implemented"
                 )
@@ -234,17 +220,6 @@ class Gateway:
         except Exception:
             _LOGGER.exception("cannot encode the response of %s", route.full_method)
             raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL) from None
-
-    async def _intercepted_handler(self, details: GatewayCallDetails) -> Handler | None:
-        """Run the interceptor chain as grpc.aio does: first interceptor outermost."""
-
-        async def lookup(call_details: grpc.HandlerCallDetails) -> Handler | None:
-            return self._handlers.get(call_details.method)
-
-        continuation: Continuation = lookup
-        for interceptor in reversed(self._interceptors):
-            continuation = functools.partial(_intercept, interceptor, continuation)
-        return await continuation(details)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         """The whole body, refusing (without reading on) anything over max_body_bytes."""
@@ -300,16 +275,6 @@ async def _disconnect(receive: Receive) -> None:
     """Return when the client disconnects; body bytes arriving meanwhile are discarded."""
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-async def _intercept(
-    interceptor: Interceptor,
-    continuation: Continuation,
-    details: grpc.HandlerCallDetails,
-) -> Handler | None:
-    # grpc.aio's continuations may return None (no such method); the stubs omit that.
-    handler: Handler | None = await interceptor.intercept_service(cast(Any, continuation), details)
-    return handler
 
 
 async def _call_behaviour(

@@ -27,7 +27,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fleetq_server import errors, submission
-from fleetq_server.api.interceptors import ErrorTranslationInterceptor
+from fleetq_server.api.interceptors import ErrorTranslationInterceptor, wrap_handlers
 from fleetq_server.api.json_values import dict_to_struct, normalise_numbers, python_to_value
 from fleetq_server.gateway import Gateway, unary_handlers
 from fleetq_server.gateway.asgi import Message as AsgiMessage
@@ -315,8 +315,7 @@ class CannedServicer(pb_grpc.FleetQServiceServicer):
 
 GATEWAY = Gateway(
     SERVICE,
-    unary_handlers(SERVICE, CannedServicer()),
-    interceptors=[ErrorTranslationInterceptor()],
+    wrap_handlers(unary_handlers(SERVICE, CannedServicer()), [ErrorTranslationInterceptor()]),
     max_body_bytes=4096,
 )
 

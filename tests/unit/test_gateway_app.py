@@ -3,7 +3,7 @@
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -14,6 +14,7 @@ from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc as pb_grpc
 from google.protobuf import timestamp_pb2
 
+from fleetq_server.api.interceptors import Behavior, UnaryInterceptor, wrap_handlers
 from fleetq_server.gateway import (
     Gateway,
     GatewayServicerContext,
@@ -119,45 +120,31 @@ class FakeServicer(pb_grpc.FleetQServiceServicer):
         )
 
 
-class RecordingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+class RecordingInterceptor(UnaryInterceptor):
     """Remembers what it saw and in which order, then continues."""
 
     def __init__(self, name: str, log: list[tuple[str, str, dict[str, Any]]]) -> None:
         self.name = name
         self.log = log
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        metadata = dict(handler_call_details.invocation_metadata)
-        self.log.append((self.name, handler_call_details.method, metadata))
-        return await continuation(handler_call_details)
+    def wrap(self, method: str, inner: Behavior) -> Behavior:
+        async def recorded(request: Any, context: Any) -> Any:
+            self.log.append((self.name, method, dict(context.invocation_metadata())))
+            return await inner(request, context)
+
+        return recorded
 
 
-class DenyingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+class DenyingInterceptor(UnaryInterceptor):
     """Answers UNAUTHENTICATED without a bearer token, the way an auth interceptor would."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        if ("authorization", "Bearer good") in handler_call_details.invocation_metadata:
-            return await continuation(handler_call_details)
+    def wrap(self, method: str, inner: Behavior) -> Behavior:
+        async def guarded(request: Any, context: Any) -> Any:
+            if ("authorization", "Bearer good") not in context.invocation_metadata():
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or bad token")
+            return await inner(request, context)
 
-        async def deny(request: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or bad token")
-
-        return grpc.unary_unary_rpc_method_handler(deny)
-
-
-class DroppingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
-    """Returns no handler at all, as if the method were unknown."""
-
-    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
-        return None
+        return guarded
 
 
 @pytest.fixture
@@ -672,13 +659,13 @@ async def test_lifespan_startup_and_shutdown_are_acknowledged(servicer: FakeServ
     ]
 
 
-# ------------------------------------------------------------------------- interceptors
+# ---------------------------------------------------------------------- wrapped handlers
 
 
-async def test_interceptors_see_the_call_outermost_first(servicer: FakeServicer) -> None:
+async def test_wrapped_handlers_run_the_chain_outermost_first(servicer: FakeServicer) -> None:
     log: list[tuple[str, str, dict[str, Any]]] = []
     interceptors = [RecordingInterceptor("outer", log), RecordingInterceptor("inner", log)]
-    gateway = Gateway(SERVICE, unary_handlers(SERVICE, servicer), interceptors=interceptors)
+    gateway = Gateway(SERVICE, wrap_handlers(unary_handlers(SERVICE, servicer), interceptors))
 
     async with make_client(gateway) as http:
         response = await http.get("/status/step_1", headers={"Authorization": "Bearer t"})
@@ -691,10 +678,9 @@ async def test_interceptors_see_the_call_outermost_first(servicer: FakeServicer)
     assert log[0][2]["authorization"] == "Bearer t"
 
 
-async def test_interceptor_can_refuse_a_call_with_its_own_handler(servicer: FakeServicer) -> None:
-    gateway = Gateway(
-        SERVICE, unary_handlers(SERVICE, servicer), interceptors=[DenyingInterceptor()]
-    )
+async def test_a_wrapper_can_refuse_a_call_before_the_servicer(servicer: FakeServicer) -> None:
+    handlers = wrap_handlers(unary_handlers(SERVICE, servicer), [DenyingInterceptor()])
+    gateway = Gateway(SERVICE, handlers)
 
     async with make_client(gateway) as http:
         denied = await http.get("/admin/queue")
@@ -706,12 +692,13 @@ async def test_interceptor_can_refuse_a_call_with_its_own_handler(servicer: Fake
     assert [name for name, _, _ in servicer.calls] == ["GetQueueStats"]
 
 
-async def test_interceptor_returning_no_handler_is_501(servicer: FakeServicer) -> None:
-    gateway = Gateway(
-        SERVICE, unary_handlers(SERVICE, servicer), interceptors=[DroppingInterceptor()]
+async def test_a_route_served_by_a_streaming_handler_is_501(servicer: FakeServicer) -> None:
+    handlers = unary_handlers(SERVICE, servicer)
+    handlers["/fleetq.v1.FleetQService/GetHealth"] = grpc.unary_stream_rpc_method_handler(
+        lambda request, context: iter(())
     )
 
-    async with make_client(gateway) as http:
+    async with make_client(Gateway(SERVICE, handlers)) as http:
         response = await http.get("/health")
 
     assert_error(response, 501, "not_implemented", "/health")

@@ -1,4 +1,5 @@
-"""The leader's retention loop: deletes finished steps and recovery records past their age."""
+"""The leader's retention loop: deletes finished steps, recovery records and down pods past
+their age."""
 
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,8 +18,9 @@ MAX_BATCHES_PER_RUN = 100
 
 
 class RetentionLoop(BackgroundLoop):
-    """Every `interval` seconds, if this pod leads, delete completed and failed steps (and
-    recovery records) older than `retention_s`; a retention of 0 keeps everything."""
+    """Every `interval` seconds, if this pod leads, delete completed and failed steps,
+    recovery records and pods marked down, older than `retention_s`; a retention of 0 keeps
+    everything."""
 
     name = "retention"
 
@@ -39,8 +41,14 @@ class RetentionLoop(BackgroundLoop):
         records, budget = await self._delete_batches(
             self._store.recovery_record_delete_before, budget
         )
-        if steps or records:
-            log.info("retention deleted %d finished steps and %d recovery records", steps, records)
+        pods, budget = await self._delete_batches(self._store.pod_delete_down_before, budget)
+        if steps or records or pods:
+            log.info(
+                "retention deleted %d finished steps, %d recovery records and %d down pods",
+                steps,
+                records,
+                pods,
+            )
         if budget == 0:
             self.wake()
 

@@ -1,4 +1,4 @@
-"""SQL for retention: delete finished steps and recovery records past a given age.
+"""SQL for retention: delete finished steps, recovery records and down pods past an age.
 
 Each call deletes one bounded batch in its own short transaction, oldest first, so a large
 backlog is worked off in many small statements instead of one that holds locks for long.
@@ -8,28 +8,34 @@ rows) never wait on retention. Ages are judged by the database clock.
 
 from fleetq_server.store.connection import PoolHolder, translate_errors
 
-# The oldest rows matching `finished` come from the index on finished_ts (for steps, the
-# partial index whose predicate `finished` repeats); the subselect locks them, so their
-# ctids stay valid for the DELETE, which is then a TID scan.
+# The oldest rows matching `finished` come from the index on `since` (for steps, the
+# partial index whose predicate `finished` repeats; pods are few); the subselect locks
+# them, so their ctids stay valid for the DELETE, which is then a TID scan.
 _DELETE_OLDEST = """
     DELETE FROM {table} WHERE ctid = ANY(ARRAY(
         SELECT ctid FROM {table}
-        WHERE {finished} AND finished_ts < now() - make_interval(secs => $1)
-        ORDER BY finished_ts
+        WHERE {finished} AND {since} < now() - make_interval(secs => $1)
+        ORDER BY {since}
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ))
 """
 _DELETE_OLD_STEPS = _DELETE_OLDEST.format(
-    table="fleetq_steps", finished="status IN ('completed', 'failed')"
+    table="fleetq_steps", finished="status IN ('completed', 'failed')", since="finished_ts"
 )
 _DELETE_OLD_RECOVERY_RECORDS = _DELETE_OLDEST.format(
-    table="fleetq_recovery_cycles", finished="TRUE"
+    table="fleetq_recovery_cycles", finished="TRUE", since="finished_ts"
+)
+# A pod row marked down is history only: every process start adds one. Steps still naming
+# it are recovery's orphans whether or not the row exists, and a pod that finds its row gone
+# re-registers under a new id, as it does when it finds it marked down.
+_DELETE_OLD_DOWN_PODS = _DELETE_OLDEST.format(
+    table="fleetq_pods", finished="status = 'down'", since="last_heartbeat_ts"
 )
 
 
 class RetentionQueries(PoolHolder):
-    """Bounded deletes of old finished work."""
+    """Bounded deletes of old finished work and of pods long gone."""
 
     @translate_errors
     async def step_delete_finished_before(self, age_s: float, limit: int) -> int:
@@ -42,6 +48,12 @@ class RetentionQueries(PoolHolder):
         """Delete up to `limit` recovery-cycle records that finished more than `age_s`
         seconds ago; returns how many were deleted."""
         return await self._delete_batch(_DELETE_OLD_RECOVERY_RECORDS, age_s, limit)
+
+    @translate_errors
+    async def pod_delete_down_before(self, age_s: float, limit: int) -> int:
+        """Delete up to `limit` pods marked down whose last heartbeat is more than `age_s`
+        seconds old; returns how many were deleted."""
+        return await self._delete_batch(_DELETE_OLD_DOWN_PODS, age_s, limit)
 
     async def _delete_batch(self, statement: str, age_s: float, limit: int) -> int:
         async with self._connection() as connection:

@@ -13,6 +13,7 @@ from fleetq_server.runtime.state import PodState
 from fleetq_server.store import Store, open_store
 from fleetq_server.store.records import StepOutcome
 from fleetq_server.submission import SubmitRequest, prepare_step
+from tests.support.backdating import age_heartbeat
 
 REQUEST = SubmitRequest(
     type="hello_world", args={}, metadata=None, priority=0, max_retries=0, idempotency_key=None
@@ -94,6 +95,23 @@ async def test_deletes_recovery_records_older_than_the_age(store: Store) -> None
     assert await store.recovery_record_delete_before(0, 1000) == 1
 
 
+async def test_deletes_pods_marked_down_whose_last_heartbeat_is_older_than_the_age(
+    store: Store,
+) -> None:
+    for pod_id in ("gone-long-ago", "gone-lately", "silent-but-up"):
+        await store.pod_register(pod_id, 4)
+    await store.pod_mark_down("gone-long-ago")
+    await store.pod_mark_down("gone-lately")
+    for pod_id in ("gone-long-ago", "silent-but-up"):  # recovery's business, not retention's
+        await age_heartbeat(store, pod_id, 8 * DAY_S)
+
+    assert await store.pod_delete_down_before(7 * DAY_S, 1000) == 1
+
+    async with store._connection() as connection:
+        rows = await connection.fetch("SELECT pod_id FROM fleetq_pods ORDER BY pod_id")
+    assert [row["pod_id"] for row in rows] == ["gone-lately", "pod-a", "silent-but-up"]
+
+
 @pytest.mark.parametrize(
     ("is_leader", "retention_s", "kept"),
     [(True, 7 * DAY_S, 0), (False, 7 * DAY_S, 1), (True, 0, 1)],
@@ -103,6 +121,12 @@ async def test_the_loop_deletes_only_on_the_leader_and_when_enabled(
     store: Store, is_leader: bool, retention_s: float, kept: int
 ) -> None:
     step_id = await step_in(store, "completed", age_days=8)
+    await store.pod_register("gone", 4)
+    await store.pod_mark_down("gone")
+    await age_heartbeat(store, "gone", 8 * DAY_S)
     state = PodState(base_pod_id="pod-a", max_capacity=8, is_leader=is_leader)
     await RetentionLoop(store, state, interval=60, retention_s=retention_s).run_once()
     assert len(await remaining(store, [step_id])) == kept
+    async with store._connection() as connection:
+        pods = await connection.fetchval("SELECT count(*) FROM fleetq_pods WHERE pod_id = 'gone'")
+    assert pods == kept

@@ -3,7 +3,8 @@
 Callers `await submit(item)`; items that arrive while a flush is in flight wait for the
 next one, so at low load a request is flushed at once (no added latency) and under load
 batches grow by themselves. Each caller gets its own item's result, or the exception
-that failed the whole flush.
+that failed the whole flush; when that exception says one item was at fault (`isolate`),
+the items are flushed again one by one, so only the faulty one fails.
 """
 
 import asyncio
@@ -24,11 +25,13 @@ class Coalescer(Generic[Item, Result]):
         self,
         flush: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
         max_batch: int,
+        isolate: tuple[type[Exception], ...] = (),
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._flush = flush
         self._max_batch = max_batch
+        self._isolate = isolate
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -52,6 +55,10 @@ class Coalescer(Generic[Item, Result]):
             try:
                 results = await self._flush([item for item, _ in live])
             except Exception as exc:
+                if isinstance(exc, self._isolate) and len(live) > 1:
+                    for item, future in live:  # find the item at fault: one flush each
+                        await self._flush_alone(item, future)
+                    continue
                 for _, future in live:
                     if not future.done():
                         future.set_exception(exc)
@@ -59,3 +66,13 @@ class Coalescer(Generic[Item, Result]):
             for (_, future), result in zip(live, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    async def _flush_alone(self, item: Item, future: asyncio.Future[Result]) -> None:
+        try:
+            [result] = await self._flush([item])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)

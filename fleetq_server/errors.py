@@ -37,3 +37,8 @@ class UnauthenticatedError(FleetQError):
 
 class DatabaseUnavailableError(FleetQError):
     """PostgreSQL is unreachable or failing; the request may be retried."""
+
+
+class DataRejectedError(FleetQError):
+    """PostgreSQL refused the data itself (too large, out of range, against a constraint):
+    unlike an outage, sending the same data again cannot succeed."""

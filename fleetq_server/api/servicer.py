@@ -80,8 +80,11 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self._store = pod.store
         self._settings = pod.settings
         # Concurrent single submits share one INSERT (and one NOTIFY) per round trip.
+        # A step the database refuses fails its own submit only, not the batch it shared.
         self._inserts: Coalescer[NewStep, InsertOutcome | errors.ConflictError] = Coalescer(
-            self._store.step_insert_many, max_batch=MAX_BATCH_STEPS
+            self._store.step_insert_many,
+            max_batch=MAX_BATCH_STEPS,
+            isolate=(errors.DataRejectedError,),
         )
 
     async def GetHealth(self, request: pb.GetHealthRequest, context: Any) -> pb.GetHealthResponse:

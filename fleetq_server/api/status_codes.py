@@ -13,6 +13,7 @@ _EXCEPTION_TO_CODE: tuple[tuple[type[errors.FleetQError], grpc.StatusCode], ...]
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (errors.DatabaseUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (errors.DataRejectedError, grpc.StatusCode.INVALID_ARGUMENT),
 )
 
 

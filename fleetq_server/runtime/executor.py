@@ -23,6 +23,12 @@ from fleetq_server.store.storable import holds_unstorable_text, storable_text
 
 log = logging.getLogger(__name__)
 
+# Recorded instead of an outcome (result or error) that the database refuses to store.
+_REJECTED_ERROR = {
+    "type": "OutcomeRejected",
+    "message": "the database refused the step's outcome (too large, out of range or against"
+    " a constraint)",
+}
 # Outcome writes retry while the database is unavailable, backing off up to this.
 _WRITE_RETRY_MAX_S = 5.0
 # Outcomes finishing together are written in one UPDATE of at most this many rows.
@@ -93,8 +99,11 @@ class StepExecutor:
         self._running: dict[str, RunningStep] = {}
         # Steps whose handler is executing now: what capacity counts.
         self._in_handler: set[str] = set()
+        # An outcome the database refuses fails alone, not with the batch it shared.
         self._outcomes: Coalescer[StepOutcome, str | None] = Coalescer(
-            store.step_finish_many, max_batch=_MAX_OUTCOMES_PER_WRITE
+            store.step_finish_many,
+            max_batch=_MAX_OUTCOMES_PER_WRITE,
+            isolate=(errors.DataRejectedError,),
         )
         # Blocking handlers get a thread each, up to capacity: the default executor is
         # sized by CPU count and would queue them behind each other.
@@ -241,8 +250,11 @@ class StepExecutor:
     ) -> None:
         """Record the outcome, retrying while the database is unavailable.
 
-        A write that matches no row means the claim was taken away (the pod was presumed
-        dead and the step requeued): the newer execution wins, ours is dropped.
+        An outcome the database refuses (a result too large for jsonb, say) is recorded as
+        a failure instead, which spends a retry like any other: it would be refused for
+        ever, and the step would stay claimed. A write that matches no row means the claim
+        was taken away (the pod was presumed dead and the step requeued): the newer
+        execution wins, ours is dropped.
         """
         pause = 0.1
         while True:
@@ -252,6 +264,15 @@ class StepExecutor:
                 step_log.warning("database unavailable; retrying outcome in %.1fs", pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _WRITE_RETRY_MAX_S)
+                continue
+            except errors.DataRejectedError:
+                if outcome.error == _REJECTED_ERROR:  # even the bare failure: keep trying
+                    step_log.error("the database refuses the step's failure; retrying")
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _WRITE_RETRY_MAX_S)
+                    continue
+                step_log.error("the database refused the step's outcome; recording a failure")
+                outcome = self._failure(outcome.step, outcome.pod_id, _REJECTED_ERROR)
                 continue
             if new_status is None:
                 step_log.warning("outcome fenced out: the step was reassigned")

@@ -34,6 +34,11 @@ _UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
 )
 
+# SQLSTATE classes of errors caused by the data sent, not by the database's state: data
+# exception, integrity constraint violation, program limit exceeded (e.g. a jsonb value
+# over 256 MB). Retrying the same statement cannot succeed.
+_DATA_REJECTED_CLASSES = frozenset({"22", "23", "54"})
+
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
     """jsonb columns come and go as plain Python values."""
@@ -93,6 +98,11 @@ def translate_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable
             raise errors.DatabaseUnavailableError("database unavailable") from exc
         except asyncpg.PostgresError as exc:
             log.error("database error in %s: %s", method.__name__, exc)
+            if (exc.sqlstate or "")[:2] in _DATA_REJECTED_CLASSES:
+                raise errors.DataRejectedError(
+                    "the database refused the data (too large, out of range or against a"
+                    " constraint)"
+                ) from exc
             raise errors.DatabaseUnavailableError("database error") from exc
 
     wrapper.__name__ = method.__name__

@@ -1,0 +1,89 @@
+"""Group commit: concurrent submits share a flush; an item the flush refuses fails alone."""
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from fleetq_server.coalescer import Coalescer
+
+
+class Refused(Exception):
+    """The flush refused one of its items."""
+
+
+class Unavailable(Exception):
+    """The flush failed for a reason no item caused."""
+
+
+class Recorder:
+    """A flush that records its batches, refuses any batch holding "bad", and can be made
+    to fail outright."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.down = False
+        self.flushing = asyncio.Event()
+
+    async def flush(self, items: Sequence[str]) -> list[str]:
+        self.batches.append(list(items))
+        self.flushing.set()
+        await asyncio.sleep(0)  # let concurrent submits queue behind this flush
+        if self.down:
+            raise Unavailable
+        if "bad" in items:
+            raise Refused
+        return [item.upper() for item in items]
+
+
+async def test_concurrent_submits_share_flushes_and_get_their_own_results() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush, max_batch=10)
+
+    results = await asyncio.gather(*(coalescer.submit(item) for item in "abcd"))
+
+    assert results == ["A", "B", "C", "D"]
+    assert recorder.batches == [["a", "b", "c", "d"]]
+
+
+async def test_submits_arriving_during_a_flush_wait_for_the_next_one() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush, max_batch=10)
+
+    first = asyncio.ensure_future(coalescer.submit("a"))
+    await recorder.flushing.wait()  # the flush of "a" is under way
+    results = await asyncio.gather(first, coalescer.submit("b"), coalescer.submit("c"))
+
+    assert results == ["A", "B", "C"]
+    assert recorder.batches == [["a"], ["b", "c"]]
+
+
+async def test_an_item_the_flush_refuses_fails_alone() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush, max_batch=10, isolate=(Refused,))
+
+    results = await asyncio.gather(
+        *(coalescer.submit(item) for item in ("a", "b", "bad", "c")), return_exceptions=True
+    )
+
+    assert results[:2] + results[3:] == ["A", "B", "C"]
+    assert isinstance(results[2], Refused)
+    assert recorder.batches == [["a", "b", "bad", "c"], ["a"], ["b"], ["bad"], ["c"]]
+
+
+async def test_other_failures_fail_the_whole_flush() -> None:
+    recorder = Recorder()
+    recorder.down = True
+    coalescer = Coalescer(recorder.flush, max_batch=10, isolate=(Refused,))
+
+    results = await asyncio.gather(
+        *(coalescer.submit(item) for item in "abc"), return_exceptions=True
+    )
+
+    assert all(isinstance(result, Unavailable) for result in results)
+    assert recorder.batches == [["a", "b", "c"]]  # no one-by-one retry: no item caused it
+
+
+def test_max_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        Coalescer(Recorder().flush, max_batch=0)

@@ -260,19 +260,16 @@ class StepExecutor:
         while True:
             try:
                 new_status = await self._outcomes.submit(outcome)
-            except errors.DatabaseUnavailableError:
-                step_log.warning("database unavailable; retrying outcome in %.1fs", pause)
+            except (errors.DatabaseUnavailableError, errors.DataRejectedError) as exc:
+                refused = isinstance(exc, errors.DataRejectedError)
+                if refused and outcome.error != _REJECTED_ERROR:
+                    step_log.error("the database refused the step's outcome; recording a failure")
+                    outcome = self._failure(outcome.step, outcome.pod_id, _REJECTED_ERROR)
+                    continue
+                # Unavailable, or refusing even the bare failure: wait and try again.
+                step_log.warning("outcome not recorded (%s); retrying in %.1fs", exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _WRITE_RETRY_MAX_S)
-                continue
-            except errors.DataRejectedError:
-                if outcome.error == _REJECTED_ERROR:  # even the bare failure: keep trying
-                    step_log.error("the database refuses the step's failure; retrying")
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, _WRITE_RETRY_MAX_S)
-                    continue
-                step_log.error("the database refused the step's outcome; recording a failure")
-                outcome = self._failure(outcome.step, outcome.pod_id, _REJECTED_ERROR)
                 continue
             if new_status is None:
                 step_log.warning("outcome fenced out: the step was reassigned")

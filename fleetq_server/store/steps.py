@@ -17,11 +17,11 @@ from fleetq_server.store.records import (
     StepRecord,
 )
 
-# NOTIFY channel idle pods LISTEN on; the payload is unused (any submit wakes claimers).
+# NOTIFY channel idle pods LISTEN on. A submit's payload names the new steps' types,
+# comma-separated (types cannot hold commas), so pods that run none of them stay asleep.
+# Empty means "any type": releases, requeues, and batches whose type list would not fit
+# PostgreSQL's 8,000-byte payload.
 SUBMIT_CHANNEL = "fleetq_step_submitted"
-# A submit's NOTIFY payload names the new steps' types, comma-separated (types cannot hold
-# commas), so pods that run none of them stay asleep. Empty means "any type": releases,
-# requeues, and batches whose type list would not fit PostgreSQL's 8,000-byte payload.
 MAX_NOTIFY_TYPES_CHARS = 7000
 
 _STEP_COLUMNS = """

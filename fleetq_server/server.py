@@ -84,7 +84,6 @@ class PodProcess:
             settings,
             self._store,
             registry,
-            database_url,
             on_health_change=self._publish_health,
         )
         await self.pod.start()

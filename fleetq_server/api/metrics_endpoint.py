@@ -16,7 +16,7 @@ from prometheus_client import make_asgi_app
 
 from fleetq_server import errors, metrics
 from fleetq_server.gateway.asgi import Receive, Scope, Send
-from fleetq_server.store import Store
+from fleetq_server.store.ports import StatsPort
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ STEP_STATUSES = ("pending", "claimed", "completed", "failed")
 class MetricsEndpoint:
     """ASGI app serving the default registry, queue depth included."""
 
-    def __init__(self, store: Store, dead_threshold_s: float) -> None:
+    def __init__(self, store: StatsPort, dead_threshold_s: float) -> None:
         self._store = store
         self._dead_threshold_s = dead_threshold_s
         self._exposition = make_asgi_app()

@@ -17,7 +17,7 @@ from fleetq_server.coalescer import Coalescer
 from fleetq_server.handlers import HandlerRegistry, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
 from fleetq_server.runtime.state import PodState
-from fleetq_server.store import Store
+from fleetq_server.store.ports import OutcomePort
 from fleetq_server.store.records import ClaimedStep, StepOutcome
 from fleetq_server.store.storable import holds_unstorable_text, storable_text
 
@@ -85,7 +85,7 @@ class StepExecutor:
 
     def __init__(
         self,
-        store: Store,
+        store: OutcomePort,
         registry: HandlerRegistry,
         state: PodState,
         retry_policy: RetryPolicy,

@@ -8,8 +8,7 @@ from fleetq_server import errors, metrics
 from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.state import PodState
-from fleetq_server.store import Store
-from fleetq_server.store.notifications import SubmitSubscription
+from fleetq_server.store.ports import ClaimPort, PodPort, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ class HeartbeatLoop(BackgroundLoop):
 
     def __init__(
         self,
-        store: Store,
+        store: PodPort,
         state: PodState,
         interval: float,
         dead_threshold: float,
@@ -81,7 +80,7 @@ class ClaimLoop(BackgroundLoop):
 
     def __init__(
         self,
-        store: Store,
+        store: ClaimPort,
         state: PodState,
         executor: StepExecutor,
         step_types: list[str],
@@ -125,7 +124,7 @@ class HealthMonitor(BackgroundLoop):
     name = "health"
 
     def __init__(
-        self, store: Store, state: PodState, interval: float, on_change: Callable[[], None]
+        self, store: PodPort, state: PodState, interval: float, on_change: Callable[[], None]
     ) -> None:
         super().__init__(interval)
         self._store = store
@@ -152,7 +151,7 @@ class WakeupListener(BackgroundLoop):
     name = "listener"
 
     def __init__(
-        self, subscription: SubmitSubscription, interval: float, on_reconnect: Callable[[], None]
+        self, subscription: Subscription, interval: float, on_reconnect: Callable[[], None]
     ) -> None:
         super().__init__(interval)
         self._subscription = subscription

@@ -13,8 +13,7 @@ from fleetq_server.runtime.loops import ClaimLoop, HealthMonitor, HeartbeatLoop,
 from fleetq_server.runtime.recovery import RecoveryLoop
 from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.state import PodState
-from fleetq_server.store import Store
-from fleetq_server.store.notifications import SubmitSubscription
+from fleetq_server.store.ports import StorePort
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +28,8 @@ class Pod:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: StorePort,
         registry: HandlerRegistry,
-        database_url: str,
         on_health_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
@@ -73,7 +71,7 @@ class Pod:
             store, self.state, settings.retention_interval, settings.retention
         )
         self.listener = WakeupListener(
-            SubmitSubscription(database_url, registry.step_types, on_submit=self.claimer.wake),
+            store.submit_subscription(registry.step_types, on_submit=self.claimer.wake),
             LISTENER_CHECK_INTERVAL_S,
             on_reconnect=self.claimer.wake,
         )

@@ -6,7 +6,7 @@ import time
 from fleetq_server import errors, metrics
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.state import PodState
-from fleetq_server.store import Store
+from fleetq_server.store.ports import RecoveryPort
 from fleetq_server.store.records import RecoveryOutcome
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class RecoveryLoop(BackgroundLoop):
 
     def __init__(
         self,
-        store: Store,
+        store: RecoveryPort,
         state: PodState,
         interval: float,
         dead_threshold: float,

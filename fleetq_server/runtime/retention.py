@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.state import PodState
-from fleetq_server.store import Store
+from fleetq_server.store.ports import RetentionPort
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ class RetentionLoop(BackgroundLoop):
 
     name = "retention"
 
-    def __init__(self, store: Store, state: PodState, interval: float, retention_s: float) -> None:
+    def __init__(
+        self, store: RetentionPort, state: PodState, interval: float, retention_s: float
+    ) -> None:
         super().__init__(interval)
         self._store = store
         self._state = state

@@ -3,18 +3,15 @@
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import asyncpg
 
 from fleetq_server import errors
 
 log = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 # How long a request waits for a pooled connection before failing with database_error:
 # a bounded wait keeps clients from hanging while the database is down or saturated.
@@ -86,41 +83,40 @@ async def create_pool(
     return pool
 
 
-def translate_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Decorate a store method so callers only ever see `fleetq_server.errors` types."""
-
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except errors.FleetQError:
-            raise
-        except _UNAVAILABLE as exc:
-            raise errors.DatabaseUnavailableError("database unavailable") from exc
-        except asyncpg.PostgresError as exc:
-            log.error("database error in %s: %s", method.__name__, exc)
-            if (exc.sqlstate or "")[:2] in _DATA_REJECTED_CLASSES:
-                raise errors.DataRejectedError(
-                    "the database refused the data (too large, out of range or against a"
-                    " constraint)"
-                ) from exc
-            raise errors.DatabaseUnavailableError("database error") from exc
-
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    return wrapper
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """The one place asyncpg errors become `fleetq_server.errors` types: every pooled
+    connection and the LISTEN connection are used inside it, so callers see only ours."""
+    try:
+        yield
+    except errors.FleetQError:
+        raise
+    except _UNAVAILABLE as exc:
+        raise errors.DatabaseUnavailableError("database unavailable") from exc
+    except asyncpg.PostgresError as exc:
+        log.error("database error: %s", exc)
+        if (exc.sqlstate or "")[:2] in _DATA_REJECTED_CLASSES:
+            raise errors.DataRejectedError(
+                "the database refused the data (too large, out of range or against a constraint)"
+            ) from exc
+        raise errors.DatabaseUnavailableError("database error") from exc
 
 
 class PoolHolder:
     """Base of the store's query classes: owns the pool and lends connections."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self._pool = pool
+        # For connections outside the pool: LISTEN needs one of its own.
+        self._dsn = dsn
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
-        """A pooled connection, waiting at most POOL_ACQUIRE_TIMEOUT_S for one."""
-        async with self._pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S) as connection:
-            yield connection
+        """A pooled connection, waiting at most POOL_ACQUIRE_TIMEOUT_S for one; errors
+        raised while it is used (the caller's too) leave translated."""
+        with translated_errors():
+            async with self._pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S) as connection:
+                yield connection
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 import asyncpg
 
-from fleetq_server.store.connection import translate_errors
+from fleetq_server.store.connection import translated_errors
 from fleetq_server.store.steps import SUBMIT_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ class SubmitSubscription:
         """Whether the LISTEN connection is open."""
         return self._connection is not None and not self._connection.is_closed()
 
-    @translate_errors
     async def ensure(self) -> bool:
         """Open the LISTEN connection if it is not open; True when it was (re)opened.
 
@@ -37,8 +36,9 @@ class SubmitSubscription:
         if self.connected:
             return False
         await self.close()
-        connection = await asyncpg.connect(self._dsn, timeout=5)
-        await connection.add_listener(SUBMIT_CHANNEL, self._notified)
+        with translated_errors():
+            connection = await asyncpg.connect(self._dsn, timeout=5)
+            await connection.add_listener(SUBMIT_CHANNEL, self._notified)
         self._connection = connection
         return True
 

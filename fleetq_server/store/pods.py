@@ -8,7 +8,7 @@ from collections import Counter
 
 import asyncpg
 
-from fleetq_server.store.connection import PoolHolder, translate_errors
+from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.records import HeartbeatOutcome, LeaderView, PodRecord, QueueStats
 
 _LIVE_PODS = """
@@ -38,7 +38,6 @@ def _pod_record(row: asyncpg.Record) -> PodRecord:
 class PodQueries(PoolHolder):
     """Every statement that touches `fleetq_pods`."""
 
-    @translate_errors
     async def pod_register(self, pod_id: str, max_capacity: int) -> PodRecord:
         """Register this pod as up, born now (database clock)."""
         async with self._connection() as connection:
@@ -56,7 +55,6 @@ class PodQueries(PoolHolder):
             )
         return _pod_record(row)
 
-    @translate_errors
     async def pod_heartbeat(
         self, pod_id: str, current_capacity: int, max_capacity: int, dead_threshold_s: float
     ) -> HeartbeatOutcome:
@@ -84,7 +82,6 @@ class PodQueries(PoolHolder):
             )
         return HeartbeatOutcome(alive=row["alive"], leader_pod_id=row["leader"])
 
-    @translate_errors
     async def pod_mark_down(self, pod_id: str) -> None:
         """Mark this pod down (clean shutdown): the next eldest leads at once."""
         async with self._connection() as connection:
@@ -93,7 +90,6 @@ class PodQueries(PoolHolder):
                 pod_id,
             )
 
-    @translate_errors
     async def pod_next_expiry(self, dead_threshold_s: float) -> float | None:
         """Seconds until the first pod marked up goes stale if it does not beat again: below
         zero when one already has and no recovery has marked it down yet (e.g. it expired
@@ -109,7 +105,6 @@ class PodQueries(PoolHolder):
             )
         return None if seconds is None else float(seconds)
 
-    @translate_errors
     async def leader_get(self, dead_threshold_s: float) -> LeaderView:
         """The live pods, eldest first, and the database time of the check."""
         async with self._connection() as connection, connection.transaction(readonly=True):
@@ -117,7 +112,6 @@ class PodQueries(PoolHolder):
             rows = await connection.fetch(_LIVE_PODS, dead_threshold_s)
         return LeaderView(checked_ts=checked_ts, live_pods=[_pod_record(r) for r in rows])
 
-    @translate_errors
     async def queue_stats(self, dead_threshold_s: float) -> QueueStats:
         """Step counts by status, pending by priority, steps by type, and live pods.
 

@@ -10,8 +10,9 @@ import time
 from datetime import datetime
 
 from fleetq_server import errors
-from fleetq_server.store.connection import PoolHolder, translate_errors
+from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.records import RecoveryOutcome
+from fleetq_server.store.rules import RETRIES_LEFT, outcome_assignments
 from fleetq_server.store.steps import SUBMIT_CHANNEL
 
 # Arbitrary but fixed: identifies "FLEET-Q recovery cycle" among advisory locks.
@@ -28,8 +29,6 @@ _NOT_HELD_BY_LIVE_POD = """
           AND p.last_heartbeat_ts > now() - make_interval(secs => $1)
           AND p.birth_ts <= coalesce(s.claimed_ts, p.birth_ts))
 """
-# What an orphan becomes: requeued with one more retry spent, or failed when none is left.
-_REQUEUE = "s.retry_count < s.max_retries"
 
 
 def new_cycle_id() -> str:
@@ -40,7 +39,6 @@ def new_cycle_id() -> str:
 class RecoveryQueries(PoolHolder):
     """Recovery cycles and their durable record."""
 
-    @translate_errors
     async def recovery_run(
         self,
         leader_pod_id: str,
@@ -109,7 +107,7 @@ class RecoveryQueries(PoolHolder):
                 orphans = await connection.fetch(
                     f"""
                     SELECT s.step_id, s.type,
-                           CASE WHEN {_REQUEUE} THEN 'pending' ELSE 'failed' END AS status
+                           CASE WHEN {RETRIES_LEFT} THEN 'pending' ELSE 'failed' END AS status
                     FROM fleetq_steps AS s WHERE {_NOT_HELD_BY_LIVE_POD}
                     ORDER BY s.step_id
                     """,
@@ -132,17 +130,13 @@ class RecoveryQueries(PoolHolder):
                         FOR UPDATE
                     )
                     UPDATE fleetq_steps AS s
-                    SET status = CASE WHEN {_REQUEUE} THEN 'pending' ELSE 'failed' END,
-                        retry_count = CASE WHEN {_REQUEUE}
-                                           THEN s.retry_count + 1 ELSE s.retry_count END,
-                        claimed_by = CASE WHEN {_REQUEUE} THEN NULL ELSE s.claimed_by END,
-                        finished_ts = CASE WHEN {_REQUEUE} THEN NULL ELSE now() END,
+                    SET {outcome_assignments("FALSE")},
                         not_before_ts = now(),
                         last_update_ts = now(),
                         error = jsonb_build_object(
                             'type', 'PodLost',
                             'message', 'pod ' || s.claimed_by || ' was lost while running '
-                                || 'the step; ' || CASE WHEN {_REQUEUE}
+                                || 'the step; ' || CASE WHEN {RETRIES_LEFT}
                                 THEN 'requeued' ELSE 'no retries left' END)
                     FROM orphans
                     WHERE s.step_id = orphans.step_id AND s.attempt = orphans.attempt

@@ -6,7 +6,7 @@ Only finished rows qualify and locked rows are skipped, so claims (which touch o
 rows) never wait on retention. Ages are judged by the database clock.
 """
 
-from fleetq_server.store.connection import PoolHolder, translate_errors
+from fleetq_server.store.connection import PoolHolder
 
 # The oldest rows matching `finished` come from the index on `since` (for steps, the
 # partial index whose predicate `finished` repeats; pods are few); the subselect locks
@@ -37,19 +37,16 @@ _DELETE_OLD_DOWN_PODS = _DELETE_OLDEST.format(
 class RetentionQueries(PoolHolder):
     """Bounded deletes of old finished work and of pods long gone."""
 
-    @translate_errors
     async def step_delete_finished_before(self, age_s: float, limit: int) -> int:
         """Delete up to `limit` completed or failed steps that finished more than `age_s`
         seconds ago; returns how many were deleted."""
         return await self._delete_batch(_DELETE_OLD_STEPS, age_s, limit)
 
-    @translate_errors
     async def recovery_record_delete_before(self, age_s: float, limit: int) -> int:
         """Delete up to `limit` recovery-cycle records that finished more than `age_s`
         seconds ago; returns how many were deleted."""
         return await self._delete_batch(_DELETE_OLD_RECOVERY_RECORDS, age_s, limit)
 
-    @translate_errors
     async def pod_delete_down_before(self, age_s: float, limit: int) -> int:
         """Delete up to `limit` pods marked down whose last heartbeat is more than `age_s`
         seconds old; returns how many were deleted."""

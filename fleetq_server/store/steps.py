@@ -8,7 +8,7 @@ import asyncpg
 import orjson
 
 from fleetq_server import errors
-from fleetq_server.store.connection import PoolHolder, translate_errors
+from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.records import (
     ClaimedStep,
     InsertOutcome,
@@ -16,6 +16,7 @@ from fleetq_server.store.records import (
     StepOutcome,
     StepRecord,
 )
+from fleetq_server.store.rules import outcome_assignments
 
 # NOTIFY channel idle pods LISTEN on. A submit's payload names the new steps' types,
 # comma-separated (types cannot hold commas), so pods that run none of them stay asleep.
@@ -63,7 +64,6 @@ def _step_record(row: asyncpg.Record) -> StepRecord:
 class StepQueries(PoolHolder):
     """Every statement that touches `fleetq_steps` outside recovery."""
 
-    @translate_errors
     async def step_insert_many(
         self, steps: Sequence[NewStep], *, atomic: bool = False
     ) -> list[InsertOutcome | errors.ConflictError]:
@@ -151,7 +151,6 @@ class StepQueries(PoolHolder):
                 outcomes.append(InsertOutcome(step_id=row["step_id"], created=False))
         return outcomes
 
-    @translate_errors
     async def step_get(self, step_id: str) -> StepRecord:
         """One step; NotFoundError when there is none."""
         async with self._connection() as connection:
@@ -162,7 +161,6 @@ class StepQueries(PoolHolder):
             raise errors.NotFoundError(f"Step {step_id} not found")
         return _step_record(row)
 
-    @translate_errors
     async def step_claim_batch(
         self, pod_id: str, step_types: list[str], limit: int
     ) -> list[ClaimedStep]:
@@ -209,32 +207,23 @@ class StepQueries(PoolHolder):
         claimed.sort(key=lambda step: (-step.priority, step.created_ts, step.step_id))
         return claimed
 
-    @translate_errors
     async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
         """Record many executions' outcomes in one fenced UPDATE.
 
-        Success completes the step; failure requeues it after its backoff while
-        retry_count < max_retries (checked in the UPDATE against the stored row), else
-        fails it. Returns, per outcome in order, the new status, or None where the claim
-        was lost (another pod now holds the step, or it was requeued): fenced out.
+        Success completes the step; failure requeues it after its backoff or fails it
+        (retry or fail: `rules.outcome_assignments`, checked against the stored row).
+        Returns, per outcome in order, the new status, or None where the claim was lost
+        (another pod now holds the step, or it was requeued): fenced out.
         """
         if not outcomes:
             return []
         async with self._connection() as connection:
             rows = await connection.fetch(
-                """
+                f"""
                 UPDATE fleetq_steps AS s
-                SET status = CASE WHEN u.ok THEN 'completed'
-                                  WHEN s.retry_count < s.max_retries THEN 'pending'
-                                  ELSE 'failed' END,
-                    retry_count = CASE WHEN NOT u.ok AND s.retry_count < s.max_retries
-                                       THEN s.retry_count + 1 ELSE s.retry_count END,
-                    claimed_by = CASE WHEN NOT u.ok AND s.retry_count < s.max_retries
-                                      THEN NULL ELSE s.claimed_by END,
+                SET {outcome_assignments("u.ok")},
                     not_before_ts = CASE WHEN u.ok THEN s.not_before_ts
                                          ELSE now() + make_interval(secs => u.backoff) END,
-                    finished_ts = CASE WHEN u.ok OR s.retry_count >= s.max_retries
-                                       THEN now() END,
                     result = u.result::jsonb, error = u.error::jsonb, last_update_ts = now()
                 FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[],
                             $6::text[], $7::float8[]) WITH ORDINALITY
@@ -254,7 +243,6 @@ class StepQueries(PoolHolder):
         statuses = {row["position"]: row["status"] for row in rows}
         return [statuses.get(position) for position in range(1, len(outcomes) + 1)]
 
-    @translate_errors
     async def step_release(self, steps: list[ClaimedStep], pod_id: str) -> list[str]:
         """Give claimed steps back to pending without spending a retry (shutdown);
         returns the ids of those released (a step no longer held is left alone)."""

@@ -19,7 +19,7 @@ async def test_a_claim_in_flight_when_shutdown_begins_is_run_not_orphaned(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = await open_store(database_url, pool_size=4)
-    pod = Pod(Settings(pod_id="pod-a"), store, load_registry([]), database_url)
+    pod = Pod(Settings(pod_id="pod-a"), store, load_registry([]))
     claim = store.step_claim_batch
     claim_committed = asyncio.Event()
 

@@ -12,3 +12,29 @@ async def age_heartbeat(store: Store, pod_id: str, seconds: float) -> None:
             pod_id,
             seconds,
         )
+
+
+async def age_step(store: Store, step_id: str, seconds: float) -> None:
+    """Make a step look created (and finished) `seconds` earlier."""
+    async with store._connection() as connection:
+        await connection.execute(
+            """
+            UPDATE fleetq_steps
+            SET created_ts = created_ts - make_interval(secs => $2),
+                finished_ts = finished_ts - make_interval(secs => $2)
+            WHERE step_id = $1
+            """,
+            step_id,
+            seconds,
+        )
+
+
+async def age_recovery_records(store: Store, count: int, seconds: float) -> None:
+    """Make `count` recovery-cycle records look finished `seconds` ago."""
+    async with store._connection() as connection:
+        await connection.execute(
+            "UPDATE fleetq_recovery_cycles SET finished_ts = now() - make_interval(secs => $2)"
+            " WHERE cycle_id IN (SELECT cycle_id FROM fleetq_recovery_cycles LIMIT $1)",
+            count,
+            seconds,
+        )

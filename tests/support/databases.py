@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from fleetq_server.store import Store, open_store
 
 T = TypeVar("T")
 
@@ -72,3 +75,13 @@ async def _admin_execute(admin_url: str, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def opened_store(url: str, pool_size: int = 4) -> AsyncIterator[Store]:
+    """A migrated Store on `url`, closed afterwards."""
+    store = await open_store(url, pool_size=pool_size)
+    try:
+        yield store
+    finally:
+        await store.close()

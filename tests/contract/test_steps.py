@@ -1,16 +1,16 @@
-"""The store against a real PostgreSQL: claims, fencing, retries, recovery accounting."""
+"""The store contract for steps: submits and de-duplication, the order of claims, fencing by
+attempt, and retry or fail."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
 from fleetq_server import errors
-from fleetq_server.store import Store, open_store
+from fleetq_server.store.ports import StorePort
 from fleetq_server.store.records import InsertOutcome, StepOutcome
 from fleetq_server.submission import SubmitRequest, prepare_step
-from tests.support.backdating import age_heartbeat
+from tests.contract.conftest import Backend
 
 REQUEST = SubmitRequest(
     type="hello_world",
@@ -22,27 +22,14 @@ REQUEST = SubmitRequest(
 )
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await open_store(database_url, pool_size=4)
-    yield store
-    await store.close()
-
-
-async def submit(store: Store, **changes: object) -> str:
+async def submit(store: StorePort, **changes: object) -> str:
     [outcome] = await store.step_insert_many([prepare_step(replace(REQUEST, **changes))])  # type: ignore[arg-type]
     assert isinstance(outcome, InsertOutcome)
     return outcome.step_id
 
 
-async def test_migrations_are_idempotent_across_concurrent_starts(database_url: str) -> None:
-    stores = await asyncio.gather(*(open_store(database_url, pool_size=1) for _ in range(4)))
-    for store in stores:
-        await store.ping()
-        await store.close()
-
-
-async def test_claim_orders_by_priority_then_submit_order(store: Store) -> None:
+async def test_claim_orders_by_priority_then_submit_order(backend: Backend) -> None:
+    store = backend.store
     await store.pod_register("pod-a", 8)
     low = await submit(store, priority=0)
     high = await submit(store, priority=5)
@@ -51,7 +38,8 @@ async def test_claim_orders_by_priority_then_submit_order(store: Store) -> None:
     assert [step.step_id for step in claimed] == [high, low, low_later]
 
 
-async def test_claim_across_types_keeps_one_priority_and_submit_order(store: Store) -> None:
+async def test_claim_across_types_keeps_one_priority_and_submit_order(backend: Backend) -> None:
+    store = backend.store
     # Each type is read from its own index range: the merge must still be one global order.
     await store.pod_register("pod-a", 8)
     a_low = await submit(store, type="a", priority=0)
@@ -65,7 +53,8 @@ async def test_claim_across_types_keeps_one_priority_and_submit_order(store: Sto
     assert last.step_id == a_later
 
 
-async def test_claim_takes_only_known_types_and_respects_the_limit(store: Store) -> None:
+async def test_claim_takes_only_known_types_and_respects_the_limit(backend: Backend) -> None:
+    store = backend.store
     await store.pod_register("pod-a", 8)
     for _ in range(3):
         await submit(store)
@@ -77,14 +66,16 @@ async def test_claim_takes_only_known_types_and_respects_the_limit(store: Store)
     assert (await store.step_get(unknown)).status == "pending"
 
 
-async def test_a_pod_that_is_down_cannot_claim(store: Store) -> None:
+async def test_a_pod_that_is_down_cannot_claim(backend: Backend) -> None:
+    store = backend.store
     await store.pod_register("pod-a", 8)
     await submit(store)
     await store.pod_mark_down("pod-a")
     assert await store.step_claim_batch("pod-a", ["hello_world"], 8) == []
 
 
-async def test_stale_attempt_token_changes_nothing(store: Store) -> None:
+async def test_stale_attempt_token_changes_nothing(backend: Backend) -> None:
+    store = backend.store
     await store.pod_register("pod-a", 8)
     step_id = await submit(store)
     [first] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
@@ -103,7 +94,8 @@ async def test_stale_attempt_token_changes_nothing(store: Store) -> None:
     assert (record.status, record.result) == ("completed", {"fresh": True})
 
 
-async def test_failures_retry_until_the_budget_is_spent(store: Store) -> None:
+async def test_failures_retry_until_the_budget_is_spent(backend: Backend) -> None:
+    store = backend.store
     await store.pod_register("pod-a", 8)
     step_id = await submit(store, max_retries=2)
     statuses = []
@@ -116,7 +108,8 @@ async def test_failures_retry_until_the_budget_is_spent(store: Store) -> None:
     assert (record.retry_count, record.error) == (2, {"type": "E", "message": "x"})
 
 
-async def test_backoff_hides_a_step_until_it_expires(store: Store) -> None:
+async def test_backoff_hides_a_step_until_it_expires(backend: Backend) -> None:
+    store = backend.store
     await store.pod_register("pod-a", 8)
     await submit(store)
     [step] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
@@ -125,7 +118,8 @@ async def test_backoff_hides_a_step_until_it_expires(store: Store) -> None:
     assert await store.step_claim_batch("pod-a", ["hello_world"], 1) == []
 
 
-async def test_duplicate_client_keys_resolve_to_one_step(store: Store) -> None:
+async def test_duplicate_client_keys_resolve_to_one_step(backend: Backend) -> None:
+    store = backend.store
     batches = await asyncio.gather(
         *(
             store.step_insert_many([prepare_step(replace(REQUEST, idempotency_key="k"))])
@@ -142,7 +136,8 @@ async def test_duplicate_client_keys_resolve_to_one_step(store: Store) -> None:
     assert isinstance(conflict, errors.ConflictError)
 
 
-async def test_a_batch_resolves_keys_within_itself_and_against_the_table(store: Store) -> None:
+async def test_a_batch_resolves_keys_within_itself_and_against_the_table(backend: Backend) -> None:
+    store = backend.store
     [first] = await store.step_insert_many([prepare_step(replace(REQUEST, idempotency_key="a"))])
     assert isinstance(first, InsertOutcome)
     outcomes = await store.step_insert_many(
@@ -160,7 +155,8 @@ async def test_a_batch_resolves_keys_within_itself_and_against_the_table(store: 
     assert plain.created  # type: ignore[union-attr]
 
 
-async def test_an_atomic_batch_with_a_conflict_writes_nothing(store: Store) -> None:
+async def test_an_atomic_batch_with_a_conflict_writes_nothing(backend: Backend) -> None:
+    store = backend.store
     await store.step_insert_many([prepare_step(replace(REQUEST, idempotency_key="a"))])
     fresh = prepare_step(REQUEST)
     with pytest.raises(errors.ConflictError):
@@ -171,7 +167,8 @@ async def test_an_atomic_batch_with_a_conflict_writes_nothing(store: Store) -> N
         await store.step_get(fresh.step_id)
 
 
-async def test_a_batch_of_outcomes_completes_retries_and_fails(store: Store) -> None:
+async def test_a_batch_of_outcomes_completes_retries_and_fails(backend: Backend) -> None:
+    store = backend.store
     await store.pod_register("pod-a", 8)
     done, retried, exhausted = (
         await submit(store),
@@ -195,85 +192,7 @@ async def test_a_batch_of_outcomes_completes_retries_and_fails(store: Store) -> 
     assert (failed.retry_count, failed.error) == (0, error)
 
 
-async def test_unknown_step_is_not_found(store: Store) -> None:
+async def test_unknown_step_is_not_found(backend: Backend) -> None:
+    store = backend.store
     with pytest.raises(errors.NotFoundError):
         await store.step_get("step_missing")
-
-
-async def test_recovery_requeues_exactly_max_retries_times_then_fails(store: Store) -> None:
-    await store.pod_register("leader", 8)
-    step_id = await submit(store, max_retries=3)
-    outcomes = []
-    for orphaning in range(4):
-        worker = f"worker-{orphaning}"
-        await store.pod_register(worker, 8)
-        [step] = await store.step_claim_batch(worker, ["hello_world"], 1)
-        assert step.step_id == step_id
-        await age_heartbeat(store, worker, 60)
-        outcome, ran = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
-        assert ran and outcome.dead_pods == [worker]
-        outcomes.append((outcome.requeued_steps, outcome.terminal_steps))
-        again, _ = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
-        assert again.orphaned_steps_found == 0  # idempotent
-    assert outcomes == [([step_id], [])] * 3 + [([], [step_id])]
-    record = await store.step_get(step_id)
-    assert (record.status, record.retry_count) == ("failed", 3)
-    assert record.error is not None and record.error["type"] == "PodLost"
-
-
-async def test_a_pod_restarted_under_its_old_id_does_not_hold_its_predecessors_claims(
-    store: Store,
-) -> None:
-    await store.pod_register("leader", 8)
-    await store.pod_register("worker", 8)
-    orphan = await submit(store)
-    [claimed] = await store.step_claim_batch("worker", ["hello_world"], 1)
-    assert claimed.step_id == orphan
-    await store.pod_register("worker", 8)  # the same FLEETQ_POD_ID, a new process
-    fresh = await submit(store)
-    [kept] = await store.step_claim_batch("worker", ["hello_world"], 1)
-    assert kept.step_id == fresh
-
-    outcome, ran = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
-
-    assert ran and outcome.dead_pods == [] and outcome.requeued_steps == [orphan]
-    requeued = await store.step_get(orphan)
-    assert (requeued.status, requeued.retry_count, requeued.claimed_by) == ("pending", 1, None)
-    assert (await store.step_get(fresh)).status == "claimed"
-
-
-async def test_recovery_dry_run_changes_nothing(store: Store) -> None:
-    await store.pod_register("leader", 8)
-    await store.pod_register("worker", 8)
-    step_id = await submit(store)
-    await store.step_claim_batch("worker", ["hello_world"], 1)
-    await age_heartbeat(store, "worker", 60)
-    outcome, _ = await store.recovery_run("leader", 15, dry_run=True, trigger="manual")
-    assert (outcome.dead_pods, outcome.requeued_steps) == (["worker"], [step_id])
-    assert (await store.step_get(step_id)).status == "claimed"
-    assert [pod.pod_id for pod in (await store.leader_get(15)).live_pods] == ["leader"]
-
-
-async def test_recovery_on_a_non_leader_is_denied(store: Store) -> None:
-    await store.pod_register("eldest", 8)
-    await store.pod_register("younger", 8)
-    with pytest.raises(errors.PermissionDeniedError, match="eldest"):
-        await store.recovery_run("younger", 15, dry_run=False, trigger="manual")
-
-
-async def test_recovery_while_another_cycle_holds_the_lock_conflicts(store: Store) -> None:
-    from fleetq_server.store.recovery import RECOVERY_LOCK_KEY
-
-    await store.pod_register("leader", 8)
-    async with store._transaction() as connection:
-        await connection.execute("SELECT pg_advisory_xact_lock($1)", RECOVERY_LOCK_KEY)
-        with pytest.raises(errors.RecoveryInProgressError):
-            await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
-
-
-async def test_heartbeat_of_a_pod_marked_down_reports_it_dead(store: Store) -> None:
-    await store.pod_register("pod-a", 8)
-    assert (await store.pod_heartbeat("pod-a", 0, 8, 15)).alive
-    await store.pod_mark_down("pod-a")
-    outcome = await store.pod_heartbeat("pod-a", 0, 8, 15)
-    assert not outcome.alive and outcome.leader_pod_id is None

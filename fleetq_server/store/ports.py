@@ -1,0 +1,147 @@
+"""What each consumer needs from the store, as small Protocols.
+
+The runtime and the API depend on these rather than on the PostgreSQL `Store`, so a loop
+can be driven by anything that keeps the same contract (the in-memory store the unit tests
+use: tests/support/memory_store.py; tests/contract checks both keep it). Every method
+raises only `fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+from fleetq_server import errors
+from fleetq_server.store.records import (
+    ClaimedStep,
+    HeartbeatOutcome,
+    InsertOutcome,
+    LeaderView,
+    NewStep,
+    PodRecord,
+    QueueStats,
+    RecoveryOutcome,
+    StepOutcome,
+    StepRecord,
+)
+
+
+class Subscription(Protocol):
+    """A wake-up on submits (and on releases and requeues of any type)."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether wake-ups are being delivered now."""
+
+    async def ensure(self) -> bool:
+        """Connect if not connected; True when it (re)connected."""
+
+    async def close(self) -> None:
+        """Stop delivering wake-ups."""
+
+
+class SubmitPort(Protocol):
+    """Submits and reads of steps (the API)."""
+
+    async def step_insert_many(
+        self, steps: Sequence[NewStep], *, atomic: bool = False
+    ) -> list[InsertOutcome | errors.ConflictError]:
+        """Insert steps, de-duplicated on client keys (see `StepQueries`)."""
+
+    async def step_get(self, step_id: str) -> StepRecord:
+        """One step; NotFoundError when there is none."""
+
+
+class ClaimPort(Protocol):
+    """The claim loop's: take pending steps, best first."""
+
+    async def step_claim_batch(
+        self, pod_id: str, step_types: list[str], limit: int
+    ) -> list[ClaimedStep]:
+        """Claim up to `limit` steps of `step_types` in (priority desc, created, step id)
+        order, each with its attempt bumped; nothing for a pod not registered up."""
+
+
+class OutcomePort(Protocol):
+    """The executor's: record how executions ended, fenced by their claim."""
+
+    async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
+        """Per outcome, the step's new status, or None when (step, pod, attempt) no longer
+        holds the claim."""
+
+
+class PodPort(Protocol):
+    """A pod's own lifecycle: registration, heartbeat, health, wake-ups, shutdown."""
+
+    async def pod_register(self, pod_id: str, max_capacity: int) -> PodRecord:
+        """Register the pod up, born now."""
+
+    async def pod_heartbeat(
+        self, pod_id: str, current_capacity: int, max_capacity: int, dead_threshold_s: float
+    ) -> HeartbeatOutcome:
+        """Beat; whether the pod is still up, and who leads."""
+
+    async def pod_mark_down(self, pod_id: str) -> None:
+        """Mark the pod down (clean shutdown)."""
+
+    async def step_release(self, steps: list[ClaimedStep], pod_id: str) -> list[str]:
+        """Give still-held claims back to pending without spending a retry."""
+
+    async def ping(self) -> None:
+        """Raise DatabaseUnavailableError unless the store answers."""
+
+    def submit_subscription(
+        self, step_types: Iterable[str], on_submit: Callable[[], None]
+    ) -> Subscription:
+        """A wake-up for submits of `step_types`, not yet connected."""
+
+
+class RecoveryPort(Protocol):
+    """The leader's recovery: requeue or fail what dead pods held."""
+
+    async def recovery_run(
+        self,
+        leader_pod_id: str,
+        dead_threshold_s: float,
+        *,
+        dry_run: bool,
+        trigger: str,
+        min_gap_s: float = 0.0,
+    ) -> tuple[RecoveryOutcome, bool]:
+        """Run (or simulate) one cycle; (outcome, ran)."""
+
+    async def pod_next_expiry(self, dead_threshold_s: float) -> float | None:
+        """Seconds until the stalest up pod goes stale; None when none is up."""
+
+    async def leader_get(self, dead_threshold_s: float) -> LeaderView:
+        """The live pods, eldest (the leader) first."""
+
+
+class RetentionPort(Protocol):
+    """The leader's retention: bounded deletes of old rows; each returns how many went."""
+
+    async def step_delete_finished_before(self, age_s: float, limit: int) -> int:
+        """Completed or failed steps finished more than `age_s` ago."""
+
+    async def recovery_record_delete_before(self, age_s: float, limit: int) -> int:
+        """Recovery-cycle records finished more than `age_s` ago."""
+
+    async def pod_delete_down_before(self, age_s: float, limit: int) -> int:
+        """Pods marked down, last seen more than `age_s` ago."""
+
+
+class StatsPort(Protocol):
+    """Read-only views for the API and /metrics."""
+
+    async def queue_stats(self, dead_threshold_s: float) -> QueueStats:
+        """Counts by status, priority and type, and the live pods."""
+
+    async def leader_get(self, dead_threshold_s: float) -> LeaderView:
+        """The live pods, eldest (the leader) first."""
+
+
+class StorePort(
+    SubmitPort, ClaimPort, OutcomePort, PodPort, RecoveryPort, RetentionPort, StatsPort, Protocol
+):
+    """Everything a pod uses: what `Pod` is built on."""
+
+    async def close(self) -> None:
+        """Release the store's resources."""

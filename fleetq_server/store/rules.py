@@ -1,0 +1,18 @@
+"""SQL for the rules more than one statement applies, each written once."""
+
+# Retry or fail: an execution that ended without success (a handler's failure, or its pod
+# lost) returns the step to pending with one more retry spent while it has retries left;
+# otherwise the step fails, keeping its last claimant. Checked against the stored row `s`.
+RETRIES_LEFT = "s.retry_count < s.max_retries"
+
+
+def outcome_assignments(succeeded: str) -> str:
+    """SET assignments for a claimed step `s` whose execution ended: completed when the
+    SQL boolean `succeeded` holds, else retry or fail (see RETRIES_LEFT)."""
+    retried = f"NOT ({succeeded}) AND {RETRIES_LEFT}"
+    return f"""
+        status = CASE WHEN {succeeded} THEN 'completed'
+                      WHEN {RETRIES_LEFT} THEN 'pending' ELSE 'failed' END,
+        retry_count = CASE WHEN {retried} THEN s.retry_count + 1 ELSE s.retry_count END,
+        claimed_by = CASE WHEN {retried} THEN NULL ELSE s.claimed_by END,
+        finished_ts = CASE WHEN {retried} THEN NULL ELSE now() END"""

@@ -1,0 +1,90 @@
+"""The store contract for pods and recovery: heartbeats, the leader, and recovery's
+accounting (requeue or fail, exactly max_retries times; dry runs change nothing)."""
+
+import pytest
+
+from fleetq_server import errors
+from tests.contract.conftest import Backend
+from tests.contract.test_steps import submit
+
+
+async def test_recovery_requeues_exactly_max_retries_times_then_fails(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("leader", 8)
+    step_id = await submit(store, max_retries=3)
+    outcomes = []
+    for orphaning in range(4):
+        worker = f"worker-{orphaning}"
+        await store.pod_register(worker, 8)
+        [step] = await store.step_claim_batch(worker, ["hello_world"], 1)
+        assert step.step_id == step_id
+        await backend.age_heartbeat(worker, 60)
+        outcome, ran = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+        assert ran and outcome.dead_pods == [worker]
+        outcomes.append((outcome.requeued_steps, outcome.terminal_steps))
+        again, _ = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+        assert again.orphaned_steps_found == 0  # idempotent
+    assert outcomes == [([step_id], [])] * 3 + [([], [step_id])]
+    record = await store.step_get(step_id)
+    assert (record.status, record.retry_count) == ("failed", 3)
+    assert record.error is not None and record.error["type"] == "PodLost"
+
+
+async def test_a_pod_restarted_under_its_old_id_does_not_hold_its_predecessors_claims(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    await store.pod_register("leader", 8)
+    await store.pod_register("worker", 8)
+    orphan = await submit(store)
+    [claimed] = await store.step_claim_batch("worker", ["hello_world"], 1)
+    assert claimed.step_id == orphan
+    await store.pod_register("worker", 8)  # the same FLEETQ_POD_ID, a new process
+    fresh = await submit(store)
+    [kept] = await store.step_claim_batch("worker", ["hello_world"], 1)
+    assert kept.step_id == fresh
+
+    outcome, ran = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+
+    assert ran and outcome.dead_pods == [] and outcome.requeued_steps == [orphan]
+    requeued = await store.step_get(orphan)
+    assert (requeued.status, requeued.retry_count, requeued.claimed_by) == ("pending", 1, None)
+    assert (await store.step_get(fresh)).status == "claimed"
+
+
+async def test_recovery_dry_run_changes_nothing(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("leader", 8)
+    await store.pod_register("worker", 8)
+    step_id = await submit(store)
+    await store.step_claim_batch("worker", ["hello_world"], 1)
+    await backend.age_heartbeat("worker", 60)
+    outcome, _ = await store.recovery_run("leader", 15, dry_run=True, trigger="manual")
+    assert (outcome.dead_pods, outcome.requeued_steps) == (["worker"], [step_id])
+    assert (await store.step_get(step_id)).status == "claimed"
+    assert [pod.pod_id for pod in (await store.leader_get(15)).live_pods] == ["leader"]
+
+
+async def test_recovery_on_a_non_leader_is_denied(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("eldest", 8)
+    await store.pod_register("younger", 8)
+    with pytest.raises(errors.PermissionDeniedError, match="eldest"):
+        await store.recovery_run("younger", 15, dry_run=False, trigger="manual")
+
+
+async def test_recovery_while_another_cycle_holds_the_lock_conflicts(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("leader", 8)
+    async with backend.recovery_lock_held():
+        with pytest.raises(errors.RecoveryInProgressError):
+            await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+
+
+async def test_heartbeat_of_a_pod_marked_down_reports_it_dead(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("pod-a", 8)
+    assert (await store.pod_heartbeat("pod-a", 0, 8, 15)).alive
+    await store.pod_mark_down("pod-a")
+    outcome = await store.pod_heartbeat("pod-a", 0, 8, 15)
+    assert not outcome.alive and outcome.leader_pod_id is None

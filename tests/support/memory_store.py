@@ -1,0 +1,547 @@
+"""An in-memory store for unit tests: the contract of `fleetq_server.store.ports.StorePort`
+without PostgreSQL, so the runtime's loops run in milliseconds.
+
+A test double, not product code: nothing in the server can run on it (no durability, one
+process). tests/contract runs one suite against it and against PostgreSQL, so it keeps the
+rules the runtime relies on: fencing by (step, pod, attempt), retry or fail, the order of
+claims and recovery's accounting. Every call is one "transaction" that runs without an
+await, so calls never interleave (as PostgreSQL's row locks make them appear to).
+
+Its clock is the wall clock plus an offset that `advance()` moves, strictly increasing
+between calls; within one call `now` stays fixed, like PostgreSQL's `now()`. Setting
+`available = False` makes every call fail as an unreachable database does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleetq_server import errors
+from fleetq_server.store.records import (
+    ClaimedStep,
+    HeartbeatOutcome,
+    InsertOutcome,
+    LeaderView,
+    NewStep,
+    PodRecord,
+    QueueStats,
+    RecoveryOutcome,
+    StepOutcome,
+    StepRecord,
+)
+from fleetq_server.store.recovery import new_cycle_id
+from fleetq_server.store.storable import holds_unstorable_text
+
+_TICK = timedelta(microseconds=1)
+
+
+@dataclass
+class _Step:
+    step_id: str
+    type: str
+    args: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    max_retries: int
+    idempotency_key: str
+    client_key: str | None
+    payload_hash: str
+    created_ts: datetime
+    status: str = "pending"
+    retry_count: int = 0
+    attempt: int = 0
+    claimed_by: str | None = None
+    claimed_ts: datetime | None = None
+    finished_ts: datetime | None = None
+    result: Any = None
+    error: dict[str, str] | None = None
+    last_update_ts: datetime = field(init=False)
+    not_before_ts: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last_update_ts = self.not_before_ts = self.created_ts
+
+
+@dataclass
+class _Pod:
+    pod_id: str
+    birth_ts: datetime
+    last_heartbeat_ts: datetime
+    max_capacity: int
+    status: str = "up"
+    current_capacity: int = 0
+
+    def record(self) -> PodRecord:
+        return PodRecord(
+            self.pod_id,
+            self.birth_ts,
+            self.last_heartbeat_ts,
+            self.status,
+            self.current_capacity,
+            self.max_capacity,
+        )
+
+
+@dataclass(frozen=True)
+class _Cycle:
+    outcome: RecoveryOutcome
+    leader_pod_id: str
+    trigger: str
+    started_ts: datetime
+    finished_ts: datetime
+
+
+def _stored(value: Any) -> Any:
+    """What jsonb gives back: a copy, or DataRejectedError for text it cannot hold."""
+    if holds_unstorable_text(value):
+        raise errors.DataRejectedError("the database refused the data")
+    return json.loads(json.dumps(value))
+
+
+class MemorySubscription:
+    """Wake-ups delivered by the store's writes, on the next turn of the event loop (as a
+    NOTIFY arrives after its commit)."""
+
+    def __init__(
+        self, store: MemoryStore, step_types: Iterable[str], on_submit: Callable[[], None]
+    ) -> None:
+        self._store = store
+        self._step_types = frozenset(step_types)
+        self._on_submit = on_submit
+        self.connected = False
+
+    async def ensure(self) -> bool:
+        with self._store.transaction():
+            if self.connected:
+                return False
+            self.connected = True
+            return True
+
+    async def close(self) -> None:
+        self.connected = False
+
+    def notify(self, types: set[str] | None) -> None:
+        """`types` None: any type (a release or a requeue)."""
+        if self.connected and (types is None or not self._step_types.isdisjoint(types)):
+            asyncio.get_running_loop().call_soon(self._on_submit)
+
+
+class MemoryStore:
+    """The store's contract in a few dicts (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, _Step] = {}
+        self.pods: dict[str, _Pod] = {}
+        self.cycles: list[_Cycle] = []
+        self.available = True
+        # Set by tests to hold the recovery lock, as another pod's running cycle would.
+        self.recovery_locked = False
+        self._offset = timedelta()
+        self._last = datetime.min.replace(tzinfo=UTC)
+        self._now = self._last
+        self._subscriptions: list[MemorySubscription] = []
+
+    # -- the clock and the "transaction" every call runs in ------------------------------
+
+    def advance(self, seconds: float) -> None:
+        """Move the store's clock forward."""
+        self._offset += timedelta(seconds=seconds)
+
+    @contextmanager
+    def transaction(self) -> Iterator[datetime]:
+        """Fail like an unreachable database, or fix `now` for the call."""
+        if not self.available:
+            raise errors.DatabaseUnavailableError("database unavailable")
+        self._now = self._last = max(self._last + _TICK, datetime.now(UTC) + self._offset)
+        yield self._now
+
+    def age_heartbeat(self, pod_id: str, seconds: float) -> None:
+        """Make a pod look silent for `seconds` (tests/support/backdating.py's twin)."""
+        pod = self.pods[pod_id]
+        pod.last_heartbeat_ts = datetime.now(UTC) + self._offset - timedelta(seconds=seconds)
+
+    def age_step(self, step_id: str, seconds: float) -> None:
+        """Make a step look created and finished `seconds` earlier."""
+        step = self.steps[step_id]
+        step.created_ts -= timedelta(seconds=seconds)
+        if step.finished_ts is not None:
+            step.finished_ts -= timedelta(seconds=seconds)
+
+    def age_recovery_records(self, count: int, seconds: float) -> None:
+        """Make `count` recovery-cycle records look finished `seconds` ago."""
+        ended = datetime.now(UTC) + self._offset - timedelta(seconds=seconds)
+        for index, cycle in enumerate(self.cycles[:count]):
+            self.cycles[index] = replace(cycle, finished_ts=ended)
+
+    def _live(self, dead_threshold_s: float) -> list[_Pod]:
+        """The live pods, eldest first: up, and beat within the threshold."""
+        since = self._now - timedelta(seconds=dead_threshold_s)
+        live = [p for p in self.pods.values() if p.status == "up" and p.last_heartbeat_ts > since]
+        return sorted(live, key=lambda p: (p.birth_ts, p.pod_id))
+
+    def _notify(self, types: set[str] | None) -> None:
+        for subscription in self._subscriptions:
+            subscription.notify(types)
+
+    # -- SubmitPort ----------------------------------------------------------------------
+
+    async def step_insert_many(
+        self, steps: Sequence[NewStep], *, atomic: bool = False
+    ) -> list[InsertOutcome | errors.ConflictError]:
+        with self.transaction() as now:
+            by_key = {s.client_key: s for s in self.steps.values() if s.client_key is not None}
+            new: dict[str, _Step] = {}
+            for step in steps:
+                if step.step_id in self.steps or step.step_id in new:
+                    raise errors.DataRejectedError("the database refused the data")
+                if step.client_key is not None and step.client_key in by_key:
+                    continue
+                row = _Step(
+                    step.step_id,
+                    step.type,
+                    _stored(step.args),
+                    _stored(step.metadata),
+                    step.priority,
+                    step.max_retries,
+                    step.idempotency_key,
+                    step.client_key,
+                    step.payload_hash,
+                    created_ts=now,
+                )
+                new[step.step_id] = row
+                if step.client_key is not None:
+                    by_key[step.client_key] = row
+            outcomes: list[InsertOutcome | errors.ConflictError] = []
+            for step in steps:
+                if step.step_id in new:
+                    outcomes.append(InsertOutcome(step.step_id, created=True))
+                    continue
+                assert step.client_key is not None
+                holder = by_key[step.client_key]
+                if holder.payload_hash != step.payload_hash:
+                    conflict = errors.ConflictError(
+                        "idempotency_key was already used for a different payload "
+                        f"(step {holder.step_id})"
+                    )
+                    if atomic:
+                        raise conflict
+                    outcomes.append(conflict)
+                else:
+                    outcomes.append(InsertOutcome(holder.step_id, created=False))
+            self.steps.update(new)
+            if new:
+                self._notify({row.type for row in new.values()})
+        return outcomes
+
+    async def step_get(self, step_id: str) -> StepRecord:
+        with self.transaction():
+            step = self.steps.get(step_id)
+            if step is None:
+                raise errors.NotFoundError(f"Step {step_id} not found")
+            return StepRecord(
+                step.step_id,
+                step.status,
+                step.type,
+                copy.deepcopy(step.args),
+                copy.deepcopy(step.metadata),
+                step.priority,
+                step.max_retries,
+                step.retry_count,
+                step.claimed_by,
+                step.attempt,
+                step.idempotency_key,
+                step.created_ts,
+                step.last_update_ts,
+                copy.deepcopy(step.result),
+                copy.deepcopy(step.error),
+            )
+
+    # -- ClaimPort and OutcomePort ------------------------------------------------------
+
+    async def step_claim_batch(
+        self, pod_id: str, step_types: list[str], limit: int
+    ) -> list[ClaimedStep]:
+        with self.transaction() as now:
+            pod = self.pods.get(pod_id)
+            if pod is None or pod.status != "up":
+                return []
+            wanted = set(step_types)
+            candidates = sorted(
+                (
+                    s
+                    for s in self.steps.values()
+                    if s.status == "pending" and s.type in wanted and s.not_before_ts <= now
+                ),
+                key=lambda s: (-s.priority, s.created_ts, s.step_id),
+            )[: max(limit, 0)]
+            claimed = []
+            for step in candidates:
+                step.status, step.claimed_by, step.attempt = "claimed", pod_id, step.attempt + 1
+                step.claimed_ts = step.last_update_ts = now
+                claimed.append(
+                    ClaimedStep(
+                        step.step_id,
+                        step.type,
+                        copy.deepcopy(step.args),
+                        copy.deepcopy(step.metadata),
+                        step.priority,
+                        step.max_retries,
+                        step.retry_count,
+                        step.attempt,
+                        step.idempotency_key,
+                        step.created_ts,
+                        step.not_before_ts,
+                        now,
+                    )
+                )
+            return claimed
+
+    def _end_execution(self, step: _Step, now: datetime, *, succeeded: bool) -> None:
+        """Completed, or retry or fail (fleetq_server/store/rules.py)."""
+        retried = not succeeded and step.retry_count < step.max_retries
+        step.status = "completed" if succeeded else "pending" if retried else "failed"
+        if retried:
+            step.retry_count += 1
+            step.claimed_by = None
+        step.finished_ts = None if retried else now
+        step.last_update_ts = now
+
+    async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
+        with self.transaction() as now:
+            stored = [
+                (_stored(o.result), None) if o.error is None else (None, _stored(o.error))
+                for o in outcomes
+            ]
+            statuses: list[str | None] = []
+            for outcome, (result, error) in zip(outcomes, stored, strict=True):
+                step = self.steps.get(outcome.step.step_id)
+                if (
+                    step is None
+                    or step.status != "claimed"
+                    or step.attempt != outcome.step.attempt
+                    or step.claimed_by != outcome.pod_id
+                ):
+                    statuses.append(None)
+                    continue
+                self._end_execution(step, now, succeeded=outcome.error is None)
+                if outcome.error is not None:
+                    step.not_before_ts = now + timedelta(seconds=outcome.backoff_s)
+                step.result, step.error = result, error
+                statuses.append(step.status)
+            return statuses
+
+    # -- PodPort --------------------------------------------------------------------------
+
+    async def pod_register(self, pod_id: str, max_capacity: int) -> PodRecord:
+        with self.transaction() as now:
+            pod = self.pods[pod_id] = _Pod(pod_id, now, now, max_capacity)
+            return pod.record()
+
+    async def pod_heartbeat(
+        self, pod_id: str, current_capacity: int, max_capacity: int, dead_threshold_s: float
+    ) -> HeartbeatOutcome:
+        with self.transaction() as now:
+            # The leader as the statement's snapshot sees it: before this beat.
+            live = self._live(dead_threshold_s)
+            pod = self.pods.get(pod_id)
+            alive = pod is not None and pod.status == "up"
+            if pod is not None and alive:
+                pod.last_heartbeat_ts = now
+                pod.current_capacity, pod.max_capacity = current_capacity, max_capacity
+            return HeartbeatOutcome(alive, live[0].pod_id if live else None)
+
+    async def pod_mark_down(self, pod_id: str) -> None:
+        with self.transaction():
+            pod = self.pods.get(pod_id)
+            if pod is not None:
+                pod.status, pod.current_capacity = "down", 0
+
+    async def step_release(self, steps: list[ClaimedStep], pod_id: str) -> list[str]:
+        with self.transaction() as now:
+            released = []
+            for held in steps:
+                step = self.steps.get(held.step_id)
+                if (
+                    step is not None
+                    and step.status == "claimed"
+                    and step.attempt == held.attempt
+                    and step.claimed_by == pod_id
+                ):
+                    step.status, step.claimed_by = "pending", None
+                    step.not_before_ts = step.last_update_ts = now
+                    released.append(step.step_id)
+            if released:
+                self._notify(None)
+            return released
+
+    async def ping(self) -> None:
+        with self.transaction():
+            pass
+
+    def submit_subscription(
+        self, step_types: Iterable[str], on_submit: Callable[[], None]
+    ) -> MemorySubscription:
+        subscription = MemorySubscription(self, step_types, on_submit)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    # -- RecoveryPort and StatsPort -------------------------------------------------------
+
+    async def pod_next_expiry(self, dead_threshold_s: float) -> float | None:
+        with self.transaction() as now:
+            beats = [p.last_heartbeat_ts for p in self.pods.values() if p.status == "up"]
+            if not beats:
+                return None
+            return (min(beats) + timedelta(seconds=dead_threshold_s) - now).total_seconds()
+
+    async def leader_get(self, dead_threshold_s: float) -> LeaderView:
+        with self.transaction() as now:
+            return LeaderView(now, [p.record() for p in self._live(dead_threshold_s)])
+
+    async def queue_stats(self, dead_threshold_s: float) -> QueueStats:
+        with self.transaction():
+            pending = [s for s in self.steps.values() if s.status == "pending"]
+            return QueueStats(
+                counts_by_status=dict(Counter(s.status for s in self.steps.values())),
+                pending_by_priority=dict(Counter(s.priority for s in pending)),
+                steps_by_type=dict(Counter(s.type for s in self.steps.values())),
+                live_pods=[p.record() for p in self._live(dead_threshold_s)],
+            )
+
+    async def recovery_run(
+        self,
+        leader_pod_id: str,
+        dead_threshold_s: float,
+        *,
+        dry_run: bool,
+        trigger: str,
+        min_gap_s: float = 0.0,
+    ) -> tuple[RecoveryOutcome, bool]:
+        with self.transaction() as now:
+            if self.recovery_locked:
+                raise errors.RecoveryInProgressError("a recovery cycle is already in progress")
+            live = self._live(dead_threshold_s)
+            leader = live[0].pod_id if live else None
+            if leader != leader_pod_id:
+                raise errors.PermissionDeniedError(
+                    f"recovery runs only on the leader; current leader is {leader or 'none'}"
+                )
+            if min_gap_s > 0:
+                recent = [c for c in self.cycles if c.finished_ts > now - _seconds(min_gap_s)]
+                if recent:
+                    return max(recent, key=lambda c: c.finished_ts).outcome, False
+            since = now - _seconds(dead_threshold_s)
+            dead = sorted(
+                p.pod_id
+                for p in self.pods.values()
+                if p.status == "up" and p.last_heartbeat_ts <= since
+            )
+            orphans = sorted(
+                (
+                    s
+                    for s in self.steps.values()
+                    if s.status == "claimed" and not self._held(s, live)
+                ),
+                key=lambda s: s.step_id,
+            )
+            requeued = [s.step_id for s in orphans if s.retry_count < s.max_retries]
+            terminal = [s.step_id for s in orphans if s.retry_count >= s.max_retries]
+            outcome = RecoveryOutcome(
+                cycle_id=new_cycle_id(),
+                dead_pods=dead,
+                orphaned_steps_found=len(orphans),
+                requeued_steps=requeued,
+                terminal_steps=terminal,
+                duration_ms=0,
+                step_types={s.step_id: s.type for s in orphans},
+            )
+            if dry_run:
+                return outcome, True
+            for pod_id in dead:
+                self.pods[pod_id].status, self.pods[pod_id].current_capacity = "down", 0
+            for step in orphans:
+                lost_by = step.claimed_by
+                self._end_execution(step, now, succeeded=False)
+                step.not_before_ts = now
+                verdict = "requeued" if step.status == "pending" else "no retries left"
+                step.error = {
+                    "type": "PodLost",
+                    "message": f"pod {lost_by} was lost while running the step; {verdict}",
+                }
+            if requeued:
+                self._notify(None)
+            stored = RecoveryOutcome(
+                outcome.cycle_id, dead, len(orphans), requeued, terminal, duration_ms=0
+            )
+            self.cycles.append(_Cycle(stored, leader_pod_id, trigger, now, now))
+            return outcome, True
+
+    @staticmethod
+    def _held(step: _Step, live: list[_Pod]) -> bool:
+        """Whether the live incarnation of its pod that claimed it still holds `step`."""
+        return any(
+            pod.pod_id == step.claimed_by
+            and (step.claimed_ts is None or pod.birth_ts <= step.claimed_ts)
+            for pod in live
+        )
+
+    # -- RetentionPort -------------------------------------------------------------------
+
+    async def step_delete_finished_before(self, age_s: float, limit: int) -> int:
+        return self._delete_oldest(
+            self.steps,
+            lambda s: s.status in ("completed", "failed"),
+            lambda s: s.finished_ts,
+            age_s,
+            limit,
+        )
+
+    async def recovery_record_delete_before(self, age_s: float, limit: int) -> int:
+        with self.transaction() as now:
+            old = sorted(
+                (c for c in self.cycles if c.finished_ts < now - _seconds(age_s)),
+                key=lambda c: c.finished_ts,
+            )[:limit]
+            for cycle in old:
+                self.cycles.remove(cycle)
+            return len(old)
+
+    async def pod_delete_down_before(self, age_s: float, limit: int) -> int:
+        return self._delete_oldest(
+            self.pods, lambda p: p.status == "down", lambda p: p.last_heartbeat_ts, age_s, limit
+        )
+
+    def _delete_oldest(
+        self,
+        table: dict[str, Any],
+        finished: Callable[[Any], bool],
+        since: Callable[[Any], datetime | None],
+        age_s: float,
+        limit: int,
+    ) -> int:
+        with self.transaction() as now:
+            cutoff = now - _seconds(age_s)
+            old = [
+                key
+                for key, row in table.items()
+                if finished(row) and (ts := since(row)) is not None and ts < cutoff
+            ]
+            old.sort(key=lambda key: since(table[key]) or cutoff)
+            for key in old[:limit]:
+                del table[key]
+            return len(old[:limit])
+
+
+def _seconds(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)

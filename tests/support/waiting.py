@@ -35,3 +35,24 @@ def wait_until(
         if remaining <= 0:
             raise WaitTimeout(f"timed out after {timeout:g}s waiting for {description}")
         time.sleep(min(interval, remaining))
+
+
+# How long `until` waits: in-process work on the fake store takes milliseconds.
+UNTIL_TIMEOUT_S = 5.0
+
+
+async def until(condition: Callable[[], T | None], *, description: str = "condition") -> T:
+    """``wait_until`` for async tests: checks at every turn of the event loop, so in-process
+    work is seen the moment it happens, without blocking the loop that does it."""
+    import asyncio
+
+    try:
+        async with asyncio.timeout(UNTIL_TIMEOUT_S):
+            # Polling: the conditions are plain state of the code under test, with no event.
+            while not (value := condition()):  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise WaitTimeout(
+            f"timed out after {UNTIL_TIMEOUT_S:g}s waiting for {description}"
+        ) from None
+    return value

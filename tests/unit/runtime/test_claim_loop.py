@@ -1,0 +1,70 @@
+"""ClaimLoop on the in-memory store: best first, up to free capacity, never while it may not."""
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from fleetq_server.handlers import StepContext
+from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
+from fleetq_server.runtime.loops import ClaimLoop
+from fleetq_server.runtime.state import PodState
+from tests.support.memory_store import MemoryStore
+from tests.unit.runtime.helpers import registry, submit
+
+
+@pytest.fixture
+def release() -> asyncio.Event:
+    """Set to let the blocked handlers return."""
+    return asyncio.Event()
+
+
+def claim_loop(store: MemoryStore, state: PodState, release: asyncio.Event) -> ClaimLoop:
+    async def blocked(args: dict[str, Any], context: StepContext) -> None:
+        await release.wait()
+
+    executor = StepExecutor(
+        store, registry(echo=blocked), state, RetryPolicy(0, 0), on_slot_free=lambda: None
+    )
+    return ClaimLoop(store, state, executor, ["echo"], poll_interval=60)
+
+
+async def test_claims_up_to_free_capacity_best_first(
+    store: MemoryStore, state: PodState, release: asyncio.Event
+) -> None:
+    low = [await submit(store, priority=0) for _ in range(4)]
+    high = await submit(store, priority=9)
+    loop = claim_loop(store, state, release)
+    await loop.run_once()
+    running = [r.step.step_id for r in loop._executor.running]
+    assert running == [high, *low[:3]]
+    assert state.free_capacity == 0
+    await loop.run_once()  # full: claims nothing more
+    assert (await store.step_get(low[3])).status == "pending"
+    release.set()
+    await loop._executor.wait_all(5)
+
+
+@pytest.mark.parametrize("condition", ["draining", "fenced", "database_down"])
+async def test_claims_nothing_while_the_pod_may_not(
+    store: MemoryStore, state: PodState, release: asyncio.Event, condition: str
+) -> None:
+    step_id = await submit(store)
+    if condition == "database_down":
+        state.database_ok = False
+    else:
+        setattr(state, condition, True)
+    await claim_loop(store, state, release).run_once()
+    assert (await store.step_get(step_id)).status == "pending"
+
+
+async def test_a_full_batch_wakes_the_loop_for_more(
+    store: MemoryStore, state: PodState, release: asyncio.Event
+) -> None:
+    for _ in range(4):
+        await submit(store)
+    loop = claim_loop(store, state, release)
+    await loop.run_once()
+    assert loop._wake_event.is_set()
+    release.set()
+    await loop._executor.wait_all(5)

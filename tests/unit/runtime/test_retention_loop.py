@@ -1,0 +1,48 @@
+"""RetentionLoop on the in-memory store: the leader deletes old finished work in batches."""
+
+import pytest
+
+from fleetq_server.runtime import retention
+from fleetq_server.runtime.retention import RetentionLoop
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store.records import StepOutcome
+from tests.support.memory_store import MemoryStore
+from tests.unit.runtime.helpers import claim_one
+
+DAY_S = 86400.0
+
+
+async def finished_long_ago(store: MemoryStore) -> str:
+    step = await claim_one(store)
+    await store.step_finish_many([StepOutcome(step, "pod-a", result=1)])
+    store.age_step(step.step_id, 8 * DAY_S)
+    return step.step_id
+
+
+@pytest.mark.parametrize(
+    ("is_leader", "retention_s", "kept"),
+    [(True, 7 * DAY_S, 0), (False, 7 * DAY_S, 1), (True, 0, 1)],
+    ids=["leader-deletes", "non-leader-keeps", "retention-zero-keeps"],
+)
+async def test_deletes_only_on_the_leader_and_when_enabled(
+    store: MemoryStore, is_leader: bool, retention_s: float, kept: int
+) -> None:
+    await finished_long_ago(store)
+    state = PodState(base_pod_id="pod-a", max_capacity=4, is_leader=is_leader)
+    await RetentionLoop(store, state, interval=60, retention_s=retention_s).run_once()
+    assert len(store.steps) == kept
+
+
+async def test_a_run_that_spends_its_budget_runs_again_at_once(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "BATCH_SIZE", 1)
+    monkeypatch.setattr(retention, "MAX_BATCHES_PER_RUN", 2)
+    for _ in range(3):
+        await finished_long_ago(store)
+    state = PodState(base_pod_id="pod-a", max_capacity=4, is_leader=True)
+    loop = RetentionLoop(store, state, interval=60, retention_s=7 * DAY_S)
+    await loop.run_once()
+    assert len(store.steps) == 1 and loop._wake_event.is_set()
+    await loop.run_once()
+    assert not store.steps

@@ -58,10 +58,11 @@ proto-check: install ## buf lint, and fail when generated/ is stale
 	rm -rf $$tmp; echo "generated/ is up to date"
 
 .PHONY: lint
-lint: install ## ruff (lint + format check) and mypy
+lint: install ## ruff (lint + format check), mypy and the import contracts (.importlinter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 .PHONY: fmt
 fmt: install ## Apply ruff fixes and formatting

@@ -23,7 +23,7 @@ from fleetq_client.results import (
     StepStatus,
     SubmitResult,
 )
-from fleetq_server.api.json_values import dict_to_struct, struct_to_dict, value_to_python
+from fleetq_common.json_values import dict_to_struct, struct_to_dict, value_to_python
 
 T = TypeVar("T")
 

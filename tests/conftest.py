@@ -30,7 +30,7 @@ from tests.support.databases import (
 from tests.support.server_process import ServerProcess
 
 TEST_DATABASE_URL_ENV = "FLEETQ_TEST_DATABASE_URL"
-MIN_SERVER_VERSION = 140000  # DESIGN.md: PostgreSQL 14 or newer
+MIN_SERVER_VERSION = 140000  # ARCHITECTURE.md: PostgreSQL 14 or newer
 
 _SERVERS = pytest.StashKey[list[ServerProcess]]()
 

@@ -5,7 +5,7 @@ from datetime import datetime
 from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf import timestamp_pb2
 
-from fleetq_server.api.json_values import dict_to_struct, python_to_value
+from fleetq_common.json_values import dict_to_struct, python_to_value
 from fleetq_server.store.records import (
     LeaderView,
     PodRecord,

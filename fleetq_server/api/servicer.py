@@ -6,9 +6,9 @@ from typing import Any, Literal
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 
+from fleetq_common.json_values import struct_to_dict
 from fleetq_server import __version__, errors, metrics, submission
 from fleetq_server.api import messages
-from fleetq_server.api.json_values import struct_to_dict
 from fleetq_server.coalescer import Coalescer
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep

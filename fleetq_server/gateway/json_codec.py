@@ -27,7 +27,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from fleetq_server.api.json_values import normalise_numbers
+from fleetq_common.json_values import normalise_numbers
 
 # Deepest JSON nesting accepted in a request body (the top-level object is level 1).
 # Each JSON level inside a google.protobuf.Struct costs three protobuf message levels, and

@@ -26,9 +26,9 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from fleetq_common.json_values import dict_to_struct, normalise_numbers, python_to_value
 from fleetq_server import errors, submission
 from fleetq_server.api.interceptors import ErrorTranslationInterceptor, wrap_handlers
-from fleetq_server.api.json_values import dict_to_struct, normalise_numbers, python_to_value
 from fleetq_server.gateway import Gateway, unary_handlers
 from fleetq_server.gateway.asgi import Message as AsgiMessage
 from fleetq_server.gateway.json_codec import RequestDecoder, dumps, encode_message

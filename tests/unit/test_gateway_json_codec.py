@@ -8,7 +8,7 @@ import pytest
 from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from fleetq_server.api.json_values import dict_to_struct, python_to_value
+from fleetq_common.json_values import dict_to_struct, python_to_value
 from fleetq_server.gateway.json_codec import (
     MAX_JSON_DEPTH,
     BindingError,

@@ -1,6 +1,6 @@
 """Free-form JSON keeps integers integers through Struct."""
 
-from fleetq_server.api.json_values import dict_to_struct, normalise_numbers, struct_to_dict
+from fleetq_common.json_values import dict_to_struct, normalise_numbers, struct_to_dict
 
 
 def test_integers_survive_a_struct_round_trip() -> None:

@@ -8,17 +8,17 @@ import pytest
 from fleetq_server.config import Settings
 from fleetq_server.handlers import load_registry
 from fleetq_server.runtime.pod import Pod
-from fleetq_server.store import open_store
+from fleetq_server.store import Store
 from fleetq_server.store.records import ClaimedStep
-from fleetq_server.submission import SubmitRequest, prepare_step
+from fleetq_server.submission import prepare_step
+from tests.integration.conftest import REQUEST
 
 CLAIM_ANSWER_DELAY_S = 0.5
 
 
 async def test_a_claim_in_flight_when_shutdown_begins_is_run_not_orphaned(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await open_store(database_url, pool_size=4)
     pod = Pod(Settings(pod_id="pod-a"), store, load_registry([]))
     claim = store.step_claim_batch
     claim_committed = asyncio.Event()
@@ -32,16 +32,12 @@ async def test_a_claim_in_flight_when_shutdown_begins_is_run_not_orphaned(
         return steps
 
     monkeypatch.setattr(store, "step_claim_batch", claim_answered_late)
-    try:
-        await pod.start()
-        request = SubmitRequest("hello_world", {}, None, 0, 0, None)
-        [inserted] = await store.step_insert_many([prepare_step(request)])
-        step_id = inserted.step_id
-        await asyncio.wait_for(claim_committed.wait(), timeout=10)
-        await pod.shutdown(grace=5)
-        step = await store.step_get(step_id)
-        # Cancelling the claimer mid-claim left the step claimed by a pod now down: nobody
-        # would run it until recovery requeued it, spending a retry (here: failing it).
-        assert (step.status, step.retry_count) == ("completed", 0)
-    finally:
-        await store.close()
+    await pod.start()
+    [inserted] = await store.step_insert_many([prepare_step(REQUEST)])
+    step_id = inserted.step_id
+    await asyncio.wait_for(claim_committed.wait(), timeout=10)
+    await pod.shutdown(grace=5)
+    step = await store.step_get(step_id)
+    # Cancelling the claimer mid-claim left the step claimed by a pod now down: nobody
+    # would run it until recovery requeued it, spending a retry (here: failing it).
+    assert (step.status, step.retry_count) == ("completed", 0)

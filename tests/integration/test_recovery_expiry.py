@@ -1,13 +1,11 @@
 """The leader's recovery loop wakes when a live pod's heartbeat is due to expire, measured
 by the database clock; heartbeats are backdated with test-only SQL."""
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from fleetq_server.runtime.recovery import EXPIRY_MARGIN_S, MIN_WAIT_S, RecoveryLoop
 from fleetq_server.runtime.state import PodState
-from fleetq_server.store import Store, open_store
+from fleetq_server.store import Store
 from fleetq_server.store.recovery import RECOVERY_LOCK_KEY
 from tests.support.backdating import age_heartbeat
 
@@ -15,13 +13,10 @@ THRESHOLD_S = 12.0
 INTERVAL_S = 60.0
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await open_store(database_url, pool_size=2)
+@pytest.fixture(autouse=True)
+async def pods(store: Store) -> None:
     for pod_id in ("leader", "other"):
         await store.pod_register(pod_id, 4)
-    yield store
-    await store.close()
 
 
 def recovery_loop(store: Store, *, on_expiry: bool, is_leader: bool = True) -> RecoveryLoop:

@@ -2,7 +2,6 @@
 in bounded batches, and only the leader's loop deletes anything."""
 
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -10,23 +9,18 @@ import pytest
 from fleetq_server import errors
 from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.state import PodState
-from fleetq_server.store import Store, open_store
+from fleetq_server.store import Store
 from fleetq_server.store.records import StepOutcome
-from fleetq_server.submission import SubmitRequest, prepare_step
-from tests.support.backdating import age_heartbeat
+from fleetq_server.submission import prepare_step
+from tests.integration.conftest import REQUEST
+from tests.support.backdating import age_heartbeat, age_step
 
-REQUEST = SubmitRequest(
-    type="hello_world", args={}, metadata=None, priority=0, max_retries=0, idempotency_key=None
-)
 DAY_S = 86400.0
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await open_store(database_url, pool_size=4)
+@pytest.fixture(autouse=True)
+async def pod_a(store: Store) -> None:
     await store.pod_register("pod-a", 8)
-    yield store
-    await store.close()
 
 
 async def step_in(store: Store, status: str, *, age_days: float = 0) -> str:
@@ -39,17 +33,7 @@ async def step_in(store: Store, status: str, *, age_days: float = 0) -> str:
         if status != "claimed":
             error = {"type": "E", "message": "x"} if status == "failed" else None
             await store.step_finish_many([StepOutcome(claimed, "pod-a", result=1, error=error)])
-    async with store._connection() as connection:
-        await connection.execute(
-            """
-            UPDATE fleetq_steps
-            SET created_ts = created_ts - make_interval(days => $2),
-                finished_ts = finished_ts - make_interval(days => $2)
-            WHERE step_id = $1
-            """,
-            step.step_id,
-            age_days,
-        )
+    await age_step(store, step.step_id, age_days * DAY_S)
     return step.step_id
 
 

@@ -1,33 +1,31 @@
 """Queue statistics against a real PostgreSQL: the maintained counts of finished steps agree
 with a full scan after every kind of transition, and an upgrade backfills them."""
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
 import pytest
 
-from fleetq_server.store import Store, open_store
+from fleetq_server.store import Store
 from fleetq_server.store.migrations import migration_files
 from fleetq_server.store.records import StepOutcome
-from fleetq_server.submission import SubmitRequest, prepare_step
+from fleetq_server.submission import prepare_step
+from tests.integration.conftest import REQUEST
+from tests.support.databases import opened_store
 
-REQUEST = SubmitRequest(
-    type="alpha", args={}, metadata=None, priority=0, max_retries=0, idempotency_key=None
-)
 ERROR = {"type": "E", "message": "boom"}
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await open_store(database_url, pool_size=4)
+async def store(store: Store) -> Store:
+    """The shared fixture's store, with the leader registered (not autouse: the upgrade
+    test must find its database unmigrated)."""
     await store.pod_register("leader", 8)
-    yield store
-    await store.close()
+    return store
 
 
 async def submit(store: Store, count: int, **changes: object) -> None:
-    steps = [prepare_step(replace(REQUEST, **changes)) for _ in range(count)]  # type: ignore[arg-type]
+    steps = [prepare_step(replace(REQUEST, **{"type": "alpha", **changes})) for _ in range(count)]  # type: ignore[arg-type]
     await store.step_insert_many(steps)
 
 
@@ -124,10 +122,7 @@ async def test_upgrading_a_database_backfills_the_counts_of_existing_steps(
         )
     finally:
         await connection.close()
-    store = await open_store(database_url, pool_size=2)
-    try:
+    async with opened_store(database_url) as store:
         stats = await store.queue_stats(15)
         assert stats.counts_by_status == {"completed": 20, "failed": 10}
         assert stats.steps_by_type == {"legacy": 30}
-    finally:
-        await store.close()

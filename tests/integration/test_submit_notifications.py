@@ -11,14 +11,12 @@ from dataclasses import replace
 
 import pytest
 
-from fleetq_server.store import Store, open_store
+from fleetq_server.store import Store
 from fleetq_server.store.notifications import SubmitSubscription
 from fleetq_server.store.steps import MAX_NOTIFY_TYPES_CHARS
-from fleetq_server.submission import SubmitRequest, prepare_step
+from fleetq_server.submission import prepare_step
+from tests.integration.conftest import REQUEST
 
-REQUEST = SubmitRequest(
-    type="mine", args={}, metadata=None, priority=0, max_retries=0, idempotency_key=None
-)
 WAKE_TIMEOUT_S = 10.0
 
 
@@ -38,13 +36,6 @@ class Wakeups:
         await asyncio.wait_for(self._event.wait(), WAKE_TIMEOUT_S)
         self._event.clear()
         return self.count
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await open_store(database_url, pool_size=2)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

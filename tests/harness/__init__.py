@@ -1,0 +1,2 @@
+"""Tests of the test harness itself (database fixtures, ServerProcess), kept apart from the
+product's tests."""

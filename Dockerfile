@@ -15,6 +15,7 @@ RUN python -m venv /opt/fleetq
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY fleetq_server ./fleetq_server
+COPY fleetq_common ./fleetq_common
 COPY generated ./generated
 RUN /opt/fleetq/bin/pip install .
 

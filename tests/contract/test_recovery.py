@@ -4,6 +4,7 @@ accounting (requeue or fail, exactly max_retries times; dry runs change nothing)
 import pytest
 
 from fleetq_server import errors
+from fleetq_server.store.ports import StorePort
 from tests.contract.conftest import Backend
 from tests.contract.test_steps import submit
 
@@ -88,3 +89,36 @@ async def test_heartbeat_of_a_pod_marked_down_reports_it_dead(backend: Backend) 
     await store.pod_mark_down("pod-a")
     outcome = await store.pod_heartbeat("pod-a", 0, 8, 15)
     assert not outcome.alive and outcome.leader_pod_id is None
+
+
+THRESHOLD_S = 12.0
+
+
+async def expiry_pods(backend: Backend) -> StorePort:
+    for pod_id in ("leader", "other"):
+        await backend.store.pod_register(pod_id, 4)
+    return backend.store
+
+
+async def test_next_expiry_is_the_stalest_up_pods(backend: Backend) -> None:
+    store = await expiry_pods(backend)
+    await backend.age_heartbeat("other", THRESHOLD_S - 2)
+    expiry = await store.pod_next_expiry(THRESHOLD_S)
+    assert expiry is not None and 1.0 < expiry <= 2.0
+
+
+async def test_a_stale_pod_not_yet_marked_down_is_overdue(backend: Backend) -> None:
+    store = await expiry_pods(backend)
+    # It went stale while (or after) the last cycle ran: the next cycle is due at once.
+    await backend.age_heartbeat("other", THRESHOLD_S + 1)
+    expiry = await store.pod_next_expiry(THRESHOLD_S)
+    assert expiry is not None and -2.0 < expiry <= -1.0
+
+
+async def test_pods_marked_down_do_not_count(backend: Backend) -> None:
+    store = await expiry_pods(backend)
+    await store.pod_mark_down("other")
+    expiry = await store.pod_next_expiry(THRESHOLD_S)
+    assert expiry is not None and THRESHOLD_S - 1 < expiry <= THRESHOLD_S
+    await store.pod_mark_down("leader")
+    assert await store.pod_next_expiry(THRESHOLD_S) is None

@@ -24,27 +24,6 @@ def recovery_loop(store: Store, *, on_expiry: bool, is_leader: bool = True) -> R
     return RecoveryLoop(store, state, INTERVAL_S, THRESHOLD_S, on_expiry=on_expiry)
 
 
-async def test_next_expiry_is_the_stalest_up_pods(store: Store) -> None:
-    await age_heartbeat(store, "other", THRESHOLD_S - 2)
-    expiry = await store.pod_next_expiry(THRESHOLD_S)
-    assert expiry is not None and 1.0 < expiry <= 2.0
-
-
-async def test_a_stale_pod_not_yet_marked_down_is_overdue(store: Store) -> None:
-    # It went stale while (or after) the last cycle ran: the next cycle is due at once.
-    await age_heartbeat(store, "other", THRESHOLD_S + 1)
-    expiry = await store.pod_next_expiry(THRESHOLD_S)
-    assert expiry is not None and -2.0 < expiry <= -1.0
-
-
-async def test_pods_marked_down_do_not_count(store: Store) -> None:
-    await store.pod_mark_down("other")
-    expiry = await store.pod_next_expiry(THRESHOLD_S)
-    assert expiry is not None and THRESHOLD_S - 1 < expiry <= THRESHOLD_S
-    await store.pod_mark_down("leader")
-    assert await store.pod_next_expiry(THRESHOLD_S) is None
-
-
 async def test_the_leader_wakes_just_after_a_pod_expires_instead_of_a_whole_interval(
     store: Store,
 ) -> None:

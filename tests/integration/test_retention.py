@@ -48,54 +48,6 @@ async def remaining(store: Store, step_ids: list[str]) -> list[str]:
     return kept
 
 
-async def test_deletes_only_finished_steps_older_than_the_age(store: Store) -> None:
-    old_done = await step_in(store, "completed", age_days=8)
-    old_failed = await step_in(store, "failed", age_days=8)
-    young_done = await step_in(store, "completed", age_days=1)
-    old_pending = await step_in(store, "pending", age_days=30)
-    old_claimed = await step_in(store, "claimed", age_days=30)
-    assert await store.step_delete_finished_before(7 * DAY_S, 1000) == 2
-    everything = [old_done, old_failed, young_done, old_pending, old_claimed]
-    assert await remaining(store, everything) == [young_done, old_pending, old_claimed]
-    assert await store.step_delete_finished_before(7 * DAY_S, 1000) == 0
-
-
-async def test_deletes_in_bounded_batches_oldest_first(store: Store) -> None:
-    steps = [await step_in(store, "completed", age_days=10 + i) for i in range(5)]
-    assert await store.step_delete_finished_before(DAY_S, 2) == 2
-    assert await remaining(store, steps) == steps[:3]  # the two oldest went first
-    assert [await store.step_delete_finished_before(DAY_S, 2) for _ in range(3)] == [2, 1, 0]
-
-
-async def test_deletes_recovery_records_older_than_the_age(store: Store) -> None:
-    for _ in range(3):
-        await store.recovery_run("pod-a", 15, dry_run=False, trigger="manual")
-    async with store._connection() as connection:
-        await connection.execute(
-            "UPDATE fleetq_recovery_cycles SET finished_ts = now() - interval '8 days'"
-            " WHERE cycle_id IN (SELECT cycle_id FROM fleetq_recovery_cycles LIMIT 2)"
-        )
-    assert await store.recovery_record_delete_before(7 * DAY_S, 1000) == 2
-    assert await store.recovery_record_delete_before(0, 1000) == 1
-
-
-async def test_deletes_pods_marked_down_whose_last_heartbeat_is_older_than_the_age(
-    store: Store,
-) -> None:
-    for pod_id in ("gone-long-ago", "gone-lately", "silent-but-up"):
-        await store.pod_register(pod_id, 4)
-    await store.pod_mark_down("gone-long-ago")
-    await store.pod_mark_down("gone-lately")
-    for pod_id in ("gone-long-ago", "silent-but-up"):  # recovery's business, not retention's
-        await age_heartbeat(store, pod_id, 8 * DAY_S)
-
-    assert await store.pod_delete_down_before(7 * DAY_S, 1000) == 1
-
-    async with store._connection() as connection:
-        rows = await connection.fetch("SELECT pod_id FROM fleetq_pods ORDER BY pod_id")
-    assert [row["pod_id"] for row in rows] == ["gone-lately", "pod-a", "silent-but-up"]
-
-
 @pytest.mark.parametrize(
     ("is_leader", "retention_s", "kept"),
     [(True, 7 * DAY_S, 0), (False, 7 * DAY_S, 1), (True, 0, 1)],

@@ -1,4 +1,5 @@
-"""The pod's background loops: heartbeat, claiming, health and the NOTIFY wake-up."""
+"""The pod's background loops: heartbeat, claiming, health, the NOTIFY wake-up and the
+event-loop lag monitor."""
 
 import asyncio
 import logging
@@ -9,19 +10,26 @@ from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store import Store
+from fleetq_server.store.connection import create_pool
 from fleetq_server.store.notifications import SubmitSubscription
 
 log = logging.getLogger(__name__)
 
 
 class HeartbeatLoop(BackgroundLoop):
-    """Refreshes this pod's row and learns who leads; notices being presumed dead."""
+    """Refreshes this pod's row and learns who leads; notices being presumed dead.
+
+    It beats over a connection of its own, so requests holding every pooled connection
+    cannot delay it; it runs on the event loop, so a pod whose loop is stuck stops beating
+    and is recovered, which is the point of a heartbeat. Requests cannot hold the loop
+    (large conversions run off it): fleetq_event_loop_lag_seconds shows what it waits.
+    """
 
     name = "heartbeat"
 
     def __init__(
         self,
-        store: Store,
+        database_url: str,
         state: PodState,
         interval: float,
         dead_threshold: float,
@@ -30,7 +38,8 @@ class HeartbeatLoop(BackgroundLoop):
         on_leadership: Callable[[], None],
     ) -> None:
         super().__init__(interval)
-        self._store = store
+        self._database_url = database_url
+        self._store: Store | None = None
         self._state = state
         self._dead_threshold = dead_threshold
         self._on_presumed_dead = on_presumed_dead
@@ -40,6 +49,8 @@ class HeartbeatLoop(BackgroundLoop):
     async def run_once(self) -> None:
         """One heartbeat. A pod the database no longer lists as up re-registers."""
         try:
+            if self._store is None:
+                self._store = Store(await create_pool(self._database_url, max_size=1))
             outcome = await self._store.pod_heartbeat(
                 self._state.pod_id,
                 self._state.current_capacity,
@@ -61,6 +72,13 @@ class HeartbeatLoop(BackgroundLoop):
         if self._state.is_leader and not was_leader:
             # A new leader recovers the old one's work now, not a recovery interval later.
             self._on_leadership()
+
+    async def stop(self) -> None:
+        """Stop beating and close the heartbeat's connection."""
+        await super().stop()
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
 
     def _set_database_ok(self, ok: bool) -> None:
         # The heartbeat usually sees the database come and go first: publish the change at
@@ -167,3 +185,24 @@ class WakeupListener(BackgroundLoop):
         """Stop the loop and close the LISTEN connection."""
         await super().stop()
         await self._subscription.close()
+
+
+class LagMonitor(BackgroundLoop):
+    """Measures how late the event loop wakes a timer, into fleetq_event_loop_lag_seconds.
+
+    Any callback that holds the loop (a slow request, a blocking call) shows as lag here:
+    the pod is live only as far as this stays small.
+    """
+
+    name = "lag-monitor"
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(interval)
+        self._due: float | None = None
+
+    async def run_once(self) -> None:
+        """Record how late this tick is, and when the next one is due."""
+        now = asyncio.get_running_loop().time()
+        if self._due is not None:
+            metrics.EVENT_LOOP_LAG_SECONDS.observe(max(0.0, now - self._due))
+        self._due = now + self.interval

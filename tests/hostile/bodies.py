@@ -19,3 +19,14 @@ def zeros_body(size: int, step_type: str = "hostile") -> bytes:
     head, tail = f'{{"type":"{step_type}","args":{{"z":['.encode(), b"]}}"
     count = (size - len(head) - len(tail) + 1) // 2
     return head + ",".join(["0"] * count).encode() + tail
+
+
+def capped_body(size: int, max_values: int, step_type: str = "hostile") -> bytes:
+    """The costliest body a pod with FLEETQ_MAX_JSON_VALUES=`max_values` accepts: lists
+    nested as deep as allowed up to the cap, then one string filling `size` bytes."""
+    depth = WORST_DEPTH - 2
+    unit = "[" * depth + "]" * depth
+    count = (max_values - 3) // depth  # args, "a" and "s" are values too
+    head = f'{{"type":"{step_type}","args":{{"a":[{",".join([unit] * count)}],"s":"'.encode()
+    tail = b'"}}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail

@@ -72,6 +72,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("recovery_requeue_s", "recovery", "kill -9 to requeued, s", 1),
     Metric("recovery_complete_s", "recovery", "kill -9 to completed, s", 1),
     Metric("recovery_orphans", "recovery", "steps the killed pod held"),
+    Metric("hostile_health_p50_ms", "hostile input", "/health p50 ms", 2),
+    Metric("hostile_health_p99_ms", "hostile input", "/health p99 ms", 2),
+    Metric("hostile_bodies_answered", "hostile input", "1 MiB bodies answered"),
+    Metric("hostile_rss_growth_mb", "hostile input", "RSS growth, 20 x 1 MiB submits, MiB", 1),
     Metric("drain_1pod_rss_idle_mb", "memory", "idle pod RSS, MiB", 1),
     Metric("drain_1pod_rss_peak_mb", "memory", "peak RSS draining alone, MiB", 1),
     Metric("drain_2pod_rss_peak_mb", "memory", "peak RSS per pod, 2 draining, MiB", 1),
@@ -89,6 +93,8 @@ TARGETS: tuple[Target, ...] = (
     Target("latency_rest_p99_ms", "latency p99, REST (ms)", "<=", 15),
     Target("recovery_requeue_s", "requeued after kill -9 (s)", "<=", 20),
     Target("drain_1pod_rss_idle_mb", "idle pod RSS (MiB)", "<=", 80),
+    Target("hostile_health_p99_ms", "/health p99 under hostile bodies (ms)", "<=", 50),
+    Target("hostile_rss_growth_mb", "RSS growth, 20 concurrent 1 MiB submits (MiB)", "<=", 100),
 )
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}

@@ -52,7 +52,7 @@ QUICK_RECOVERY_ENV = {
     "FLEETQ_RECOVERY_INTERVAL": "0.5",
 }
 _GRPCIO_CLIENT = "grpc.aio in one asyncio process, one channel (TCP connection) per client"
-SCENARIO_NAMES = ("ceiling", "drain", "submit", "latency", "recovery")
+SCENARIO_NAMES = ("ceiling", "drain", "submit", "latency", "recovery", "hostile")
 
 Scenario = Callable[[scenarios.Bench], Awaitable[scenarios.Figures]]
 
@@ -85,6 +85,7 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
             ("latency, REST", lambda bench: scenarios.latency(bench, "rest")),
         ],
         "recovery": [("recovery", scenarios.recovery)],
+        "hostile": [("hostile input", scenarios.hostile)],
     }
     return runs[name]
 
@@ -198,6 +199,13 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
         "recovery": (
             f"2 pods full of steps sleeping {options.recovery_hold_s:g} s; kill -9 the "
             f"follower; {recovery}"
+        ),
+        "hostile": (
+            f"{scenarios.HOSTILE_CLIENTS} clients send 1 MiB bodies for "
+            f"{scenarios.HOSTILE_SECONDS:g} s (lists nested 29 deep; the most nesting the "
+            "default FLEETQ_MAX_JSON_VALUES accepts plus a string) while one client GETs "
+            f"/health back to back; then {scenarios.HOSTILE_BURST} accepted 1 MiB submits at "
+            "once, RSS peak minus RSS before"
         ),
         "ceiling": (
             f"pgbench -N -c 8 -j 2 -T {options.pgbench_seconds} (scale 1) with "

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from benchmarks.handlers import NOOP_TYPE, PROBE_TYPE
 from benchmarks.harness import PodFleet, PostgresServer, find_pgbench, frozen, libpq_environment
 from benchmarks.report import percentiles
 from benchmarks.resources import CpuMeter, RssSampler, sample_rss_peak_mb
+from tests.hostile.bodies import capped_body, nested_lists_body
 from tests.support.server_process import ServerProcess
 
 # Steps per SubmitBatch call when pre-loading a drain (the RPC's maximum).
@@ -37,6 +39,7 @@ LATENCY_REST_CONNECTIONS = 16
 # How long an idle pod is watched for its resident memory.
 IDLE_SAMPLE_S = 1.0
 POLL_S = 0.05
+_JSON_HEADERS = {"content-type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -397,3 +400,79 @@ async def ceiling(bench: Bench) -> Figures:
     if match is None:
         raise RuntimeError(f"no tps in pgbench's output:\n{output}")
     return {"pgbench_tps": float(match.group(1))}
+
+
+# The hostile scenario: clients sending the costliest 1 MiB bodies, and the /health prober.
+HOSTILE_CLIENTS = 4
+HOSTILE_SECONDS = 10.0
+HOSTILE_BURST = 20
+HOSTILE_BODY_BYTES = (1 << 20) - 64
+DEFAULT_MAX_JSON_VALUES = 10_000
+
+
+def _hostile_sender(url: str, bodies: list[bytes], stop: threading.Event) -> int:
+    """Send `bodies` in turn until `stop`; returns how many were answered."""
+    sent = 0
+    with httpx.Client(base_url=url, timeout=120) as http:
+        while not stop.is_set():
+            http.post("/submit", content=bodies[sent % len(bodies)], headers=_JSON_HEADERS)
+            sent += 1
+    return sent
+
+
+def _probe_health(url: str, stop: threading.Event) -> list[float]:
+    """GET /health back to back until `stop`; the latencies in ms."""
+    latencies = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        while not stop.is_set():
+            began = time.perf_counter()
+            http.get("/health").raise_for_status()
+            latencies.append((time.perf_counter() - began) * 1000)
+    return latencies
+
+
+async def hostile(bench: Bench) -> Figures:
+    """/health latency (client clock) while 4 clients send the costliest 1 MiB bodies: a
+    megabyte of lists nested 29 deep (refused by the value count) and the most nesting
+    the default cap accepts padded with a string to a megabyte (stored). Then the pod's
+    RSS growth (peak minus before) while 20 such accepted bodies are submitted at once."""
+    bodies = [
+        nested_lists_body(HOSTILE_BODY_BYTES),
+        capped_body(HOSTILE_BODY_BYTES, DEFAULT_MAX_JSON_VALUES),
+    ]
+    async with _scenario(bench) as (_, fleet):
+        (pod,) = fleet.start(1, pod_env(bench.options, run_steps=False))
+        stop = threading.Event()
+        senders = [
+            asyncio.to_thread(
+                _hostile_sender, pod.http_url, bodies[i % 2 :] + bodies[: i % 2], stop
+            )
+            for i in range(HOSTILE_CLIENTS)
+        ]
+        probe = asyncio.create_task(asyncio.to_thread(_probe_health, pod.http_url, stop))
+        running = asyncio.gather(*senders)
+        await asyncio.sleep(HOSTILE_SECONDS)
+        stop.set()
+        answered = sum(await running)
+        latencies = await probe
+        before_mb = await asyncio.to_thread(sample_rss_peak_mb, [pod.pid], IDLE_SAMPLE_S)
+        with RssSampler([pod.pid]) as memory:
+            await asyncio.gather(
+                *(
+                    asyncio.to_thread(_hostile_sender_once, pod.http_url, bodies[1])
+                    for _ in range(HOSTILE_BURST)
+                )
+            )
+    (p50, p99) = percentiles(latencies, (50, 99))
+    return {
+        "hostile_health_p50_ms": p50,
+        "hostile_health_p99_ms": p99,
+        "hostile_bodies_answered": float(answered),
+        "hostile_rss_growth_mb": memory.peak_mb - before_mb,
+    }
+
+
+def _hostile_sender_once(url: str, body: bytes) -> None:
+    response = httpx.post(f"{url}/submit", content=body, headers=_JSON_HEADERS, timeout=120)
+    if response.status_code != 201:
+        raise RuntimeError(f"POST /submit answered {response.status_code}: {response.text}")

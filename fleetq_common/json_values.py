@@ -8,7 +8,7 @@ handler receives its args and when JSON is rendered.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -30,20 +30,49 @@ def normalise_numbers(value: Any) -> Any:
     return value
 
 
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+class TooManyValues(ValueError):
+    """A Struct holds more JSON values than the budget it was converted under allows."""
+
+
+class ValueBudget:
+    """How many more JSON values (containers and scalars alike) a conversion may produce.
+
+    Shared across the conversions of one request, so that the work a request costs is
+    bounded by the count, whatever its shape: the walk stops at the first value too many.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.remaining = limit
+
+    def spend(self, count: int = 1) -> None:
+        """Use `count` values; TooManyValues when fewer remain."""
+        self.remaining -= count
+        if self.remaining < 0:
+            raise TooManyValues(f"more than {self.limit} JSON values")
+
+
+def struct_to_dict(struct: struct_pb2.Struct, budget: ValueBudget | None = None) -> dict[str, Any]:
     """Convert a Struct to plain Python, integers as `int`.
 
     A direct walk rather than `json_format.MessageToDict` plus normalising: this runs for
     every submitted step and is several times faster. Raises ValueError on NaN or
-    Infinity, which a Struct can carry but JSON cannot.
+    Infinity, which a Struct can carry but JSON cannot, and TooManyValues when `budget`
+    runs out (the Struct itself counts as one value).
     """
+    if budget is not None:
+        budget.spend()
     fields = struct.fields  # indexing by key beats the map's Python-level items() view
-    return {key: value_to_python(fields[key]) for key in fields}
+    return {key: value_to_python(fields[key], budget) for key in fields}
 
 
-def value_to_python(value: struct_pb2.Value) -> Any:
-    """Convert a Value to plain Python, integers as `int`."""
+def value_to_python(value: struct_pb2.Value, budget: ValueBudget | None = None) -> Any:
+    """Convert a Value to plain Python, integers as `int` (see struct_to_dict)."""
     kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value, budget)
+    if budget is not None:
+        budget.spend()
     if kind == "number_value":
         number = value.number_value
         if not math.isfinite(number):
@@ -53,11 +82,25 @@ def value_to_python(value: struct_pb2.Value) -> Any:
         return value.string_value
     if kind == "bool_value":
         return value.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
     if kind == "list_value":
-        return [value_to_python(item) for item in value.list_value.values]
+        return [value_to_python(item, budget) for item in value.list_value.values]
     return None  # null_value, or unset
+
+
+def holds_more_values(values: Iterable[Any], limit: int) -> bool:
+    """Whether `values` hold more than `limit` JSON values in all; stops counting there."""
+    stack = list(values)
+    count = 0
+    while stack:
+        count += 1
+        if count > limit:
+            return True
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def dict_to_struct(data: Mapping[str, Any]) -> struct_pb2.Struct:

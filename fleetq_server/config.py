@@ -14,6 +14,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+# Largest request either protocol accepts; bigger gRPC messages get RESOURCE_EXHAUSTED.
+MAX_REQUEST_BYTES = 1 << 20
+
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
@@ -54,6 +57,13 @@ class Settings:
     # Backoff between executions of a failing step: base * 2^retry_count, capped, jittered.
     retry_backoff_base: float = 1.0
     retry_backoff_max: float = 300.0
+    # JSON values (objects, arrays and scalars alike) one request may carry in args and
+    # metadata, all steps of a batch together: bounds the work a request costs, not only
+    # its bytes (a 1 MiB body can hold half a million values).
+    max_json_values: int = 10_000
+    # Request body bytes one pod holds at once over REST; requests past it wait (unread,
+    # so TCP pushes back on their senders) for others to finish.
+    max_body_bytes_in_flight: int = 16 << 20
 
     @property
     def max_capacity(self) -> int:
@@ -147,6 +157,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "poll_interval": _parse_positive(float),
     "retry_backoff_base": _parse_positive(float, allow_zero=True),
     "retry_backoff_max": _parse_positive(float, allow_zero=True),
+    "max_json_values": _parse_positive(int),
+    "max_body_bytes_in_flight": _parse_positive(int),
 }
 
 
@@ -192,6 +204,11 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError(
             f"FLEETQ_DEAD_POD_THRESHOLD={settings.dead_pod_threshold:g} must be at least two "
             f"heartbeats (2 x FLEETQ_HEARTBEAT_INTERVAL = {2 * settings.heartbeat_interval:g})"
+        )
+    if settings.max_body_bytes_in_flight < MAX_REQUEST_BYTES:
+        raise ConfigError(
+            f"FLEETQ_MAX_BODY_BYTES_IN_FLIGHT={settings.max_body_bytes_in_flight} must hold"
+            f" at least one request of the largest size ({MAX_REQUEST_BYTES} bytes)"
         )
     if settings.retry_backoff_base > settings.retry_backoff_max:
         raise ConfigError("FLEETQ_RETRY_BACKOFF_BASE must not exceed FLEETQ_RETRY_BACKOFF_MAX")

@@ -72,6 +72,13 @@ QUEUE_STEPS = Gauge(
     "fleetq_queue_steps", "Steps in the shared queue by status (refreshed on scrape)", ("status",)
 )
 
+EVENT_LOOP_LAG_SECONDS = Histogram(
+    "fleetq_event_loop_lag_seconds",
+    "How late the pod's event loop ran a timer: time every request, heartbeat and loop"
+    " waits for its turn",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0),
+)
+
 RECOVERY_CYCLES = Counter(
     "fleetq_recovery_cycles",
     "Recovery cycles this pod attempted, by trigger and outcome",

@@ -23,22 +23,24 @@ from fleetq_server.api.interceptors import (
     wrap_handlers,
 )
 from fleetq_server.api.metrics_endpoint import MetricsEndpoint
+from fleetq_server.api.offload import EXECUTOR
 from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetricsMiddleware
 from fleetq_server.api.servicer import FleetQServicer
-from fleetq_server.config import Settings
+from fleetq_server.config import MAX_REQUEST_BYTES, Settings
 from fleetq_server.gateway import Gateway, generic_handler, unary_handlers
 from fleetq_server.gateway.asgi import ASGIApp
 from fleetq_server.gateway.openapi import openapi_document, openapi_endpoint
 from fleetq_server.handlers import load_registry
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store import Store, open_store
+from fleetq_server.submission import MAX_BATCH_STEPS
 from fleetq_server.tls import load_tls_identity
 
 log = logging.getLogger(__name__)
 
 SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
-# Largest request either protocol accepts; bigger gRPC messages get RESOURCE_EXHAUSTED.
-MAX_REQUEST_BYTES = 1 << 20
+# JSON values of a REST body outside args and metadata: a full batch's steps and fields.
+BODY_FIELD_VALUES = 8 * MAX_BATCH_STEPS + 8
 # How long in-flight RPCs get to finish once the pod has drained.
 RPC_DRAIN_S = 2.0
 # A grpc.health.v1 service name that is SERVING for as long as the process answers: the
@@ -130,6 +132,12 @@ class PodProcess:
             handlers,
             mounts=mounts,
             max_body_bytes=MAX_REQUEST_BYTES,
+            # The servicer counts args and metadata exactly, naming the field; this cheap
+            # count of the whole body stops far larger ones before they are parsed, with
+            # room for a full batch's own fields.
+            max_json_values=settings.max_json_values + BODY_FIELD_VALUES,
+            executor=EXECUTOR,
+            max_body_bytes_in_flight=settings.max_body_bytes_in_flight,
         )
         templates = [route.template for route in gateway.routes]
         config = uvicorn.Config(

@@ -5,7 +5,7 @@ from datetime import datetime
 from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf import timestamp_pb2
 
-from fleetq_common.json_values import dict_to_struct, python_to_value
+from fleetq_common.json_values import dict_to_struct, holds_more_values, python_to_value
 from fleetq_server.store.records import (
     LeaderView,
     PodRecord,
@@ -20,6 +20,16 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(moment)
     return stamp
+
+
+# Steps whose JSON holds more values than this are converted off the event loop: building
+# a Struct costs a few microseconds per value.
+LARGE_STEP_VALUES = 256
+
+
+def is_large(step: StepRecord) -> bool:
+    """Whether building the step's status message is worth moving off the event loop."""
+    return holds_more_values((step.args, step.metadata, step.result), LARGE_STEP_VALUES)
 
 
 def step_status(step: StepRecord) -> pb.GetStepStatusResponse:

@@ -1,14 +1,16 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
+import functools
 from collections.abc import Iterable
 from typing import Any, Literal
 
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 
-from fleetq_common.json_values import struct_to_dict
+from fleetq_common.json_values import TooManyValues, ValueBudget, struct_to_dict
 from fleetq_server import __version__, errors, metrics, submission
 from fleetq_server.api import messages
+from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
 from fleetq_server.coalescer import Coalescer
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
@@ -34,13 +36,13 @@ def _set_http_code(context: Any, code: int) -> None:
 
 
 def _submit_request(
-    request: pb.SubmitStepRequest, header_key: str | None
+    request: pb.SubmitStepRequest, header_key: str | None, budget: ValueBudget
 ) -> submission.SubmitRequest:
     """The domain's view of one submit; the body's idempotency key wins over the header."""
     return submission.SubmitRequest(
         type=request.type,
-        args=_json_object(request, "args"),
-        metadata=_json_object(request, "metadata"),
+        args=_json_object(request, "args", budget),
+        metadata=_json_object(request, "metadata", budget),
         priority=request.priority,
         max_retries=request.max_retries if request.HasField("max_retries") else None,
         idempotency_key=(
@@ -50,14 +52,19 @@ def _submit_request(
 
 
 def _json_object(
-    request: pb.SubmitStepRequest, field: Literal["args", "metadata"]
+    request: pb.SubmitStepRequest, field: Literal["args", "metadata"], budget: ValueBudget
 ) -> dict[str, Any] | None:
     """A Struct field as plain JSON, None when unset. A Struct may hold NaN or infinities
-    (gRPC clients can send them); JSON cannot, so they are the client's error."""
+    (gRPC clients can send them); JSON cannot, so they are the client's error. The walk
+    stops at the first value past the request's budget."""
     if not request.HasField(field):
         return None
     try:
-        return struct_to_dict(getattr(request, field))
+        return struct_to_dict(getattr(request, field), budget)
+    except TooManyValues:
+        raise errors.ValidationError(
+            f"{field}: args and metadata may hold at most {budget.limit} JSON values per request"
+        ) from None
     except ValueError:
         raise errors.ValidationError(
             f"{field}: numbers must be finite (no NaN or Infinity)"
@@ -105,7 +112,8 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self, request: pb.SubmitStepRequest, context: Any
     ) -> pb.SubmitStepResponse:
         header_key = _metadata_value(context, IDEMPOTENCY_KEY_HEADER)
-        step = submission.prepare_step(_submit_request(request, header_key))
+        prepare = functools.partial(self._prepare_single, request, header_key)
+        step = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
         outcome = await self._inserts.submit(step)
         if isinstance(outcome, errors.ConflictError):
             raise outcome
@@ -119,13 +127,8 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
     ) -> pb.SubmitBatchResponse:
         if not 1 <= len(request.steps) <= MAX_BATCH_STEPS:
             raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
-        steps = []
-        step_ids = submission.new_step_ids(len(request.steps))
-        for index, (item, step_id) in enumerate(zip(request.steps, step_ids, strict=True)):
-            try:
-                steps.append(submission.prepare_step(_submit_request(item, None), step_id))
-            except errors.ValidationError as exc:
-                raise errors.ValidationError(f"steps[{index}].{exc}") from None
+        prepare = functools.partial(self._prepare_batch, request)
+        steps = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
         outcomes = await self._store.step_insert_many(steps, atomic=True)
         created = [o for o in outcomes if isinstance(o, InsertOutcome)]
         created_count = sum(outcome.created for outcome in created)
@@ -137,10 +140,28 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             steps=[_acknowledgement(outcome) for outcome in created], created_count=created_count
         )
 
+    def _prepare_single(self, request: pb.SubmitStepRequest, header_key: str | None) -> NewStep:
+        budget = ValueBudget(self._settings.max_json_values)
+        return submission.prepare_step(_submit_request(request, header_key, budget))
+
+    def _prepare_batch(self, request: pb.SubmitBatchRequest) -> list[NewStep]:
+        """Every step of a batch, validated; one value budget for all of them."""
+        budget = ValueBudget(self._settings.max_json_values)
+        steps = []
+        step_ids = submission.new_step_ids(len(request.steps))
+        for index, (item, step_id) in enumerate(zip(request.steps, step_ids, strict=True)):
+            try:
+                steps.append(submission.prepare_step(_submit_request(item, None, budget), step_id))
+            except errors.ValidationError as exc:
+                raise errors.ValidationError(f"steps[{index}].{exc}") from None
+        return steps
+
     async def GetStepStatus(
         self, request: pb.GetStepStatusRequest, context: Any
     ) -> pb.GetStepStatusResponse:
-        return messages.step_status(await self._store.step_get(_step_id(request.step_id)))
+        step = await self._store.step_get(_step_id(request.step_id))
+        build = functools.partial(messages.step_status, step)
+        return await off_loop(build) if messages.is_large(step) else build()
 
     async def GetIdempotencyKey(
         self, request: pb.GetIdempotencyKeyRequest, context: Any

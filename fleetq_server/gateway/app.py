@@ -10,9 +10,11 @@ decide every error's HTTP status through `http_errors`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeAlias, TypeVar
@@ -36,6 +38,7 @@ from fleetq_server.gateway.http_errors import (
     http_error_for,
 )
 from fleetq_server.gateway.json_codec import DecodeError, dumps, encode_message
+from fleetq_server.gateway.json_count import count_json_values
 from fleetq_server.gateway.path_templates import PathValueError
 from fleetq_server.gateway.routes import (
     MethodNotAllowed,
@@ -49,6 +52,9 @@ _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 _NO_MOUNTS: Mapping[str, ASGIApp] = MappingProxyType({})
 _INTERNAL_DETAIL = "internal server error"
+# Bodies and responses above this many bytes are decoded and encoded on the executor, off
+# the event loop: a few thousand JSON values at most stay on it, a millisecond or so.
+OFFLOAD_BYTES = 4096
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
@@ -82,12 +88,19 @@ class Gateway:
         handlers: Mapping[str, Handler],
         mounts: Mapping[str, ASGIApp] = _NO_MOUNTS,
         max_body_bytes: int = 1 << 20,
+        max_json_values: int | None = None,
+        executor: Executor | None = None,
+        max_body_bytes_in_flight: int | None = None,
     ) -> None:
         """Build the routes; raise RouteError for rules or handlers that cannot be served.
 
         `handlers` is keyed by full method name (`/fleetq.v1.FleetQService/SubmitStep`);
         every routed method needs one. `mounts` maps exact paths (e.g. `/metrics`) to other
-        ASGI apps, consulted before the routes.
+        ASGI apps, consulted before the routes. `max_json_values` refuses bodies holding
+        more JSON values, counted before parsing. Bodies and responses over OFFLOAD_BYTES
+        are decoded and encoded on `executor` (None: asyncio's default one). With
+        `max_body_bytes_in_flight`, requests wait, unread, while the bodies of others
+        would take more than that many bytes.
         """
         self._router = Router(routes_for_service(service))
         missing = sorted({r.full_method for r in self._router.routes} - set(handlers))
@@ -96,6 +109,11 @@ class Gateway:
         self._handlers = dict(handlers)
         self._mounts = dict(mounts)
         self._max_body_bytes = max_body_bytes
+        self._max_json_values = max_json_values
+        self._executor = executor
+        self._bodies = (
+            _ByteBudget(max_body_bytes_in_flight) if max_body_bytes_in_flight is not None else None
+        )
 
     @property
     def routes(self) -> Sequence[Route]:
@@ -163,11 +181,24 @@ class Gateway:
                 METHOD_NOT_ALLOWED, detail, path, ((b"allow", allowed.encode()),)
             )
         route = resolved.route
+        if not route.decoder.has_body or self._bodies is None:
+            return await self._handle(scope, receive, route, resolved.path_vars)
+        declared = self._declared_length(scope)
+        reserved = self._max_body_bytes if declared is None else min(declared, self._max_body_bytes)
+        await self._bodies.acquire(reserved)
+        try:  # held until answered: the decoded request lives as long as its handler
+            return await self._handle(scope, receive, route, resolved.path_vars)
+        finally:
+            await self._bodies.release(reserved)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, route: Route, path_vars: Mapping[str, str]
+    ) -> _Response:
         body = await self._read_body(scope, receive) if route.decoder.has_body else b""
-        try:
-            request = route.decoder.decode(body, resolved.path_vars, scope.get("query_string", b""))
-        except DecodeError as error:
-            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, error.detail) from None
+        decode = functools.partial(
+            self._decode, route, body, path_vars, scope.get("query_string", b"")
+        )
+        request = await self._off_loop(decode) if len(body) > OFFLOAD_BYTES else decode()
         context = GatewayServicerContext(
             invocation_metadata=metadata_from_headers(scope.get("headers", ())),
             peer=peer_from_client(scope.get("client")),
@@ -177,6 +208,31 @@ class Gateway:
         finally:
             context.finish()
         return _Response(status=_success_status(context, route), body=response)
+
+    def _decode(
+        self, route: Route, body: bytes, path_vars: Mapping[str, str], query_string: bytes
+    ) -> Message:
+        """The request message; the value count is checked before any parsing."""
+        limit = self._max_json_values
+        if limit is not None and body and count_json_values(body) > limit:
+            raise _Failure(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request body holds more than {limit} JSON values",
+            )
+        try:
+            return route.decoder.decode(body, path_vars, query_string)
+        except DecodeError as error:
+            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, error.detail) from None
+
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    @staticmethod
+    def _declared_length(scope: Scope) -> int | None:
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"content-length" and value.strip().isdigit():
+                return int(value)
+        return None
 
     async def _invoke(
         self, route: Route, request: Message, context: GatewayServicerContext
@@ -216,6 +272,8 @@ class Gateway:
             )
             raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL)
         try:
+            if response.ByteSize() > OFFLOAD_BYTES:
+                return await self._off_loop(lambda: dumps(encode_message(response)))
             return dumps(encode_message(response))
         except Exception:
             _LOGGER.exception("cannot encode the response of %s", route.full_method)
@@ -246,6 +304,25 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+class _ByteBudget:
+    """Bytes shared by concurrent requests: `acquire` waits until enough are free."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._freed = asyncio.Condition()
+
+    async def acquire(self, size: int) -> None:
+        async with self._freed:
+            await self._freed.wait_for(lambda: self._used + size <= self._limit)
+            self._used += size
+
+    async def release(self, size: int) -> None:
+        async with self._freed:
+            self._used -= size
+            self._freed.notify_all()
 
 
 async def _unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive) -> T:

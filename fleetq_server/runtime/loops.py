@@ -1,4 +1,5 @@
-"""The pod's background loops: heartbeat, claiming, health and the NOTIFY wake-up."""
+"""The pod's background loops: heartbeat, claiming, health, the NOTIFY wake-up and the
+event-loop lag monitor."""
 
 import asyncio
 import logging
@@ -14,7 +15,14 @@ log = logging.getLogger(__name__)
 
 
 class HeartbeatLoop(BackgroundLoop):
-    """Refreshes this pod's row and learns who leads; notices being presumed dead."""
+    """Refreshes this pod's row and learns who leads; notices being presumed dead.
+
+    The store beats over a connection of its own, so requests holding every pooled
+    connection cannot delay it; it runs on the event loop, so a pod whose loop is stuck
+    stops beating and is recovered, which is the point of a heartbeat. Requests cannot
+    hold the loop (large conversions run off it): fleetq_event_loop_lag_seconds shows
+    what it waits.
+    """
 
     name = "heartbeat"
 
@@ -166,3 +174,24 @@ class WakeupListener(BackgroundLoop):
         """Stop the loop and close the LISTEN connection."""
         await super().stop()
         await self._subscription.close()
+
+
+class LagMonitor(BackgroundLoop):
+    """Measures how late the event loop wakes a timer, into fleetq_event_loop_lag_seconds.
+
+    Any callback that holds the loop (a slow request, a blocking call) shows as lag here:
+    the pod is live only as far as this stays small.
+    """
+
+    name = "lag-monitor"
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(interval)
+        self._due: float | None = None
+
+    async def run_once(self) -> None:
+        """Record how late this tick is, and when the next one is due."""
+        now = asyncio.get_running_loop().time()
+        if self._due is not None:
+            metrics.EVENT_LOOP_LAG_SECONDS.observe(max(0.0, now - self._due))
+        self._due = now + self.interval

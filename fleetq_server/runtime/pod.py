@@ -9,7 +9,13 @@ from fleetq_server.handlers import HandlerRegistry
 from fleetq_server.logs import set_log_pod_id
 from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
 from fleetq_server.runtime.loop import BackgroundLoop
-from fleetq_server.runtime.loops import ClaimLoop, HealthMonitor, HeartbeatLoop, WakeupListener
+from fleetq_server.runtime.loops import (
+    ClaimLoop,
+    HealthMonitor,
+    HeartbeatLoop,
+    LagMonitor,
+    WakeupListener,
+)
 from fleetq_server.runtime.recovery import RecoveryLoop
 from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.state import PodState
@@ -20,6 +26,8 @@ log = logging.getLogger(__name__)
 # How often health is re-checked against the database, and the LISTEN connection repaired.
 HEALTH_CHECK_INTERVAL_S = 1.0
 LISTENER_CHECK_INTERVAL_S = 1.0
+# How often the event loop's lag is sampled: fine enough to see a stall of a few ticks.
+LAG_SAMPLE_INTERVAL_S = 0.1
 
 
 class Pod:
@@ -70,6 +78,7 @@ class Pod:
         self.retention = RetentionLoop(
             store, self.state, settings.retention_interval, settings.retention
         )
+        self.lag = LagMonitor(LAG_SAMPLE_INTERVAL_S)
         self.listener = WakeupListener(
             store.submit_subscription(registry.step_types, on_submit=self.claimer.wake),
             LISTENER_CHECK_INTERVAL_S,
@@ -80,6 +89,7 @@ class Pod:
     def loops(self) -> list[BackgroundLoop]:
         """Every background loop, in start order."""
         return [
+            self.lag,
             self.heartbeat,
             self.health,
             self.listener,
@@ -148,6 +158,6 @@ class Pod:
         except errors.DatabaseUnavailableError:
             # The leader's recovery requeues them once our heartbeat goes stale.
             log.error("database unavailable at shutdown; recovery will requeue our steps")
-        for loop in (self.listener, self.health, self.heartbeat):
+        for loop in (self.listener, self.health, self.heartbeat, self.lag):
             await loop.stop()
         self.executor.close()

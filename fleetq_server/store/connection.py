@@ -109,6 +109,9 @@ class PoolHolder:
         self._pool = pool
         # For connections outside the pool: LISTEN needs one of its own.
         self._dsn = dsn
+        # The heartbeat's own connection, opened on its first beat: requests holding every
+        # pooled connection must not delay the beat that keeps this pod alive.
+        self._heartbeat_pool: asyncpg.Pool | None = None
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
@@ -124,6 +127,18 @@ class PoolHolder:
         async with self._connection() as connection, connection.transaction():
             yield connection
 
+    @asynccontextmanager
+    async def _heartbeat_connection(self) -> AsyncIterator[Any]:
+        """The heartbeat's dedicated connection (a pool of one, so it reconnects by itself
+        after a database restart); errors leave translated."""
+        with translated_errors():
+            if self._heartbeat_pool is None:
+                self._heartbeat_pool = await create_pool(self._dsn, max_size=1)
+            async with self._heartbeat_pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S) as connection:
+                yield connection
+
     async def close(self) -> None:
         """Close every connection (graceful shutdown)."""
+        if self._heartbeat_pool is not None:
+            await self._heartbeat_pool.close()
         await self._pool.close()

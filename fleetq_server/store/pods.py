@@ -63,7 +63,7 @@ class PodQueries(PoolHolder):
         The row lock taken by the UPDATE orders it against a concurrent recovery that
         marks this pod down: whichever commits second sees the other's result.
         """
-        async with self._connection() as connection:
+        async with self._heartbeat_connection() as connection:
             row = await connection.fetchrow(
                 f"""
                 WITH beat AS (

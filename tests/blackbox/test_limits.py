@@ -154,8 +154,9 @@ def nested(depth: int) -> bytes:
     ("body", "words"),
     [
         (nested(40), ("nests deeper than",)),
-        (nested(140_000), ("nests deeper than",)),  # ~0.95 MiB of braces
-        (b"[" * 500_000 + b"]" * 500_000, ("nests deeper than",)),
+        # Past FLEETQ_MAX_JSON_VALUES: counted, and refused, before any parsing.
+        (nested(140_000), ("JSON values",)),  # ~0.95 MiB of braces
+        (b"[" * 500_000 + b"]" * 500_000, ("JSON values",)),
         (b'{"type": "t", "args": {"s": "\xff\xfe"}}', ("not valid UTF-8",)),
         (b'{"type": "t", "args": {"x": NaN}}', ("NaN", "finite")),
         (b'{"type": "t", "args": {"x": -Infinity}}', ("-Infinity",)),
@@ -187,7 +188,8 @@ def test_hostile_json_gets_a_400_naming_the_problem(
 
 
 def test_huge_but_legal_json_is_accepted_and_read_back(pod: ServerProcess) -> None:
-    args = {f"key{i:06d}": i for i in range(40_000)}  # ~0.8 MiB
+    # ~0.8 MiB in 9,000 values, under the default FLEETQ_MAX_JSON_VALUES (10,000)
+    args = {f"key{i:06d}": f"{i:080d}" for i in range(9_000)}
     payload = {"type": "bulky", "args": args}
 
     with WellBehavedClient(pod).running(), httpx.Client(timeout=CLIENT_TIMEOUT_S) as http:

@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fleetq: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level, settings.pod_id)
+    configure_logging(
+        settings.log_format, settings.log_level, settings.pod_id, settings.log_repeat_interval
+    )
     from fleetq_server.server import serve  # heavy imports only once config is valid
 
     try:

@@ -64,6 +64,14 @@ class Settings:
     # Request body bytes one pod holds at once over REST; requests past it wait (unread,
     # so TCP pushes back on their senders) for others to finish.
     max_body_bytes_in_flight: int = 16 << 20
+    # Per gRPC connection: concurrent streams (gRPC's usual 100; more wait or are refused),
+    # and after how long an idle or any connection is closed (0: never).
+    grpc_max_streams: int = 100
+    grpc_max_connection_idle: float = 300.0
+    grpc_max_connection_age: float = 3600.0
+    # Client-triggered warnings (refused admin calls, malformed requests): one line per kind
+    # per interval, the next one saying how many were held back.
+    log_repeat_interval: float = 10.0
 
     @property
     def max_capacity(self) -> int:
@@ -159,6 +167,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retry_backoff_max": _parse_positive(float, allow_zero=True),
     "max_json_values": _parse_positive(int),
     "max_body_bytes_in_flight": _parse_positive(int),
+    "grpc_max_streams": _parse_positive(int),
+    "grpc_max_connection_idle": _parse_positive(float, allow_zero=True),
+    "grpc_max_connection_age": _parse_positive(float, allow_zero=True),
+    "log_repeat_interval": _parse_positive(float, allow_zero=True),
 }
 
 

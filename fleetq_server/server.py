@@ -25,7 +25,7 @@ from fleetq_server.api.interceptors import (
 from fleetq_server.api.metrics_endpoint import MetricsEndpoint
 from fleetq_server.api.offload import EXECUTOR
 from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetricsMiddleware
-from fleetq_server.api.servicer import FleetQServicer
+from fleetq_server.api.servicer import IDEMPOTENCY_KEY_HEADER, FleetQServicer
 from fleetq_server.config import MAX_REQUEST_BYTES, Settings
 from fleetq_server.gateway import Gateway, generic_handler, unary_handlers
 from fleetq_server.gateway.asgi import ASGIApp
@@ -47,6 +47,37 @@ RPC_DRAIN_S = 2.0
 # liveness probe's. "" (the whole pod) follows the database too, which is right for
 # readiness, but restarting pods cannot end a database outage.
 LIVENESS_SERVICE = "liveness"
+
+
+# Time in-flight RPCs get when a connection reaches its maximum age.
+MAX_CONNECTION_AGE_GRACE_S = 30.0
+# Keepalive pings a client may send: no closer than this while no call is open. More than
+# MAX_PING_STRIKES bad pings close the connection (GOAWAY ENHANCE_YOUR_CALM).
+MIN_CLIENT_PING_INTERVAL_S = 10.0
+MAX_PING_STRIKES = 2
+
+
+def _ms(seconds: float) -> int:
+    """A duration as gRPC's millisecond channel argument; 0 (no limit) as gRPC's "never"."""
+    return round(seconds * 1000) if seconds > 0 else 2**31 - 1
+
+
+def grpc_server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Channel arguments bounding what one client connection may hold open: streams,
+    idle time, lifetime and keepalive pings (gRPC core's defaults bound none of these)."""
+    return [
+        ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", settings.grpc_max_streams),
+        ("grpc.max_connection_idle_ms", _ms(settings.grpc_max_connection_idle)),
+        ("grpc.max_connection_age_ms", _ms(settings.grpc_max_connection_age)),
+        ("grpc.max_connection_age_grace_ms", _ms(MAX_CONNECTION_AGE_GRACE_S)),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", _ms(MIN_CLIENT_PING_INTERVAL_S)),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+        # Our own keepalive pings (none unless keepalive_time is set) without data between.
+        ("grpc.http2.max_pings_without_data", MAX_PING_STRIKES),
+    ]
 
 
 class _QuietUvicornServer(uvicorn.Server):
@@ -99,12 +130,7 @@ class PodProcess:
         # Request metrics on the gRPC side only: REST calls are counted by route in the
         # HTTP middleware, once. Outermost, to see the final status code.
         grpc_handlers = wrap_handlers(handlers, [GrpcMetricsInterceptor()])
-        self._grpc = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
+        self._grpc = grpc.aio.server(options=grpc_server_options(settings))
         self._grpc.add_generic_rpc_handlers((generic_handler(SERVICE, grpc_handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -138,6 +164,7 @@ class PodProcess:
             max_json_values=settings.max_json_values + BODY_FIELD_VALUES,
             executor=EXECUTOR,
             max_body_bytes_in_flight=settings.max_body_bytes_in_flight,
+            strict_headers=(IDEMPOTENCY_KEY_HEADER,),
         )
         templates = [route.template for route in gateway.routes]
         config = uvicorn.Config(

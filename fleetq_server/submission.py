@@ -27,6 +27,9 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # Steps in one SubmitBatch: all-or-nothing, in one transaction.
 MAX_BATCH_STEPS = 1000
 NUL = "\x00"
+# The largest integer every hop keeps exact: gRPC's Struct carries numbers as doubles, and
+# JSON parsers in most languages do too. Larger numbers are refused rather than rounded.
+MAX_EXACT_INTEGER = 2**53 - 1
 # Real ids are 37 characters; anything far longer is not worth a query.
 MAX_STEP_ID_LENGTH = 128
 # The contract's id shape is step_<UTC timestamp>_<hex>; 64 random bits make
@@ -122,6 +125,38 @@ def _check_storable(value: Any, field: str) -> None:
     INSERT (which may carry other clients' steps too)."""
     if holds_unstorable_text(value):
         raise ValidationError(f"{field}: strings and keys must not contain NUL characters")
+    if _holds_inexact_number(value):
+        raise ValidationError(
+            f"{_inexact_number_path(value, field)}: numbers must lie between "
+            f"-{MAX_EXACT_INTEGER} and {MAX_EXACT_INTEGER} (2^53 - 1) to be kept exact; "
+            "send larger values as strings"
+        )
+
+
+def _holds_inexact_number(value: Any) -> bool:
+    """Whether a number in the JSON-like `value` is too large for a double to hold exactly
+    (every double beyond 2^53 - 1 is whole, so this covers floats such as 1e300 too)."""
+    if isinstance(value, dict):
+        return any(_holds_inexact_number(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_inexact_number(item) for item in value)
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return is_number and abs(value) > MAX_EXACT_INTEGER
+
+
+def _inexact_number_path(value: Any, path: str) -> str:
+    """Where in `value` the first such number is, e.g. `args.order.ids[3]`; only run once
+    `_holds_inexact_number` found one, to keep the common path free of string building."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _holds_inexact_number(item):
+                name = key if key.isidentifier() else orjson.dumps(key[:64]).decode()
+                return _inexact_number_path(item, f"{path}.{name}")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if _holds_inexact_number(item):
+                return _inexact_number_path(item, f"{path}[{index}]")
+    return path
 
 
 def prepare_step(request: SubmitRequest, step_id: str | None = None) -> NewStep:

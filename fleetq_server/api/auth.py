@@ -70,7 +70,11 @@ class AdminTokenInterceptor(UnaryInterceptor):
 
         async def guarded(request: Any, context: Any) -> Any:
             if not self._authorised(context.invocation_metadata()):
-                log.warning("refused %s: missing or invalid admin bearer token", method)
+                log.warning(
+                    "refused %s from %s: missing or invalid admin bearer token",
+                    method,
+                    context.peer(),
+                )
                 raise UnauthenticatedError(
                     "this method requires an Authorization: Bearer <admin token> header"
                 )

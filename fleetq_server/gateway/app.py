@@ -13,7 +13,7 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 from fleetq_server.gateway.asgi import ASGIApp, Receive, Scope, Send
 from fleetq_server.gateway.context import (
     GatewayServicerContext,
+    InvalidHeaderError,
     metadata_from_headers,
     peer_from_client,
 )
@@ -91,6 +92,7 @@ class Gateway:
         max_json_values: int | None = None,
         executor: Executor | None = None,
         max_body_bytes_in_flight: int | None = None,
+        strict_headers: Collection[str] = (),
     ) -> None:
         """Build the routes; raise RouteError for rules or handlers that cannot be served.
 
@@ -100,7 +102,9 @@ class Gateway:
         more JSON values, counted before parsing. Bodies and responses over OFFLOAD_BYTES
         are decoded and encoded on `executor` (None: asyncio's default one). With
         `max_body_bytes_in_flight`, requests wait, unread, while the bodies of others
-        would take more than that many bytes.
+        would take more than that many bytes. `strict_headers` (lowercase names) are
+        headers the service reads: a value gRPC metadata cannot carry gets a 400 naming
+        the header instead of being dropped.
         """
         self._router = Router(routes_for_service(service))
         missing = sorted({r.full_method for r in self._router.routes} - set(handlers))
@@ -114,6 +118,7 @@ class Gateway:
         self._bodies = (
             _ByteBudget(max_body_bytes_in_flight) if max_body_bytes_in_flight is not None else None
         )
+        self._strict_headers = frozenset(strict_headers)
 
     @property
     def routes(self) -> Sequence[Route]:
@@ -199,9 +204,12 @@ class Gateway:
             self._decode, route, body, path_vars, scope.get("query_string", b"")
         )
         request = await self._off_loop(decode) if len(body) > OFFLOAD_BYTES else decode()
+        try:
+            metadata = metadata_from_headers(scope.get("headers", ()), self._strict_headers)
+        except InvalidHeaderError as error:
+            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         context = GatewayServicerContext(
-            invocation_metadata=metadata_from_headers(scope.get("headers", ())),
-            peer=peer_from_client(scope.get("client")),
+            invocation_metadata=metadata, peer=peer_from_client(scope.get("client"))
         )
         try:
             response = await _unless_disconnected(self._invoke(route, request, context), receive)

@@ -11,7 +11,7 @@ import binascii
 import ipaddress
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import grpc
@@ -30,12 +30,20 @@ _VALID_VALUE = re.compile(r"[\x20-\x7e]*")
 _LOGGER = logging.getLogger(__name__)
 
 
-def metadata_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> MetadataPairs:
+class InvalidHeaderError(ValueError):
+    """A header the service reads holds bytes that gRPC metadata cannot carry."""
+
+
+def metadata_from_headers(
+    headers: Iterable[tuple[bytes, bytes]], strict: Collection[str] = ()
+) -> MetadataPairs:
     """Request metadata from ASGI headers, as a gRPC server would present it.
 
     Names are lowercased; `Grpc-Metadata-Foo` becomes `foo`; other `grpc-` names are
     reserved by gRPC and dropped; values that are not printable ASCII are skipped, and
-    `-bin` values are base64-decoded to bytes (skipped if they do not decode).
+    `-bin` values are base64-decoded to bytes (skipped if they do not decode). Values of
+    the `strict` names are not skipped but refused with InvalidHeaderError: dropping a
+    header the service acts on (an idempotency key) would silently change the request.
     """
     pairs: list[tuple[str, str | bytes]] = []
     for raw_name, raw_value in headers:
@@ -46,11 +54,13 @@ def metadata_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> MetadataPai
             continue
         if not _VALID_KEY.fullmatch(name):
             continue
-        try:
-            value = raw_value.decode("ascii")
-        except UnicodeDecodeError:
-            continue
+        value = raw_value.decode("latin-1")
         if not _VALID_VALUE.fullmatch(value):
+            if name in strict:
+                display = "-".join(part.capitalize() for part in name.split("-"))
+                raise InvalidHeaderError(
+                    f"{display} header: must hold printable ASCII characters only"
+                )
             continue
         if name.endswith("-bin"):
             try:

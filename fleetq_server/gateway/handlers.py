@@ -30,11 +30,18 @@ class UndecodableRequest:
 
 
 def _deserializer(request_class: type[Message]) -> Callable[[bytes], Any]:
+    # The protobuf library's own text ("Exceeded upb_DecodeOptions_MaxDepth") means nothing
+    # to a client: name the message and the possible causes in our terms instead.
+    reason = (
+        f"it is not a valid {request_class.DESCRIPTOR.full_name} message (corrupt bytes, "
+        "a string that is not UTF-8, or messages nested more than 100 levels deep)"
+    )
+
     def deserialize(data: bytes) -> Message | UndecodableRequest:
         try:
             return request_class.FromString(data)
-        except DecodeError as error:
-            return UndecodableRequest(str(error))
+        except DecodeError:
+            return UndecodableRequest(reason)
 
     return deserialize
 

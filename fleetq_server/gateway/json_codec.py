@@ -80,8 +80,11 @@ _INTEGER_TEXT = re.compile(r"[-+]?[0-9]+")
 _FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _TRUE_TEXT = frozenset({"true", "True", "TRUE", "t", "T", "1"})
 _FALSE_TEXT = frozenset({"false", "False", "FALSE", "f", "F", "0"})
-_PARSE_ERROR_PREFIX = re.compile(r"^Failed to parse (\w+) field: ")
-_PARSE_ERROR_LOCATION = re.compile(r" at [\w.\[\]\"]+\.?$")
+_PARSE_ERROR_FIELD = re.compile(r"^Failed to parse (\w+) field: ")
+# A body can only hold a surrogate through a \uD800-\uDFFF escape: look for one before
+# walking the parsed value.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DecodeError(Exception):
@@ -124,10 +127,27 @@ def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
             f"request body is not valid JSON: {error.msg} (line {error.lineno}, "
             f"column {error.colno})"
         ) from None
-    except ValueError as error:  # e.g. an integer literal with too many digits
-        raise DecodeError(f"request body is not valid JSON: {error}") from None
+    except ValueError:  # the one other refusal: an integer literal with too many digits
+        raise DecodeError("request body contains a number that is out of range") from None
     _check_json_limits(value, max_depth)
+    if _SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(value):
+        raise DecodeError(
+            "request body contains a \\u escape of an unpaired UTF-16 surrogate; "
+            "strings must be valid Unicode"
+        )
     return value
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Whether a string or key holds half a surrogate pair (only a \\u escape can put one
+    there): protobuf and PostgreSQL cannot carry it."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_lone_surrogate(k) or _holds_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_lone_surrogate(item) for item in value)
+    return False
 
 
 def _reject_constant(name: str) -> Any:
@@ -401,18 +421,18 @@ def _parse_into(value: dict[str, Any], message: Message, prefix: str = "") -> No
     try:
         json_format.ParseDict(value, message, ignore_unknown_fields=False)
     except json_format.ParseError as error:
-        raise DecodeError(_clean_parse_error(str(error), prefix)) from None
+        raise DecodeError(_parse_error_detail(str(error), prefix)) from None
 
 
-def _clean_parse_error(text: str, prefix: str) -> str:
-    """Keep json_format's first line, naming the field the way clients spell it."""
-    line = text.split("\n", 1)[0].strip()
-    line = _PARSE_ERROR_LOCATION.sub("", line).rstrip(".")
-    match = _PARSE_ERROR_PREFIX.match(line)
+def _parse_error_detail(text: str, prefix: str) -> str:
+    """Name the field json_format refused, the way clients spell it, but not its reason:
+    that is library text (a codec or base64 error), and the checks above already word every
+    mistake we know of."""
+    match = _PARSE_ERROR_FIELD.match(text)
     if match is None:
-        return line
+        return "request body has a value that does not fit its field"
     name = f"{prefix}.{match.group(1)}" if prefix else match.group(1)
-    return f"field {_q(name)}: {line[match.end() :]}"
+    return f"field {_q(name)} has a value that does not fit its type"
 
 
 def _q(text: str) -> str:

@@ -141,11 +141,10 @@ class StepQueries(PoolHolder):
                     errors.ConflictError("idempotency_key was just released; submit again")
                 )
             elif row["payload_hash"] != step.payload_hash:
+                # Nothing of the step holding the key: a guessed key must not lead anyone
+                # to another client's step (its args, metadata and result).
                 outcomes.append(
-                    errors.ConflictError(
-                        "idempotency_key was already used for a different payload "
-                        f"(step {row['step_id']})"
-                    )
+                    errors.ConflictError("idempotency_key was already used for a different payload")
                 )
             else:
                 outcomes.append(InsertOutcome(step_id=row["step_id"], created=False))

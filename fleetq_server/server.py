@@ -75,7 +75,8 @@ def grpc_server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", _ms(MIN_CLIENT_PING_INTERVAL_S)),
         ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
-        # Our own keepalive pings (none unless keepalive_time is set) without data between.
+        # Pings the pod itself may send with no data in between (it sends keepalive pings
+        # only if grpc.keepalive_time_ms is set): gRPC's default, stated with the rest.
         ("grpc.http2.max_pings_without_data", MAX_PING_STRIKES),
     ]
 

@@ -50,6 +50,10 @@ def test_environment_values_are_parsed() -> None:
         ("FLEETQ_CAPACITY_THRESHOLD", "1.5"),
         ("FLEETQ_LOG_LEVEL", "LOUD"),
         ("FLEETQ_RECOVERY_ON_EXPIRY", "maybe"),
+        ("FLEETQ_GRPC_MAX_STREAMS", "0"),
+        ("FLEETQ_GRPC_MAX_CONNECTION_IDLE", "-1"),
+        ("FLEETQ_GRPC_MAX_CONNECTION_AGE", "inf"),
+        ("FLEETQ_LOG_REPEAT_INTERVAL", "-5"),
     ],
 )
 def test_invalid_value_names_the_variable(variable: str, value: str) -> None:

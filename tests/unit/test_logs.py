@@ -3,7 +3,7 @@
 import json
 import logging
 
-from fleetq_server.logs import ConsoleFormatter, JsonFormatter, set_log_pod_id
+from fleetq_server.logs import ConsoleFormatter, JsonFormatter, RepeatLimiter, set_log_pod_id
 
 
 def record(**context: str) -> logging.LogRecord:
@@ -37,3 +37,25 @@ def test_a_re_registered_pod_logs_under_its_new_id() -> None:
         assert json.loads(handler.format(record()))["pod_id"] == "pod-a-r2"
     finally:
         root.handlers[:] = saved
+
+
+def test_repeats_of_a_kind_pass_once_per_interval_and_the_next_counts_the_rest() -> None:
+    now = [100.0]
+    limiter = RepeatLimiter(10.0, clock=lambda: now[0])
+
+    def warning(peer: str, logger: str = "fleetq_server.x") -> logging.LogRecord:
+        return logging.LogRecord(logger, logging.WARNING, __file__, 1, "refused %s", (peer,), None)
+
+    assert limiter.filter(warning("a"))
+    assert [limiter.filter(warning(str(n))) for n in range(5)] == [False] * 5
+    assert limiter.filter(warning("a", logger="fleetq_server.y"))  # another kind
+    now[0] += 10.0
+    passed = warning("b")
+    assert limiter.filter(passed)
+    entry = json.loads(JsonFormatter("pod-a").format(passed))
+    assert entry["suppressed"] == 5
+    assert entry["message"] == "refused b (5 more like this suppressed)"
+    error = logging.LogRecord(
+        "fleetq_server.x", logging.ERROR, __file__, 1, "refused %s", ("c",), None
+    )
+    assert limiter.filter(error)  # errors are never held back

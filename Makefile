@@ -33,8 +33,13 @@ $(BIN)/promtool: | $(VENV)/.installed
 		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > $(CURDIR)/$@.tmp && \
 		chmod +x $(CURDIR)/$@.tmp && mv $(CURDIR)/$@.tmp $(CURDIR)/$@ && rm -rf $$tmp; fi
 
+# PgBouncer for the topology tests (tests/topologies start it on free ports in front of the
+# test database): Debian's package. Its own service is not used (and not started by policy).
+/usr/sbin/pgbouncer:
+	apt-get install -y -q pgbouncer || { apt-get update -qq && apt-get install -y -q pgbouncer; }
+
 .PHONY: install
-install: $(VENV)/.installed $(NODE_BIN)/buf $(BIN)/promtool ## Create .venv and install everything (pip, npm for buf, promtool)
+install: $(VENV)/.installed $(NODE_BIN)/buf $(BIN)/promtool /usr/sbin/pgbouncer ## Create .venv and install everything (pip, npm for buf, promtool, pgbouncer)
 
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate generated/ from proto/

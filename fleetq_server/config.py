@@ -31,6 +31,14 @@ class Settings:
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 50051
     database_url: str | None = None
+    # Connections in this pod's pool (the LISTEN and start-up migration connections come
+    # on top; README "Production database" has the whole budget).
+    database_pool_size: int = 10
+    # What sits between the pods and PostgreSQL: "none", or "pgbouncer" in transaction mode.
+    database_pooler: str = "none"
+    # A direct URL for LISTEN when the database URL is a pooler's; unset: the database URL
+    # when it is direct, and polling only behind a pooler.
+    listen_database_url: str | None = None
     data_dir: Path | None = None
     pod_id: str = ""
     max_parallelism: int = 10
@@ -145,6 +153,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "grpc_host": str,
     "grpc_port": _parse_port,
     "database_url": _parse_optional_text,
+    "database_pool_size": _parse_positive(int),
+    "database_pooler": _parse_choice("none", "pgbouncer"),
+    "listen_database_url": _parse_optional_text,
     "data_dir": _parse_optional_path,
     "pod_id": str,
     "max_parallelism": _parse_positive(int),
@@ -224,5 +235,7 @@ def _check_consistency(settings: Settings) -> None:
         )
     if settings.retry_backoff_base > settings.retry_backoff_max:
         raise ConfigError("FLEETQ_RETRY_BACKOFF_BASE must not exceed FLEETQ_RETRY_BACKOFF_MAX")
+    if settings.database_pooler != "none" and settings.database_url is None:
+        raise ConfigError("FLEETQ_DATABASE_POOLER needs FLEETQ_DATABASE_URL (the pooler's URL)")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("FLEETQ_TLS_CERT and FLEETQ_TLS_KEY must be set together")

@@ -113,7 +113,19 @@ class PodProcess:
             self._embedded = await asyncio.to_thread(embedded_db.start_embedded_postgres, data_dir)
             database_url = self._embedded.url
             log.info("using embedded PostgreSQL in %s", data_dir)
-        self._store = await open_store(database_url)
+        self._store = await open_store(
+            database_url,
+            settings.database_pool_size,
+            pooler=settings.database_pooler,
+            listen_dsn=settings.listen_database_url,
+        )
+        if self._store.polls_only:
+            log.warning(
+                "no LISTEN behind %s without FLEETQ_LISTEN_DATABASE_URL: pods find new "
+                "steps by polling every %gs (FLEETQ_POLL_INTERVAL)",
+                settings.database_pooler,
+                settings.poll_interval,
+            )
         self.pod = Pod(
             settings,
             self._store,

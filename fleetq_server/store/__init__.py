@@ -4,15 +4,22 @@ from collections.abc import Callable, Iterable
 
 import asyncpg
 
-from fleetq_server.store.connection import COMMAND_TIMEOUT_S, create_pool
+from fleetq_server.store.connection import (
+    COMMAND_TIMEOUT_S,
+    DIRECT,
+    PGBOUNCER,
+    POOLERS,
+    create_pool,
+)
 from fleetq_server.store.migrations import apply_migrations
-from fleetq_server.store.notifications import SubmitSubscription
+from fleetq_server.store.notifications import PollingOnly, SubmitSubscription
 from fleetq_server.store.pods import PodQueries
+from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
 
-__all__ = ["SUBMIT_CHANNEL", "Store", "open_store"]
+__all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_store"]
 
 
 class Store(StepQueries, PodQueries, RecoveryQueries, RetentionQueries):
@@ -23,22 +30,42 @@ class Store(StepQueries, PodQueries, RecoveryQueries, RetentionQueries):
         async with self._connection() as connection:
             await connection.fetchval("SELECT 1")
 
+    @property
+    def polls_only(self) -> bool:
+        """True when there is no URL to LISTEN on: pods then find new steps by polling."""
+        return self._listen_dsn is None
+
     def submit_subscription(
         self, step_types: Iterable[str], on_submit: Callable[[], None]
-    ) -> SubmitSubscription:
+    ) -> Subscription:
         """A LISTEN for submits of `step_types` (and releases and requeues of any type),
-        on a connection of its own; it connects on its first `ensure()`."""
-        return SubmitSubscription(self._dsn, step_types, on_submit)
+        on a connection of its own; it connects on its first `ensure()`. Without a URL
+        to LISTEN on (behind a pooler), a subscription that never wakes anyone."""
+        if self._listen_dsn is None:
+            return PollingOnly()
+        return SubmitSubscription(self._listen_dsn, step_types, on_submit)
 
 
 async def open_store(
-    dsn: str, pool_size: int = 10, command_timeout: float = COMMAND_TIMEOUT_S
+    dsn: str,
+    pool_size: int = 10,
+    command_timeout: float = COMMAND_TIMEOUT_S,
+    *,
+    pooler: str = DIRECT,
+    listen_dsn: str | None = None,
 ) -> Store:
-    """Connect, apply pending migrations under the advisory lock, and return the store."""
-    pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout)
-    store = Store(pool, dsn)
+    """Connect, apply pending migrations under the advisory lock, and return the store.
+
+    `pooler` names what sits in front of PostgreSQL (`POOLERS`). LISTEN connects to
+    `listen_dsn`; when it is None, to `dsn` itself if that is PostgreSQL directly, and
+    nowhere behind a pooler (which cannot keep a LISTEN): pods then only poll.
+    """
+    if listen_dsn is None and pooler == DIRECT:
+        listen_dsn = dsn
+    pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout, pooler)
+    store = Store(pool, dsn, listen_dsn, pooler)
     try:
-        await apply_migrations(dsn)
+        await apply_migrations(dsn, pooler)
     except BaseException:
         await pool.close()
         raise

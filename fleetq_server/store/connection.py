@@ -51,8 +51,46 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     back a transaction left open before this runs."""
 
 
+# What sits between the pods and PostgreSQL (FLEETQ_DATABASE_POOLER).
+DIRECT = "none"
+PGBOUNCER = "pgbouncer"
+POOLERS = (DIRECT, PGBOUNCER)
+
+# Planner settings for every session of a direct connection, sent as startup parameters.
+SESSION_SETTINGS = {
+    # A queue's statistics are stale by nature (the pending set changes faster than
+    # autovacuum analyzes); with a low estimate the planner claims through a bitmap scan
+    # that sorts every pending row (35 ms at 20k pending) instead of reading the claim
+    # index in order up to the limit (under 1 ms). None of our statements needs a bitmap
+    # scan. Behind a pooler the claim sets it itself (`PoolHolder._claiming`).
+    "enable_bitmapscan": "off",
+    # Batch statements take arrays (unnest($1)); a cached generic plan guesses their
+    # length and chose a nested loop that made a 500-row outcome write take 93 ms instead
+    # of 11 ms. Planning per execution costs far less. Behind a pooler the statement cache
+    # is off, and an unnamed statement is planned for its parameters every time anyway.
+    "plan_cache_mode": "force_custom_plan",
+}
+
+
+def connect_options(pooler: str) -> dict[str, Any]:
+    """asyncpg connection options for a database reached directly or through `pooler`.
+
+    PgBouncer in transaction mode refuses unknown startup parameters, and hands each
+    transaction whichever server connection is free, so neither session settings nor
+    named prepared statements survive there (PgBouncer 1.18, Debian 12's, predates its
+    prepared-statement support): no startup settings, and asyncpg's statement cache off,
+    which makes it use unnamed statements.
+    """
+    if pooler == PGBOUNCER:
+        return {"statement_cache_size": 0}
+    return {"server_settings": SESSION_SETTINGS}
+
+
 async def create_pool(
-    dsn: str, max_size: int, command_timeout: float = COMMAND_TIMEOUT_S
+    dsn: str,
+    max_size: int,
+    command_timeout: float = COMMAND_TIMEOUT_S,
+    pooler: str = DIRECT,
 ) -> asyncpg.Pool:
     """Open the pool; raises DatabaseUnavailableError when PostgreSQL is unreachable."""
     try:
@@ -62,20 +100,9 @@ async def create_pool(
             max_size=max_size,
             init=_init_connection,
             reset=_keep_session,
-            server_settings={
-                # A queue's statistics are stale by nature (the pending set changes faster
-                # than autovacuum analyzes); with a low estimate the planner claims through a
-                # bitmap scan that sorts every pending row (35 ms at 20k pending) instead of
-                # reading the claim index in order up to the limit (under 1 ms). None of our
-                # statements needs a bitmap scan.
-                "enable_bitmapscan": "off",
-                # Batch statements take arrays (unnest($1)); a cached generic plan guesses
-                # their length and chose a nested loop that made a 500-row outcome write
-                # take 93 ms instead of 11 ms. Planning per execution costs far less.
-                "plan_cache_mode": "force_custom_plan",
-            },
             timeout=10,  # to connect
             command_timeout=command_timeout,
+            **connect_options(pooler),
         )
     except _UNAVAILABLE as exc:
         raise errors.DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -105,13 +132,18 @@ def translated_errors() -> Iterator[None]:
 class PoolHolder:
     """Base of the store's query classes: owns the pool and lends connections."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, listen_dsn: str | None, pooler: str = DIRECT
+    ) -> None:
         self._pool = pool
-        # For connections outside the pool: LISTEN needs one of its own.
+        # For the heartbeat's connection, outside the pool.
         self._dsn = dsn
         # The heartbeat's own connection, opened on its first beat: requests holding every
         # pooled connection must not delay the beat that keeps this pod alive.
         self._heartbeat_pool: asyncpg.Pool | None = None
+        # For the connection outside the pool that LISTEN needs; None: no LISTEN (polling).
+        self._listen_dsn = listen_dsn
+        self._pooler = pooler
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
@@ -133,9 +165,25 @@ class PoolHolder:
         after a database restart); errors leave translated."""
         with translated_errors():
             if self._heartbeat_pool is None:
-                self._heartbeat_pool = await create_pool(self._dsn, max_size=1)
+                self._heartbeat_pool = await create_pool(self._dsn, max_size=1, pooler=self._pooler)
             async with self._heartbeat_pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S) as connection:
                 yield connection
+
+    @asynccontextmanager
+    async def _claiming(self) -> AsyncIterator[Any]:
+        """A pooled connection whose planner skips bitmap scans (see SESSION_SETTINGS).
+
+        A direct connection has the setting for its whole session. Behind a pooler the
+        session is not ours, so the claim runs in a transaction of its own that sets it
+        with SET LOCAL, which ends with that transaction whatever server connection it ran on.
+        """
+        if self._pooler == DIRECT:
+            async with self._connection() as connection:
+                yield connection
+            return
+        async with self._transaction() as connection:
+            await connection.execute("SET LOCAL enable_bitmapscan = off")
+            yield connection
 
     async def close(self) -> None:
         """Close every connection (graceful shutdown)."""

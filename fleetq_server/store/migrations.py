@@ -1,8 +1,10 @@
 """Versioned schema migrations, applied at start-up under an advisory lock.
 
-Files in `migrations/` are named `NNNN_description.sql` and applied in order, each in its
-own transaction. The advisory lock serialises pods that start together: the second pod
-waits, then finds nothing left to apply.
+Files in `migrations/` are named `NNNN_description.sql` and applied in order, all pending
+ones in one transaction (so a failed file leaves none applied). A transaction-scoped advisory
+lock serialises pods that start together: the second pod waits, then finds nothing left to
+apply. Transaction-scoped because behind PgBouncer in transaction mode a session lock would
+stay on whichever server connection took it, and its unlock could run on another.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from importlib import resources
 
 import asyncpg
+
+from fleetq_server.store.connection import DIRECT, connect_options
 
 log = logging.getLogger(__name__)
 
@@ -35,48 +39,48 @@ def migration_files() -> list[tuple[int, str, str]]:
     return found
 
 
-async def apply_migrations(dsn: str) -> list[str]:
+async def apply_migrations(dsn: str, pooler: str = DIRECT) -> list[str]:
     """Apply every pending migration; returns the names applied.
 
     A dedicated connection without the pool's command timeout: waiting for another pod's
     migrations, or a long data migration, is not a hung request.
     """
-    connection = await asyncpg.connect(dsn, command_timeout=None)
+    connection = await asyncpg.connect(dsn, command_timeout=None, **connect_options(pooler))
     try:
-        return await _apply_locked(connection)
+        async with connection.transaction():
+            applied = await _apply_locked(connection)
     finally:
         await connection.close()
+    for name in applied:
+        log.info("applied migration %s", name)
+    return applied
 
 
 async def _apply_locked(connection: asyncpg.Connection) -> list[str]:
+    """Inside the caller's transaction, which the lock lasts for."""
     applied: list[str] = []
-    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-    try:
-        await connection.execute(
-            """
-            CREATE TABLE IF NOT EXISTS fleetq_schema_migrations (
-                version    integer     PRIMARY KEY,
-                name       text        NOT NULL,
-                applied_ts timestamptz NOT NULL DEFAULT now()
-            )
-            """
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+    await connection.execute(
+        """
+        CREATE TABLE IF NOT EXISTS fleetq_schema_migrations (
+            version    integer     PRIMARY KEY,
+            name       text        NOT NULL,
+            applied_ts timestamptz NOT NULL DEFAULT now()
         )
-        done = {
-            row["version"]
-            for row in await connection.fetch("SELECT version FROM fleetq_schema_migrations")
-        }
-        for version, name, sql in migration_files():
-            if version in done:
-                continue
-            async with connection.transaction():
-                await connection.execute(sql)
-                await connection.execute(
-                    "INSERT INTO fleetq_schema_migrations (version, name) VALUES ($1, $2)",
-                    version,
-                    name,
-                )
-            log.info("applied migration %s", name)
-            applied.append(name)
-    finally:
-        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        """
+    )
+    done = {
+        row["version"]
+        for row in await connection.fetch("SELECT version FROM fleetq_schema_migrations")
+    }
+    for version, name, sql in migration_files():
+        if version in done:
+            continue
+        await connection.execute(sql)
+        await connection.execute(
+            "INSERT INTO fleetq_schema_migrations (version, name) VALUES ($1, $2)",
+            version,
+            name,
+        )
+        applied.append(name)
     return applied

@@ -55,3 +55,20 @@ class SubmitSubscription:
         # The payload lists the new steps' types; empty means any type (see SUBMIT_CHANNEL).
         if not payload or not self._step_types.isdisjoint(str(payload).split(",")):
             self._on_submit()
+
+
+class PollingOnly:
+    """No LISTEN at all (behind a pooler with no direct URL for it): the claim loop's
+    poll every FLEETQ_POLL_INTERVAL is then the only wake-up besides a pod's own work."""
+
+    @property
+    def connected(self) -> bool:
+        """Never: no wake-ups are delivered."""
+        return False
+
+    async def ensure(self) -> bool:
+        """Nothing to connect."""
+        return False
+
+    async def close(self) -> None:
+        """Nothing to close."""

@@ -172,7 +172,7 @@ class StepQueries(PoolHolder):
         locked but the final LIMIT dropped are unlocked when the statement ends, still
         pending.) Returned in claim order (priority DESC, created_ts).
         """
-        async with self._connection() as connection:
+        async with self._claiming() as connection:
             rows = await connection.fetch(
                 """
                 WITH picked AS (

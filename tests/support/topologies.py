@@ -50,14 +50,16 @@ def _run(*argv: str) -> str:
 
 
 def scratch_dir(prefix: str) -> Path:
-    """A temporary directory the server user can enter (mkdtemp makes it 0700)."""
+    """A temporary directory the server user owns (it writes its logs there)."""
     base = Path(tempfile.mkdtemp(prefix=prefix))
     base.chmod(0o755)
+    _own(base)
     return base
 
 
 def _own(path: Path) -> None:
     if os.geteuid() == 0:
+        _as_user()  # creates the user
         shutil.chown(path, SYSTEM_USER)
 
 

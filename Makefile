@@ -76,7 +76,11 @@ fmt: install ## Apply ruff fixes and formatting
 
 .PHONY: test
 test: lint proto-check ## Install everything, then lint, proto checks and the whole test suite
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not fleet"
+
+.PHONY: test-fleet
+test-fleet: install ## The fleet-sized tests (30 pods behind PgBouncer), apart for their weight
+	$(BIN)/pytest -q -m fleet
 
 .PHONY: run
 run: install ## Start one pod: embedded PostgreSQL, REST on :8000, gRPC on :50051

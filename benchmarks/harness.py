@@ -135,6 +135,11 @@ class PodFleet:
         self._log_dir = log_dir
         self._pods: list[ServerProcess] = []
 
+    @property
+    def database_url(self) -> str:
+        """The URL the pods get unless their env gives another."""
+        return self._database_url
+
     def start(self, count: int, env: Mapping[str, str]) -> list[ServerProcess]:
         """Start `count` pods at once and wait until each answers /health with 200."""
         pods = []

@@ -64,6 +64,10 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
         "drain": [
             ("drain, 1 pod", lambda bench: scenarios.drain(bench, 1)),
             ("drain, 2 pods", lambda bench: scenarios.drain(bench, 2)),
+            (
+                "drain, 2 pods via PgBouncer",
+                lambda bench: scenarios.drain(bench, 2, pgbouncer=True),
+            ),
         ],
         "submit": [
             (

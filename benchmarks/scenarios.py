@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -29,6 +31,7 @@ from benchmarks.report import percentiles
 from benchmarks.resources import CpuMeter, RssSampler, sample_rss_peak_mb
 from tests.hostile.bodies import capped_body, nested_lists_body
 from tests.support.server_process import ServerProcess
+from tests.support.topologies import PgBouncer, scratch_dir
 
 # Steps per SubmitBatch call when pre-loading a drain (the RPC's maximum).
 LOAD_BATCH = 1000
@@ -143,18 +146,37 @@ def _batch_sizes(total: int, size: int) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
 
 
-async def drain(bench: Bench, pods: int) -> Figures:
+async def drain(bench: Bench, pods: int, *, pgbouncer: bool = False) -> Figures:
     """Drain N pre-submitted no-op steps with `pods` pods: N / (last finish - first claim),
     both from the database clock. Also the pods' idle and peak RSS and their CPU use.
 
     The steps are loaded with SubmitBatch through a pod that runs no benchmark type while
     the draining pods, already started and idle, are frozen; all of them thaw at once.
+    With `pgbouncer` the draining pods reach the database through PgBouncer in transaction
+    mode (LISTEN still direct), as README "Production database" describes.
     """
+    name = f"drain_{pods}pod" + ("_pgbouncer" if pgbouncer else "")
+    with contextlib.ExitStack() as stack:
+        return await _drain(bench, pods, name, stack, pgbouncer)
+
+
+async def _drain(
+    bench: Bench, pods: int, name: str, stack: contextlib.ExitStack, pgbouncer: bool
+) -> Figures:
     options = bench.options
-    name = f"drain_{pods}pod"
     async with _scenario(bench) as (connection, fleet):
+        env = pod_env(options, run_steps=True)
+        if pgbouncer:
+            base = scratch_dir("fleetq-bench-pgbouncer-")
+            stack.callback(shutil.rmtree, base, ignore_errors=True)
+            bouncer = stack.enter_context(PgBouncer(fleet.database_url, base))
+            env |= {
+                "FLEETQ_DATABASE_URL": bouncer.url(urlsplit(fleet.database_url).path[1:]),
+                "FLEETQ_DATABASE_POOLER": "pgbouncer",
+                "FLEETQ_LISTEN_DATABASE_URL": fleet.database_url,
+            }
         (loader,) = fleet.start(1, pod_env(options, run_steps=False))
-        workers = fleet.start(pods, pod_env(options, run_steps=True))
+        workers = fleet.start(pods, env)
         pids = [worker.pid for worker in workers]
         idle_mb = await asyncio.to_thread(sample_rss_peak_mb, pids, IDLE_SAMPLE_S)
         meter = CpuMeter(pids, bench.postmaster, client=False)

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from tests.support.net import free_port
 from tests.support.waiting import wait_until
@@ -142,7 +142,7 @@ class PgBouncer:
         self.port = free_port()
         self.base = base
         parts = urlsplit(backend_url)
-        query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         # A Unix socket directory (the embedded server) or a TCP host.
         host = query.get("host") or parts.hostname or "127.0.0.1"
         backend_port = query.get("port") or parts.port or 5432

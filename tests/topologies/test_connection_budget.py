@@ -1,5 +1,5 @@
 """A fleet past what its database could hold directly: 30 pods behind PgBouncer on a server
-with max_connections = 50 (directly they would need 30 x (pool + listener) = 90)."""
+with max_connections = 50 (directly, with pools of 2, they would need 30 x (2 + heartbeat) = 90)."""
 
 from __future__ import annotations
 

@@ -30,12 +30,14 @@ from fleetq_server.gateway.context import (
 )
 from fleetq_server.gateway.http_errors import (
     METHOD_NOT_ALLOWED,
+    UNSUPPORTED_MEDIA_TYPE,
     HttpError,
     default_detail,
     error_body,
     http_error_for,
 )
 from fleetq_server.gateway.json_codec import DecodeError, dumps, encode_message
+from fleetq_server.gateway.media_types import json_body_refusal
 from fleetq_server.gateway.path_templates import PathValueError
 from fleetq_server.gateway.routes import (
     MethodNotAllowed,
@@ -49,6 +51,9 @@ _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 _NO_MOUNTS: Mapping[str, ASGIApp] = MappingProxyType({})
 _INTERNAL_DETAIL = "internal server error"
+# On answers given without reading the whole body: HTTP/1.1 cannot tell where the unread
+# rest of it ends, so the connection cannot carry another request.
+_CLOSE = ((b"connection", b"close"),)
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
@@ -63,10 +68,13 @@ class _Response:
 class _Failure(Exception):
     """Internal: stop handling a request and answer with this status."""
 
-    def __init__(self, code: grpc.StatusCode, detail: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.headers = headers
 
 
 class _Disconnected(Exception):
@@ -140,7 +148,8 @@ class Gateway:
         try:
             return await self._call(scope, receive)
         except _Failure as failure:
-            return _error_response(http_error_for(failure.code), failure.detail, path)
+            error = http_error_for(failure.code)
+            return _error_response(error, failure.detail, path, failure.headers)
         except _Disconnected:
             raise
         except Exception:  # a gateway bug: still answer in the contract's shape
@@ -163,6 +172,10 @@ class Gateway:
                 METHOD_NOT_ALLOWED, detail, path, ((b"allow", allowed.encode()),)
             )
         route = resolved.route
+        if route.decoder.has_body:
+            refusal = json_body_refusal(scope.get("headers", ()))
+            if refusal is not None:
+                return _error_response(UNSUPPORTED_MEDIA_TYPE, refusal, path, _CLOSE)
         body = await self._read_body(scope, receive) if route.decoder.has_body else b""
         try:
             request = route.decoder.decode(body, resolved.path_vars, scope.get("query_string", b""))
@@ -226,6 +239,7 @@ class Gateway:
         too_large = _Failure(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"request body exceeds {self._max_body_bytes} bytes",
+            _CLOSE,
         )
         for name, value in scope.get("headers", ()):
             is_length = name.lower() == b"content-length" and value.strip().isdigit()

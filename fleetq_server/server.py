@@ -39,7 +39,7 @@ from fleetq_server.http_server import (
 )
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store import Store, open_store
-from fleetq_server.tls import TLS12_CIPHERS, load_tls_identity, restrict_grpc_ciphers
+from fleetq_server.tls import TLS12_CIPHERS, load_tls_identity
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,6 @@ class PodProcess:
         if tls is None:
             self._grpc.add_insecure_port(grpc_address)
         else:
-            restrict_grpc_ciphers()
             credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
             self._grpc.add_secure_port(grpc_address, credentials)
         await self._grpc.start()

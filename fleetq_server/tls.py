@@ -30,7 +30,8 @@ GRPC_CIPHERS_ENV = "GRPC_SSL_CIPHER_SUITES"
 def restrict_grpc_ciphers() -> None:
     """Make gRPC offer TLS12_CIPHERS, unless the operator chose a list in the environment.
 
-    Must run before gRPC creates its first TLS credentials: it reads the variable once.
+    Must run before grpc is first imported (the package's __init__ does it): gRPC core
+    reads the variable once, as it loads.
     """
     os.environ.setdefault(GRPC_CIPHERS_ENV, TLS12_CIPHERS)
 

@@ -181,7 +181,9 @@ def test_hostile_json_gets_a_400_naming_the_problem(
     pod: ServerProcess, body: bytes, words: tuple[str, ...]
 ) -> None:
     with WellBehavedClient(pod).running(), httpx.Client(timeout=CLIENT_TIMEOUT_S) as http:
-        response = http.post(f"{pod.http_url}/submit", content=body)
+        response = http.post(
+            f"{pod.http_url}/submit", content=body, headers={"content-type": "application/json"}
+        )
 
     assert_error(response, 400, "validation_error", *words)
 

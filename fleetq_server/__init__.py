@@ -9,6 +9,6 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # Before anything imports grpc: gRPC core reads its TLS 1.2 cipher list from the
 # environment once, as it loads, and never again.
-from fleetq_server.tls import restrict_grpc_ciphers  # noqa: E402
+from fleetq_server.tls import restrict_grpc_ciphers
 
 restrict_grpc_ciphers()

@@ -123,7 +123,10 @@ def test_streamed_body_over_the_limit_is_refused_without_waiting_for_the_rest(
 ) -> None:
     chunk = b"x" * 65536
     count = LIMIT // len(chunk) + 2  # just past the limit; the body never ends
-    head = b"POST /submit HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /submit HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     framed = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(count))
 
     with WellBehavedClient(pod).running():
@@ -137,7 +140,10 @@ def test_streamed_body_over_the_limit_is_refused_without_waiting_for_the_rest(
 def test_declared_body_over_the_limit_is_refused_before_any_byte_is_sent(
     pod: ServerProcess,
 ) -> None:
-    head = b"POST /submit HTTP/1.1\r\nHost: t\r\nContent-Length: 104857600\r\n\r\n"
+    head = (
+        b"POST /submit HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 104857600\r\n\r\n"
+    )
 
     with WellBehavedClient(pod).running():
         status, body = raw_exchange(pod, head, iter(()))

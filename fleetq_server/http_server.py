@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -122,7 +123,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._raw: asyncio.Transport | None = None
-        self._deadline: asyncio.TimerHandle | None = None
+        # One deadline at a time (head, body or linger): when it passes, _on_deadline runs.
+        # Arming only records it; the one timer per connection checks it when it fires and
+        # re-arms itself if the deadline has moved on, so a request costs no timer calls.
+        self._deadline_at = 0.0
+        self._on_deadline: Callable[[], None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         # The head being received: open until the parser has seen all of its headers.
         self._head_open = True
         self._head_bytes = 0
@@ -145,6 +152,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def eof_received(self) -> None:
@@ -233,7 +243,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._answer(error, detail, self._path())
 
     def _header_timed_out(self) -> None:
-        self._deadline = None
         if self._head_bytes == 0:  # an idle connection: nobody is waiting for an answer
             self.close_connection(linger=False)
             return
@@ -241,7 +250,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._answer(REQUEST_TIMEOUT, detail, self._path(), linger=False)
 
     def _body_timed_out(self) -> None:
-        self._deadline = None
         cycle = self.cycle
         if cycle is None or cycle.response_started:
             self.close_connection(linger=False)
@@ -290,11 +298,27 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             raw.write_eof()
         self.flow.resume_reading()
 
-    def _arm(self, delay: float, callback: Any) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(delay, callback)
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._deadline_at = self.loop.time() + delay
+        self._on_deadline = callback
+        if self._timer is None or self._timer_at > self._deadline_at:
+            self._schedule(self._deadline_at)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._on_deadline = None  # the timer, if any, finds nothing to do
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._deadline_check)
+
+    def _deadline_check(self) -> None:
+        self._timer = None
+        if self._on_deadline is None:
+            return
+        if self.loop.time() < self._deadline_at:
+            self._schedule(self._deadline_at)
+            return
+        callback, self._on_deadline = self._on_deadline, None
+        callback()

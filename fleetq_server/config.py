@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # Largest request either protocol accepts; bigger gRPC messages get RESOURCE_EXHAUSTED.
 MAX_REQUEST_BYTES = 1 << 20
@@ -28,6 +29,13 @@ class Settings:
 
     http_host: str = "0.0.0.0"
     http_port: int = 8000
+    # The REST port's limits per connection (see fleetq_server.http_server).
+    http_max_header_bytes: int = 32768
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
+    http_max_connections: int = 1000
+    # Web origins allowed to call the REST API from a browser; none by default.
+    cors_origins: tuple[str, ...] = ()
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 50051
     database_url: str | None = None
@@ -147,9 +155,34 @@ def _parse_optional_path(raw: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
+def _parse_header_cap(raw: str) -> int:
+    value = int(raw)
+    if not 1024 <= value <= 65536:
+        raise ValueError("must be from 1024 to 65536 bytes")
+    return value
+
+
+def _parse_origins(raw: str) -> tuple[str, ...]:
+    origins = []
+    for item in raw.split(","):
+        origin = item.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError(f"{item.strip()!r} is not an origin like https://app.example.com")
+        origins.append(origin)
+    return tuple(origins)
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "http_host": str,
     "http_port": _parse_port,
+    "http_max_header_bytes": _parse_header_cap,
+    "http_header_timeout": _parse_positive(float),
+    "http_body_timeout": _parse_positive(float),
+    "http_max_connections": _parse_positive(int),
+    "cors_origins": _parse_origins,
     "grpc_host": str,
     "grpc_port": _parse_port,
     "database_url": _parse_optional_text,

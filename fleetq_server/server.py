@@ -29,12 +29,19 @@ from fleetq_server.api.servicer import IDEMPOTENCY_KEY_HEADER, FleetQServicer
 from fleetq_server.config import MAX_REQUEST_BYTES, Settings
 from fleetq_server.gateway import Gateway, generic_handler, unary_handlers
 from fleetq_server.gateway.asgi import ASGIApp
+from fleetq_server.gateway.cors import with_cors
 from fleetq_server.gateway.openapi import openapi_document, openapi_endpoint
 from fleetq_server.handlers import load_registry
+from fleetq_server.http_server import (
+    HttpLimits,
+    connection_cap,
+    protocol_class,
+    raise_open_file_limit,
+)
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store import Store, open_store
 from fleetq_server.submission import MAX_BATCH_STEPS
-from fleetq_server.tls import load_tls_identity
+from fleetq_server.tls import TLS12_CIPHERS, load_tls_identity
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,7 @@ class PodProcess:
         settings = self.settings
         registry = load_registry(settings.handlers)  # fail fast, before any I/O
         tls = load_tls_identity(settings)
+        open_files = raise_open_file_limit()
         database_url = settings.database_url
         if database_url is None:
             data_dir = settings.data_dir or embedded_db.default_data_dir()
@@ -180,15 +188,24 @@ class PodProcess:
             strict_headers=(IDEMPOTENCY_KEY_HEADER,),
         )
         templates = [route.template for route in gateway.routes]
+        limits = HttpLimits.from_settings(
+            settings, connection_cap(settings.http_max_connections, open_files)
+        )
         config = uvicorn.Config(
-            HttpMetricsMiddleware(gateway, templates, exact_paths=mounts),
+            HttpMetricsMiddleware(
+                with_cors(gateway, settings.cors_origins), templates, exact_paths=mounts
+            ),
             host=settings.http_host,
             port=settings.http_port,
+            http=protocol_class(limits),
+            ws="none",
             lifespan="off",
             log_config=None,
             access_log=False,
+            server_header=False,  # names the implementation, and nobody needs it
             ssl_certfile=tls.cert_file if tls else None,
             ssl_keyfile=tls.key_file if tls else None,
+            ssl_ciphers=TLS12_CIPHERS,
         )
         self._http = _QuietUvicornServer(config)
         self._http_task = asyncio.create_task(self._http.serve(), name="http")

@@ -4,11 +4,36 @@ A missing file, a file that is not PEM, or a key that does not belong to the cer
 stops start-up with a message naming the variables, instead of a failed handshake later.
 """
 
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetq_server.config import ConfigError, Settings, env_name
+
+# TLS 1.2 suites both ports offer: forward-secret AEAD only (no CBC, no static RSA), in
+# OpenSSL's names, which BoringSSL (gRPC) shares. TLS 1.3 suites are all AEAD already.
+TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+# gRPC core reads its TLS 1.2 cipher list from this variable, not from its API.
+GRPC_CIPHERS_ENV = "GRPC_SSL_CIPHER_SUITES"
+
+
+def restrict_grpc_ciphers() -> None:
+    """Make gRPC offer TLS12_CIPHERS, unless the operator chose a list in the environment.
+
+    Must run before grpc is first imported (the package's __init__ does it): gRPC core
+    reads the variable once, as it loads.
+    """
+    os.environ.setdefault(GRPC_CIPHERS_ENV, TLS12_CIPHERS)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from fleetq_server.gateway.context import (
 )
 from fleetq_server.gateway.http_errors import (
     METHOD_NOT_ALLOWED,
+    UNSUPPORTED_MEDIA_TYPE,
     HttpError,
     default_detail,
     error_body,
@@ -40,6 +41,7 @@ from fleetq_server.gateway.http_errors import (
 )
 from fleetq_server.gateway.json_codec import DecodeError, dumps, encode_message
 from fleetq_server.gateway.json_count import count_json_values
+from fleetq_server.gateway.media_types import json_body_refusal
 from fleetq_server.gateway.path_templates import PathValueError
 from fleetq_server.gateway.routes import (
     MethodNotAllowed,
@@ -56,6 +58,9 @@ _INTERNAL_DETAIL = "internal server error"
 # Bodies and responses above this many bytes are decoded and encoded on the executor, off
 # the event loop: a few thousand JSON values at most stay on it, a millisecond or so.
 OFFLOAD_BYTES = 4096
+# On answers given without reading the whole body: HTTP/1.1 cannot tell where the unread
+# rest of it ends, so the connection cannot carry another request.
+_CLOSE = ((b"connection", b"close"),)
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
@@ -70,10 +75,13 @@ class _Response:
 class _Failure(Exception):
     """Internal: stop handling a request and answer with this status."""
 
-    def __init__(self, code: grpc.StatusCode, detail: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.headers = headers
 
 
 class _Disconnected(Exception):
@@ -163,7 +171,8 @@ class Gateway:
         try:
             return await self._call(scope, receive)
         except _Failure as failure:
-            return _error_response(http_error_for(failure.code), failure.detail, path)
+            error = http_error_for(failure.code)
+            return _error_response(error, failure.detail, path, failure.headers)
         except _Disconnected:
             raise
         except Exception:  # a gateway bug: still answer in the contract's shape
@@ -186,6 +195,10 @@ class Gateway:
                 METHOD_NOT_ALLOWED, detail, path, ((b"allow", allowed.encode()),)
             )
         route = resolved.route
+        if route.decoder.has_body:
+            refusal = json_body_refusal(scope.get("headers", ()))
+            if refusal is not None:
+                return _error_response(UNSUPPORTED_MEDIA_TYPE, refusal, path, _CLOSE)
         if not route.decoder.has_body or self._bodies is None:
             return await self._handle(scope, receive, route, resolved.path_vars)
         declared = self._declared_length(scope)
@@ -292,6 +305,7 @@ class Gateway:
         too_large = _Failure(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"request body exceeds {self._max_body_bytes} bytes",
+            _CLOSE,
         )
         for name, value in scope.get("headers", ()):
             is_length = name.lower() == b"content-length" and value.strip().isdigit()

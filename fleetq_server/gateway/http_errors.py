@@ -33,8 +33,16 @@ _CODE_TO_HTTP: dict[grpc.StatusCode, HttpError] = {
 }
 _INTERNAL = HttpError(500, "internal_error")
 
-# Not a gRPC outcome: the path exists but not for this HTTP method.
+# Not gRPC outcomes. The path exists but not for this HTTP method:
 METHOD_NOT_ALLOWED = HttpError(405, "method_not_allowed")
+# A body that is not JSON by its Content-Type:
+UNSUPPORTED_MEDIA_TYPE = HttpError(415, "validation_error")
+# The HTTP server's own limits (fleetq_server.http_server), before any route is known:
+BAD_HTTP_REQUEST = HttpError(400, "validation_error")
+REQUEST_TIMEOUT = HttpError(408, "timeout")
+URI_TOO_LONG = HttpError(414, "validation_error")
+HEADERS_TOO_LARGE = HttpError(431, "validation_error")
+TOO_MANY_CONNECTIONS = HttpError(503, "resource_exhausted")
 
 
 def http_error_for(code: grpc.StatusCode) -> HttpError:

@@ -123,7 +123,10 @@ def test_streamed_body_over_the_limit_is_refused_without_waiting_for_the_rest(
 ) -> None:
     chunk = b"x" * 65536
     count = LIMIT // len(chunk) + 2  # just past the limit; the body never ends
-    head = b"POST /submit HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /submit HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     framed = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(count))
 
     with WellBehavedClient(pod).running():
@@ -137,7 +140,10 @@ def test_streamed_body_over_the_limit_is_refused_without_waiting_for_the_rest(
 def test_declared_body_over_the_limit_is_refused_before_any_byte_is_sent(
     pod: ServerProcess,
 ) -> None:
-    head = b"POST /submit HTTP/1.1\r\nHost: t\r\nContent-Length: 104857600\r\n\r\n"
+    head = (
+        b"POST /submit HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 104857600\r\n\r\n"
+    )
 
     with WellBehavedClient(pod).running():
         status, body = raw_exchange(pod, head, iter(()))
@@ -182,7 +188,9 @@ def test_hostile_json_gets_a_400_naming_the_problem(
     pod: ServerProcess, body: bytes, words: tuple[str, ...]
 ) -> None:
     with WellBehavedClient(pod).running(), httpx.Client(timeout=CLIENT_TIMEOUT_S) as http:
-        response = http.post(f"{pod.http_url}/submit", content=body)
+        response = http.post(
+            f"{pod.http_url}/submit", content=body, headers={"content-type": "application/json"}
+        )
 
     assert_error(response, 400, "validation_error", *words)
 

@@ -1,4 +1,4 @@
-"""The black-box clients (``client``, ``grpc_channel``, ``stub``) for a module's ``pod``."""
+"""Black-box tests of hostile input (issue 11): the black-box fixtures, shared, not copied."""
 
 from tests.blackbox.conftest import client, grpc_channel, stub
 

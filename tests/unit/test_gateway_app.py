@@ -546,10 +546,13 @@ async def test_undecodable_path_value_is_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_body_over_the_default_limit_is_400(client: httpx.AsyncClient) -> None:
-    response = await client.post("/submit", content=b" " * ((1 << 20) + 1))
+    response = await client.post(
+        "/submit", content=b" " * ((1 << 20) + 1), headers={"content-type": "application/json"}
+    )
 
     detail = assert_error(response, 400, "validation_error", "/submit")
     assert detail == "request body exceeds 1048576 bytes"
+    assert response.headers["connection"] == "close"  # the unread rest ends the connection
 
 
 # ------------------------------------------------------------- raw ASGI: body, mounts
@@ -600,7 +603,9 @@ async def test_body_reading_stops_at_the_limit_without_draining_the_stream(
 
 async def test_declared_oversized_body_is_refused_before_reading(servicer: FakeServicer) -> None:
     gateway = Gateway(SERVICE, unary_handlers(SERVICE, servicer), max_body_bytes=10)
-    scope = http_scope("POST", "/submit", [(b"content-length", b"11")])
+    scope = http_scope(
+        "POST", "/submit", [(b"content-type", b"application/json"), (b"content-length", b"11")]
+    )
 
     sent, received = await call_asgi(gateway, scope, [])
 

@@ -3,8 +3,8 @@
 `google.protobuf.Struct` stores every number as a double, and Python's `json_format`
 renders each one as a float (`5` comes back as `5.0`). Go's protojson, whose output is
 our REST contract, prints integral doubles without a fraction. We do the same: an
-integral double within the exactly-representable range becomes an `int`, both when a
-handler receives its args and when JSON is rendered.
+integral double within the exactly-representable range becomes an `int` when a handler
+receives its args (the REST gateway does the same when it renders JSON).
 """
 
 import math
@@ -15,19 +15,6 @@ from google.protobuf import json_format, struct_pb2
 
 # Doubles represent every integer up to 2**53 exactly; beyond that an "integer" is a guess.
 _MAX_EXACT_INT = 2**53
-
-
-def normalise_numbers(value: Any) -> Any:
-    """Return `value` with integral floats turned into ints, recursively."""
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer() and abs(value) <= _MAX_EXACT_INT:
-            return int(value)
-        return value
-    if isinstance(value, dict):
-        return {key: normalise_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [normalise_numbers(item) for item in value]
-    return value
 
 
 class TooManyValues(ValueError):

@@ -22,12 +22,14 @@ from fleetq_server.api.interceptors import (
     UnaryInterceptor,
     wrap_handlers,
 )
+from fleetq_server.api.method_handlers import generic_handler, unary_handlers
 from fleetq_server.api.metrics_endpoint import MetricsEndpoint
 from fleetq_server.api.offload import EXECUTOR
+from fleetq_server.api.proto_options import openapi_options
 from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetricsMiddleware
 from fleetq_server.api.servicer import IDEMPOTENCY_KEY_HEADER, FleetQServicer
 from fleetq_server.config import MAX_REQUEST_BYTES, Settings
-from fleetq_server.gateway import Gateway, generic_handler, unary_handlers
+from fleetq_server.gateway import Gateway
 from fleetq_server.gateway.asgi import ASGIApp
 from fleetq_server.gateway.cors import with_cors
 from fleetq_server.gateway.openapi import openapi_document, openapi_endpoint
@@ -168,7 +170,11 @@ class PodProcess:
 
         protected = admin_methods(SERVICE) if settings.admin_token is not None else frozenset()
         api_document = openapi_document(
-            SERVICE, title="FLEET-Q", version=__version__, protected_methods=protected
+            SERVICE,
+            title="FLEET-Q",
+            version=__version__,
+            protected_methods=protected,
+            **openapi_options(SERVICE),
         )
         mounts: dict[str, ASGIApp] = {
             "/metrics": MetricsEndpoint(self.pod.store, settings.dead_pod_threshold),

@@ -13,25 +13,39 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from fleetq.v1 import fleetq_pb2
+from google.protobuf.message import Message
 
 from fleetq_server.errors import ValidationError
 from fleetq_server.store.records import NewStep
 from fleetq_server.store.storable import holds_unstorable_text
 
-TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
-MAX_TYPE_LENGTH = 128
-PRIORITY_RANGE = (-1000, 1000)
-MAX_RETRIES_RANGE = (0, 100)
+
+def _rules(message: type[Message], field: str) -> fleetq_pb2.FieldRules:
+    """A request field's `(fleetq.v1.rules)` from the proto: the limits live there, once,
+    for these checks and the OpenAPI document alike."""
+    options = message.DESCRIPTOR.fields_by_name[field].GetOptions()
+    rules: fleetq_pb2.FieldRules = options.Extensions[fleetq_pb2.rules]
+    return rules
+
+
+_TYPE = _rules(fleetq_pb2.SubmitStepRequest, "type")
+_PRIORITY = _rules(fleetq_pb2.SubmitStepRequest, "priority")
+_MAX_RETRIES = _rules(fleetq_pb2.SubmitStepRequest, "max_retries")
+TYPE_PATTERN = re.compile(_TYPE.pattern)
+MAX_TYPE_LENGTH = _TYPE.max_length
+PRIORITY_RANGE = (_PRIORITY.minimum, _PRIORITY.maximum)
+MAX_RETRIES_RANGE = (_MAX_RETRIES.minimum, _MAX_RETRIES.maximum)
 DEFAULT_MAX_RETRIES = 3
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MAX_IDEMPOTENCY_KEY_LENGTH = _rules(fleetq_pb2.SubmitStepRequest, "idempotency_key").max_length
 # Steps in one SubmitBatch: all-or-nothing, in one transaction.
-MAX_BATCH_STEPS = 1000
+MAX_BATCH_STEPS = _rules(fleetq_pb2.SubmitBatchRequest, "steps").max_items
 NUL = "\x00"
 # The largest integer every hop keeps exact: gRPC's Struct carries numbers as doubles, and
 # JSON parsers in most languages do too. Larger numbers are refused rather than rounded.
 MAX_EXACT_INTEGER = 2**53 - 1
 # Real ids are 37 characters; anything far longer is not worth a query.
-MAX_STEP_ID_LENGTH = 128
+MAX_STEP_ID_LENGTH = _rules(fleetq_pb2.GetStepStatusRequest, "step_id").max_length
 # The contract's id shape is step_<UTC timestamp>_<hex>; 64 random bits make
 # collisions practically impossible even at millions of steps per second.
 _STEP_ID_RANDOM_BYTES = 8

@@ -2,7 +2,6 @@
 
 from fleetq_server.gateway.app import Gateway
 from fleetq_server.gateway.context import HTTP_CODE_KEY, GatewayServicerContext
-from fleetq_server.gateway.handlers import generic_handler, unary_handlers
 from fleetq_server.gateway.http_errors import HttpError, error_body, http_error_for
 from fleetq_server.gateway.routes import RouteError
 
@@ -13,7 +12,5 @@ __all__ = [
     "HttpError",
     "RouteError",
     "error_body",
-    "generic_handler",
     "http_error_for",
-    "unary_handlers",
 ]

@@ -39,10 +39,11 @@ from fleetq_server.gateway.http_errors import (
     error_body,
     http_error_for,
 )
-from fleetq_server.gateway.json_codec import DecodeError, dumps, encode_message
 from fleetq_server.gateway.json_count import count_json_values
+from fleetq_server.gateway.json_parse import DecodeError
 from fleetq_server.gateway.media_types import json_body_refusal
 from fleetq_server.gateway.path_templates import PathValueError
+from fleetq_server.gateway.response_encoding import dumps, encode_message
 from fleetq_server.gateway.routes import (
     MethodNotAllowed,
     Route,

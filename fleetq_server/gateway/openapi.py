@@ -2,33 +2,30 @@
 
 Built at start-up from the routes the gateway serves (`routes_for_service`: the
 google.api.http rules) and the message descriptors it decodes and encodes with, so the
-document cannot drift from what is served. Schemas follow the proto3 JSON mapping as the
-gateway applies it: original field names; responses carry every field, with unset message
-and `optional` fields as null; requests may leave out or null any field (null means unset).
+document cannot drift from what is served; the schemas are `openapi_schemas`'.
 
-What a descriptor cannot say is in two tables below, next to this generator:
-`METHOD_STATUSES` (success statuses a servicer picks through `x-http-code`, errors its own
-logic raises) and `FIELD_RULES` (request limits, from the constants the servicer checks).
+What a descriptor's types cannot say comes in at composition: per-RPC `Statuses` (success
+statuses a servicer picks through `x-http-code`, errors its own logic raises) and field
+rules (JSON Schema keywords per full field name). FLEET-Q reads both from its proto's own
+options (`fleetq_server.api.proto_options`).
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
-from google.api import field_behavior_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import FieldDescriptor, ServiceDescriptor
 
-from fleetq_server import submission
 from fleetq_server.gateway.asgi import ASGIApp, Receive, Scope, Send
 from fleetq_server.gateway.http_errors import METHOD_NOT_ALLOWED, error_body, error_types_for_status
-from fleetq_server.gateway.json_codec import dumps, in_real_oneof, null_when_unset
+from fleetq_server.gateway.openapi_schemas import Direction, Schemas, nullable
 from fleetq_server.gateway.path_templates import Literal, PathTemplate, Variable
+from fleetq_server.gateway.response_encoding import dumps
 from fleetq_server.gateway.routes import Route, routes_for_service
 
 OPENAPI_VERSION = "3.1.0"
@@ -38,7 +35,6 @@ COMMON_ERROR_STATUSES = (400, 500)
 UNAUTHENTICATED_STATUS = 401
 ADMIN_SECURITY_SCHEME = "adminToken"
 _ERROR_BODY = "ErrorBody"
-_WKT_PREFIX = "google.protobuf."
 
 
 @dataclass(frozen=True)
@@ -52,115 +48,6 @@ class Statuses:
 # The one table of per-RPC statuses (the contract's endpoints.md), keyed by full RPC name.
 # `success` lists the codes the servicer sets through x-http-code (200 when absent);
 # `errors` those its domain errors produce beyond COMMON_ERROR_STATUSES (see
-# api/status_codes.py and http_errors.py). Admin RPCs add 401 when a token is configured.
-METHOD_STATUSES: Mapping[str, Statuses] = MappingProxyType(
-    {
-        "fleetq.v1.FleetQService.GetHealth": Statuses(
-            success={200: "The pod is healthy", 503: "The pod is unhealthy or draining"}
-        ),
-        "fleetq.v1.FleetQService.SubmitStep": Statuses(
-            success={
-                201: "The step was submitted",
-                200: "A repeat of an earlier submit with the same idempotency key: its step",
-            },
-            errors=(409,),  # the idempotency key was used for a different payload
-        ),
-        "fleetq.v1.FleetQService.SubmitBatch": Statuses(
-            success={
-                201: "The batch was accepted and created at least one step",
-                200: "Every step repeated an earlier submit with the same idempotency key",
-            },
-            errors=(409,),
-        ),
-        "fleetq.v1.FleetQService.GetStepStatus": Statuses(errors=(404,)),
-        "fleetq.v1.FleetQService.GetIdempotencyKey": Statuses(errors=(404,)),
-        "fleetq.v1.FleetQService.RunRecovery": Statuses(
-            errors=(403, 409)  # not the leader; a recovery cycle is in progress
-        ),
-    }
-)
-
-
-def _range(bounds: tuple[int, int]) -> dict[str, int]:
-    return {"minimum": bounds[0], "maximum": bounds[1]}
-
-
-# The request rules the servicer enforces beyond the field types (fleetq_server.submission),
-# keyed by full field name, as JSON Schema keywords: the document states the limits the code
-# checks, from the same constants.
-FIELD_RULES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {
-        "fleetq.v1.SubmitStepRequest.type": {
-            "minLength": 1,
-            "maxLength": submission.MAX_TYPE_LENGTH,
-            "pattern": submission.TYPE_PATTERN.pattern,
-        },
-        "fleetq.v1.SubmitStepRequest.priority": _range(submission.PRIORITY_RANGE),
-        "fleetq.v1.SubmitStepRequest.max_retries": _range(submission.MAX_RETRIES_RANGE),
-        "fleetq.v1.SubmitStepRequest.idempotency_key": {
-            "minLength": 1,
-            "maxLength": submission.MAX_IDEMPOTENCY_KEY_LENGTH,
-        },
-        "fleetq.v1.SubmitBatchRequest.steps": {
-            "minItems": 1,
-            "maxItems": submission.MAX_BATCH_STEPS,
-        },
-        "fleetq.v1.GetStepStatusRequest.step_id": {"maxLength": submission.MAX_STEP_ID_LENGTH},
-        "fleetq.v1.GetIdempotencyKeyRequest.step_id": {"maxLength": submission.MAX_STEP_ID_LENGTH},
-    }
-)
-
-_INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
-_UINT32 = {"type": "integer", "format": "uint32", "minimum": 0, "maximum": 2**32 - 1}
-_INT64 = {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"}
-_UINT64 = {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"}
-_SCALARS: Mapping[int, Mapping[str, Any]] = {
-    FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
-    FieldDescriptor.TYPE_FLOAT: {"type": "number", "format": "float"},
-    FieldDescriptor.TYPE_INT32: _INT32,
-    FieldDescriptor.TYPE_SINT32: _INT32,
-    FieldDescriptor.TYPE_SFIXED32: _INT32,
-    FieldDescriptor.TYPE_UINT32: _UINT32,
-    FieldDescriptor.TYPE_FIXED32: _UINT32,
-    FieldDescriptor.TYPE_INT64: _INT64,
-    FieldDescriptor.TYPE_SINT64: _INT64,
-    FieldDescriptor.TYPE_SFIXED64: _INT64,
-    FieldDescriptor.TYPE_UINT64: _UINT64,
-    FieldDescriptor.TYPE_FIXED64: _UINT64,
-    FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
-    FieldDescriptor.TYPE_STRING: {"type": "string"},
-    FieldDescriptor.TYPE_BYTES: {"type": "string", "format": "byte", "contentEncoding": "base64"},
-}
-# Well-known types with a JSON form of their own (wrappers are recognised by shape).
-_WELL_KNOWN: Mapping[str, Mapping[str, Any]] = {
-    f"{_WKT_PREFIX}Struct": {"type": "object"},
-    f"{_WKT_PREFIX}Value": {},  # any JSON value, null included
-    f"{_WKT_PREFIX}ListValue": {"type": "array"},
-    f"{_WKT_PREFIX}Timestamp": {"type": "string", "format": "date-time"},
-    f"{_WKT_PREFIX}Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
-    f"{_WKT_PREFIX}FieldMask": {"type": "string"},
-    f"{_WKT_PREFIX}Empty": {"type": "object", "maxProperties": 0},
-    f"{_WKT_PREFIX}Any": {
-        "type": "object",
-        "properties": {"@type": {"type": "string"}},
-        "required": ["@type"],
-    },
-}
-_INTEGER_TYPES = frozenset(
-    kind for kind, schema in _SCALARS.items() if schema in (_INT32, _UINT32, _INT64, _UINT64)
-)
-# Map keys are JSON object keys: integers and booleans appear as their text.
-_MAP_KEY_NAMES: Mapping[int, Mapping[str, Any]] = {
-    **{kind: {"pattern": "^-?[0-9]+$"} for kind in _INTEGER_TYPES},
-    FieldDescriptor.TYPE_BOOL: {"enum": ["true", "false"]},
-}
-
-
-class Direction(enum.Enum):
-    """Requests and responses differ: which fields must appear, and whether null may."""
-
-    REQUEST = "request"
-    RESPONSE = "response"
 
 
 def openapi_document(
@@ -168,17 +55,20 @@ def openapi_document(
     *,
     title: str,
     version: str,
-    statuses: Mapping[str, Statuses] = METHOD_STATUSES,
-    field_rules: Mapping[str, Mapping[str, Any]] = FIELD_RULES,
+    statuses: Mapping[str, Statuses] = MappingProxyType({}),
+    field_rules: Mapping[str, Mapping[str, Any]] = MappingProxyType({}),
     protected_methods: Collection[str] = (),
 ) -> dict[str, Any]:
     """The OpenAPI document of every REST route of `service`.
+
+    `statuses` are keyed by full RPC name (`package.Service.Method`; absent: 200 and the
+    common errors), `field_rules` by full field name (`package.Message.field`).
 
     `protected_methods` (`/package.Service/Method`) require a bearer token: they get a
     security requirement and a 401 response.
     """
     routes = routes_for_service(service)
-    schemas = _Schemas(routes, field_rules)
+    schemas = Schemas(routes, field_rules)
     paths: dict[str, dict[str, Any]] = {}
     error_statuses: set[int] = set()
     operation_ids: dict[str, int] = {}
@@ -276,7 +166,7 @@ def _error_statuses(statuses: Statuses, *, protected: bool) -> list[int]:
 
 
 def _operation(
-    route: Route, schemas: _Schemas, success: Mapping[int, str], error_statuses: list[int]
+    route: Route, schemas: Schemas, success: Mapping[int, str], error_statuses: list[int]
 ) -> tuple[str, dict[str, Any]]:
     """A route's OpenAPI path and operation (without operationId and security)."""
     path, parameters = _openapi_path(route.template)
@@ -298,7 +188,7 @@ def _operation(
     if decoder.has_body:
         body_field = decoder.body_field
         body_schema = (
-            _nullable(schemas.message_ref(route.method.input_type, Direction.REQUEST))
+            nullable(schemas.message_ref(route.method.input_type, Direction.REQUEST))
             if body_field is None
             else schemas.field_schema(body_field, Direction.REQUEST)
         )
@@ -358,121 +248,3 @@ def _openapi_path(template: PathTemplate) -> tuple[str, list[dict[str, Any]]]:
             schema = {"type": "string", "minLength": 1}
             wildcards.append({"name": name, "in": "path", "required": True, "schema": schema})
     return "/" + "/".join(parts), wildcards
-
-
-def _nullable(schema: Mapping[str, Any]) -> dict[str, Any]:
-    if not schema:
-        return {}  # any JSON value: null already included
-    kind = schema.get("type")
-    if isinstance(kind, str) and "enum" not in schema:
-        return {**schema, "type": [kind, "null"]}
-    return {"anyOf": [dict(schema), {"type": "null"}]}
-
-
-def _is_required(field: FieldDescriptor) -> bool:
-    """Marked `(google.api.field_behavior) = REQUIRED` in the proto."""
-    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
-    return field_behavior_pb2.REQUIRED in behaviors
-
-
-class _Schemas:
-    """Builds JSON Schemas for fields and collects message schemas as components.
-
-    A message used in both directions gets two components: `<full name>` describes the
-    response, `<full name>Input` the request.
-    """
-
-    def __init__(self, routes: Iterable[Route], rules: Mapping[str, Mapping[str, Any]]) -> None:
-        routes = list(routes)
-        self._rules = rules
-        inputs = _reachable_messages(route.method.input_type for route in routes)
-        outputs = _reachable_messages(route.method.output_type for route in routes)
-        self._both_ways = inputs & outputs
-        self.components: dict[str, dict[str, Any]] = {}
-
-    def message_ref(self, descriptor: Descriptor, direction: Direction) -> dict[str, Any]:
-        name = descriptor.full_name
-        if direction is Direction.REQUEST and name in self._both_ways:
-            name += "Input"
-        if name not in self.components:
-            self.components[name] = {}  # claimed first: a recursive message refers to itself
-            self.components[name] = self._message_schema(descriptor, direction)
-        return {"$ref": f"#/components/schemas/{name}"}
-
-    def field_schema(self, field: FieldDescriptor, direction: Direction) -> dict[str, Any]:
-        """The schema of a field as it appears in its message."""
-        message_type = field.message_type
-        if message_type is not None and message_type.GetOptions().map_entry:
-            schema = self._map_schema(message_type, direction)
-        elif field.is_repeated:
-            schema = {"type": "array", "items": self.value_schema(field, direction)}
-        else:
-            schema = self.value_schema(field, direction)
-        if direction is Direction.REQUEST:
-            schema = _nullable(self._with_rules(field, schema))
-        elif null_when_unset(field):
-            schema = _nullable(schema)
-        return schema
-
-    def value_schema(self, field: FieldDescriptor, direction: Direction) -> dict[str, Any]:
-        """The schema of one value of the field's type (an element, if it is repeated)."""
-        message_type = field.message_type
-        if message_type is None:
-            if field.enum_type is not None:
-                return {"type": "string", "enum": [value.name for value in field.enum_type.values]}
-            return dict(_SCALARS[field.type])
-        name = message_type.full_name
-        if name in _WELL_KNOWN:
-            return dict(_WELL_KNOWN[name])
-        if name.startswith(_WKT_PREFIX) and [f.name for f in message_type.fields] == ["value"]:
-            return self.value_schema(message_type.fields_by_name["value"], direction)  # wrapper
-        return self.message_ref(message_type, direction)
-
-    def parameter_schema(self, field: FieldDescriptor) -> dict[str, Any]:
-        """A path or query parameter: repeated fields take the parameter several times."""
-        schema = self.value_schema(field, Direction.REQUEST)
-        if field.is_repeated:
-            schema = {"type": "array", "items": schema}
-        return self._with_rules(field, schema)
-
-    def _with_rules(self, field: FieldDescriptor, schema: dict[str, Any]) -> dict[str, Any]:
-        return {**schema, **self._rules.get(field.full_name, {})}
-
-    def _message_schema(self, descriptor: Descriptor, direction: Direction) -> dict[str, Any]:
-        fields = descriptor.fields
-        if direction is Direction.RESPONSE:  # every field is emitted, unset ones too
-            required = [f.name for f in fields if not in_real_oneof(f)]
-        else:
-            required = [f.name for f in fields if _is_required(f)]
-        schema: dict[str, Any] = {
-            "type": "object",
-            "properties": {f.name: self.field_schema(f, direction) for f in fields},
-            "additionalProperties": False,
-        }
-        if required:
-            schema["required"] = required
-        return schema
-
-    def _map_schema(self, entry: Descriptor, direction: Direction) -> dict[str, Any]:
-        schema: dict[str, Any] = {
-            "type": "object",
-            "additionalProperties": self.value_schema(entry.fields_by_name["value"], direction),
-        }
-        key_names = _MAP_KEY_NAMES.get(entry.fields_by_name["key"].type)
-        if key_names is not None:
-            schema["propertyNames"] = dict(key_names)
-        return schema
-
-
-def _reachable_messages(roots: Iterable[Descriptor]) -> frozenset[str]:
-    """Full names of the messages (well-known types aside) reachable from `roots`."""
-    seen: set[str] = set()
-    stack = list(roots)
-    while stack:
-        descriptor = stack.pop()
-        name = descriptor.full_name
-        if name in seen or name.startswith(_WKT_PREFIX):
-            continue
-        seen.add(name)
-        stack.extend(f.message_type for f in descriptor.fields if f.message_type is not None)
-    return frozenset(seen)

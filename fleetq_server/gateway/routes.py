@@ -12,8 +12,8 @@ from typing import Any
 from google.api import annotations_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from fleetq_server.gateway.json_codec import BindingError, RequestDecoder
 from fleetq_server.gateway.path_templates import PathTemplate, compile_template, split_path
+from fleetq_server.gateway.request_binding import BindingError, RequestDecoder
 
 _PATTERN_KINDS = ("get", "put", "post", "delete", "patch")
 

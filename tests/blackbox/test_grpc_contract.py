@@ -16,7 +16,7 @@ from fleetq.v1 import fleetq_pb2_grpc
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fleetq_server.gateway.json_codec import MAX_JSON_DEPTH
+from fleetq_server.gateway.json_parse import MAX_JSON_DEPTH
 from tests.blackbox.contract import FAST_POD_ENV, STEP_ID
 from tests.conftest import ServerFactory
 from tests.support.server_process import ServerProcess

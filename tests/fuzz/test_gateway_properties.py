@@ -26,12 +26,13 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from fleetq_common.json_values import dict_to_struct, normalise_numbers, python_to_value
+from fleetq_common.json_values import dict_to_struct, python_to_value
 from fleetq_server import errors, submission
 from fleetq_server.api.interceptors import ErrorTranslationInterceptor, wrap_handlers
-from fleetq_server.gateway import Gateway, unary_handlers
+from fleetq_server.api.method_handlers import unary_handlers
+from fleetq_server.api.proto_options import openapi_options
+from fleetq_server.gateway import Gateway
 from fleetq_server.gateway.asgi import Message as AsgiMessage
-from fleetq_server.gateway.json_codec import RequestDecoder, dumps, encode_message
 from fleetq_server.gateway.openapi import openapi_document
 from fleetq_server.gateway.path_templates import (
     Literal,
@@ -39,6 +40,8 @@ from fleetq_server.gateway.path_templates import (
     compile_template,
     split_path,
 )
+from fleetq_server.gateway.request_binding import RequestDecoder
+from fleetq_server.gateway.response_encoding import dumps, encode_message, normalise_numbers
 from fleetq_server.gateway.routes import MethodNotAllowed, RouteMatch, Router, routes_for_service
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FleetQService"]
@@ -217,7 +220,7 @@ def test_any_raw_path_resolves_or_is_refused_as_a_bad_path(raw: bytes) -> None:
 # ------------------------------------------------------------------ JSON <-> proto mapping
 
 SUBMIT = RequestDecoder(pb.SubmitStepRequest.DESCRIPTOR, "*", ())
-DOCUMENT = openapi_document(SERVICE, title="t", version="1")
+DOCUMENT = openapi_document(SERVICE, title="t", version="1", **openapi_options(SERVICE))
 
 
 @st.composite

@@ -15,13 +15,8 @@ from fleetq.v1 import fleetq_pb2_grpc as pb_grpc
 from google.protobuf import timestamp_pb2
 
 from fleetq_server.api.interceptors import Behavior, UnaryInterceptor, wrap_handlers
-from fleetq_server.gateway import (
-    Gateway,
-    GatewayServicerContext,
-    RouteError,
-    generic_handler,
-    unary_handlers,
-)
+from fleetq_server.api.method_handlers import generic_handler, unary_handlers
+from fleetq_server.gateway import Gateway, GatewayServicerContext, RouteError
 from fleetq_server.gateway.asgi import Message, Receive, Scope, Send
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FleetQService"]
@@ -716,7 +711,7 @@ async def test_a_gateway_bug_still_answers_a_contract_shaped_500(
     def broken(*args: Any) -> Any:
         raise KeyError("internal detail")
 
-    monkeypatch.setattr("fleetq_server.gateway.json_codec.RequestDecoder.decode", broken)
+    monkeypatch.setattr("fleetq_server.gateway.request_binding.RequestDecoder.decode", broken)
 
     with caplog.at_level(logging.ERROR, logger="fleetq_server.gateway.app"):
         response = await client.get("/health")

@@ -9,15 +9,9 @@ from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from fleetq_common.json_values import dict_to_struct, python_to_value
-from fleetq_server.gateway.json_codec import (
-    MAX_JSON_DEPTH,
-    BindingError,
-    DecodeError,
-    RequestDecoder,
-    dumps,
-    encode_message,
-    parse_json,
-)
+from fleetq_server.gateway.json_parse import MAX_JSON_DEPTH, DecodeError, parse_json
+from fleetq_server.gateway.request_binding import BindingError, RequestDecoder
+from fleetq_server.gateway.response_encoding import dumps, encode_message
 
 SUBMIT = RequestDecoder(pb.SubmitStepRequest.DESCRIPTOR, "*", ())
 STATUS = RequestDecoder(pb.GetStepStatusRequest.DESCRIPTOR, "", ("step_id",))

@@ -22,15 +22,12 @@ from google.protobuf.message import Message
 from openapi_spec_validator import validate
 
 from fleetq_server.api.auth import admin_methods
-from fleetq_server.gateway import Gateway, unary_handlers
+from fleetq_server.api.method_handlers import unary_handlers
+from fleetq_server.api.proto_options import field_rules_schema, method_statuses, openapi_options
+from fleetq_server.gateway import Gateway
 from fleetq_server.gateway.http_errors import error_types_for_status
-from fleetq_server.gateway.json_codec import encode_message
-from fleetq_server.gateway.openapi import (
-    FIELD_RULES,
-    METHOD_STATUSES,
-    openapi_document,
-    openapi_endpoint,
-)
+from fleetq_server.gateway.openapi import openapi_document, openapi_endpoint
+from fleetq_server.gateway.response_encoding import encode_message
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FleetQService"]
 F = descriptor_pb2.FieldDescriptorProto
@@ -38,7 +35,9 @@ _COUNTER = itertools.count()
 
 
 def fleetq_document(**kwargs: Any) -> dict[str, Any]:
-    return openapi_document(SERVICE, title="FLEET-Q", version="9.9.9", **kwargs)
+    return openapi_document(
+        SERVICE, title="FLEET-Q", version="9.9.9", **{**openapi_options(SERVICE), **kwargs}
+    )
 
 
 def schema_of(document: dict[str, Any], name: str) -> dict[str, Any]:
@@ -194,7 +193,7 @@ def test_documented_success_codes_come_from_the_status_table() -> None:
 
 
 def test_the_status_table_names_only_real_rpcs() -> None:
-    assert set(METHOD_STATUSES) <= {method.full_name for method in SERVICE.methods}
+    assert set(method_statuses(SERVICE)) <= {method.full_name for method in SERVICE.methods}
 
 
 def test_every_error_status_uses_the_contract_error_body() -> None:
@@ -346,7 +345,7 @@ async def test_the_endpoint_serves_the_document_on_get_only() -> None:
 
 
 def test_every_error_status_in_the_table_has_an_error_type() -> None:
-    for statuses in METHOD_STATUSES.values():
+    for statuses in method_statuses(SERVICE).values():
         for status in statuses.errors:
             assert error_types_for_status(status), status
 
@@ -363,7 +362,7 @@ def test_request_schemas_state_the_limits_the_servicer_enforces() -> None:
     assert submit["type"]["maxLength"] == 128
     assert (batch["steps"]["minItems"], batch["steps"]["maxItems"]) == (1, 1000)
     assert step_id == {"type": "string", "minLength": 1, "maxLength": 128}
-    assert set(FIELD_RULES) <= {
+    assert set(field_rules_schema(SERVICE)) <= {
         field.full_name
         for message in pb.DESCRIPTOR.message_types_by_name.values()
         for field in message.fields

@@ -1,6 +1,7 @@
 """Free-form JSON keeps integers integers through Struct."""
 
-from fleetq_common.json_values import dict_to_struct, normalise_numbers, struct_to_dict
+from fleetq_common.json_values import dict_to_struct, struct_to_dict
+from fleetq_server.gateway.response_encoding import normalise_numbers
 
 
 def test_integers_survive_a_struct_round_trip() -> None:

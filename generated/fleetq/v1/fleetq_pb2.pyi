@@ -32,6 +32,117 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class FieldRules(_message.Message):
+    """FieldRules bounds a request field. Unset (zero or empty) means no bound."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_LENGTH_FIELD_NUMBER: _builtins.int
+    MAX_LENGTH_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
+    MIN_ITEMS_FIELD_NUMBER: _builtins.int
+    MAX_ITEMS_FIELD_NUMBER: _builtins.int
+    min_length: _builtins.int
+    """Fewest characters of a string."""
+    max_length: _builtins.int
+    """Most characters of a string."""
+    pattern: _builtins.str
+    """A regular expression the whole string must match."""
+    minimum: _builtins.int
+    """Smallest value of an integer."""
+    maximum: _builtins.int
+    """Largest value of an integer."""
+    min_items: _builtins.int
+    """Fewest items of a repeated field."""
+    max_items: _builtins.int
+    """Most items of a repeated field."""
+    def __init__(
+        self,
+        *,
+        min_length: _builtins.int = ...,
+        max_length: _builtins.int = ...,
+        pattern: _builtins.str = ...,
+        minimum: _builtins.int | None = ...,
+        maximum: _builtins.int | None = ...,
+        min_items: _builtins.int = ...,
+        max_items: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "maximum", b"maximum", "minimum", b"minimum"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_items", b"min_items", "min_length", b"min_length", "minimum", b"minimum", "pattern", b"pattern"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
+    _WhichOneofArgType__maximum: _TypeAlias = _typing.Literal["_maximum", b"_maximum"]  # noqa: Y015
+    _WhichOneofReturnType__minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
+    _WhichOneofArgType__minimum: _TypeAlias = _typing.Literal["_minimum", b"_minimum"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__maximum) -> _WhichOneofReturnType__maximum | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
+
+Global___FieldRules: _TypeAlias = FieldRules  # noqa: Y015
+
+@_typing.final
+class HttpStatus(_message.Message):
+    """HttpStatus is one status an RPC answers over REST."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The HTTP status code."""
+    description: _builtins.str
+    """When it is answered."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HttpStatus: _TypeAlias = HttpStatus  # noqa: Y015
+
+@_typing.final
+class HttpStatuses(_message.Message):
+    """HttpStatuses lists what an RPC answers over REST beyond 200 and the errors
+    every route can answer (400, 500; 401 for admin RPCs with a token).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def success(self) -> _containers.RepeatedCompositeFieldContainer[Global___HttpStatus]:
+        """Success statuses the servicer picks through x-http-code (200 when empty)."""
+
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Error statuses its own logic produces."""
+
+    def __init__(
+        self,
+        *,
+        success: _abc.Iterable[Global___HttpStatus] | None = ...,
+        errors: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HttpStatuses: _TypeAlias = HttpStatuses  # noqa: Y015
+
+@_typing.final
 class GetHealthRequest(_message.Message):
     """GetHealthRequest has no fields."""
 
@@ -845,8 +956,18 @@ class RunRecoveryResponse(_message.Message):
 Global___RunRecoveryResponse: _TypeAlias = RunRecoveryResponse  # noqa: Y015
 
 ADMIN_FIELD_NUMBER: _builtins.int
+HTTP_STATUSES_FIELD_NUMBER: _builtins.int
+RULES_FIELD_NUMBER: _builtins.int
 admin: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
 """Marks an admin RPC. When the pod has an admin token (FLEETQ_ADMIN_TOKEN),
 an admin RPC requires "authorization: Bearer <token>" metadata (the
 Authorization header over REST); without a token every RPC is open.
+"""
+http_statuses: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___HttpStatuses]
+"""What the RPC answers over REST beyond its descriptor (the OpenAPI document
+reads it).
+"""
+rules: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___FieldRules]
+"""Rules a request field's value must keep beyond its type: the servicer
+enforces them on both protocols and the OpenAPI document states them.
 """

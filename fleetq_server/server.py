@@ -193,14 +193,11 @@ class PodProcess:
             max_body_bytes_in_flight=settings.max_body_bytes_in_flight,
             strict_headers=(IDEMPOTENCY_KEY_HEADER,),
         )
-        templates = [route.template for route in gateway.routes]
         limits = HttpLimits.from_settings(
             settings, connection_cap(settings.http_max_connections, open_files)
         )
         config = uvicorn.Config(
-            HttpMetricsMiddleware(
-                with_cors(gateway, settings.cors_origins), templates, exact_paths=mounts
-            ),
+            HttpMetricsMiddleware(with_cors(gateway, settings.cors_origins)),
             host=settings.http_host,
             port=settings.http_port,
             http=protocol_class(limits),

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import grpc
 
 from fleetq_server import metrics
 from fleetq_server.api.interceptors import Behavior, UnaryInterceptor
+from fleetq_server.gateway import ROUTE_TEMPLATE_KEY
 from fleetq_server.gateway.asgi import ASGIApp, Message, Receive, Scope, Send
-from fleetq_server.gateway.path_templates import PathTemplate, PathValueError, split_path
 
 # The route label of requests no route or mount matches.
 UNMATCHED_ROUTE = "unmatched"
@@ -61,24 +60,19 @@ def _observe_rpc(method: str, code: grpc.StatusCode, started: float) -> None:
 class HttpMetricsMiddleware:
     """ASGI middleware counting and timing HTTP requests by method, route template and status.
 
-    `templates` are matched in the order given (most specific first, as the gateway's
-    routes are); `exact_paths` (mounts such as /metrics) label themselves. Requests whose
-    client left before any answer are not counted: they have no status.
+    The route is what the gateway recorded in the scope (`ROUTE_TEMPLATE_KEY`: the route's
+    template or a mount's path) once it matched the path, so no path is matched twice.
+    Requests whose client left before any answer are not counted: they have no status.
     """
 
-    def __init__(
-        self, app: ASGIApp, templates: Iterable[PathTemplate], exact_paths: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self._app = app
-        self._templates = list(dict.fromkeys(templates))  # one per path, whatever the verbs
-        self._exact_paths = frozenset(exact_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
         method = scope["method"] if scope["method"] in _KNOWN_HTTP_METHODS else "other"
-        route = self.route_label(scope)
         started = time.perf_counter()
         status: int | None = None
 
@@ -95,20 +89,7 @@ class HttpMetricsMiddleware:
             raise
         finally:
             if status is not None:
+                route = str(scope.get(ROUTE_TEMPLATE_KEY, UNMATCHED_ROUTE))
                 metrics.child(metrics.HTTP_REQUESTS, method, route, str(status)).inc()
                 elapsed = time.perf_counter() - started
                 metrics.child(metrics.HTTP_REQUEST_SECONDS, method, route).observe(elapsed)
-
-    def route_label(self, scope: Scope) -> str:
-        """The template the request's path matches, the mount path, or UNMATCHED_ROUTE."""
-        if scope["path"] in self._exact_paths:
-            return str(scope["path"])
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-        try:
-            segments = split_path(raw_path.split(b"?", 1)[0])
-        except PathValueError:
-            return UNMATCHED_ROUTE
-        for template in self._templates:
-            if template.match_segments(segments) is not None:
-                return template.template
-        return UNMATCHED_ROUTE

@@ -56,6 +56,10 @@ _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 _NO_MOUNTS: Mapping[str, ASGIApp] = MappingProxyType({})
 _INTERNAL_DETAIL = "internal server error"
+# The scope key under which the gateway records what a request matched, for middleware
+# around it (request metrics label by it): the route's path template, or a mount's path.
+# Absent when nothing matched.
+ROUTE_TEMPLATE_KEY = "route_template"
 # Bodies and responses above this many bytes are decoded and encoded on the executor, off
 # the event loop: a few thousand JSON values at most stay on it, a millisecond or so.
 OFFLOAD_BYTES = 4096
@@ -146,6 +150,7 @@ class Gateway:
             return
         mount = self._mounts.get(scope["path"])
         if mount is not None:
+            scope[ROUTE_TEMPLATE_KEY] = scope["path"]
             await mount(scope, receive, send)
             return
         try:
@@ -190,12 +195,14 @@ class Gateway:
         if resolved is None:
             raise _Failure(grpc.StatusCode.NOT_FOUND, f"no route for {scope['method']} {path}")
         if isinstance(resolved, MethodNotAllowed):
+            scope[ROUTE_TEMPLATE_KEY] = resolved.template
             allowed = ", ".join(resolved.allowed)
             detail = f"method {scope['method']} is not allowed on {path}; allowed: {allowed}"
             return _error_response(
                 METHOD_NOT_ALLOWED, detail, path, ((b"allow", allowed.encode()),)
             )
         route = resolved.route
+        scope[ROUTE_TEMPLATE_KEY] = route.template.template
         if route.decoder.has_body:
             refusal = json_body_refusal(scope.get("headers", ()))
             if refusal is not None:

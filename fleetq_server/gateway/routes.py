@@ -6,7 +6,7 @@ cannot honour stop start-up with an error naming the method.
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.api import annotations_pb2
@@ -50,6 +50,8 @@ class MethodNotAllowed:
     """The path exists, but not for this HTTP method."""
 
     allowed: tuple[str, ...]
+    # The path template of the first route the path matched (for labels, not identity).
+    template: str = field(default="", compare=False)
 
 
 def routes_for_service(service: ServiceDescriptor) -> list[Route]:
@@ -118,6 +120,7 @@ class Router:
         segments = split_path(raw_path)
         wanted = "GET" if http_method == "HEAD" else http_method
         allowed: list[str] = []
+        template = ""
         for route in self._routes:
             path_vars = route.template.match_segments(segments)
             if path_vars is None:
@@ -125,7 +128,8 @@ class Router:
             if route.http_method == wanted:
                 return RouteMatch(route=route, path_vars=path_vars)
             allowed += [m for m in _with_head(route.http_method) if m not in allowed]
-        return MethodNotAllowed(allowed=tuple(allowed)) if allowed else None
+            template = template or route.template.template
+        return MethodNotAllowed(allowed=tuple(allowed), template=template) if allowed else None
 
 
 def _with_head(http_method: str) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from google.protobuf import timestamp_pb2
 
 from fleetq_server.api.interceptors import Behavior, UnaryInterceptor, wrap_handlers
 from fleetq_server.api.method_handlers import generic_handler, unary_handlers
-from fleetq_server.gateway import Gateway, GatewayServicerContext, RouteError
+from fleetq_server.gateway import ROUTE_TEMPLATE_KEY, Gateway, GatewayServicerContext, RouteError
 from fleetq_server.gateway.asgi import Message, Receive, Scope, Send
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FleetQService"]
@@ -719,3 +719,38 @@ async def test_a_gateway_bug_still_answers_a_contract_shaped_500(
     detail = assert_error(response, 500, "internal_error", "/health")
     assert "internal detail" not in detail
     assert any(record.exc_info for record in caplog.records)
+
+
+# ------------------------------------------------------------------ the route in the scope
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/status/step_1", "/status/{step_id}"),
+        ("HEAD", "/status/step_1", "/status/{step_id}"),
+        ("DELETE", "/status/step_1", "/status/{step_id}"),  # 405: the path's template
+        ("GET", "/extra", "/extra"),  # a mount labels itself
+        ("GET", "/no/such/path", None),
+        ("GET", "/status/%FF", None),  # not UTF-8: nothing matched
+    ],
+)
+async def test_the_gateway_records_the_matched_route_in_the_scope(
+    servicer: FakeServicer, method: str, path: str, expected: str | None
+) -> None:
+    seen: list[Scope] = []
+
+    async def mounted(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    gateway = Gateway(SERVICE, unary_handlers(SERVICE, servicer), mounts={"/extra": mounted})
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await gateway(scope, receive, send)
+
+    async with make_client(recording) as http:
+        await http.request(method, path)
+
+    assert seen[0].get(ROUTE_TEMPLATE_KEY) == expected

@@ -28,7 +28,7 @@ from fleetq_server.gateway.http_errors import (
     HttpError,
     error_body,
 )
-from fleetq_server.gateway.json_codec import dumps
+from fleetq_server.gateway.response_encoding import dumps
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -25,6 +25,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from fleetq_server.gateway.asgi import ASGIApp, Receive, Scope, Send
+from fleetq_server.gateway.connection_io import ByteBudget, Disconnected, unless_disconnected
 from fleetq_server.gateway.context import (
     GatewayServicerContext,
     InvalidHeaderError,
@@ -89,10 +90,6 @@ class _Failure(Exception):
         self.headers = headers
 
 
-class _Disconnected(Exception):
-    """Internal: the client went away while we read its body."""
-
-
 class Gateway:
     """ASGI app serving a gRPC service's annotated methods as REST routes."""
 
@@ -129,7 +126,7 @@ class Gateway:
         self._max_json_values = max_json_values
         self._executor = executor
         self._bodies = (
-            _ByteBudget(max_body_bytes_in_flight) if max_body_bytes_in_flight is not None else None
+            ByteBudget(max_body_bytes_in_flight) if max_body_bytes_in_flight is not None else None
         )
         self._strict_headers = frozenset(strict_headers)
 
@@ -155,7 +152,7 @@ class Gateway:
             return
         try:
             response = await self._respond(scope, receive)
-        except _Disconnected:
+        except Disconnected:
             return
         await send(
             {
@@ -179,7 +176,7 @@ class Gateway:
         except _Failure as failure:
             error = http_error_for(failure.code)
             return _error_response(error, failure.detail, path, failure.headers)
-        except _Disconnected:
+        except Disconnected:
             raise
         except Exception:  # a gateway bug: still answer in the contract's shape
             _LOGGER.exception("gateway failed on %s %s", scope.get("method"), path)
@@ -233,7 +230,7 @@ class Gateway:
             invocation_metadata=metadata, peer=peer_from_client(scope.get("client"))
         )
         try:
-            response = await _unless_disconnected(self._invoke(route, request, context), receive)
+            response = await unless_disconnected(self._invoke(route, request, context), receive)
         finally:
             context.finish()
         return _Response(status=_success_status(context, route), body=response)
@@ -324,7 +321,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _Disconnected
+                raise Disconnected
             if message["type"] != "http.request":
                 continue
             chunk: bytes = message.get("body", b"")
@@ -334,54 +331,6 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-
-class _ByteBudget:
-    """Bytes shared by concurrent requests: `acquire` waits until enough are free."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._used = 0
-        self._freed = asyncio.Condition()
-
-    async def acquire(self, size: int) -> None:
-        async with self._freed:
-            await self._freed.wait_for(lambda: self._used + size <= self._limit)
-            self._used += size
-
-    async def release(self, size: int) -> None:
-        async with self._freed:
-            self._used -= size
-            self._freed.notify_all()
-
-
-async def _unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive) -> T:
-    """Run `work`, cancelling it if the client disconnects first (ASGI `http.disconnect`).
-
-    A client that leaves (or times out) must not keep its database query running: the
-    cancellation reaches asyncpg, which cancels the statement on the server. Called once
-    the body has been read, so nothing else is waiting on `receive`.
-    """
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnect(receive))
-    try:
-        done, _ = await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        watcher.cancel()
-        raise
-    if task in done:
-        watcher.cancel()
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)  # let it unwind before answering nobody
-    raise _Disconnected
-
-
-async def _disconnect(receive: Receive) -> None:
-    """Return when the client disconnects; body bytes arriving meanwhile are discarded."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 async def _call_behaviour(

@@ -247,4 +247,5 @@ def _openapi_path(template: PathTemplate) -> tuple[str, list[dict[str, Any]]]:
             parts.append(f"{{{name}}}")
             schema = {"type": "string", "minLength": 1}
             wildcards.append({"name": name, "in": "path", "required": True, "schema": schema})
-    return "/" + "/".join(parts), wildcards
+    verb = f":{template.verb}" if template.verb else ""
+    return "/" + "/".join(parts) + verb, wildcards

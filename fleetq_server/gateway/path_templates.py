@@ -1,9 +1,10 @@
 """google.api.http path templates compiled into matchers.
 
-Supported: literal segments, `*` (one anonymous segment) and single-segment variables
-`{field}` / `{field=*}`, where `field` may be a dotted path into nested messages.
-Multi-segment forms (`**`, `{field=a/*}`) and custom verbs (`:verb`) are rejected when the
-gateway starts, with an error naming the template, rather than half-supported.
+Supported: literal segments, `*` (one anonymous segment), single-segment variables
+`{field}` / `{field=*}`, where `field` may be a dotted path into nested messages, and a
+custom method's verb after the last segment (`/steps/{step_id}:cancel`, AIP-136).
+Multi-segment forms (`**`, `{field=a/*}`) are rejected when the gateway starts, with an
+error naming the template, rather than half-supported.
 
 Matching works on the raw (still percent-encoded) path so that an encoded `/` (`%2F`)
 stays inside one segment; every segment is percent-decoded as UTF-8 before comparison.
@@ -72,6 +73,7 @@ class PathTemplate:
 
     template: str
     segments: tuple[Segment, ...]
+    verb: str = ""  # a custom method's verb, without its ':'; "" for none
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -80,13 +82,17 @@ class PathTemplate:
 
     @property
     def specificity(self) -> tuple[int, ...]:
-        """Sort key: literal segments rank before variables, position by position."""
-        return tuple(0 if isinstance(s, Literal) else 1 for s in self.segments)
+        """Sort key: literal segments rank before variables, position by position, and a
+        template with a verb before the same one without (whose last variable would
+        otherwise take `x:verb` whole)."""
+        ranks = tuple(0 if isinstance(s, Literal) else 1 for s in self.segments)
+        return (*ranks, 0 if self.verb else 1)
 
     @property
     def shape(self) -> tuple[str | None, ...]:
         """What two templates share when they match exactly the same paths."""
-        return tuple(s.value if isinstance(s, Literal) else None for s in self.segments)
+        shape = tuple(s.value if isinstance(s, Literal) else None for s in self.segments)
+        return (*shape, self.verb)
 
     def match(self, path: str | bytes) -> dict[str, str] | None:
         """Variables of a raw request path, or None when it does not match.
@@ -99,6 +105,11 @@ class PathTemplate:
         """Like `match`, for a path already split by `split_path`."""
         if len(segments) != len(self.segments):
             return None
+        if self.verb:
+            head, colon, verb = segments[-1].rpartition(":")
+            if not colon or verb != self.verb:
+                return None
+            segments = (*segments[:-1], head)
         variables: dict[str, str] = {}
         for pattern, segment in zip(self.segments, segments, strict=True):
             if isinstance(pattern, Literal):
@@ -117,7 +128,9 @@ def compile_template(template: str) -> PathTemplate:
         raise TemplateError(f"path template {template!r} must start with '/' and name a path")
     segments: list[Segment] = []
     seen: set[str] = set()
-    for raw in _split_template(template):
+    pieces = _split_template(template)
+    pieces[-1], verb = _split_verb(template, pieces[-1])
+    for raw in pieces:
         segment = _compile_segment(template, raw)
         if isinstance(segment, Variable):
             if segment.field_path in seen:
@@ -126,7 +139,17 @@ def compile_template(template: str) -> PathTemplate:
                 )
             seen.add(segment.field_path)
         segments.append(segment)
-    return PathTemplate(template=template, segments=tuple(segments))
+    return PathTemplate(template=template, segments=tuple(segments), verb=verb)
+
+
+def _split_verb(template: str, last: str) -> tuple[str, str]:
+    """The last segment and its custom verb (`{id}:cancel` -> `{id}`, `cancel`)."""
+    _, colon, verb = last[last.rfind("}") + 1 :].rpartition(":")
+    if not colon:
+        return last, ""
+    if not _LITERAL.fullmatch(verb):
+        raise TemplateError(f"path template {template!r}: bad custom verb {verb!r}")
+    return last[: len(last) - len(verb) - 1], verb
 
 
 def _split_template(template: str) -> list[str]:
@@ -172,7 +195,9 @@ def _compile_segment(template: str, raw: str) -> Segment:
             )
         return Variable(field_path=name)
     if ":" in raw:
-        raise TemplateError(f"path template {template!r}: custom verbs (':verb') are not supported")
+        raise TemplateError(
+            f"path template {template!r}: ':' may only introduce a verb after the last segment"
+        )
     if not _LITERAL.fullmatch(raw):
         raise TemplateError(f"path template {template!r}: bad literal segment {raw!r}")
     try:

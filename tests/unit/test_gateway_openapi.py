@@ -234,7 +234,7 @@ def test_protected_methods_require_a_bearer_token_and_may_answer_401() -> None:
     assert "securitySchemes" not in open_document["components"]
 
 
-def build_service() -> ServiceDescriptor:
+def build_service(extra_rules: dict[str, dict[str, Any]] | None = None) -> ServiceDescriptor:
     """A service with what FleetQ's proto does not use: enums, int64, wrappers, oneofs,
     recursion, query parameters, `body: "field"`, `*` segments and additional bindings."""
     package = f"oatest.p{next(_COUNTER)}"
@@ -283,6 +283,7 @@ def build_service() -> ServiceDescriptor:
     rules = {
         "Get": {"get": "/v1/things/{id}/*", "additional_bindings": [{"get": "/v2/things/{id}"}]},
         "Rename": {"patch": "/v1/things/{id}", "body": "parent"},
+        **(extra_rules or {}),
     }
     for name, rule in rules.items():
         method = service.method.add(
@@ -380,3 +381,14 @@ def test_responses_carrying_an_id_link_to_the_operations_taking_it() -> None:
     }
     assert set(created["links"]) == {"GetStepStatus", "GetIdempotencyKey"}
     assert "links" not in document["paths"]["/submit/batch"]["post"]["responses"]["201"]
+
+
+def test_a_custom_method_verb_stays_in_the_documented_path() -> None:
+    service = build_service({"Cancel": {"post": "/v1/things/{id}:cancel", "body": "*"}})
+
+    document = openapi_document(service, title="t", version="1")
+
+    validate(document)
+    cancel = document["paths"]["/v1/things/{id}:cancel"]["post"]
+    assert cancel["operationId"] == "Cancel"
+    assert [p["name"] for p in cancel["parameters"] if p["in"] == "path"] == ["id"]

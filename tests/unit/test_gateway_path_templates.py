@@ -85,7 +85,9 @@ def test_specificity_ranks_literals_before_variables() -> None:
         ("/files/{name=**}", "single-segment"),
         ("/files/**", r"'\*\*'"),
         ("/files/{name=shelves/*}", "single-segment"),
-        ("/steps/{step_id}:cancel", "verb"),
+        ("/steps:x/{step_id}", "verb"),  # a verb only after the last segment
+        ("/steps/{step_id}:", "bad custom verb"),
+        ("/steps/{step_id}:a:b", "verb"),
         ("status/{step_id}", "must start with '/'"),
         ("/", "must start with '/'"),
         ("/status//x", "empty segment"),
@@ -100,3 +102,31 @@ def test_specificity_ranks_literals_before_variables() -> None:
 def test_unsupported_templates_are_rejected_at_startup(template: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message):
         compile_template(template)
+
+
+def test_a_custom_verb_follows_the_last_segment() -> None:
+    template = compile_template("/steps/{step_id}:cancel")
+
+    assert template.verb == "cancel"
+    assert template.variables == ("step_id",)
+    assert template.match("/steps/step_1:cancel") == {"step_id": "step_1"}
+    assert template.match("/steps/a:b:cancel") == {"step_id": "a:b"}
+    assert template.match("/steps/step_1%3Acancel") == {"step_id": "step_1"}
+    assert template.match("/steps/step_1") is None
+    assert template.match("/steps/step_1:retry") is None
+    assert template.match("/steps/:cancel") is None  # a variable is never empty
+
+
+def test_a_literal_segment_can_carry_a_verb() -> None:
+    template = compile_template("/steps:batchCancel")
+
+    assert template.match("/steps:batchCancel") == {}
+    assert template.match("/steps") is None
+
+
+def test_a_template_with_a_verb_ranks_before_the_same_one_without() -> None:
+    with_verb = compile_template("/steps/{step_id}:cancel")
+    without = compile_template("/steps/{step_id}")
+
+    assert with_verb.specificity < without.specificity
+    assert with_verb.shape != without.shape

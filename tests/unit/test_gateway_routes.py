@@ -172,3 +172,17 @@ def test_streaming_methods_with_http_rules_stop_startup() -> None:
 
     with pytest.raises(RouteError, match="streaming"):
         routes_for_service(service)
+
+
+async def test_a_custom_method_with_a_verb_routes_beside_the_plain_path() -> None:
+    service = build_service(
+        [("Fetch", {"get": "/items/{id}"}), ("Cancel", {"post": "/items/{id}:cancel"})]
+    )
+
+    cancelled = await call(service, "POST", "/items/a1:cancel")
+    fetched = await call(service, "GET", "/items/a1:cancel")  # no verb route for GET
+    posted = await call(service, "POST", "/items/a1")
+
+    assert cancelled.json()["id"] == "Cancel:a1"
+    assert fetched.json()["id"] == "Fetch:a1:cancel"
+    assert posted.status_code == 405

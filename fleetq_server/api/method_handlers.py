@@ -46,6 +46,18 @@ def _deserializer(request_class: type[Message]) -> Callable[[bytes], Any]:
     return deserialize
 
 
+def _refusing_undecodable_stream(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    async def checked(request: Any, context: Any) -> Any:
+        if isinstance(request, UndecodableRequest):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"request cannot be decoded: {request.reason}"
+            )
+        async for response in behavior(request, context):
+            yield response
+
+    return checked
+
+
 def _refusing_undecodable(behavior: Behavior) -> Behavior:
     async def checked(request: Any, context: Any) -> Any:
         if isinstance(request, UndecodableRequest):
@@ -61,15 +73,24 @@ def unary_handlers(service: ServiceDescriptor, servicer: object) -> dict[str, Ha
     """One handler per method of `service`, keyed by `/package.Service/Method`.
 
     `servicer` must have an attribute per method name (e.g. a subclass of the generated
-    `FleetQServiceServicer`). Streaming methods are refused: neither side serves them.
+    `FleetQServiceServicer`); a server-streaming one is an async generator. Client-streaming
+    methods are refused: neither side serves them.
     """
     handlers: dict[str, Handler] = {}
     for method in service.methods:
-        if method.client_streaming or method.server_streaming:
-            raise ValueError(f"{method.full_name}: streaming methods are not supported")
+        if method.client_streaming:
+            raise ValueError(f"{method.full_name}: client-streaming methods are not supported")
         request_class = GetMessageClass(method.input_type)
         response_class = GetMessageClass(method.output_type)
-        handlers[f"/{service.full_name}/{method.name}"] = grpc.unary_unary_rpc_method_handler(
+        name = f"/{service.full_name}/{method.name}"
+        if method.server_streaming:
+            handlers[name] = grpc.unary_stream_rpc_method_handler(
+                _refusing_undecodable_stream(getattr(servicer, method.name)),
+                request_deserializer=_deserializer(request_class),
+                response_serializer=response_class.SerializeToString,
+            )
+            continue
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
             _refusing_undecodable(getattr(servicer, method.name)),
             request_deserializer=_deserializer(request_class),
             response_serializer=response_class.SerializeToString,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor
@@ -36,9 +35,16 @@ from fleetq_server.gateway.http_errors import (
     METHOD_NOT_ALLOWED,
     UNSUPPORTED_MEDIA_TYPE,
     HttpError,
-    default_detail,
     error_body,
     http_error_for,
+)
+from fleetq_server.gateway.invocation import (
+    INTERNAL_DETAIL,
+    CallFailure,
+    call_behaviour,
+    check_response,
+    failure_from,
+    status_failure,
 )
 from fleetq_server.gateway.json_count import count_json_values
 from fleetq_server.gateway.json_parse import DecodeError
@@ -52,11 +58,11 @@ from fleetq_server.gateway.routes import (
     Router,
     routes_for_service,
 )
+from fleetq_server.gateway.streaming import Stream, open_stream, send_stream
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 _NO_MOUNTS: Mapping[str, ASGIApp] = MappingProxyType({})
-_INTERNAL_DETAIL = "internal server error"
 # The scope key under which the gateway records what a request matched, for middleware
 # around it (request metrics label by it): the route's path template, or a mount's path.
 # Absent when nothing matched.
@@ -76,18 +82,6 @@ class _Response:
     status: int
     body: bytes
     headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-class _Failure(Exception):
-    """Internal: stop handling a request and answer with this status."""
-
-    def __init__(
-        self, code: grpc.StatusCode, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()
-    ) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.headers = headers
 
 
 class Gateway:
@@ -152,6 +146,11 @@ class Gateway:
             return
         try:
             response = await self._respond(scope, receive)
+            if isinstance(response, Stream):
+                head = scope["method"] == "HEAD"
+                sending = send_stream(response, send, scope["path"], head=head)
+                await unless_disconnected(sending, receive)
+                return
         except Disconnected:
             return
         await send(
@@ -169,28 +168,28 @@ class Gateway:
         body = b"" if scope["method"] == "HEAD" else response.body
         await send({"type": "http.response.body", "body": body})
 
-    async def _respond(self, scope: Scope, receive: Receive) -> _Response:
+    async def _respond(self, scope: Scope, receive: Receive) -> _Response | Stream:
         path: str = scope["path"]
         try:
             return await self._call(scope, receive)
-        except _Failure as failure:
+        except CallFailure as failure:
             error = http_error_for(failure.code)
             return _error_response(error, failure.detail, path, failure.headers)
         except Disconnected:
             raise
         except Exception:  # a gateway bug: still answer in the contract's shape
             _LOGGER.exception("gateway failed on %s %s", scope.get("method"), path)
-            return _error_response(http_error_for(grpc.StatusCode.INTERNAL), _INTERNAL_DETAIL, path)
+            return _error_response(http_error_for(grpc.StatusCode.INTERNAL), INTERNAL_DETAIL, path)
 
-    async def _call(self, scope: Scope, receive: Receive) -> _Response:
+    async def _call(self, scope: Scope, receive: Receive) -> _Response | Stream:
         path: str = scope["path"]
         raw_path = scope.get("raw_path") or path.encode("utf-8")
         try:
             resolved = self._router.resolve(scope["method"], raw_path.split(b"?", 1)[0])
         except PathValueError as error:
-            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+            raise CallFailure(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         if resolved is None:
-            raise _Failure(grpc.StatusCode.NOT_FOUND, f"no route for {scope['method']} {path}")
+            raise CallFailure(grpc.StatusCode.NOT_FOUND, f"no route for {scope['method']} {path}")
         if isinstance(resolved, MethodNotAllowed):
             scope[ROUTE_TEMPLATE_KEY] = resolved.template
             allowed = ", ".join(resolved.allowed)
@@ -216,7 +215,7 @@ class Gateway:
 
     async def _handle(
         self, scope: Scope, receive: Receive, route: Route, path_vars: Mapping[str, str]
-    ) -> _Response:
+    ) -> _Response | Stream:
         body = await self._read_body(scope, receive) if route.decoder.has_body else b""
         decode = functools.partial(
             self._decode, route, body, path_vars, scope.get("query_string", b"")
@@ -225,10 +224,17 @@ class Gateway:
         try:
             metadata = metadata_from_headers(scope.get("headers", ()), self._strict_headers)
         except InvalidHeaderError as error:
-            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+            raise CallFailure(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         context = GatewayServicerContext(
             invocation_metadata=metadata, peer=peer_from_client(scope.get("client"))
         )
+        if route.method.server_streaming:
+            try:  # the context lives as long as the stream: send_stream finishes it
+                opening = self._open_stream(route, request, context)
+                return await unless_disconnected(opening, receive)
+            except BaseException:
+                context.finish()
+                raise
         try:
             response = await unless_disconnected(self._invoke(route, request, context), receive)
         finally:
@@ -241,14 +247,14 @@ class Gateway:
         """The request message; the value count is checked before any parsing."""
         limit = self._max_json_values
         if limit is not None and body and count_json_values(body) > limit:
-            raise _Failure(
+            raise CallFailure(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request body holds more than {limit} JSON values",
             )
         try:
             return route.decoder.decode(body, path_vars, query_string)
         except DecodeError as error:
-            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, error.detail) from None
+            raise CallFailure(grpc.StatusCode.INVALID_ARGUMENT, error.detail) from None
 
     async def _off_loop(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
@@ -265,49 +271,46 @@ class Gateway:
     ) -> bytes:
         """Handler and encoding; everything unexpected becomes a generic 500."""
         handler = self._handlers[route.full_method]  # every route has one (checked at init)
-        try:
-            if handler.unary_unary is None:
-                raise _Failure(
-                    grpc.StatusCode.UNIMPLEMENTED, f"method {route.full_method} is not implemented"
-                )
-            response = await _call_behaviour(handler.unary_unary, request, context)
-        except grpc.aio.AbortError:
-            response = None
-            if context.code() is None:
-                _LOGGER.error("AbortError without a status from %s", route.full_method)
-                raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL) from None
-        except _Failure:
-            raise
-        except Exception:
-            _LOGGER.exception("unhandled error in %s", route.full_method)
-            code = context.code()
-            if code is None or code == grpc.StatusCode.OK:
-                raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL) from None
-            # Like grpc.aio, honour a status set before the exception (the generated base
-            # servicer sets UNIMPLEMENTED, then raises); never show the exception's text.
-            raise _Failure(code, context.details() or default_detail(code)) from None
-        code = context.code()
-        if context.aborted or (code is not None and code != grpc.StatusCode.OK):
-            if code is None or code == grpc.StatusCode.OK:
-                code = grpc.StatusCode.UNKNOWN  # aborted with OK: a servicer bug, not success
-            raise _Failure(code, context.details() or default_detail(code))
-        expected = route.method.output_type.full_name
-        if not isinstance(response, Message) or response.DESCRIPTOR.full_name != expected:
-            _LOGGER.error(
-                "%s returned %s instead of %s", route.full_method, type(response).__name__, expected
+        if handler.unary_unary is None:
+            raise CallFailure(
+                grpc.StatusCode.UNIMPLEMENTED, f"method {route.full_method} is not implemented"
             )
-            raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL)
+        try:
+            response = await call_behaviour(handler.unary_unary, request, context)
+        except Exception as error:
+            raise failure_from(error, context, route.full_method) from None
+        failure = status_failure(context)
+        if failure is not None:
+            raise failure
+        response = check_response(response, route.method.output_type.full_name, route.full_method)
         try:
             if response.ByteSize() > OFFLOAD_BYTES:
                 return await self._off_loop(lambda: dumps(encode_message(response)))
             return dumps(encode_message(response))
         except Exception:
             _LOGGER.exception("cannot encode the response of %s", route.full_method)
-            raise _Failure(grpc.StatusCode.INTERNAL, _INTERNAL_DETAIL) from None
+            raise CallFailure(grpc.StatusCode.INTERNAL, INTERNAL_DETAIL) from None
+
+    async def _open_stream(
+        self, route: Route, request: Message, context: GatewayServicerContext
+    ) -> Stream:
+        """A server-streaming handler's stream, opened up to its first message."""
+        handler = self._handlers[route.full_method]
+        if handler.unary_stream is None:
+            raise CallFailure(
+                grpc.StatusCode.UNIMPLEMENTED, f"method {route.full_method} is not implemented"
+            )
+        behaviour: Callable[..., Any] = handler.unary_stream
+        try:
+            messages = behaviour(request, context)
+        except Exception as error:
+            raise failure_from(error, context, route.full_method) from None
+        expected = route.method.output_type.full_name
+        return await open_stream(messages, context, route.full_method, expected)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         """The whole body, refusing (without reading on) anything over max_body_bytes."""
-        too_large = _Failure(
+        too_large = CallFailure(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"request body exceeds {self._max_body_bytes} bytes",
             _CLOSE,
@@ -331,18 +334,6 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-
-async def _call_behaviour(
-    behaviour: Callable[..., Any], request: Message, context: GatewayServicerContext
-) -> Any:
-    """Await coroutine handlers; run plain functions in a thread, as grpc.aio does."""
-    if inspect.iscoroutinefunction(behaviour):
-        return await behaviour(request, context)
-    result = await asyncio.to_thread(behaviour, request, context)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 def _success_status(context: GatewayServicerContext, route: Route) -> int:

@@ -185,13 +185,13 @@ class GatewayServicerContext(grpc.aio.ServicerContext[Message, Message]):
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
         self._done_callbacks.append(callback)
 
-    # -- unary only
+    # -- no client streams; server streams are what a behaviour yields
 
     async def read(self) -> Message:
-        raise grpc.aio.UsageError("the HTTP gateway serves unary RPCs only")
+        raise grpc.aio.UsageError("the HTTP gateway serves no client-streaming RPCs")
 
     async def write(self, message: Message) -> None:
-        raise grpc.aio.UsageError("the HTTP gateway serves unary RPCs only")
+        raise grpc.aio.UsageError("over the HTTP gateway a streaming behaviour must yield")
 
     # -- for the gateway
 

@@ -1,6 +1,7 @@
 """REST routes read from the `google.api.http` options of a service descriptor.
 
-This is what makes the gateway generic: every annotated unary method gets its routes
+This is what makes the gateway generic: every annotated unary or server-streaming method
+(see `streaming`) gets its routes
 (the main rule and any additional_bindings) with no per-endpoint code. Rules the gateway
 cannot honour stop start-up with an error naming the method.
 """
@@ -61,8 +62,10 @@ def routes_for_service(service: ServiceDescriptor) -> list[Route]:
         options = method.GetOptions()
         if not options.HasExtension(annotations_pb2.http):
             continue
-        if method.client_streaming or method.server_streaming:
-            raise RouteError(f"{method.full_name}: streaming methods cannot be served over REST")
+        if method.client_streaming:
+            raise RouteError(
+                f"{method.full_name}: client-streaming methods cannot be served over REST"
+            )
         rule = options.Extensions[annotations_pb2.http]
         for binding in [rule, *rule.additional_bindings]:
             routes.append(_route(method, binding))

@@ -22,7 +22,11 @@ _COUNTER = itertools.count()
 _STRING, _INT32, _OPTIONAL, _REPEATED = 9, 5, 1, 3
 
 
-def build_service(methods: list[tuple[str, dict[str, Any]]], streaming: bool = False) -> Any:
+def build_service(
+    methods: list[tuple[str, dict[str, Any]]],
+    streaming: bool = False,
+    client_streaming: bool = False,
+) -> Any:
     """A service `Items` whose methods take and return `Item {string id; int32 n}`."""
     package = f"gwtest.p{next(_COUNTER)}"
     file = descriptor_pb2.FileDescriptorProto(
@@ -42,6 +46,7 @@ def build_service(methods: list[tuple[str, dict[str, Any]]], streaming: bool = F
             input_type=f".{package}.Item",
             output_type=f".{package}.Item",
             server_streaming=streaming,
+            client_streaming=client_streaming,
         )
         http = method.options.Extensions[annotations_pb2.http]
         for key, value in rule.items():
@@ -167,8 +172,8 @@ def test_unservable_annotations_stop_startup(
         Gateway(service, echo_handlers(service))
 
 
-def test_streaming_methods_with_http_rules_stop_startup() -> None:
-    service = build_service([("Watch", {"get": "/watch"})], streaming=True)
+def test_client_streaming_methods_with_http_rules_stop_startup() -> None:
+    service = build_service([("Watch", {"get": "/watch"})], client_streaming=True)
 
     with pytest.raises(RouteError, match="streaming"):
         routes_for_service(service)

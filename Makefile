@@ -83,8 +83,9 @@ test-fleet: install ## The fleet-sized tests (30 pods behind PgBouncer), apart f
 	$(BIN)/pytest -q -m fleet
 
 .PHONY: run
-run: install ## Start one pod: embedded PostgreSQL, REST on :8000, gRPC on :50051
-	FLEETQ_LOG_FORMAT=$${FLEETQ_LOG_FORMAT:-console} $(BIN)/fleetq serve
+run: install ## Start one pod: embedded PostgreSQL, REST on :8000, gRPC on :50051, demo handlers
+	FLEETQ_LOG_FORMAT=$${FLEETQ_LOG_FORMAT:-console} \
+		FLEETQ_DEMO_HANDLERS=$${FLEETQ_DEMO_HANDLERS:-true} $(BIN)/fleetq serve
 
 SOAK_DURATION ?= 600
 SOAK_RATE ?= 200

@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 # Largest request either protocol accepts; bigger gRPC messages get RESOURCE_EXHAUSTED.
 MAX_REQUEST_BYTES = 1 << 20
 
+# The longest pending expiry, for the setting and a submit's own value alike: a year.
+MAX_PENDING_EXPIRY_S = 365 * 24 * 3600.0
+
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
@@ -58,14 +61,25 @@ class Settings:
     # so a crashed pod's steps wait one dead-pod threshold, not up to an interval more.
     recovery_on_expiry: bool = True
     handlers: tuple[str, ...] = ()
+    # The built-in demo step types (hello_world, sleep): off in production, since any client
+    # could otherwise keep every worker busy with `sleep` steps. `make run` turns them on.
+    demo_handlers: bool = False
     shutdown_grace: float = 30.0
     retention: float = 604800.0
     # How often the leader deletes finished steps older than `retention`.
     retention_interval: float = 60.0
     log_format: str = "json"
     log_level: str = "INFO"
-    # A secret: kept out of repr() so that logging the settings cannot leak it.
+    # Secrets: kept out of repr() so that logging the settings cannot leak them. Each can
+    # also come from a file (Kubernetes Secret volumes): the *_file settings, read at start-up.
     admin_token: str | None = dataclasses.field(default=None, repr=False)
+    admin_token_file: Path | None = None
+    # Required by every RPC except health when set; the admin token is accepted too.
+    api_token: str | None = dataclasses.field(default=None, repr=False)
+    api_token_file: Path | None = None
+    # Seconds a step may wait pending before it fails with error type `expired`; 0: never.
+    # A submit's own pending_expiry_seconds overrides it.
+    pending_expiry: float = 0.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Poll the queue this often even without a NOTIFY: a safety net, not the wake-up path.
@@ -151,6 +165,17 @@ def _parse_optional_text(raw: str) -> str | None:
     return raw or None
 
 
+def _parse_token(raw: str) -> str:
+    """A bearer token, without the whitespace a Secret file or a shell quote leaves around it.
+    Empty is refused rather than read as "no token": that would leave the RPCs open."""
+    token = raw.strip()
+    if not token:
+        raise ValueError("must not be empty or only whitespace (unset it for no token)")
+    if any(not 0x21 <= ord(char) <= 0x7E for char in token):
+        raise ValueError("must be printable ASCII without spaces (it travels in a header)")
+    return token
+
+
 def _parse_optional_path(raw: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
@@ -198,12 +223,17 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "recovery_interval": _parse_positive(float),
     "recovery_on_expiry": _parse_bool,
     "handlers": _parse_modules,
+    "demo_handlers": _parse_bool,
     "shutdown_grace": _parse_positive(float, allow_zero=True),
     "retention": _parse_positive(float, allow_zero=True),
     "retention_interval": _parse_positive(float),
     "log_format": _parse_choice("json", "console"),
     "log_level": _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"),
-    "admin_token": _parse_optional_text,
+    "admin_token": _parse_token,
+    "admin_token_file": _parse_optional_path,
+    "api_token": _parse_token,
+    "api_token_file": _parse_optional_path,
+    "pending_expiry": _parse_positive(float, allow_zero=True),
     "tls_cert": _parse_optional_path,
     "tls_key": _parse_optional_path,
     "poll_interval": _parse_positive(float),
@@ -242,11 +272,31 @@ def load_settings(
             values[field.name] = _PARSERS[field.name](raw)
         except ValueError as exc:
             raise ConfigError(f"{source}={raw!r} is invalid: {exc}") from None
+    for name in ("admin_token", "api_token"):
+        _read_token_file(values, name)
     settings = Settings(**values)
     _check_consistency(settings)
     if not settings.pod_id:
         settings = Settings(**{**values, "pod_id": default_pod_id()})
     return settings
+
+
+def _read_token_file(values: dict[str, Any], name: str) -> None:
+    """Fill the token `name` from its *_file setting, if given: one or the other, not both."""
+    path: Path | None = values.get(f"{name}_file")
+    if path is None:
+        return
+    variable, file_variable = env_name(name), env_name(f"{name}_file")
+    if values.get(name) is not None:
+        raise ConfigError(f"{variable} and {file_variable} are both set; set only one of them")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file_variable}={str(path)!r} cannot be read: {exc}") from None
+    try:
+        values[name] = _parse_token(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{file_variable}={str(path)!r} is invalid: the file {exc}") from None
 
 
 def _check_consistency(settings: Settings) -> None:
@@ -265,6 +315,11 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError(
             f"FLEETQ_MAX_BODY_BYTES_IN_FLIGHT={settings.max_body_bytes_in_flight} must hold"
             f" at least one request of the largest size ({MAX_REQUEST_BYTES} bytes)"
+        )
+    if settings.pending_expiry > MAX_PENDING_EXPIRY_S:
+        raise ConfigError(
+            f"FLEETQ_PENDING_EXPIRY={settings.pending_expiry:g} must be at most "
+            f"{MAX_PENDING_EXPIRY_S:g} seconds (a year); 0 means never"
         )
     if settings.retry_backoff_base > settings.retry_backoff_max:
         raise ConfigError("FLEETQ_RETRY_BACKOFF_BASE must not exceed FLEETQ_RETRY_BACKOFF_MAX")

@@ -37,6 +37,11 @@ STEPS_FAILED = Counter(
     "Steps failed terminally, by this pod's executor or its recovery cycles",
     _STEP_TYPE,
 )
+# No step-type label: expired steps are often of types no pod runs, which clients choose.
+STEPS_EXPIRED = Counter(
+    "fleetq_steps_expired",
+    "Pending steps failed as expired by this pod (as leader), past their pending expiry",
+)
 STEPS_REQUEUED = Counter(
     "fleetq_steps_requeued", "Steps of lost pods requeued by this pod's recovery", _STEP_TYPE
 )

@@ -114,7 +114,8 @@ class PodProcess:
     async def start(self) -> None:
         """Connect, start the pod, then open both ports."""
         settings = self.settings
-        registry = load_registry(settings.handlers)  # fail fast, before any I/O
+        # Fail fast, before any I/O.
+        registry = load_registry(settings.handlers, demo_handlers=settings.demo_handlers)
         tls = load_tls_identity(settings)
         open_files = raise_open_file_limit()
         database_url = settings.database_url

@@ -6,6 +6,7 @@ Each error names the offending field.
 
 import functools
 import hashlib
+import math
 import re
 import secrets
 import time
@@ -16,6 +17,7 @@ import orjson
 from fleetq.v1 import fleetq_pb2
 from google.protobuf.message import Message
 
+from fleetq_server.config import MAX_PENDING_EXPIRY_S
 from fleetq_server.errors import ValidationError
 from fleetq_server.store.records import NewStep
 from fleetq_server.store.storable import holds_unstorable_text
@@ -61,6 +63,8 @@ class SubmitRequest:
     priority: int
     max_retries: int | None
     idempotency_key: str | None
+    # Seconds it may wait pending; 0: never. The caller resolves the pod's default.
+    pending_expiry_s: float = 0.0
 
 
 def new_step_ids(count: int) -> list[str]:
@@ -132,6 +136,11 @@ def validate(request: SubmitRequest) -> None:
         )
     if key is not None and NUL in key:
         raise ValidationError("idempotency_key: must not contain NUL characters")
+    expiry = request.pending_expiry_s
+    if not (math.isfinite(expiry) and 0 <= expiry <= MAX_PENDING_EXPIRY_S):
+        raise ValidationError(
+            f"pending_expiry_seconds: must be between 0 (never) and {MAX_PENDING_EXPIRY_S:.0f}"
+        )
 
 
 def _check_storable(value: Any, field: str) -> None:
@@ -189,4 +198,5 @@ def prepare_step(request: SubmitRequest, step_id: str | None = None) -> NewStep:
         idempotency_key=request.idempotency_key or derived_idempotency_key(step_id),
         client_key=request.idempotency_key,
         payload_hash=payload_hash(request, max_retries),
+        pending_expiry_s=request.pending_expiry_s or None,
     )

@@ -47,9 +47,13 @@ def _set_http_code(context: Any, code: int) -> None:
 
 
 def _submit_request(
-    request: pb.SubmitStepRequest, header_key: str | None, budget: ValueBudget
+    request: pb.SubmitStepRequest,
+    header_key: str | None,
+    budget: ValueBudget,
+    default_expiry_s: float,
 ) -> submission.SubmitRequest:
-    """The domain's view of one submit; the body's idempotency key wins over the header."""
+    """The domain's view of one submit; the body's idempotency key wins over the header,
+    and its pending expiry over the pod's FLEETQ_PENDING_EXPIRY."""
     return submission.SubmitRequest(
         type=request.type,
         args=_json_object(request, "args", budget),
@@ -58,6 +62,11 @@ def _submit_request(
         max_retries=request.max_retries if request.HasField("max_retries") else None,
         idempotency_key=(
             request.idempotency_key if request.HasField("idempotency_key") else header_key
+        ),
+        pending_expiry_s=(
+            request.pending_expiry_seconds
+            if request.HasField("pending_expiry_seconds")
+            else default_expiry_s
         ),
     )
 
@@ -153,7 +162,9 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
 
     def _prepare_single(self, request: pb.SubmitStepRequest, header_key: str | None) -> NewStep:
         budget = ValueBudget(self._settings.max_json_values)
-        return submission.prepare_step(_submit_request(request, header_key, budget))
+        return submission.prepare_step(
+            _submit_request(request, header_key, budget, self._settings.pending_expiry)
+        )
 
     def _prepare_batch(self, request: pb.SubmitBatchRequest) -> list[NewStep]:
         """Every step of a batch, validated; one value budget for all of them."""
@@ -162,7 +173,8 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         step_ids = submission.new_step_ids(len(request.steps))
         for index, (item, step_id) in enumerate(zip(request.steps, step_ids, strict=True)):
             try:
-                steps.append(submission.prepare_step(_submit_request(item, None, budget), step_id))
+                submit = _submit_request(item, None, budget, self._settings.pending_expiry)
+                steps.append(submission.prepare_step(submit, step_id))
             except errors.ValidationError as exc:
                 raise errors.ValidationError(f"steps[{index}].{exc}") from None
         return steps

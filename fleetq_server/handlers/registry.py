@@ -73,13 +73,18 @@ class HandlerRegistry:
         return sorted(self._handlers)
 
 
-def load_registry(module_names: Iterable[str]) -> HandlerRegistry:
-    """A registry with the built-ins plus each named module's handlers."""
-    from fleetq_server.handlers import builtin
+# The demo step types' module: loaded with FLEETQ_DEMO_HANDLERS, or when named in
+# FLEETQ_HANDLERS like any other module.
+BUILTIN_MODULE = "fleetq_server.handlers.builtin"
 
+
+def load_registry(module_names: Iterable[str], *, demo_handlers: bool = False) -> HandlerRegistry:
+    """A registry with each named module's handlers, plus the demo ones if asked for."""
+    names = list(module_names)
+    if demo_handlers and BUILTIN_MODULE not in names:
+        names.insert(0, BUILTIN_MODULE)
     registry = HandlerRegistry()
-    builtin.register(registry)
-    for name in module_names:
+    for name in names:
         try:
             module = importlib.import_module(name)
         except Exception as exc:

@@ -100,7 +100,9 @@ class Pod:
 
     async def start(self) -> None:
         """Register, learn the leader, and start every loop."""
-        await self.store.pod_register(self.state.pod_id, self.state.max_capacity)
+        await self.store.pod_register(
+            self.state.pod_id, self.state.max_capacity, self.settings.dead_pod_threshold
+        )
         self.state.database_ok = True
         await self.heartbeat.run_once()
         self._on_health_change()
@@ -122,7 +124,9 @@ class Pod:
         self.state.fenced = True
         abandoned = await self.executor.cancel_all()
         new_id = self.state.next_incarnation_id()
-        await self.store.pod_register(new_id, self.state.max_capacity)
+        await self.store.pod_register(
+            new_id, self.state.max_capacity, self.settings.dead_pod_threshold
+        )
         log.warning(
             "re-registered as %s (was %s); abandoned %d running steps",
             new_id,

@@ -1,9 +1,10 @@
-"""The leader's retention loop: deletes finished steps, recovery records and down pods past
-their age."""
+"""The leader's retention loop: fails pending steps past their expiry, and deletes finished
+steps, recovery records and down pods past their age."""
 
 import logging
 from collections.abc import Awaitable, Callable
 
+from fleetq_server import metrics
 from fleetq_server.runtime.loop import BackgroundLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import RetentionPort
@@ -18,9 +19,9 @@ MAX_BATCHES_PER_RUN = 100
 
 
 class RetentionLoop(BackgroundLoop):
-    """Every `interval` seconds, if this pod leads, delete completed and failed steps,
-    recovery records and pods marked down, older than `retention_s`; a retention of 0 keeps
-    everything."""
+    """Every `interval` seconds, if this pod leads, fail pending steps past their expiry,
+    then delete completed and failed steps, recovery records and pods marked down, older
+    than `retention_s`; a retention of 0 keeps everything (expiry still runs)."""
 
     name = "retention"
 
@@ -32,13 +33,18 @@ class RetentionLoop(BackgroundLoop):
         self._state = state
         self._retention_s = retention_s
 
-    def _may_delete(self) -> bool:
+    def _leads(self) -> bool:
         state = self._state
-        return self._retention_s > 0 and state.is_leader and not state.draining and not state.fenced
+        return state.is_leader and not state.draining and not state.fenced
+
+    def _may_delete(self) -> bool:
+        return self._retention_s > 0 and self._leads()
 
     async def run_once(self) -> None:
-        """Delete up to MAX_BATCHES_PER_RUN batches; a no-op unless this pod leads."""
+        """Expire, then delete, up to MAX_BATCHES_PER_RUN batches in all; a no-op unless
+        this pod leads."""
         budget = MAX_BATCHES_PER_RUN
+        _, budget = await self._expire_batches(budget)
         steps, budget = await self._delete_batches(self._store.step_delete_finished_before, budget)
         records, budget = await self._delete_batches(
             self._store.recovery_record_delete_before, budget
@@ -53,6 +59,21 @@ class RetentionLoop(BackgroundLoop):
             )
         if budget == 0:
             self.wake()
+
+    async def _expire_batches(self, budget: int) -> tuple[int, int]:
+        """Fail expired pending steps until a batch comes back short or `budget` batches are
+        spent; returns (steps expired, batches left)."""
+        expired = 0
+        while budget > 0 and self._leads():
+            budget -= 1
+            batch = await self._store.step_expire_pending(BATCH_SIZE)
+            expired += batch
+            metrics.STEPS_EXPIRED.inc(batch)
+            if batch < BATCH_SIZE:
+                break
+        if expired:
+            log.info("expired %d pending steps", expired)
+        return expired, budget
 
     async def _delete_batches(
         self, delete: Callable[[float, int], Awaitable[int]], budget: int

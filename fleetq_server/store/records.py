@@ -18,6 +18,8 @@ class NewStep:
     idempotency_key: str
     client_key: str | None
     payload_hash: str
+    # Seconds it may wait pending before it fails as `expired`; None: never.
+    pending_expiry_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder
+from fleetq_server.store.liveness import pod_is_live, pod_is_stale
 from fleetq_server.store.records import RecoveryOutcome
 from fleetq_server.store.rules import RETRIES_LEFT, outcome_assignments
 from fleetq_server.store.steps import SUBMIT_CHANNEL
@@ -22,11 +23,10 @@ RECOVERY_LOCK_KEY = 0x466C_5130_0002
 # under the same FLEETQ_POD_ID re-registers with a new birth_ts, and whatever its previous
 # process had claimed before that is orphaned, not held by the newcomer, which knows nothing
 # of it. (claimed_ts is NULL only on rows claimed before migration 0002.)
-_NOT_HELD_BY_LIVE_POD = """
+_NOT_HELD_BY_LIVE_POD = f"""
     s.status = 'claimed' AND NOT EXISTS (
         SELECT 1 FROM fleetq_pods AS p
-        WHERE p.pod_id = s.claimed_by AND p.status = 'up'
-          AND p.last_heartbeat_ts > now() - make_interval(secs => $1)
+        WHERE p.pod_id = s.claimed_by AND {pod_is_live("p")}
           AND p.birth_ts <= coalesce(s.claimed_ts, p.birth_ts))
 """
 
@@ -62,9 +62,8 @@ class RecoveryQueries(PoolHolder):
             ):
                 raise errors.RecoveryInProgressError("a recovery cycle is already in progress")
             leader = await connection.fetchval(
-                """
-                SELECT pod_id FROM fleetq_pods
-                WHERE status = 'up' AND last_heartbeat_ts > now() - make_interval(secs => $1)
+                f"""
+                SELECT pod_id FROM fleetq_pods AS p WHERE {pod_is_live("p")}
                 ORDER BY birth_ts, pod_id LIMIT 1
                 """,
                 dead_threshold_s,
@@ -97,9 +96,8 @@ class RecoveryQueries(PoolHolder):
             started_ts: datetime = await connection.fetchval("SELECT clock_timestamp()")
             if dry_run:
                 dead = await connection.fetch(
-                    """
-                    SELECT pod_id FROM fleetq_pods
-                    WHERE status = 'up' AND last_heartbeat_ts <= now() - make_interval(secs => $1)
+                    f"""
+                    SELECT pod_id FROM fleetq_pods AS p WHERE {pod_is_stale("p")}
                     ORDER BY pod_id
                     """,
                     dead_threshold_s,
@@ -115,9 +113,9 @@ class RecoveryQueries(PoolHolder):
                 )
             else:
                 dead = await connection.fetch(
-                    """
-                    UPDATE fleetq_pods SET status = 'down', current_capacity = 0
-                    WHERE status = 'up' AND last_heartbeat_ts <= now() - make_interval(secs => $1)
+                    f"""
+                    UPDATE fleetq_pods AS p SET status = 'down', current_capacity = 0
+                    WHERE {pod_is_stale("p")}
                     RETURNING pod_id
                     """,
                     dead_threshold_s,

@@ -54,6 +54,7 @@ def _step_row(step: NewStep) -> dict[str, Any]:
         "idempotency_key": step.idempotency_key,
         "client_key": step.client_key,
         "payload_hash": step.payload_hash,
+        "pending_expiry_s": step.pending_expiry_s,
     }
 
 
@@ -87,13 +88,15 @@ class StepQueries(PoolHolder):
                 f"""
                 WITH inserted AS (
                     INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
-                        max_retries, idempotency_key, client_key, payload_hash)
+                        max_retries, idempotency_key, client_key, payload_hash,
+                        pending_expires_at)
                     SELECT step_id, type, args, metadata, priority, max_retries,
-                           idempotency_key, client_key, payload_hash
+                           idempotency_key, client_key, payload_hash,
+                           now() + make_interval(secs => pending_expiry_s)
                     FROM jsonb_to_recordset($1::text::jsonb)
                          AS n(step_id text, type text, args jsonb, metadata jsonb,
                               priority int, max_retries int, idempotency_key text,
-                              client_key text, payload_hash text)
+                              client_key text, payload_hash text, pending_expiry_s float8)
                     ON CONFLICT (client_key) DO NOTHING
                     RETURNING step_id, type
                 ), notified AS (  -- one NOTIFY for the batch, and none when nothing is new
@@ -182,6 +185,7 @@ class StepQueries(PoolHolder):
                         SELECT step_id, priority, created_ts FROM fleetq_steps
                         WHERE status = 'pending' AND type = wanted.type
                           AND not_before_ts <= now()
+                          AND (pending_expires_at IS NULL OR pending_expires_at > now())
                         ORDER BY priority DESC, created_ts, step_id
                         LIMIT $3
                         FOR UPDATE SKIP LOCKED
@@ -241,6 +245,37 @@ class StepQueries(PoolHolder):
             )
         statuses = {row["position"]: row["status"] for row in rows}
         return [statuses.get(position) for position in range(1, len(outcomes) + 1)]
+
+    async def step_expire_pending(self, limit: int) -> int:
+        """Fail up to `limit` pending steps whose pending expiry has passed, oldest deadline
+        first, with error type `expired`; returns how many.
+
+        Reads only the expiring steps, from their partial index (migration 0005); steps a
+        claim holds locked are skipped, and the claim itself refuses expired steps.
+        """
+        async with self._connection() as connection:
+            status = await connection.execute(
+                """
+                WITH due AS (
+                    SELECT step_id FROM fleetq_steps
+                    WHERE status = 'pending' AND pending_expires_at IS NOT NULL
+                      AND pending_expires_at <= now()
+                    ORDER BY pending_expires_at
+                    LIMIT $1
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE fleetq_steps AS s
+                SET status = 'failed', finished_ts = now(), last_update_ts = now(),
+                    error = jsonb_build_object(
+                        'type', 'expired',
+                        'message', 'the step was still pending at its expiry, '
+                            || to_char(s.pending_expires_at AT TIME ZONE 'UTC',
+                                       'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+                FROM due WHERE s.step_id = due.step_id AND s.status = 'pending'
+                """,
+                limit,
+            )
+        return int(status.split()[-1])
 
     async def step_release(self, steps: list[ClaimedStep], pod_id: str) -> list[str]:
         """Give claimed steps back to pending without spending a retry (shutdown);

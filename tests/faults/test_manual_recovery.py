@@ -176,8 +176,8 @@ async def _backdate_heartbeat(database_url: str, pod: str) -> None:
     connection = await asyncpg.connect(database_url)
     try:
         await connection.execute(
-            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - interval '1 hour'"
-            " WHERE pod_id = $1",
+            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - interval '1 hour',"
+            " expires_at = now() - interval '1 hour' WHERE pod_id = $1",
             pod,
         )
     finally:

@@ -4,10 +4,12 @@ from fleetq_server.store import Store
 
 
 async def age_heartbeat(store: Store, pod_id: str, seconds: float) -> None:
-    """Make a pod look silent for `seconds`."""
+    """Make a pod look silent for `seconds`: its last heartbeat and its lease move back
+    together (the SET's right-hand sides read the row as it was)."""
     async with store._connection() as connection:
         await connection.execute(
-            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - make_interval(secs => $2)"
+            "UPDATE fleetq_pods SET last_heartbeat_ts = now() - make_interval(secs => $2),"
+            " expires_at = expires_at - (last_heartbeat_ts - now() + make_interval(secs => $2))"
             " WHERE pod_id = $1",
             pod_id,
             seconds,

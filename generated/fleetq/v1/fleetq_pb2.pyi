@@ -217,6 +217,7 @@ class SubmitStepRequest(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     MAX_RETRIES_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PENDING_EXPIRY_SECONDS_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Step type: letters, digits, "_", "-" and "."; at most 128 characters."""
     priority: _builtins.int
@@ -226,6 +227,11 @@ class SubmitStepRequest(_message.Message):
     idempotency_key: _builtins.str
     """Optional client de-duplication key: a repeat with the same key and
     payload returns the original step.
+    """
+    pending_expiry_seconds: _builtins.float
+    """Seconds the step may wait pending (counted from submission) before it
+    fails with error type "expired"; 0: never. Default: the pod's
+    FLEETQ_PENDING_EXPIRY. At most 31,536,000 (a year).
     """
     @_builtins.property
     def args(self) -> _struct_pb2.Struct:
@@ -244,19 +250,24 @@ class SubmitStepRequest(_message.Message):
         priority: _builtins.int = ...,
         max_retries: _builtins.int | None = ...,
         idempotency_key: _builtins.str | None = ...,
+        pending_expiry_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "args", b"args", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "args", b"args", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "priority", b"priority", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds", "priority", b"priority", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
     _WhichOneofArgType__idempotency_key: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key"]  # noqa: Y015
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__pending_expiry_seconds: _TypeAlias = _typing.Literal["pending_expiry_seconds"]  # noqa: Y015
+    _WhichOneofArgType__pending_expiry_seconds: _TypeAlias = _typing.Literal["_pending_expiry_seconds", b"_pending_expiry_seconds"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__idempotency_key) -> _WhichOneofReturnType__idempotency_key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pending_expiry_seconds) -> _WhichOneofReturnType__pending_expiry_seconds | None: ...
 
 Global___SubmitStepRequest: _TypeAlias = SubmitStepRequest  # noqa: Y015
 

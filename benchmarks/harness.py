@@ -150,6 +150,8 @@ class PodFleet:
                 env={"PYTHONPATH": str(REPO_ROOT), **env},
                 log_path=self._log_dir / f"{name}.log",
                 name=name,
+                # The recovery scenario runs `sleep` steps and the soak `hello_world`.
+                demo_handlers=True,
             )
             self._pods.append(pod)
             pods.append(pod.start())

@@ -48,6 +48,8 @@ class SubmitOptions(TypedDict, total=False):
     priority: int
     max_retries: int
     idempotency_key: str
+    # Seconds the step may wait pending before it fails as "expired"; 0: never.
+    pending_expiry_seconds: float
 
 
 def submit(
@@ -60,6 +62,7 @@ def submit(
         priority=options.get("priority", 0),
         max_retries=options.get("max_retries"),
         idempotency_key=options.get("idempotency_key"),
+        pending_expiry_seconds=options.get("pending_expiry_seconds"),
     )
     if "metadata" in options:
         request.metadata.CopyFrom(dict_to_struct(options["metadata"]))

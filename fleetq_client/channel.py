@@ -37,8 +37,9 @@ class ChannelSettings:
 
 class Connection:
     """Base of both clients: opens the channel and stub to one pod (any pod answers every
-    call). `token` is the pod's FLEETQ_ADMIN_TOKEN, needed for admin calls when it has
-    one; `timeout` bounds each call; `root_certificates` (PEM) turns TLS on."""
+    call). `token` is the bearer token sent with every call: the pod's FLEETQ_API_TOKEN,
+    or its FLEETQ_ADMIN_TOKEN, which admin calls need when it has one and which also opens
+    every other call; `timeout` bounds each call; `root_certificates` (PEM) turns TLS on."""
 
     _channels: ClassVar[ModuleType]
 

@@ -38,7 +38,10 @@ _EXIT_FOR_ERROR: tuple[tuple[type[FleetQClientError], int], ...] = (
     (NotFound, EXIT_NOT_FOUND),
     (Unavailable, EXIT_UNAVAILABLE),
 )
-TOKEN_ENV = "FLEETQ_ADMIN_TOKEN"
+# Where --token defaults from: the admin commands prefer the admin token, the others the
+# API token; each falls back to the other (the admin token also opens every other RPC).
+ADMIN_TOKEN_ENV = "FLEETQ_ADMIN_TOKEN"
+API_TOKEN_ENV = "FLEETQ_API_TOKEN"
 
 Command = Callable[[FleetQClient, argparse.Namespace], int]
 
@@ -51,7 +54,10 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
     common.add_argument(
-        "--token", default=None, help=f"admin bearer token (default: ${TOKEN_ENV} when set)"
+        "--token",
+        default=None,
+        help=f"bearer token (default: ${API_TOKEN_ENV}, or ${ADMIN_TOKEN_ENV} for the admin"
+        " commands queue, leader and recover, each falling back to the other)",
     )
     common.add_argument(
         "--timeout",
@@ -60,9 +66,11 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
         help=f"seconds each call may take (default {DEFAULT_TIMEOUT_S:g})",
     )
 
-    def add(name: str, command: Command, help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, command: Command, help: str, *, admin: bool = False
+    ) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, parents=[common], help=help, description=help)
-        parser.set_defaults(client_command=command)
+        parser.set_defaults(client_command=command, admin_command=admin)
         return parser
 
     submit = add("submit", _submit, "submit a step")
@@ -74,15 +82,22 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     submit.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     submit.add_argument("--max-retries", type=int, default=None, help="server default: 3")
     submit.add_argument("--idempotency-key", default=None, help="de-duplicates repeated submits")
+    submit.add_argument(
+        "--pending-expiry",
+        type=float,
+        default=None,
+        help="seconds it may wait pending before failing as expired (0: never;"
+        " server default: FLEETQ_PENDING_EXPIRY)",
+    )
     submit.add_argument("--wait", action="store_true", help="show progress until it finishes")
     submit.add_argument(
         "--wait-timeout", type=float, default=300.0, help="seconds --wait waits (default 300)"
     )
     status = add("status", _status, "show a step's state, result or error")
     status.add_argument("step_id")
-    add("queue", _queue, "queue statistics")
-    add("leader", _leader, "the leader election")
-    recover = add("recover", _recover, "run a recovery cycle on the leader")
+    add("queue", _queue, "queue statistics", admin=True)
+    add("leader", _leader, "the leader election", admin=True)
+    recover = add("recover", _recover, "run a recovery cycle on the leader", admin=True)
     recover.add_argument("--dry-run", action="store_true", help="report without changing anything")
     recover.add_argument("--force", action="store_true", help="run even if a cycle just ran")
     add("health", _health, "a pod's health (exit 1 when unhealthy)")
@@ -91,7 +106,7 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
 def run_client_command(args: argparse.Namespace) -> int:
     """Run the parsed client subcommand; returns the exit code."""
     command: Command = args.client_command
-    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    token = args.token if args.token is not None else _token_from_environment(args.admin_command)
     try:
         with FleetQClient(args.target, token=token, timeout=args.timeout) as client:
             return command(client, args)
@@ -101,6 +116,16 @@ def run_client_command(args: argparse.Namespace) -> int:
         return next((code for cls, code in _EXIT_FOR_ERROR if isinstance(error, cls)), EXIT_FAILED)
     except KeyboardInterrupt:
         return 130
+
+
+def _token_from_environment(admin_command: bool) -> str | None:
+    """The first token set among the environment variables this command prefers."""
+    names = (ADMIN_TOKEN_ENV, API_TOKEN_ENV) if admin_command else (API_TOKEN_ENV, ADMIN_TOKEN_ENV)
+    for name in names:
+        token = os.environ.get(name, "").strip()
+        if token:
+            return token
+    return None
 
 
 def _json_object(raw: str) -> dict[str, Any]:
@@ -124,6 +149,8 @@ def _submit(client: FleetQClient, args: argparse.Namespace) -> int:
         options["max_retries"] = args.max_retries
     if args.idempotency_key is not None:
         options["idempotency_key"] = args.idempotency_key
+    if args.pending_expiry is not None:
+        options["pending_expiry_seconds"] = args.pending_expiry
     submitted = client.submit(args.type, args.args, **options)
     if not args.wait:
         _print(args, submitted, _submit_text)

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fleetq_server import __version__, embedded_db
-from fleetq_server.api.auth import AdminTokenInterceptor, admin_methods
+from fleetq_server.api.auth import BearerTokenInterceptor, admin_methods, open_methods
 from fleetq_server.api.interceptors import (
     ErrorTranslationInterceptor,
     UnaryInterceptor,
@@ -146,9 +146,19 @@ class PodProcess:
         await self.pod.start()
 
         interceptors: list[UnaryInterceptor] = [ErrorTranslationInterceptor()]
-        if settings.admin_token is not None:
+        protected: frozenset[str] = frozenset()
+        if settings.admin_token is not None or settings.api_token is not None:
+            auth = BearerTokenInterceptor(
+                admin_token=settings.admin_token,
+                api_token=settings.api_token,
+                admin_methods=admin_methods(SERVICE),
+                open_methods=open_methods(SERVICE),
+            )
+            protected = auth.protected_methods(
+                f"/{SERVICE.full_name}/{method.name}" for method in SERVICE.methods
+            )
             # After error translation, which turns its refusals into UNAUTHENTICATED.
-            interceptors.append(AdminTokenInterceptor(settings.admin_token, admin_methods(SERVICE)))
+            interceptors.append(auth)
         # One set of handler objects serves gRPC and REST alike.
         handlers = wrap_handlers(unary_handlers(SERVICE, FleetQServicer(self.pod)), interceptors)
         # Request metrics on the gRPC side only: REST calls are counted by route in the
@@ -169,7 +179,6 @@ class PodProcess:
             self._grpc.add_secure_port(grpc_address, credentials)
         await self._grpc.start()
 
-        protected = admin_methods(SERVICE) if settings.admin_token is not None else frozenset()
         api_document = openapi_document(
             SERVICE,
             title="FLEET-Q",

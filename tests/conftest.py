@@ -112,6 +112,7 @@ def _server_starter(
         grpc_port: int | None = None,
         module: str = "fleetq_server",
         program: Sequence[str] | None = None,
+        demo_handlers: bool = True,
     ) -> ServerProcess:
         name = f"pod{len(servers)}"
         server = ServerProcess(
@@ -124,6 +125,7 @@ def _server_starter(
             grpc_port=grpc_port,
             module=module,
             program=program,
+            demo_handlers=demo_handlers,
         )
         servers.append(server)
         server.start()
@@ -148,9 +150,10 @@ def server_factory(
     FLEETQ_DATABASE_URL at all, i.e. the embedded database), ``wait`` (default True: return
     once /health answers 200), ``health_timeout``, ``http_port`` and ``grpc_port`` (default:
     free ports), ``module`` (default ``fleetq_server``), ``program`` (the command before
-    ``serve``, e.g. the ``fleetq`` console script). Every server is stopped after the test
-    (before its database is dropped); when the test fails, each server's log tail is added
-    to the report.
+    ``serve``, e.g. the ``fleetq`` console script), ``demo_handlers`` (default True: the
+    built-in hello_world and sleep types, which a plain pod does not load). Every server is
+    stopped after the test (before its database is dropped); when the test fails, each
+    server's log tail is added to the report.
     """
     servers: list[ServerProcess] = []
     request.node.stash[_SERVERS] = servers

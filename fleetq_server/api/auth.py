@@ -1,8 +1,16 @@
-"""Bearer-token access control for the admin RPCs, when FLEETQ_ADMIN_TOKEN is set.
+"""Bearer-token access control: FLEETQ_API_TOKEN for every RPC but health, and
+FLEETQ_ADMIN_TOKEN for the admin RPCs.
 
 Which RPCs are admin is declared in the proto (`option (fleetq.v1.admin) = true`), so a new
-admin RPC is protected by its own declaration. REST calls run the same wrapped handlers,
-where the `Authorization` header arrives as `authorization` metadata.
+admin RPC is protected by its own declaration; a new RPC of any other kind is covered by
+the API token unless it is added to the open (health) methods. REST calls run the same
+wrapped handlers, where the `Authorization` header arrives as `authorization` metadata.
+
+Which token a method accepts:
+- health (GetHealth): none needed, ever (probes and load balancers carry no token);
+- admin RPCs: the admin token when one is set, else the API token when one is set;
+- every other RPC: the API token or the admin token when an API token is set (the admin
+  token is the stronger of the two, so it grants everything); open otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +41,11 @@ def admin_methods(service: ServiceDescriptor) -> frozenset[str]:
     )
 
 
+def open_methods(service: ServiceDescriptor) -> frozenset[str]:
+    """The RPCs no token ever guards: the health check."""
+    return frozenset({f"/{service.full_name}/GetHealth"})
+
+
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     """The token of the first `authorization: Bearer <token>` entry, if that is what it holds."""
     for key, value in metadata or ():
@@ -46,37 +59,68 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | No
     return None
 
 
-class AdminTokenInterceptor(UnaryInterceptor):
-    """Refuses the protected methods unless the call carries the admin bearer token.
+class BearerTokenInterceptor(UnaryInterceptor):
+    """Refuses a guarded method unless the call carries a token it accepts (see the module
+    docstring for which).
 
     Place it after ErrorTranslationInterceptor in the chain: a refusal is raised as
-    UnauthenticatedError and translated there like every other domain error. The token is
+    UnauthenticatedError and translated there like every other domain error. Tokens are
     compared in constant time and never logged.
     """
 
-    def __init__(self, token: str, protected_methods: Iterable[str]) -> None:
-        if not token:
-            raise ValueError("the admin token must not be empty")
-        self._token = token.encode()
-        self._protected = frozenset(protected_methods)
+    def __init__(
+        self,
+        *,
+        admin_token: str | None,
+        api_token: str | None,
+        admin_methods: Iterable[str],
+        open_methods: Iterable[str],
+    ) -> None:
+        if admin_token == "" or api_token == "":
+            raise ValueError("a bearer token must not be empty")
+        self._admin = admin_token.encode() if admin_token is not None else None
+        self._api = api_token.encode() if api_token is not None else None
+        self._admin_methods = frozenset(admin_methods)
+        self._open_methods = frozenset(open_methods)
 
-    def _authorised(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
-        presented = bearer_token(metadata)
-        return presented is not None and hmac.compare_digest(presented.encode(), self._token)
+    def accepted_tokens(self, method: str) -> tuple[bytes, ...]:
+        """The tokens that open `method`; empty when it needs none."""
+        if method in self._open_methods:
+            return ()
+        if method in self._admin_methods:
+            strongest = self._admin if self._admin is not None else self._api
+            return () if strongest is None else (strongest,)
+        if self._api is None:
+            return ()
+        return tuple(token for token in (self._api, self._admin) if token is not None)
+
+    def protected_methods(self, methods: Iterable[str]) -> frozenset[str]:
+        """Those of `methods` that need a token."""
+        return frozenset(method for method in methods if self.accepted_tokens(method))
 
     def wrap(self, method: str, inner: Behavior) -> Behavior:
-        if method not in self._protected:
+        accepted = self.accepted_tokens(method)
+        if not accepted:
             return inner
+        needed = "admin token" if accepted[0] is self._admin else "API token"
+
+        def authorised(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
+            presented = bearer_token(metadata)
+            if presented is None:
+                return False
+            # Every candidate is compared, so the time taken does not say which matched.
+            matches = [hmac.compare_digest(presented.encode(), token) for token in accepted]
+            return any(matches)
 
         async def guarded(request: Any, context: Any) -> Any:
-            if not self._authorised(context.invocation_metadata()):
+            if not authorised(context.invocation_metadata()):
                 log.warning(
-                    "refused %s from %s: missing or invalid admin bearer token",
+                    "refused %s from %s: missing or invalid bearer token",
                     method,
                     context.peer(),
                 )
                 raise UnauthenticatedError(
-                    "this method requires an Authorization: Bearer <admin token> header"
+                    f"this method requires an Authorization: Bearer <{needed}> header"
                 )
             return await inner(request, context)
 

@@ -33,6 +33,8 @@ class ServerProcess:
     developer's shell cannot change a test; pass ``env`` for what the test wants. A
     ``database_url`` of None leaves FLEETQ_DATABASE_URL unset (the zero-config embedded
     database). ``program`` replaces ``python -m <module>`` (e.g. the ``fleetq`` script).
+    ``demo_handlers`` (default True: most tests submit ``hello_world`` and ``sleep``) sets
+    FLEETQ_DEMO_HANDLERS=true, which production pods leave off; ``env`` may still override it.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class ServerProcess:
         module: str = "fleetq_server",
         program: Sequence[str] | None = None,
         name: str = "server",
+        demo_handlers: bool = True,
     ) -> None:
         self.database_url = database_url
         self.log_path = log_path
@@ -68,7 +71,8 @@ class ServerProcess:
         ]
         base = {k: v for k, v in os.environ.items() if not k.startswith("FLEETQ_")}
         database = {} if database_url is None else {"FLEETQ_DATABASE_URL": database_url}
-        self.env = {**base, "PYTHONUNBUFFERED": "1", **database, **(env or {})}
+        demo = {"FLEETQ_DEMO_HANDLERS": "true"} if demo_handlers else {}
+        self.env = {**base, "PYTHONUNBUFFERED": "1", **database, **demo, **(env or {})}
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fleetq.v1 import fleetq_pb2
 
-from fleetq_server.api.auth import AdminTokenInterceptor, admin_methods, bearer_token
+from fleetq_server.api.auth import BearerTokenInterceptor, admin_methods, bearer_token, open_methods
 
 SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
 
@@ -42,6 +42,40 @@ def test_bearer_token_reads_the_first_authorization_entry(
     assert bearer_token(metadata) == expected
 
 
-def test_an_empty_admin_token_is_refused() -> None:
+def test_an_empty_token_is_refused() -> None:
     with pytest.raises(ValueError, match="must not be empty"):
-        AdminTokenInterceptor("", admin_methods(SERVICE))
+        BearerTokenInterceptor(
+            admin_token="",
+            api_token=None,
+            admin_methods=admin_methods(SERVICE),
+            open_methods=open_methods(SERVICE),
+        )
+
+
+def _method(name: str) -> str:
+    return f"/{SERVICE.full_name}/{name}"
+
+
+@pytest.mark.parametrize(
+    ("admin_token", "api_token", "method", "accepted"),
+    [
+        ("adm", None, "SubmitStep", ()),
+        ("adm", None, "GetLeader", (b"adm",)),
+        (None, "api", "SubmitStep", (b"api",)),
+        (None, "api", "GetLeader", (b"api",)),
+        ("adm", "api", "SubmitStep", (b"api", b"adm")),
+        ("adm", "api", "GetStepStatus", (b"api", b"adm")),
+        ("adm", "api", "RunRecovery", (b"adm",)),
+        ("adm", "api", "GetHealth", ()),
+    ],
+)
+def test_each_method_accepts_the_tokens_its_kind_calls_for(
+    admin_token: str | None, api_token: str | None, method: str, accepted: tuple[bytes, ...]
+) -> None:
+    interceptor = BearerTokenInterceptor(
+        admin_token=admin_token,
+        api_token=api_token,
+        admin_methods=admin_methods(SERVICE),
+        open_methods=open_methods(SERVICE),
+    )
+    assert interceptor.accepted_tokens(_method(method)) == accepted

@@ -51,10 +51,18 @@ def test_types_are_listed_sorted_with_their_options() -> None:
     assert registry.get("unknown") is None
 
 
-def test_loading_adds_modules_to_the_built_ins() -> None:
-    assert load_registry([]).step_types == ["hello_world", "sleep"]
-    registry = load_registry(["tests.handlers.recording"])
+def test_loading_adds_modules_to_the_demo_handlers_only_when_asked() -> None:
+    assert load_registry([]).step_types == []
+    assert load_registry([], demo_handlers=True).step_types == ["hello_world", "sleep"]
+    registry = load_registry(["tests.handlers.recording"], demo_handlers=True)
     assert {"hello_world", "sleep", "record", "too_slow"} <= set(registry.step_types)
+    assert "hello_world" not in load_registry(["tests.handlers.recording"]).step_types
+
+
+def test_naming_the_builtin_module_loads_the_demo_handlers_once() -> None:
+    for demo in (False, True):
+        registry = load_registry(["fleetq_server.handlers.builtin"], demo_handlers=demo)
+        assert registry.step_types == ["hello_world", "sleep"]
 
 
 @pytest.mark.parametrize(
@@ -69,5 +77,5 @@ def test_loading_adds_modules_to_the_built_ins() -> None:
 )
 def test_a_bad_module_is_a_load_error_naming_the_problem(module: str, message: str) -> None:
     with pytest.raises(HandlerLoadError) as info:
-        load_registry([module])
+        load_registry([module], demo_handlers=True)
     assert message in str(info.value)

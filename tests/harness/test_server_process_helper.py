@@ -30,7 +30,8 @@ def test_start_wait_and_graceful_stop(tmp_path: Path, monkeypatch: pytest.Monkey
     assert body["env"] == {
         "FLEETQ_DATABASE_URL": "postgresql://postgres@/nowhere",
         "FLEETQ_LOG_LEVEL": "DEBUG",
-    }, "the URL and extra env are passed; inherited FLEETQ_* variables are not"
+        "FLEETQ_DEMO_HANDLERS": "true",
+    }, "the URL, the demo handlers and extra env are passed; inherited FLEETQ_* variables are not"
     assert server.returncode == 0
     log = server.log_text()
     assert f"--http-port {server.http_port}" in log and "SIGTERM, shutting down" in log

@@ -19,7 +19,7 @@ CLAIM_ANSWER_DELAY_S = 0.5
 async def test_a_claim_in_flight_when_shutdown_begins_is_run_not_orphaned(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pod = Pod(Settings(pod_id="pod-a"), store, load_registry([]))
+    pod = Pod(Settings(pod_id="pod-a"), store, load_registry([], demo_handlers=True))
     claim = store.step_claim_batch
     claim_committed = asyncio.Event()
 

@@ -8,6 +8,7 @@ import pytest
 
 from fleetq_server.store import Store
 from fleetq_server.store.migrations import migration_files
+from fleetq_server.store.pods import OTHER_TYPES
 from fleetq_server.store.records import StepOutcome
 from fleetq_server.submission import prepare_step
 from tests.integration.conftest import REQUEST
@@ -126,3 +127,25 @@ async def test_upgrading_a_database_backfills_the_counts_of_existing_steps(
         stats = await store.queue_stats(15)
         assert stats.counts_by_status == {"completed": 20, "failed": 10}
         assert stats.steps_by_type == {"legacy": 30}
+
+
+async def test_steps_by_type_names_the_top_types_and_sums_the_rest(store: Store) -> None:
+    # Types t00..t11 with 12..1 steps each: the most numerous come first.
+    for index in range(12):
+        await submit(store, 12 - index, type=f"t{index:02d}")
+    stats = await store.queue_stats(15, top_types=5)
+    assert stats.steps_by_type == {
+        "t00": 12,
+        "t01": 11,
+        "t02": 10,
+        "t03": 9,
+        "t04": 8,
+        OTHER_TYPES: sum(range(1, 8)),
+    }
+    assert stats.counts_by_status == {"pending": sum(range(1, 13))}
+
+
+async def test_steps_by_type_has_no_other_bucket_when_every_type_fits(store: Store) -> None:
+    await submit(store, 2, type="alpha")
+    await submit(store, 1, type="beta")
+    assert (await store.queue_stats(15, top_types=2)).steps_by_type == {"alpha": 2, "beta": 1}

@@ -49,7 +49,8 @@ def _status(pod: ServerProcess, step_id: str) -> str:
 
 def test_a_plain_pod_does_not_run_the_demo_step_types(server_factory: ServerFactory) -> None:
     pod = server_factory(
-        env={**FAST_POD_ENV, "FLEETQ_HANDLERS": FAULT_HANDLERS}, demo_handlers=False
+        env={**FAST_POD_ENV, "FLEETQ_HANDLERS": FAULT_HANDLERS, "FLEETQ_POD_ID": "plain"},
+        demo_handlers=False,
     )
     # The demo steps go first in claim order: a pod that ran them would claim them before
     # (or with) the step it does run.
@@ -134,7 +135,7 @@ def test_health_and_metrics_stay_open(pod: ServerProcess) -> None:
 
 def test_grpc_calls_need_the_api_token(pod: ServerProcess) -> None:
     request = pb.SubmitStepRequest(type="hello_world")
-    request.args.update({})
+    request.args.SetInParent()
     with grpc.insecure_channel(pod.grpc_target) as channel:
         stub = fleetq_pb2_grpc.FleetQServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:

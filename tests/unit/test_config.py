@@ -1,5 +1,7 @@
 """Settings come from FLEETQ_* variables and flags, and bad values stop start-up."""
 
+from pathlib import Path
+
 import pytest
 
 from fleetq_server.config import ConfigError, load_settings
@@ -74,3 +76,41 @@ def test_capacity_must_allow_one_step() -> None:
 def test_tls_needs_both_files() -> None:
     with pytest.raises(ConfigError, match="FLEETQ_TLS_KEY"):
         load_settings(environ={"FLEETQ_TLS_CERT": "/tmp/cert.pem"})
+
+
+def test_demo_handlers_tokens_and_expiry_are_off_by_default() -> None:
+    settings = load_settings(environ={})
+    assert settings.demo_handlers is False
+    assert settings.admin_token is None and settings.api_token is None
+    assert settings.pending_expiry == 0
+
+
+@pytest.mark.parametrize("variable", ["FLEETQ_ADMIN_TOKEN", "FLEETQ_API_TOKEN"])
+def test_tokens_are_stripped_and_never_blank(variable: str) -> None:
+    name = variable.removeprefix("FLEETQ_").lower()
+    assert getattr(load_settings(environ={variable: " t0k\n"}), name) == "t0k"
+    for blank in ("", " \t\n"):
+        with pytest.raises(ConfigError, match=rf"{variable}=.*must not be empty"):
+            load_settings(environ={variable: blank})
+    with pytest.raises(ConfigError, match="printable ASCII"):
+        load_settings(environ={variable: "two words"})
+
+
+def test_a_token_file_is_read_and_excludes_the_variable(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    settings = load_settings(environ={"FLEETQ_API_TOKEN_FILE": str(secret)})
+    assert settings.api_token == "from-file"
+    assert "from-file" not in repr(settings)
+    with pytest.raises(ConfigError, match="FLEETQ_API_TOKEN and FLEETQ_API_TOKEN_FILE"):
+        load_settings(environ={"FLEETQ_API_TOKEN": "x", "FLEETQ_API_TOKEN_FILE": str(secret)})
+    with pytest.raises(ConfigError, match=r"FLEETQ_ADMIN_TOKEN_FILE=.*cannot be read"):
+        load_settings(environ={"FLEETQ_ADMIN_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+def test_pending_expiry_is_bounded() -> None:
+    assert load_settings(environ={"FLEETQ_PENDING_EXPIRY": "3600"}).pending_expiry == 3600
+    with pytest.raises(ConfigError, match="FLEETQ_PENDING_EXPIRY"):
+        load_settings(environ={"FLEETQ_PENDING_EXPIRY": "-1"})
+    with pytest.raises(ConfigError, match="at most"):
+        load_settings(environ={"FLEETQ_PENDING_EXPIRY": "31536001"})

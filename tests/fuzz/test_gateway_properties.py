@@ -231,6 +231,7 @@ def submit_bodies(draw: st.DrawFn) -> dict[str, Any]:
         ("priority", int32s),
         ("max_retries", int32s),
         ("idempotency_key", st.text(max_size=20)),
+        ("pending_expiry_seconds", st.floats(0, 31_536_000)),
     ):
         if draw(st.booleans()):
             body[name] = draw(values)
@@ -251,6 +252,7 @@ def test_a_request_body_round_trips_through_the_message(body: dict[str, Any]) ->
         "priority": body.get("priority", 0),
         "max_retries": body.get("max_retries"),
         "idempotency_key": body.get("idempotency_key"),
+        "pending_expiry_seconds": body.get("pending_expiry_seconds"),
     }
 
 

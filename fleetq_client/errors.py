@@ -30,7 +30,8 @@ class PermissionDenied(FleetQClientError):
 
 
 class Unauthenticated(FleetQClientError):
-    """An admin call without the pod's admin token."""
+    """A call without the token the pod requires (its API token, or for admin calls its
+    admin token)."""
 
 
 class Unavailable(FleetQClientError):

@@ -41,10 +41,10 @@ class RetentionLoop(BackgroundLoop):
         return self._retention_s > 0 and self._leads()
 
     async def run_once(self) -> None:
-        """Expire, then delete, up to MAX_BATCHES_PER_RUN batches in all; a no-op unless
-        this pod leads."""
+        """Expire up to MAX_BATCHES_PER_RUN batches, then delete as many; a no-op unless
+        this pod leads. Each has its own budget: an expiry backlog never starves deletes."""
+        _, expiry_budget = await self._expire_batches(MAX_BATCHES_PER_RUN)
         budget = MAX_BATCHES_PER_RUN
-        _, budget = await self._expire_batches(budget)
         steps, budget = await self._delete_batches(self._store.step_delete_finished_before, budget)
         records, budget = await self._delete_batches(
             self._store.recovery_record_delete_before, budget
@@ -57,7 +57,7 @@ class RetentionLoop(BackgroundLoop):
                 records,
                 pods,
             )
-        if budget == 0:
+        if budget == 0 or expiry_budget == 0:
             self.wake()
 
     async def _expire_batches(self, budget: int) -> tuple[int, int]:

@@ -71,13 +71,17 @@ class OutcomePort(Protocol):
 class PodPort(Protocol):
     """A pod's own lifecycle: registration, heartbeat, health, wake-ups, shutdown."""
 
-    async def pod_register(self, pod_id: str, max_capacity: int) -> PodRecord:
-        """Register the pod up, born now."""
+    async def pod_register(
+        self, pod_id: str, max_capacity: int, lease_s: float | None = None
+    ) -> PodRecord:
+        """Register the pod up, born now, live for `lease_s` unless it beats (None: judged
+        by readers' thresholds, as rows of versions without leases)."""
 
     async def pod_heartbeat(
         self, pod_id: str, current_capacity: int, max_capacity: int, dead_threshold_s: float
     ) -> HeartbeatOutcome:
-        """Beat; whether the pod is still up, and who leads."""
+        """Beat, extending the pod's lease to `dead_threshold_s` (its own) from now;
+        whether the pod is still up, and who leads."""
 
     async def pod_mark_down(self, pod_id: str) -> None:
         """Mark the pod down (clean shutdown)."""
@@ -127,12 +131,16 @@ class RetentionPort(Protocol):
     async def pod_delete_down_before(self, age_s: float, limit: int) -> int:
         """Pods marked down, last seen more than `age_s` ago."""
 
+    async def step_expire_pending(self, limit: int) -> int:
+        """Fail up to `limit` pending steps past their pending expiry as `expired`."""
+
 
 class StatsPort(Protocol):
     """Read-only views for the API and /metrics."""
 
-    async def queue_stats(self, dead_threshold_s: float) -> QueueStats:
-        """Counts by status, priority and type, and the live pods."""
+    async def queue_stats(self, dead_threshold_s: float, top_types: int = 50) -> QueueStats:
+        """Counts by status, priority and type (the `top_types` most numerous, the rest
+        summed under pods.OTHER_TYPES), and the live pods."""
 
     async def leader_get(self, dead_threshold_s: float) -> LeaderView:
         """The live pods, eldest (the leader) first."""

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fleetq_server import errors
+from fleetq_server.store.pods import OTHER_TYPES, QUEUE_STATS_TOP_TYPES
 from fleetq_server.store.records import (
     ClaimedStep,
     HeartbeatOutcome,
@@ -63,6 +64,7 @@ class _Step:
     finished_ts: datetime | None = None
     result: Any = None
     error: dict[str, str] | None = None
+    pending_expires_at: datetime | None = None
     last_update_ts: datetime = field(init=False)
     not_before_ts: datetime = field(init=False)
 
@@ -78,6 +80,14 @@ class _Pod:
     max_capacity: int
     status: str = "up"
     current_capacity: int = 0
+    # The lease the pod declared (None: judged by the reader's threshold).
+    expires_at: datetime | None = None
+
+    def lease_end(self, dead_threshold_s: float) -> datetime:
+        """store/liveness.py's pod_lease_end."""
+        if self.expires_at is not None:
+            return self.expires_at
+        return self.last_heartbeat_ts + timedelta(seconds=dead_threshold_s)
 
     def record(self) -> PodRecord:
         return PodRecord(
@@ -166,7 +176,10 @@ class MemoryStore:
     def age_heartbeat(self, pod_id: str, seconds: float) -> None:
         """Make a pod look silent for `seconds` (tests/support/backdating.py's twin)."""
         pod = self.pods[pod_id]
-        pod.last_heartbeat_ts = datetime.now(UTC) + self._offset - timedelta(seconds=seconds)
+        aged = datetime.now(UTC) + self._offset - timedelta(seconds=seconds)
+        if pod.expires_at is not None:
+            pod.expires_at -= pod.last_heartbeat_ts - aged
+        pod.last_heartbeat_ts = aged
 
     def age_step(self, step_id: str, seconds: float) -> None:
         """Make a step look created and finished `seconds` earlier."""
@@ -182,9 +195,12 @@ class MemoryStore:
             self.cycles[index] = replace(cycle, finished_ts=ended)
 
     def _live(self, dead_threshold_s: float) -> list[_Pod]:
-        """The live pods, eldest first: up, and beat within the threshold."""
-        since = self._now - timedelta(seconds=dead_threshold_s)
-        live = [p for p in self.pods.values() if p.status == "up" and p.last_heartbeat_ts > since]
+        """The live pods, eldest first: up, and their lease not ended."""
+        live = [
+            p
+            for p in self.pods.values()
+            if p.status == "up" and p.lease_end(dead_threshold_s) > self._now
+        ]
         return sorted(live, key=lambda p: (p.birth_ts, p.pod_id))
 
     def _notify(self, types: set[str] | None) -> None:
@@ -215,6 +231,11 @@ class MemoryStore:
                     step.client_key,
                     step.payload_hash,
                     created_ts=now,
+                    pending_expires_at=(
+                        None
+                        if step.pending_expiry_s is None
+                        else now + timedelta(seconds=step.pending_expiry_s)
+                    ),
                 )
                 new[step.step_id] = row
                 if step.client_key is not None:
@@ -278,7 +299,10 @@ class MemoryStore:
                 (
                     s
                     for s in self.steps.values()
-                    if s.status == "pending" and s.type in wanted and s.not_before_ts <= now
+                    if s.status == "pending"
+                    and s.type in wanted
+                    and s.not_before_ts <= now
+                    and (s.pending_expires_at is None or s.pending_expires_at > now)
                 ),
                 key=lambda s: (-s.priority, s.created_ts, s.step_id),
             )[: max(limit, 0)]
@@ -340,9 +364,12 @@ class MemoryStore:
 
     # -- PodPort --------------------------------------------------------------------------
 
-    async def pod_register(self, pod_id: str, max_capacity: int) -> PodRecord:
+    async def pod_register(
+        self, pod_id: str, max_capacity: int, lease_s: float | None = None
+    ) -> PodRecord:
         with self.transaction() as now:
             pod = self.pods[pod_id] = _Pod(pod_id, now, now, max_capacity)
+            pod.expires_at = None if lease_s is None else now + timedelta(seconds=lease_s)
             return pod.record()
 
     async def pod_heartbeat(
@@ -355,6 +382,7 @@ class MemoryStore:
             alive = pod is not None and pod.status == "up"
             if pod is not None and alive:
                 pod.last_heartbeat_ts = now
+                pod.expires_at = now + timedelta(seconds=dead_threshold_s)
                 pod.current_capacity, pod.max_capacity = current_capacity, max_capacity
             return HeartbeatOutcome(alive, live[0].pod_id if live else None)
 
@@ -400,22 +428,31 @@ class MemoryStore:
 
     async def pod_next_expiry(self, dead_threshold_s: float) -> float | None:
         with self.transaction() as now:
-            beats = [p.last_heartbeat_ts for p in self.pods.values() if p.status == "up"]
-            if not beats:
+            ends = [p.lease_end(dead_threshold_s) for p in self.pods.values() if p.status == "up"]
+            if not ends:
                 return None
-            return (min(beats) + timedelta(seconds=dead_threshold_s) - now).total_seconds()
+            return (min(ends) - now).total_seconds()
 
     async def leader_get(self, dead_threshold_s: float) -> LeaderView:
         with self.transaction() as now:
             return LeaderView(now, [p.record() for p in self._live(dead_threshold_s)])
 
-    async def queue_stats(self, dead_threshold_s: float) -> QueueStats:
+    async def queue_stats(
+        self, dead_threshold_s: float, top_types: int = QUEUE_STATS_TOP_TYPES
+    ) -> QueueStats:
         with self.transaction():
             pending = [s for s in self.steps.values() if s.status == "pending"]
+            by_type = sorted(
+                Counter(s.type for s in self.steps.values()).items(),
+                key=lambda item: (-item[1], item[0]),
+            )
+            steps_by_type = dict(by_type[:top_types])
+            if len(by_type) > top_types:
+                steps_by_type[OTHER_TYPES] = sum(n for _, n in by_type[top_types:])
             return QueueStats(
                 counts_by_status=dict(Counter(s.status for s in self.steps.values())),
                 pending_by_priority=dict(Counter(s.priority for s in pending)),
-                steps_by_type=dict(Counter(s.type for s in self.steps.values())),
+                steps_by_type=steps_by_type,
                 live_pods=[p.record() for p in self._live(dead_threshold_s)],
             )
 
@@ -441,11 +478,10 @@ class MemoryStore:
                 recent = [c for c in self.cycles if c.finished_ts > now - _seconds(min_gap_s)]
                 if recent:
                     return max(recent, key=lambda c: c.finished_ts).outcome, False
-            since = now - _seconds(dead_threshold_s)
             dead = sorted(
                 p.pod_id
                 for p in self.pods.values()
-                if p.status == "up" and p.last_heartbeat_ts <= since
+                if p.status == "up" and p.lease_end(dead_threshold_s) <= now
             )
             orphans = sorted(
                 (
@@ -516,6 +552,26 @@ class MemoryStore:
             for cycle in old:
                 self.cycles.remove(cycle)
             return len(old)
+
+    async def step_expire_pending(self, limit: int) -> int:
+        with self.transaction() as now:
+            due = sorted(
+                (
+                    s
+                    for s in self.steps.values()
+                    if s.status == "pending"
+                    and s.pending_expires_at is not None
+                    and s.pending_expires_at <= now
+                ),
+                key=lambda s: s.pending_expires_at or now,
+            )[: max(limit, 0)]
+            for step in due:
+                step.status, step.finished_ts, step.last_update_ts = "failed", now, now
+                step.error = {
+                    "type": "expired",
+                    "message": "the step was still pending at its expiry",
+                }
+            return len(due)
 
     async def pod_delete_down_before(self, age_s: float, limit: int) -> int:
         return self._delete_oldest(

@@ -7,7 +7,7 @@ from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.records import StepOutcome
 from tests.support.memory_store import MemoryStore
-from tests.unit.runtime.helpers import claim_one
+from tests.unit.runtime.helpers import claim_one, submit
 
 DAY_S = 86400.0
 
@@ -46,3 +46,20 @@ async def test_a_run_that_spends_its_budget_runs_again_at_once(
     assert len(store.steps) == 1 and loop._wake_event.is_set()
     await loop.run_once()
     assert not store.steps
+
+
+@pytest.mark.parametrize(("is_leader", "status"), [(True, "failed"), (False, "pending")])
+async def test_the_leader_fails_pending_steps_past_their_expiry_even_without_retention(
+    store: MemoryStore, is_leader: bool, status: str
+) -> None:
+    expiring = await submit(store, pending_expiry_s=30.0)
+    kept = await submit(store)
+    store.advance(31)
+    state = PodState(base_pod_id="pod-a", max_capacity=4, is_leader=is_leader)
+    await RetentionLoop(store, state, interval=60, retention_s=0).run_once()
+    record = await store.step_get(expiring)
+    assert record.status == status
+    assert (record.error or {}).get("type") == ("expired" if is_leader else None)
+    assert (await store.step_get(kept)).status == "pending"
+    assert await store.step_claim_batch("pod-a", ["echo"], 5) != []  # `kept` only
+    assert (await store.step_get(expiring)).status == status

@@ -18,9 +18,6 @@ from urllib.parse import urlsplit
 # Largest request either protocol accepts; bigger gRPC messages get RESOURCE_EXHAUSTED.
 MAX_REQUEST_BYTES = 1 << 20
 
-# The longest pending expiry, for the setting and a submit's own value alike: a year.
-MAX_PENDING_EXPIRY_S = 365 * 24 * 3600.0
-
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
@@ -316,6 +313,9 @@ def _check_consistency(settings: Settings) -> None:
             f"FLEETQ_MAX_BODY_BYTES_IN_FLIGHT={settings.max_body_bytes_in_flight} must hold"
             f" at least one request of the largest size ({MAX_REQUEST_BYTES} bytes)"
         )
+    # Imported here: the limit lives in the proto, which only the pod itself needs loaded.
+    from fleetq_server.submission import MAX_PENDING_EXPIRY_S
+
     if settings.pending_expiry > MAX_PENDING_EXPIRY_S:
         raise ConfigError(
             f"FLEETQ_PENDING_EXPIRY={settings.pending_expiry:g} must be at most "

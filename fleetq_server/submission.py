@@ -17,7 +17,6 @@ import orjson
 from fleetq.v1 import fleetq_pb2
 from google.protobuf.message import Message
 
-from fleetq_server.config import MAX_PENDING_EXPIRY_S
 from fleetq_server.errors import ValidationError
 from fleetq_server.store.records import NewStep
 from fleetq_server.store.storable import holds_unstorable_text
@@ -42,6 +41,8 @@ DEFAULT_MAX_RETRIES = 3
 MAX_IDEMPOTENCY_KEY_LENGTH = _rules(fleetq_pb2.SubmitStepRequest, "idempotency_key").max_length
 # Steps in one SubmitBatch: all-or-nothing, in one transaction.
 MAX_BATCH_STEPS = _rules(fleetq_pb2.SubmitBatchRequest, "steps").max_items
+# The longest pending expiry in seconds, a submit's own and FLEETQ_PENDING_EXPIRY alike.
+MAX_PENDING_EXPIRY_S = float(_rules(fleetq_pb2.SubmitStepRequest, "pending_expiry_seconds").maximum)
 NUL = "\x00"
 # The largest integer every hop keeps exact: gRPC's Struct carries numbers as doubles, and
 # JSON parsers in most languages do too. Larger numbers are refused rather than rounded.

@@ -24,6 +24,7 @@ from fleetq_server.api.interceptors import (
 )
 from fleetq_server.api.metrics_endpoint import MetricsEndpoint
 from fleetq_server.api.offload import EXECUTOR
+from fleetq_server.api.probes import PROBE_PATHS, ProbeRoutes
 from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetricsMiddleware
 from fleetq_server.api.servicer import IDEMPOTENCY_KEY_HEADER, FleetQServicer
 from fleetq_server.config import MAX_REQUEST_BYTES, Settings
@@ -118,7 +119,14 @@ class PodProcess:
         database_url = settings.database_url
         if database_url is None:
             data_dir = settings.data_dir or embedded_db.default_data_dir()
-            self._embedded = await asyncio.to_thread(embedded_db.start_embedded_postgres, data_dir)
+            release = (
+                embedded_db.Release.KEEP
+                if settings.embedded_db_keep_running
+                else embedded_db.Release.STOP_WHEN_UNUSED
+            )
+            self._embedded = await asyncio.to_thread(
+                embedded_db.start_embedded_postgres, data_dir, release=release
+            )
             database_url = self._embedded.url
             log.info("using embedded PostgreSQL in %s", data_dir)
         self._store = await open_store(
@@ -193,7 +201,9 @@ class PodProcess:
         )
         config = uvicorn.Config(
             HttpMetricsMiddleware(
-                with_cors(gateway, settings.cors_origins), templates, exact_paths=mounts
+                with_cors(ProbeRoutes(gateway), settings.cors_origins),
+                templates,
+                exact_paths=[*mounts, *PROBE_PATHS],
             ),
             host=settings.http_host,
             port=settings.http_port,
@@ -246,7 +256,7 @@ class PodProcess:
         if self._store is not None:
             await self._store.close()
         if self._embedded is not None:
-            self._embedded.stop()
+            await asyncio.to_thread(self._embedded.stop)  # the last pod out stops the server
 
 
 async def serve(settings: Settings) -> int:

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleetq_server.embedded_db import (
     EmbeddedPostgres,
+    Release,
     start_embedded_postgres,
     stop_embedded_postgres,
 )
@@ -47,7 +48,7 @@ class PrivatePostgres:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._server: EmbeddedPostgres = start_embedded_postgres(data_dir, keep_running=False)
+        self._server: EmbeddedPostgres = start_embedded_postgres(data_dir, release=Release.STOP)
 
     @property
     def url(self) -> str:
@@ -59,7 +60,7 @@ class PrivatePostgres:
 
     def start(self) -> None:
         """Start it again on the same socket (same URL)."""
-        self._server = start_embedded_postgres(self.data_dir, keep_running=False)
+        self._server = start_embedded_postgres(self.data_dir, release=Release.STOP)
         assert self._server.url == self.url
 
     def close(self) -> None:

@@ -151,3 +151,31 @@ def test_pods_ride_out_a_postgres_restart_and_finish_every_step(
     assert {s["status"] for s in final.values()} == {"completed"}
     for step_id in gated:  # recorded after the restart, not lost with the connection
         assert datetime.fromisoformat(final[step_id]["last_update_ts"]) > restarted
+
+
+def test_http_probes_livez_stays_200_and_readyz_503_while_the_database_is_down(
+    private_postgres: PrivatePostgres, server_factory: ServerFactory
+) -> None:
+    (pod,) = start_pods(server_factory, ["probe"], database_url=private_postgres.url)
+
+    def probe(path: str) -> int:
+        return httpx.get(pod.http_url + path, timeout=REQUEST_TIMEOUT_S).status_code
+
+    assert (probe("/livez"), probe("/readyz")) == (200, 200)
+    private_postgres.stop()
+    wait_until(
+        lambda: probe("/readyz") == 503,
+        timeout=HEALTH_CHECK_S + SLACK_S,
+        description="/readyz 503 during the outage",
+    )
+    assert pod.health_status() == 503  # /readyz answers as /health
+    for _ in range(3):  # every liveness probe of the outage passes: no restart
+        assert probe("/livez") == 200
+
+    private_postgres.start()
+    wait_until(
+        lambda: probe("/readyz") == 200,
+        timeout=HEALTH_CHECK_S + SLACK_S + 5,
+        description="/readyz 200 once the database is back",
+    )
+    assert probe("/livez") == 200

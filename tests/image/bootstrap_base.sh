@@ -48,7 +48,8 @@ if [ ! -s "$tarball" ]; then
         --dpkgopt='path-exclude=/usr/share/info/*' \
         --customize-hook="cp $ca_bundle \"\$1/etc/ssl/certs/ca-certificates.crt\"" \
         --customize-hook="printf '$pip_conf' > \"\$1/etc/pip.conf\"" \
-        "$suite" "$partial" "${sources[@]}" >&2
+        "$suite" "$partial" "${sources[@]}" >"$cache_dir/bootstrap.log" 2>&1 \
+        || { tail -30 "$cache_dir/bootstrap.log" >&2; exit 1; }
     rm -f "$cache_dir"/base-"$suite"-*.tar  # older keys
     mv "$partial" "$tarball"
 fi

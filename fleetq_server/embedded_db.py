@@ -201,6 +201,7 @@ def start_embedded_postgres(
             try:  # counted as a client from now on, before the lock lets a last-out check in
                 handle._presence = _Session(handle.url)
             except (OSError, asyncpg.PostgresError) as exc:
+                handle._server.cleanup()
                 raise EmbeddedPostgresError(
                     f"embedded PostgreSQL in {data_dir} refused a connection: {exc}"
                 ) from exc
@@ -240,7 +241,7 @@ def _attach(pgserver: Any, data_dir: Path, release: Release) -> EmbeddedPostgres
     )
     socket_path = socket_dir / f".s.PGSQL.{port}"
     if not socket_accepts(socket_path):
-        handle.stop()
+        server.cleanup()  # only our pid in pgserver's list: the caller holds the directory lock
         raise EmbeddedPostgresError(
             f"embedded PostgreSQL in {data_dir}: postmaster.pid names pid {handle.pid} but "
             f"{socket_path} accepts no connection; if no postgres uses this directory, delete "

@@ -82,7 +82,8 @@ docker run --rm --network none "$base_image" python --version | grep -q "Python 
     || fail "the bootstrapped $base_image has no Python $wanted_python"
 
 build_started=$SECONDS
-docker build --network host -q -t "$IMAGE" . >/dev/null || fail "docker build"
+docker build --network host -t "$IMAGE" . >"$data_root/build.log" 2>&1 \
+    || { tail -40 "$data_root/build.log"; fail "docker build"; }
 ok "built $IMAGE in $((SECONDS - build_started)) s"
 
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")

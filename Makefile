@@ -82,10 +82,17 @@ test: lint proto-check ## Install everything, then lint, proto checks and the wh
 test-fleet: install ## The fleet-sized tests (30 pods behind PgBouncer), apart for their weight
 	$(BIN)/pytest -q -m fleet
 
+# Only Python and make: buf (npm) and promtool serve `make test`, not a pod.
 .PHONY: run
-run: install ## Start one pod: embedded PostgreSQL, REST on :8000, gRPC on :50051, demo handlers
+run: $(VENV)/.installed ## Start one pod: embedded PostgreSQL, REST on :8000, gRPC on :50051, demo handlers
 	FLEETQ_LOG_FORMAT=$${FLEETQ_LOG_FORMAT:-console} \
 		FLEETQ_DEMO_HANDLERS=$${FLEETQ_DEMO_HANDLERS:-true} $(BIN)/fleetq serve
+
+# As root: installs docker.io and mmdebstrap when missing, runs a private dockerd and removes
+# it, its container and its database at the end (tests/image/image_test.sh says what it checks).
+.PHONY: image-test
+image-test: ## Build the Docker image and run it against the local PostgreSQL (needs root)
+	bash tests/image/image_test.sh
 
 SOAK_DURATION ?= 600
 SOAK_RATE ?= 200

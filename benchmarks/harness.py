@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import psutil
 
-from fleetq_server.embedded_db import EmbeddedPostgres, start_embedded_postgres
+from fleetq_server.embedded_db import EmbeddedPostgres, Release, start_embedded_postgres
 from tests.support.databases import create_database, drop_database, with_database
 from tests.support.server_process import REPO_ROOT, ServerProcess
 
@@ -50,7 +50,7 @@ class PostgresServer:
         url = os.environ.get(BENCH_DATABASE_URL_ENV)
         if url:
             return cls(url)
-        embedded = start_embedded_postgres(workdir / "pgdata", keep_running=False)
+        embedded = start_embedded_postgres(workdir / "pgdata", release=Release.STOP)
         return cls(embedded.url, embedded)
 
     @property

@@ -48,6 +48,9 @@ class Settings:
     # when it is direct, and polling only behind a pooler.
     listen_database_url: str | None = None
     data_dir: Path | None = None
+    # Leave the embedded server running when the last pod leaves (data directories shared
+    # with clients the pods cannot see); by default the last pod out stops it.
+    embedded_db_keep_running: bool = False
     pod_id: str = ""
     max_parallelism: int = 10
     capacity_threshold: float = 0.8
@@ -212,6 +215,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_pooler": _parse_choice("none", "pgbouncer"),
     "listen_database_url": _parse_optional_text,
     "data_dir": _parse_optional_path,
+    "embedded_db_keep_running": _parse_bool,
     "pod_id": str,
     "max_parallelism": _parse_positive(int),
     "capacity_threshold": _parse_fraction,

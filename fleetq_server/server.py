@@ -25,6 +25,7 @@ from fleetq_server.api.interceptors import (
 from fleetq_server.api.method_handlers import generic_handler, unary_handlers
 from fleetq_server.api.metrics_endpoint import MetricsEndpoint
 from fleetq_server.api.offload import EXECUTOR
+from fleetq_server.api.probes import ProbeRoutes
 from fleetq_server.api.proto_options import openapi_options
 from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetricsMiddleware
 from fleetq_server.api.servicer import IDEMPOTENCY_KEY_HEADER, FleetQServicer
@@ -121,7 +122,14 @@ class PodProcess:
         database_url = settings.database_url
         if database_url is None:
             data_dir = settings.data_dir or embedded_db.default_data_dir()
-            self._embedded = await asyncio.to_thread(embedded_db.start_embedded_postgres, data_dir)
+            release = (
+                embedded_db.Release.KEEP
+                if settings.embedded_db_keep_running
+                else embedded_db.Release.STOP_WHEN_UNUSED
+            )
+            self._embedded = await asyncio.to_thread(
+                embedded_db.start_embedded_postgres, data_dir, release=release
+            )
             database_url = self._embedded.url
             log.info("using embedded PostgreSQL in %s", data_dir)
         self._store = await open_store(
@@ -207,7 +215,7 @@ class PodProcess:
             settings, connection_cap(settings.http_max_connections, open_files)
         )
         config = uvicorn.Config(
-            HttpMetricsMiddleware(with_cors(gateway, settings.cors_origins)),
+            HttpMetricsMiddleware(with_cors(ProbeRoutes(gateway), settings.cors_origins)),
             host=settings.http_host,
             port=settings.http_port,
             http=protocol_class(limits),
@@ -259,7 +267,7 @@ class PodProcess:
         if self._store is not None:
             await self._store.close()
         if self._embedded is not None:
-            self._embedded.stop()
+            await asyncio.to_thread(self._embedded.stop)  # the last pod out stops the server
 
 
 async def serve(settings: Settings) -> int:

@@ -48,13 +48,13 @@ def postgres_admin_url() -> Iterator[str]:
         yield url
         return
 
-    from fleetq_server.embedded_db import start_embedded_postgres
+    from fleetq_server.embedded_db import Release, start_embedded_postgres
 
     # Under /tmp: the socket lives in the data directory, and socket paths are limited
     # (108 bytes); pgserver also opens every ancestor directory to its `pgserver` user.
     base = Path(tempfile.mkdtemp(prefix="fleetq-test-pg-"))
     try:
-        server = start_embedded_postgres(base / "pgdata", keep_running=False)
+        server = start_embedded_postgres(base / "pgdata", release=Release.STOP)
     except BaseException:
         shutil.rmtree(base, ignore_errors=True)
         raise

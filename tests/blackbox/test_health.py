@@ -73,3 +73,26 @@ def test_health_reports_running_steps_capacity_leadership_and_version(
     eldest.send_signal(signal.SIGINT)
     assert eldest.wait_for_exit(timeout=15) == 0
     wait_until(lambda: health(younger)["is_leader"], timeout=5, description="a new leader")
+
+
+def test_livez_answers_while_serving_and_readyz_answers_as_health(
+    server_factory: ServerFactory,
+) -> None:
+    pod = server_factory(env=POD_ENV)
+    with httpx.Client(base_url=pod.http_url, timeout=5) as client:
+        livez = client.get("/livez")
+        assert livez.status_code == 200 and livez.json() == {"status": "alive"}
+        readyz = client.get("/readyz")
+        assert readyz.status_code == 200, readyz.text
+        assert set(readyz.json()) == HEALTH_FIELDS
+        assert readyz.json()["pod_id"] == health(pod)["pod_id"]
+        head = client.head("/livez")
+        assert head.status_code == 200 and head.content == b""
+
+        for path in ("/livez", "/readyz"):
+            refused = client.post(path, json={})
+            assert refused.status_code == 405, refused.text
+            assert refused.headers["allow"] == "GET"
+            body = refused.json()
+            assert set(body) == {"detail", "error_type", "timestamp", "path"}
+            assert (body["error_type"], body["path"]) == ("method_not_allowed", path)

@@ -25,7 +25,7 @@ import pytest
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 
-from fleetq_server.embedded_db import start_embedded_postgres
+from fleetq_server.embedded_db import Release, start_embedded_postgres
 from tests.conftest import ServerFactory
 from tests.support.server_process import ServerProcess
 
@@ -384,7 +384,7 @@ def test_database_going_away_fails_requests_fast_with_database_error(
 ) -> None:
     # A private PostgreSQL this test may stop (under /tmp: Unix socket paths are short).
     database = start_embedded_postgres(
-        Path(tmp_path_factory.mktemp("gone")) / "pgdata", keep_running=False
+        Path(tmp_path_factory.mktemp("gone")) / "pgdata", release=Release.STOP
     )
     try:
         pod = server_factory(env=FAST, database_url=database.url)

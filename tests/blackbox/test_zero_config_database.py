@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetq_server.embedded_db import stop_embedded_postgres
+from fleetq_server.embedded_db import embedded_status, stop_embedded_postgres
 from tests.blackbox.contract import FAST_POD_ENV, submit
 from tests.conftest import ServerFactory
 
@@ -50,3 +53,51 @@ def test_pods_without_a_database_url_share_one_embedded_database(
     assert seen_by_second.json()["payload"]["args"] == {"n": 5}
     leader = httpx.get(f"{second.http_url}/admin/leader", timeout=10).json()
     assert leader["active_pods"] == 2
+
+
+def fleetq_db(*args: str) -> subprocess.CompletedProcess[str]:
+    """`fleetq db ...` as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleetq_server", "db", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_embedded_database_stops_when_the_last_pod_leaves(
+    data_dir: Path, server_factory: ServerFactory
+) -> None:
+    env = {**FAST_POD_ENV, "FLEETQ_DATA_DIR": str(data_dir)}
+    first = server_factory(database_url=None, env=env, health_timeout=FIRST_START_TIMEOUT)
+    second = server_factory(database_url=None, env=env)
+
+    assert first.stop() == 0
+    assert embedded_status(data_dir) is not None  # the second pod still uses it
+    assert second.health_status() == 200
+    refused = fleetq_db("stop", "--data-dir", str(data_dir))
+    assert refused.returncode == 1 and "clients connected" in refused.stderr, refused
+
+    assert second.stop() == 0
+    assert embedded_status(data_dir) is None
+    gone = fleetq_db("status", "--data-dir", str(data_dir))
+    assert gone.returncode == 3 and "none running" in gone.stdout, gone
+
+
+def test_with_keep_running_the_embedded_database_outlives_its_pods(
+    data_dir: Path, server_factory: ServerFactory
+) -> None:
+    env = {**FAST_POD_ENV, "FLEETQ_DATA_DIR": str(data_dir), "FLEETQ_EMBEDDED_DB_KEEP_RUNNING": "1"}
+    pod = server_factory(database_url=None, env=env, health_timeout=FIRST_START_TIMEOUT)
+    assert pod.stop() == 0
+
+    status = fleetq_db("status", "--data-dir", str(data_dir), "--json")
+    assert status.returncode == 0, status
+    report = json.loads(status.stdout)
+    assert report["running"] is True and report["clients"] == {}
+    assert report["pid"] == embedded_status(data_dir).pid  # type: ignore[union-attr]
+
+    stopped = fleetq_db("stop", "--data-dir", str(data_dir))
+    assert stopped.returncode == 0, stopped
+    assert embedded_status(data_dir) is None
+    assert fleetq_db("stop", "--data-dir", str(data_dir)).returncode == 3

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleetq_server.embedded_db import (
     EmbeddedPostgres,
+    Release,
     start_embedded_postgres,
     stop_embedded_postgres,
 )
@@ -47,7 +48,7 @@ class PrivatePostgres:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._server: EmbeddedPostgres = start_embedded_postgres(data_dir, keep_running=False)
+        self._server: EmbeddedPostgres = start_embedded_postgres(data_dir, release=Release.STOP)
 
     @property
     def url(self) -> str:
@@ -59,7 +60,7 @@ class PrivatePostgres:
 
     def start(self) -> None:
         """Start it again on the same socket (same URL)."""
-        self._server = start_embedded_postgres(self.data_dir, keep_running=False)
+        self._server = start_embedded_postgres(self.data_dir, release=Release.STOP)
         assert self._server.url == self.url
 
     def close(self) -> None:
@@ -150,3 +151,31 @@ def test_pods_ride_out_a_postgres_restart_and_finish_every_step(
     assert {s["status"] for s in final.values()} == {"completed"}
     for step_id in gated:  # recorded after the restart, not lost with the connection
         assert datetime.fromisoformat(final[step_id]["last_update_ts"]) > restarted
+
+
+def test_http_probes_livez_stays_200_and_readyz_503_while_the_database_is_down(
+    private_postgres: PrivatePostgres, server_factory: ServerFactory
+) -> None:
+    (pod,) = start_pods(server_factory, ["probe"], database_url=private_postgres.url)
+
+    def probe(path: str) -> int:
+        return httpx.get(pod.http_url + path, timeout=REQUEST_TIMEOUT_S).status_code
+
+    assert (probe("/livez"), probe("/readyz")) == (200, 200)
+    private_postgres.stop()
+    wait_until(
+        lambda: probe("/readyz") == 503,
+        timeout=HEALTH_CHECK_S + SLACK_S,
+        description="/readyz 503 during the outage",
+    )
+    assert pod.health_status() == 503  # /readyz answers as /health
+    for _ in range(3):  # every liveness probe of the outage passes: no restart
+        assert probe("/livez") == 200
+
+    private_postgres.start()
+    wait_until(
+        lambda: probe("/readyz") == 200,
+        timeout=HEALTH_CHECK_S + SLACK_S + 5,
+        description="/readyz 200 once the database is back",
+    )
+    assert probe("/livez") == 200

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fleetq_server.api.probes import LIVEZ_PATH, READYZ_PATH
 from fleetq_server.config import Settings, env_name, load_settings
 from fleetq_server.server import LIVENESS_SERVICE
 
@@ -218,3 +219,45 @@ def test_the_kustomization_lists_every_manifest() -> None:
     listed = set(manifest("kustomization.yaml")["resources"])
     present = {path.name for path in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present
+
+
+# -- Kubernetes, HTTP probe variant (deploy/kubernetes/http-probes) ------------------------------
+
+HTTP_VARIANT = MANIFESTS / "http-probes"
+
+
+def http_variant_container(container: dict[str, Any]) -> dict[str, Any]:
+    """The container after the variant's strategic-merge patch (maps merge, null deletes)."""
+    patch = yaml.safe_load((HTTP_VARIANT / "probes.yaml").read_text())
+    assert patch["kind"] == "Deployment" and patch["metadata"]["name"] == "fleetq"
+    (patched,) = patch["spec"]["template"]["spec"]["containers"]
+    assert patched["name"] == container["name"]
+    merged = dict(container)
+    for probe in PROBES:
+        combined = {**container[probe], **patched[probe]}
+        merged[probe] = {key: value for key, value in combined.items() if value is not None}
+    return merged
+
+
+def test_the_http_variant_patches_the_base_deployment() -> None:
+    kustomization = yaml.safe_load((HTTP_VARIANT / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == [".."]
+    assert kustomization["patches"] == [{"path": "probes.yaml"}]
+
+
+def test_the_http_variant_probes_liveness_with_livez_and_readiness_with_readyz(
+    container: dict[str, Any],
+) -> None:
+    patched = http_variant_container(container)
+    paths = {probe: patched[probe]["httpGet"]["path"] for probe in PROBES}
+    assert paths == {
+        "startupProbe": READYZ_PATH,
+        "readinessProbe": READYZ_PATH,
+        "livenessProbe": LIVEZ_PATH,
+    }
+    port_names = {port["name"] for port in container["ports"]}
+    for probe in PROBES:
+        assert patched[probe]["httpGet"]["port"] in port_names
+        assert set(patched[probe]) & {"grpc", "exec", "tcpSocket"} == set()
+        # Timing stays the base's: only the mechanism changes.
+        assert patched[probe]["periodSeconds"] == container[probe]["periodSeconds"]

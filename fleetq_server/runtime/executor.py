@@ -1,74 +1,31 @@
-"""Runs claimed steps: the handler, its timeout, and the fenced outcome write."""
+"""Runs claimed steps: the handler and its timeout, each ending as an outcome that
+`completer.OutcomeCompleter` records."""
 
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fleetq_server import errors, metrics
-from fleetq_server.coalescer import Coalescer
+from fleetq_server import metrics
 from fleetq_server.handlers import HandlerRegistry, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
+from fleetq_server.runtime.completer import OutcomeCompleter
+from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import OutcomePort
 from fleetq_server.store.records import ClaimedStep, StepOutcome
-from fleetq_server.store.storable import holds_unstorable_text, storable_text
+from fleetq_server.store.storable import storable_json, storable_text
 
 log = logging.getLogger(__name__)
-
-# Recorded instead of an outcome (result or error) that the database refuses to store.
-_REJECTED_ERROR = {
-    "type": "OutcomeRejected",
-    "message": "the database refused the step's outcome (too large, out of range or against"
-    " a constraint)",
-}
-# Outcome writes retry while the database is unavailable, backing off up to this.
-_WRITE_RETRY_MAX_S = 5.0
-# Outcomes finishing together are written in one UPDATE of at most this many rows.
-_MAX_OUTCOMES_PER_WRITE = 500
-# The step counter a recorded outcome moves, by the step's new status (None: fenced out).
-_OUTCOME_COUNTERS = {
-    "completed": metrics.STEPS_COMPLETED,
-    "pending": metrics.STEPS_RETRIED,
-    "failed": metrics.STEPS_FAILED,
-    None: metrics.STEPS_FENCED,
-}
-
-
-def _check_storable(result: Any) -> None:
-    """Raise ValueError unless the database can store `result` as the step's JSON result."""
-    json.dumps(result, allow_nan=False)  # NaN and infinities are not JSON
-    if holds_unstorable_text(result):
-        raise ValueError("result holds text the database cannot store (NUL or lone surrogate)")
 
 
 class _TypeTimeoutExpired(Exception):
     """The step type's timeout cut the handler short."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter between executions of a failing step."""
-
-    base_s: float = 1.0
-    max_s: float = 300.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.base_s <= self.max_s:
-            raise ValueError("retry backoff: need 0 <= base <= max")
-
-    def delay(self, retry_count: int) -> float:
-        """Seconds before retry number `retry_count + 1`: base * 2^n, capped, with
-        "equal jitter" (half fixed, half random) so retries of a burst spread out."""
-        ceiling: float = min(self.max_s, self.base_s * 2.0 ** min(retry_count, 30))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 @dataclass
@@ -91,20 +48,14 @@ class StepExecutor:
         retry_policy: RetryPolicy,
         on_slot_free: Callable[[], None],
     ) -> None:
-        self._store = store
         self._registry = registry
         self._state = state
         self._retry_policy = retry_policy
+        self._completer = OutcomeCompleter(store, retry_policy)
         self._on_slot_free = on_slot_free
         self._running: dict[str, RunningStep] = {}
         # Steps whose handler is executing now: what capacity counts.
         self._in_handler: set[str] = set()
-        # An outcome the database refuses fails alone, not with the batch it shared.
-        self._outcomes: Coalescer[StepOutcome, str | None] = Coalescer(
-            store.step_finish_many,
-            max_batch=_MAX_OUTCOMES_PER_WRITE,
-            isolate=(errors.DataRejectedError,),
-        )
         # Blocking handlers get a thread each, up to capacity: the default executor is
         # sized by CPU count and would queue them behind each other.
         self._threads = ThreadPoolExecutor(
@@ -170,7 +121,7 @@ class StepExecutor:
             outcome = await self._run_handler(step, claim_pod_id, step_log)
         finally:
             self._handler_done(step.step_id)
-        await self._write(step_log, outcome)
+        await self._completer.complete(outcome, step_log)
 
     async def _run_handler(
         self,
@@ -182,7 +133,7 @@ class StepExecutor:
         handler = self._registry.get(step.type)
         if handler is None:  # claimed only our own types, so this is a programming error
             error = {"type": "UnknownStepType", "message": f"no handler for {step.type!r}"}
-            return self._failure(step, claim_pod_id, error)
+            return self._retry_policy.failure(step, claim_pod_id, error)
         context = StepContext(
             step_id=step.step_id,
             step_type=step.type,
@@ -198,7 +149,7 @@ class StepExecutor:
             result = await self._call(handler, step.args, context)
             # A result that cannot be stored is the handler's failure. Left to the store, its
             # write would be refused for ever, along with the outcomes batched with it.
-            _check_storable(result)
+            result_json = storable_json(result)
         except asyncio.CancelledError:
             raise
         except _TypeTimeoutExpired:
@@ -207,14 +158,14 @@ class StepExecutor:
                 "message": f"step exceeded its {handler.timeout_s:g}s timeout",
             }
             step_log.warning("step timed out (attempt %d)", step.attempt)
-            outcome = self._failure(step, claim_pod_id, error)
+            outcome = self._retry_policy.failure(step, claim_pod_id, error)
         except Exception as exc:
             message = storable_text(str(exc) or repr(exc))
             error = {"type": type(exc).__name__, "message": message}
             step_log.warning("step failed (attempt %d): %s", step.attempt, error["message"])
-            outcome = self._failure(step, claim_pod_id, error)
+            outcome = self._retry_policy.failure(step, claim_pod_id, error)
         else:
-            outcome = StepOutcome(step, claim_pod_id, result=result)
+            outcome = StepOutcome(step, claim_pod_id, result_json=result_json)
         metrics.child(metrics.STEP_RUN_SECONDS, step.type).observe(time.monotonic() - started)
         return outcome
 
@@ -239,41 +190,3 @@ class StepExecutor:
             if deadline.expired():
                 raise _TypeTimeoutExpired from None
             raise
-
-    def _failure(self, step: ClaimedStep, claim_pod_id: str, error: dict[str, str]) -> StepOutcome:
-        return StepOutcome(
-            step, claim_pod_id, error=error, backoff_s=self._retry_policy.delay(step.retry_count)
-        )
-
-    async def _write(
-        self, step_log: logging.LoggerAdapter[logging.Logger], outcome: StepOutcome
-    ) -> None:
-        """Record the outcome, retrying while the database is unavailable.
-
-        An outcome the database refuses (a result too large for jsonb, say) is recorded as
-        a failure instead, which spends a retry like any other: it would be refused for
-        ever, and the step would stay claimed. A write that matches no row means the claim
-        was taken away (the pod was presumed dead and the step requeued): the newer
-        execution wins, ours is dropped.
-        """
-        pause = 0.1
-        while True:
-            try:
-                new_status = await self._outcomes.submit(outcome)
-            except (errors.DatabaseUnavailableError, errors.DataRejectedError) as exc:
-                refused = isinstance(exc, errors.DataRejectedError)
-                if refused and outcome.error != _REJECTED_ERROR:
-                    step_log.error("the database refused the step's outcome; recording a failure")
-                    outcome = self._failure(outcome.step, outcome.pod_id, _REJECTED_ERROR)
-                    continue
-                # Unavailable, or refusing even the bare failure: wait and try again.
-                step_log.warning("outcome not recorded (%s); retrying in %.1fs", exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, _WRITE_RETRY_MAX_S)
-                continue
-            if new_status is None:
-                step_log.warning("outcome fenced out: the step was reassigned")
-            else:
-                step_log.info("attempt %d recorded: step now %s", outcome.step.attempt, new_status)
-            metrics.child(_OUTCOME_COUNTERS[new_status], outcome.step.type).inc()
-            return

@@ -7,17 +7,16 @@ from fleetq_server import errors, metrics
 from fleetq_server.config import Settings
 from fleetq_server.handlers import HandlerRegistry
 from fleetq_server.logs import set_log_pod_id
-from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
-from fleetq_server.runtime.loop import BackgroundLoop
-from fleetq_server.runtime.loops import (
-    ClaimLoop,
-    HealthMonitor,
-    HeartbeatLoop,
-    LagMonitor,
-    WakeupListener,
-)
+from fleetq_server.runtime.background import BackgroundLoop
+from fleetq_server.runtime.claimer import ClaimLoop
+from fleetq_server.runtime.executor import StepExecutor
+from fleetq_server.runtime.health import HealthMonitor
+from fleetq_server.runtime.heartbeat import HeartbeatLoop
+from fleetq_server.runtime.lag_monitor import LagMonitor
+from fleetq_server.runtime.listener import WakeupListener
 from fleetq_server.runtime.recovery import RecoveryLoop
 from fleetq_server.runtime.retention import RetentionLoop
+from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import StorePort
 

@@ -4,7 +4,7 @@ import logging
 import time
 
 from fleetq_server import errors, metrics
-from fleetq_server.runtime.loop import BackgroundLoop
+from fleetq_server.runtime.background import BackgroundLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import RecoveryPort
 from fleetq_server.store.records import RecoveryOutcome

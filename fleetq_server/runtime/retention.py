@@ -5,7 +5,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fleetq_server import metrics
-from fleetq_server.runtime.loop import BackgroundLoop
+from fleetq_server.runtime.background import BackgroundLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import RetentionPort
 

@@ -72,11 +72,12 @@ class ClaimedStep:
 
 @dataclass(frozen=True, slots=True)
 class StepOutcome:
-    """How one execution ended: `error` None means success with `result`."""
+    """How one execution ended: `error` None means success with `result_json`, the
+    result already serialised (and checked) by `storable.storable_json`."""
 
     step: ClaimedStep
     pod_id: str
-    result: Any = None
+    result_json: str | None = None
     error: dict[str, str] | None = None
     # For a failure: seconds before the step may be claimed again.
     backoff_s: float = 0.0

@@ -35,7 +35,7 @@ def _json(value: Any) -> str:
     """JSON text for jsonb array parameters: asyncpg would read a list value as a
     nested array, so arrays of JSON travel as text[] and are cast in SQL. orjson is ~10x
     faster per value; the standard library covers what it refuses (integers beyond 64
-    bits in a handler's result)."""
+    bits). A result arrives serialised already (`StepOutcome.result_json`)."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:
@@ -239,7 +239,7 @@ class StepQueries(PoolHolder):
                 [o.step.attempt for o in outcomes],
                 [o.pod_id for o in outcomes],
                 [o.error is None for o in outcomes],
-                [_json(o.result) if o.error is None else None for o in outcomes],
+                [o.result_json if o.error is None else None for o in outcomes],
                 [_json(o.error) if o.error is not None else None for o in outcomes],
                 [o.backoff_s for o in outcomes],
             )

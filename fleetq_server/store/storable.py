@@ -1,6 +1,7 @@
 """What PostgreSQL cannot store in text or jsonb, checked before a value reaches the store:
 a failed write would fail every other row batched with it."""
 
+import json
 import re
 from typing import Any
 
@@ -25,3 +26,15 @@ def holds_unstorable_text(value: Any) -> bool:
 def storable_text(text: str) -> str:
     """`text` with every character PostgreSQL refuses replaced by U+FFFD."""
     return _UNSTORABLE_TEXT.sub("\ufffd", text)
+
+
+def storable_json(value: Any) -> str:
+    """`value` as the JSON text of a jsonb column, the one time it is serialised.
+
+    Raises ValueError for what PostgreSQL cannot store: NaN and infinities (not JSON), and
+    text `holds_unstorable_text` finds; TypeError for what JSON cannot represent.
+    """
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    if holds_unstorable_text(value):
+        raise ValueError("result holds text the database cannot store (NUL or lone surrogate)")
+    return text

@@ -30,7 +30,9 @@ async def step_in(backend: Backend, status: str, *, age_days: float = 0) -> str:
         [claimed] = await store.step_claim_batch("pod-a", [step.type], 1)
         if status != "claimed":
             error = {"type": "E", "message": "x"} if status == "failed" else None
-            await store.step_finish_many([StepOutcome(claimed, "pod-a", result=1, error=error)])
+            await store.step_finish_many(
+                [StepOutcome(claimed, "pod-a", result_json="1", error=error)]
+            )
     await backend.age_step(step.step_id, age_days * DAY_S)
     return step.step_id
 

@@ -82,9 +82,9 @@ async def test_stale_attempt_token_changes_nothing(backend: Backend) -> None:
     await store.step_release([first], "pod-a")
     [second] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
     assert second.attempt == first.attempt + 1
-    stale_success = StepOutcome(first, "pod-a", result={"stale": True})
+    stale_success = StepOutcome(first, "pod-a", result_json='{"stale":true}')
     stale_failure = StepOutcome(first, "pod-a", error={"type": "X", "message": "m"})
-    fresh_success = StepOutcome(second, "pod-a", result={"fresh": True})
+    fresh_success = StepOutcome(second, "pod-a", result_json='{"fresh":true}')
     assert await store.step_finish_many([stale_success, stale_failure, fresh_success]) == [
         None,
         None,
@@ -179,7 +179,7 @@ async def test_a_batch_of_outcomes_completes_retries_and_fails(backend: Backend)
     error = {"type": "E", "message": "boom"}
     statuses = await store.step_finish_many(
         [
-            StepOutcome(claimed[done], "pod-a", result=[1, 2]),
+            StepOutcome(claimed[done], "pod-a", result_json="[1,2]"),
             StepOutcome(claimed[retried], "pod-a", error=error),
             StepOutcome(claimed[exhausted], "pod-a", error=error),
         ]

@@ -35,7 +35,7 @@ async def finish(store: Store, pod_id: str, step_type: str, ok: int, failed: int
     claimed = await store.step_claim_batch(pod_id, [step_type], ok + failed)
     assert len(claimed) == ok + failed
     await store.step_finish_many(
-        [StepOutcome(step, pod_id, result=1) for step in claimed[:ok]]
+        [StepOutcome(step, pod_id, result_json="1") for step in claimed[:ok]]
         + [StepOutcome(step, pod_id, error=ERROR) for step in claimed[ok:]]
     )
 

@@ -341,7 +341,9 @@ class MemoryStore:
     async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
         with self.transaction() as now:
             stored = [
-                (_stored(o.result), None) if o.error is None else (None, _stored(o.error))
+                (_stored(json.loads(o.result_json or "null")), None)
+                if o.error is None
+                else (None, _stored(o.error))
                 for o in outcomes
             ]
             statuses: list[str | None] = []

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from fleetq_server.runtime.loop import BackgroundLoop
+from fleetq_server.runtime.background import BackgroundLoop
 
 
 class CountingLoop(BackgroundLoop):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fleetq_server.runtime.executor import RetryPolicy
+from fleetq_server.runtime.retry_policy import RetryPolicy
 
 
 def test_backoff_doubles_within_jitter_bounds() -> None:

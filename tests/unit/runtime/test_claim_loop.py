@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 
 from fleetq_server.handlers import StepContext
-from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
-from fleetq_server.runtime.loops import ClaimLoop
+from fleetq_server.runtime.claimer import ClaimLoop
+from fleetq_server.runtime.executor import StepExecutor
+from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from tests.support.memory_store import MemoryStore
 from tests.unit.runtime.helpers import registry, submit

@@ -4,7 +4,8 @@ that comes back."""
 from typing import Any
 
 from fleetq_server.handlers import StepContext
-from fleetq_server.runtime.executor import RetryPolicy, StepExecutor
+from fleetq_server.runtime.executor import StepExecutor
+from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from tests.support.memory_store import MemoryStore
 from tests.support.waiting import until

@@ -4,7 +4,8 @@ and a pod the fleet presumed dead."""
 import pytest
 
 from fleetq_server import errors
-from fleetq_server.runtime.loops import HealthMonitor, HeartbeatLoop
+from fleetq_server.runtime.health import HealthMonitor
+from fleetq_server.runtime.heartbeat import HeartbeatLoop
 from fleetq_server.runtime.state import PodState
 from tests.support.memory_store import MemoryStore
 

@@ -14,7 +14,7 @@ DAY_S = 86400.0
 
 async def finished_long_ago(store: MemoryStore) -> str:
     step = await claim_one(store)
-    await store.step_finish_many([StepOutcome(step, "pod-a", result=1)])
+    await store.step_finish_many([StepOutcome(step, "pod-a", result_json="1")])
     store.age_step(step.step_id, 8 * DAY_S)
     return step.step_id
 

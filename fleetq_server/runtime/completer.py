@@ -1,0 +1,77 @@
+"""Records executions' outcomes: group-committed, fenced, retried while the database is
+away, and a refused outcome turned into a failure of its own step."""
+
+import asyncio
+import logging
+
+from fleetq_server import errors, metrics
+from fleetq_server.coalescer import Coalescer
+from fleetq_server.runtime.retry_policy import RetryPolicy
+from fleetq_server.store.ports import OutcomePort
+from fleetq_server.store.records import StepOutcome
+
+# Recorded instead of an outcome (result or error) that the database refuses to store.
+_REJECTED_ERROR = {
+    "type": "OutcomeRejected",
+    "message": "the database refused the step's outcome (too large, out of range or against"
+    " a constraint)",
+}
+# Outcome writes retry while the database is unavailable, backing off up to this.
+_WRITE_RETRY_MAX_S = 5.0
+# Outcomes finishing together are written in one UPDATE of at most this many rows.
+_MAX_OUTCOMES_PER_WRITE = 500
+# The step counter a recorded outcome moves, by the step's new status (None: fenced out).
+_OUTCOME_COUNTERS = {
+    "completed": metrics.STEPS_COMPLETED,
+    "pending": metrics.STEPS_RETRIED,
+    "failed": metrics.STEPS_FAILED,
+    None: metrics.STEPS_FENCED,
+}
+
+
+class OutcomeCompleter:
+    """Writes outcomes through one `Coalescer`, so those ready together share an UPDATE."""
+
+    def __init__(self, store: OutcomePort, retry_policy: RetryPolicy) -> None:
+        self._retry_policy = retry_policy
+        # An outcome the database refuses fails alone, not with the batch it shared.
+        self._outcomes: Coalescer[StepOutcome, str | None] = Coalescer(
+            store.step_finish_many,
+            max_batch=_MAX_OUTCOMES_PER_WRITE,
+            isolate=(errors.DataRejectedError,),
+        )
+
+    async def complete(
+        self, outcome: StepOutcome, step_log: logging.LoggerAdapter[logging.Logger]
+    ) -> None:
+        """Record the outcome, retrying while the database is unavailable.
+
+        An outcome the database refuses (a result too large for jsonb, say) is recorded as
+        a failure instead, which spends a retry like any other: it would be refused for
+        ever, and the step would stay claimed. A write that matches no row means the claim
+        was taken away (the pod was presumed dead and the step requeued): the newer
+        execution wins, ours is dropped.
+        """
+        pause = 0.1
+        while True:
+            try:
+                new_status = await self._outcomes.submit(outcome)
+            except (errors.DatabaseUnavailableError, errors.DataRejectedError) as exc:
+                refused = isinstance(exc, errors.DataRejectedError)
+                if refused and outcome.error != _REJECTED_ERROR:
+                    step_log.error("the database refused the step's outcome; recording a failure")
+                    outcome = self._retry_policy.failure(
+                        outcome.step, outcome.pod_id, _REJECTED_ERROR
+                    )
+                    continue
+                # Unavailable, or refusing even the bare failure: wait and try again.
+                step_log.warning("outcome not recorded (%s); retrying in %.1fs", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _WRITE_RETRY_MAX_S)
+                continue
+            if new_status is None:
+                step_log.warning("outcome fenced out: the step was reassigned")
+            else:
+                step_log.info("attempt %d recorded: step now %s", outcome.step.attempt, new_status)
+            metrics.child(_OUTCOME_COUNTERS[new_status], outcome.step.type).inc()
+            return

@@ -10,9 +10,11 @@ import httpx
 
 from tests.support.waiting import wait_until
 
-# Short intervals, so a pod notices retries and peers within test time. The dead-pod threshold
-# stays generous: a pod starved of CPU on a busy machine must not be declared dead mid-test.
-# No automatic recovery cycles: a manual one that met one would rightly answer 409.
+# The one set of fast pod settings for real server processes; a module that needs other
+# values overrides them explicitly ({**FAST_POD_ENV, ...}). Short intervals, so a pod notices
+# retries and peers within test time. The dead-pod threshold stays generous: a pod starved of
+# CPU on a busy machine must not be declared dead mid-test. No automatic recovery cycles: a
+# manual one that met one would rightly answer 409.
 FAST_POD_ENV = {
     "FLEETQ_HEARTBEAT_INTERVAL": "0.5",
     "FLEETQ_DEAD_POD_THRESHOLD": "5",

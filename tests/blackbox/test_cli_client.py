@@ -12,17 +12,13 @@ from typing import Any
 
 import pytest
 
+from tests.blackbox.contract import FAST_POD_ENV
 from tests.conftest import ServerFactory
 from tests.support.net import free_port
 from tests.support.server_process import ServerProcess
 
 FLEETQ = str(Path(sys.executable).parent / "fleetq")
-FAST = {
-    "FLEETQ_HEARTBEAT_INTERVAL": "0.2",
-    "FLEETQ_POLL_INTERVAL": "0.2",
-    "FLEETQ_RETRY_BACKOFF_BASE": "0.01",
-    "FLEETQ_SHUTDOWN_GRACE": "0",
-}
+FAST = {**FAST_POD_ENV, "FLEETQ_SHUTDOWN_GRACE": "0"}
 ADMIN_TOKEN = "cli-token"
 UNKNOWN_STEP = "step_20240101000000_0000000000000000"
 

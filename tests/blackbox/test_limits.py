@@ -26,12 +26,12 @@ from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 
 from fleetq_server.embedded_db import Release, start_embedded_postgres
+from tests.blackbox.contract import FAST_POD_ENV
 from tests.conftest import ServerFactory
 from tests.support.server_process import ServerProcess
 
 LIMIT = 1 << 20  # fleetq_server.server.MAX_REQUEST_BYTES
 ERROR_KEYS = {"detail", "error_type", "timestamp", "path"}
-FAST = {"FLEETQ_HEARTBEAT_INTERVAL": "0.2", "FLEETQ_POLL_INTERVAL": "0.2"}
 # How a blocked step read shows in pg_stat_activity (the store's step_get statement).
 STEP_READ = "%FROM fleetq_steps WHERE step_id = $1%"
 # Bounds, not performance assertions: a request that hangs fails the test instead.
@@ -40,7 +40,7 @@ CLIENT_TIMEOUT_S = 20.0
 
 @pytest.fixture(scope="module")
 def pod(module_server_factory: ServerFactory) -> ServerProcess:
-    return module_server_factory(env=FAST)
+    return module_server_factory(env=FAST_POD_ENV)
 
 
 def assert_error(response: httpx.Response, status: int, error_type: str, *words: str) -> None:
@@ -295,7 +295,7 @@ async def blocked_step_reads(connection: asyncpg.Connection) -> int:
 async def test_grpc_deadline_cancels_the_database_query(
     server_factory: ServerFactory, database_url: str
 ) -> None:
-    pod = server_factory(env=FAST)
+    pod = server_factory(env=FAST_POD_ENV)
     async with (
         grpc.aio.insecure_channel(pod.grpc_target) as channel,
         steps_table_locked(database_url) as lock,
@@ -322,7 +322,7 @@ async def test_grpc_deadline_cancels_the_database_query(
 async def test_http_client_disconnect_cancels_the_database_query(
     server_factory: ServerFactory, database_url: str
 ) -> None:
-    pod = server_factory(env=FAST)
+    pod = server_factory(env=FAST_POD_ENV)
     async with steps_table_locked(database_url) as lock:
         _, writer = await asyncio.open_connection("127.0.0.1", pod.http_port)
         writer.write(b"GET /status/step_x HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -346,7 +346,7 @@ async def _none(count: Awaitable[int]) -> bool:
 async def test_exhausted_pool_fails_fast_with_database_error(
     server_factory: ServerFactory, database_url: str
 ) -> None:
-    pod = server_factory(env=FAST)
+    pod = server_factory(env=FAST_POD_ENV)
     async with (
         httpx.AsyncClient(base_url=pod.http_url, timeout=CLIENT_TIMEOUT_S) as http,
         grpc.aio.insecure_channel(pod.grpc_target) as channel,
@@ -387,7 +387,7 @@ def test_database_going_away_fails_requests_fast_with_database_error(
         Path(tmp_path_factory.mktemp("gone")) / "pgdata", release=Release.STOP
     )
     try:
-        pod = server_factory(env=FAST, database_url=database.url)
+        pod = server_factory(env=FAST_POD_ENV, database_url=database.url)
         with httpx.Client(base_url=pod.http_url, timeout=CLIENT_TIMEOUT_S) as http:
             before = http.post("/submit", json={"type": "t", "args": {}})
             database.stop()

@@ -21,16 +21,12 @@ from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.blackbox.contract import FAST_POD_ENV
 from tests.conftest import ServerFactory
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import wait_until
 
-FAST_POD_ENV = {
-    "FLEETQ_HEARTBEAT_INTERVAL": "0.2",
-    "FLEETQ_POLL_INTERVAL": "0.2",
-    "FLEETQ_RETRY_BACKOFF_BASE": "0.01",
-    "FLEETQ_HANDLERS": "tests.handlers.metrics_outcomes",
-}
+METRICS_POD_ENV = {**FAST_POD_ENV, "FLEETQ_HANDLERS": "tests.handlers.metrics_outcomes"}
 GRPC_METHOD = "/fleetq.v1.FleetQService/{}"
 
 Samples = Mapping[tuple[str, frozenset[tuple[str, str]]], float]
@@ -39,7 +35,7 @@ Samples = Mapping[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(scope="module")
 def pod(module_server_factory: ServerFactory) -> ServerProcess:
     """One pod shared by the tests that only compare its metrics before and after."""
-    return module_server_factory(env=FAST_POD_ENV)
+    return module_server_factory(env=METRICS_POD_ENV)
 
 
 def exposition(client: httpx.Client) -> str:
@@ -192,7 +188,8 @@ def test_recovery_cycles_and_requeued_steps_of_a_lost_pod_are_counted(
     server_factory: ServerFactory,
 ) -> None:
     fleet_env = {
-        **FAST_POD_ENV,
+        **METRICS_POD_ENV,
+        "FLEETQ_HEARTBEAT_INTERVAL": "0.2",  # five beats within the short threshold
         "FLEETQ_DEAD_POD_THRESHOLD": "1",
         "FLEETQ_RECOVERY_INTERVAL": "0.2",
     }

@@ -8,13 +8,13 @@ from typing import Any
 import httpx
 
 from fleetq_client import FleetQClient
+from tests.blackbox.contract import FAST_POD_ENV
 from tests.conftest import ServerFactory
 from tests.support.waiting import wait_until
 
 FAST = {
-    "FLEETQ_HEARTBEAT_INTERVAL": "0.2",
-    "FLEETQ_DEAD_POD_THRESHOLD": "5",
-    "FLEETQ_POLL_INTERVAL": "0.2",
+    **FAST_POD_ENV,
+    "FLEETQ_HEARTBEAT_INTERVAL": "0.2",  # capacities reach the stats with each heartbeat
     "FLEETQ_SHUTDOWN_GRACE": "0",  # the long sleeps are abandoned when the test ends
 }
 

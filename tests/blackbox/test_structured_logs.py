@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 
+from tests.blackbox.contract import FAST_POD_ENV
 from tests.conftest import ServerFactory
 from tests.support.net import free_port
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import wait_until
 
-FAST = {"FLEETQ_POLL_INTERVAL": "0.2", "FLEETQ_RETRY_BACKOFF_BASE": "0.01"}
 LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
@@ -49,7 +49,9 @@ def log_lines(pod: ServerProcess) -> list[str]:
 def test_every_log_line_is_a_json_object_with_the_context_fields(
     server_factory: ServerFactory,
 ) -> None:
-    pod = server_factory(env={**FAST, "FLEETQ_POD_ID": "pod-logs", "FLEETQ_LOG_LEVEL": "DEBUG"})
+    pod = server_factory(
+        env={**FAST_POD_ENV, "FLEETQ_POD_ID": "pod-logs", "FLEETQ_LOG_LEVEL": "DEBUG"}
+    )
     ok, bad = run_two_steps(pod)
     pod.send_signal(signal.SIGTERM)
     assert pod.wait_for_exit(15) == 0

@@ -111,3 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     except HandlerLoadError as exc:
         print(f"fleetq: handler error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a port already in use, say; what had started is stopped
+        print(f"fleetq: cannot start: {exc}", file=sys.stderr)
+        return 1

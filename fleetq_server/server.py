@@ -8,11 +8,13 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import grpc
 import uvicorn
 from fleetq.v1 import fleetq_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fleetq_server import __version__, embedded_db
@@ -42,9 +44,14 @@ from fleetq_server.http_server import (
     raise_open_file_limit,
 )
 from fleetq_server.runtime.pod import Pod
-from fleetq_server.store import Store, open_store
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store import open_store
+from fleetq_server.store.ports import StatsPort
 from fleetq_server.submission import MAX_BATCH_STEPS
-from fleetq_server.tls import TLS12_CIPHERS, load_tls_identity
+from fleetq_server.tls import TLS12_CIPHERS, TlsIdentity, load_tls_identity
+
+if TYPE_CHECKING:
+    from fleetq_server.api.interceptors import MethodHandler
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +106,163 @@ class _QuietUvicornServer(uvicorn.Server):
         yield
 
 
+def build_handlers(settings: Settings, pod: Pod) -> tuple[dict[str, MethodHandler], frozenset[str]]:
+    """The service's wrapped method handlers, one set serving gRPC and REST alike, and the
+    methods that need a token."""
+    interceptors: list[UnaryInterceptor] = [ErrorTranslationInterceptor()]
+    protected: frozenset[str] = frozenset()
+    if settings.admin_token is not None or settings.api_token is not None:
+        auth = BearerTokenInterceptor(
+            admin_token=settings.admin_token,
+            api_token=settings.api_token,
+            admin_methods=admin_methods(SERVICE),
+            open_methods=open_methods(SERVICE),
+        )
+        protected = auth.protected_methods(
+            f"/{SERVICE.full_name}/{method.name}" for method in SERVICE.methods
+        )
+        # After error translation, which turns its refusals into UNAUTHENTICATED.
+        interceptors.append(auth)
+    handlers = wrap_handlers(unary_handlers(SERVICE, FleetQServicer(pod)), interceptors)
+    return handlers, protected
+
+
+def build_grpc_server(
+    settings: Settings,
+    handlers: dict[str, MethodHandler],
+    health_servicer: AsyncHealthServicer,
+) -> grpc.aio.Server:
+    """The gRPC server with the service, grpc.health.v1 and reflection; no port yet."""
+    # Request metrics on the gRPC side only: REST calls are counted by route in the
+    # HTTP middleware, once. Outermost, to see the final status code.
+    grpc_handlers = wrap_handlers(handlers, [GrpcMetricsInterceptor()])
+    server = grpc.aio.server(options=grpc_server_options(settings))
+    server.add_generic_rpc_handlers((generic_handler(SERVICE, grpc_handlers),))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return server
+
+
+def build_http_app(
+    settings: Settings,
+    handlers: dict[str, MethodHandler],
+    store: StatsPort,
+    protected: frozenset[str],
+) -> ASGIApp:
+    """The REST/JSON app: the gateway over the same handlers, /metrics, /openapi.json and
+    the probes, CORS and request metrics around them."""
+    api_document = openapi_document(
+        SERVICE,
+        title="FLEET-Q",
+        version=__version__,
+        protected_methods=protected,
+        **openapi_options(SERVICE),
+    )
+    mounts: dict[str, ASGIApp] = {
+        "/metrics": MetricsEndpoint(store, settings.dead_pod_threshold),
+        "/openapi.json": openapi_endpoint(api_document),
+    }
+    gateway = Gateway(
+        SERVICE,
+        handlers,
+        mounts=mounts,
+        max_body_bytes=MAX_REQUEST_BYTES,
+        # The servicer counts args and metadata exactly, naming the field; this cheap
+        # count of the whole body stops far larger ones before they are parsed, with
+        # room for a full batch's own fields.
+        max_json_values=settings.max_json_values + BODY_FIELD_VALUES,
+        executor=EXECUTOR,
+        max_body_bytes_in_flight=settings.max_body_bytes_in_flight,
+        strict_headers=(IDEMPOTENCY_KEY_HEADER,),
+    )
+    return HttpMetricsMiddleware(with_cors(ProbeRoutes(gateway), settings.cors_origins))
+
+
+def http_server_config(
+    settings: Settings, app: ASGIApp, tls: TlsIdentity | None, open_files: int
+) -> uvicorn.Config:
+    """uvicorn's settings for the REST port: our protocol limits, no lifespan, no logs of
+    its own."""
+    limits = HttpLimits.from_settings(
+        settings, connection_cap(settings.http_max_connections, open_files)
+    )
+    return uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        http=protocol_class(limits),
+        ws="none",
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,  # names the implementation, and nobody needs it
+        ssl_certfile=tls.cert_file if tls else None,
+        ssl_keyfile=tls.key_file if tls else None,
+        ssl_ciphers=TLS12_CIPHERS,
+    )
+
+
+def _add_grpc_port(server: grpc.aio.Server, settings: Settings, tls: TlsIdentity | None) -> str:
+    """Bind the gRPC port (gRPC binds here, not at start); returns its address."""
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    if tls is None:
+        server.add_insecure_port(address)
+    else:
+        credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
+        server.add_secure_port(address, credentials)
+    return address
+
+
+async def _serve_http(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        # uvicorn exits the process when it cannot bind its port. A SystemExit escaping a
+        # task would stop the event loop itself, before anything could be undone.
+        config = server.config
+        raise OSError(f"cannot serve HTTP on {config.host}:{config.port}") from exc
+
+
+async def _start_http(server: uvicorn.Server) -> asyncio.Task[None]:
+    """Serve HTTP in a task; returns once the port is open, or raises why it could not."""
+    task = asyncio.create_task(_serve_http(server), name="http")
+    while not server.started:
+        if task.done():
+            await task  # re-raises why it could not start (port in use, ...)
+            raise RuntimeError("HTTP server exited during start-up")
+        await asyncio.sleep(0.01)
+    return task
+
+
+async def _stop_http(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    await task
+
+
+def _publish_health(servicer: AsyncHealthServicer, state: PodState) -> None:
+    """Mirror the pod's health into grpc.health.v1 for "" and the FleetQ service."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if state.healthy
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for service in ("", SERVICE.full_name):
+        asyncio.get_running_loop().create_task(servicer.set(service, status))
+
+
 class PodProcess:
-    """Everything one `fleetq serve` runs, with start and graceful stop."""
+    """Everything one `fleetq serve` runs, with start and graceful stop.
+
+    Each part's stop is registered on an exit stack right after the part starts, so a
+    start that fails midway undoes exactly what had started, in reverse order.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._embedded: embedded_db.EmbeddedPostgres | None = None
-        self._store: Store | None = None
-        self._grpc: grpc.aio.Server | None = None
-        self._http: _QuietUvicornServer | None = None
-        self._http_task: asyncio.Task[None] | None = None
-        self.pod: Pod | None = None
-        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.health = AsyncHealthServicer()
+        self._started = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
         """Connect, start the pod, then open both ports."""
@@ -119,122 +271,60 @@ class PodProcess:
         registry = load_registry(settings.handlers, demo_handlers=settings.demo_handlers)
         tls = load_tls_identity(settings)
         open_files = raise_open_file_limit()
-        database_url = settings.database_url
-        if database_url is None:
-            data_dir = settings.data_dir or embedded_db.default_data_dir()
-            release = (
-                embedded_db.Release.KEEP
-                if settings.embedded_db_keep_running
-                else embedded_db.Release.STOP_WHEN_UNUSED
+        async with contextlib.AsyncExitStack() as stack:
+            database_url = settings.database_url
+            if database_url is None:
+                data_dir = settings.data_dir or embedded_db.default_data_dir()
+                release = (
+                    embedded_db.Release.KEEP
+                    if settings.embedded_db_keep_running
+                    else embedded_db.Release.STOP_WHEN_UNUSED
+                )
+                embedded = await asyncio.to_thread(
+                    embedded_db.start_embedded_postgres, data_dir, release=release
+                )
+                # The last pod out stops the server.
+                stack.push_async_callback(asyncio.to_thread, embedded.stop)
+                database_url = embedded.url
+                log.info("using embedded PostgreSQL in %s", data_dir)
+            store = await open_store(
+                database_url,
+                settings.database_pool_size,
+                pooler=settings.database_pooler,
+                listen_dsn=settings.listen_database_url,
             )
-            self._embedded = await asyncio.to_thread(
-                embedded_db.start_embedded_postgres, data_dir, release=release
+            stack.push_async_callback(store.close)
+            if store.polls_only:
+                log.warning(
+                    "no LISTEN behind %s without FLEETQ_LISTEN_DATABASE_URL: pods find new "
+                    "steps by polling every %gs (FLEETQ_POLL_INTERVAL)",
+                    settings.database_pooler,
+                    settings.poll_interval,
+                )
+            pod = Pod(
+                settings,
+                store,
+                registry,
+                on_health_change=lambda: _publish_health(self.health, pod.state),
             )
-            database_url = self._embedded.url
-            log.info("using embedded PostgreSQL in %s", data_dir)
-        self._store = await open_store(
-            database_url,
-            settings.database_pool_size,
-            pooler=settings.database_pooler,
-            listen_dsn=settings.listen_database_url,
-        )
-        if self._store.polls_only:
-            log.warning(
-                "no LISTEN behind %s without FLEETQ_LISTEN_DATABASE_URL: pods find new "
-                "steps by polling every %gs (FLEETQ_POLL_INTERVAL)",
-                settings.database_pooler,
-                settings.poll_interval,
-            )
-        self.pod = Pod(
-            settings,
-            self._store,
-            registry,
-            on_health_change=self._publish_health,
-        )
-        await self.pod.start()
+            await pod.start()
+            stack.push_async_callback(pod.shutdown, settings.shutdown_grace)
 
-        interceptors: list[UnaryInterceptor] = [ErrorTranslationInterceptor()]
-        protected: frozenset[str] = frozenset()
-        if settings.admin_token is not None or settings.api_token is not None:
-            auth = BearerTokenInterceptor(
-                admin_token=settings.admin_token,
-                api_token=settings.api_token,
-                admin_methods=admin_methods(SERVICE),
-                open_methods=open_methods(SERVICE),
-            )
-            protected = auth.protected_methods(
-                f"/{SERVICE.full_name}/{method.name}" for method in SERVICE.methods
-            )
-            # After error translation, which turns its refusals into UNAUTHENTICATED.
-            interceptors.append(auth)
-        # One set of handler objects serves gRPC and REST alike.
-        handlers = wrap_handlers(unary_handlers(SERVICE, FleetQServicer(self.pod)), interceptors)
-        # Request metrics on the gRPC side only: REST calls are counted by route in the
-        # HTTP middleware, once. Outermost, to see the final status code.
-        grpc_handlers = wrap_handlers(handlers, [GrpcMetricsInterceptor()])
-        self._grpc = grpc.aio.server(options=grpc_server_options(settings))
-        self._grpc.add_generic_rpc_handlers((generic_handler(SERVICE, grpc_handlers),))
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
-        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection(
-            (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
-        )
-        grpc_address = f"{settings.grpc_host}:{settings.grpc_port}"
-        if tls is None:
-            self._grpc.add_insecure_port(grpc_address)
-        else:
-            credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
-            self._grpc.add_secure_port(grpc_address, credentials)
-        await self._grpc.start()
+            handlers, protected = build_handlers(settings, pod)
+            grpc_server = build_grpc_server(settings, handlers, self.health)
+            await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+            grpc_address = _add_grpc_port(grpc_server, settings, tls)
+            stack.push_async_callback(grpc_server.stop, RPC_DRAIN_S)
+            await grpc_server.start()
 
-        api_document = openapi_document(
-            SERVICE,
-            title="FLEET-Q",
-            version=__version__,
-            protected_methods=protected,
-            **openapi_options(SERVICE),
-        )
-        mounts: dict[str, ASGIApp] = {
-            "/metrics": MetricsEndpoint(self.pod.store, settings.dead_pod_threshold),
-            "/openapi.json": openapi_endpoint(api_document),
-        }
-        gateway = Gateway(
-            SERVICE,
-            handlers,
-            mounts=mounts,
-            max_body_bytes=MAX_REQUEST_BYTES,
-            # The servicer counts args and metadata exactly, naming the field; this cheap
-            # count of the whole body stops far larger ones before they are parsed, with
-            # room for a full batch's own fields.
-            max_json_values=settings.max_json_values + BODY_FIELD_VALUES,
-            executor=EXECUTOR,
-            max_body_bytes_in_flight=settings.max_body_bytes_in_flight,
-            strict_headers=(IDEMPOTENCY_KEY_HEADER,),
-        )
-        limits = HttpLimits.from_settings(
-            settings, connection_cap(settings.http_max_connections, open_files)
-        )
-        config = uvicorn.Config(
-            HttpMetricsMiddleware(with_cors(ProbeRoutes(gateway), settings.cors_origins)),
-            host=settings.http_host,
-            port=settings.http_port,
-            http=protocol_class(limits),
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,  # names the implementation, and nobody needs it
-            ssl_certfile=tls.cert_file if tls else None,
-            ssl_keyfile=tls.key_file if tls else None,
-            ssl_ciphers=TLS12_CIPHERS,
-        )
-        self._http = _QuietUvicornServer(config)
-        self._http_task = asyncio.create_task(self._http.serve(), name="http")
-        while not self._http.started:
-            if self._http_task.done():
-                await self._http_task  # re-raises why it could not start (port in use, ...)
-                raise RuntimeError("HTTP server exited during start-up")
-            await asyncio.sleep(0.01)
+            app = build_http_app(settings, handlers, store, protected)
+            http_server = _QuietUvicornServer(http_server_config(settings, app, tls, open_files))
+            http_task = await _start_http(http_server)
+            stack.push_async_callback(_stop_http, http_server, http_task)
+            # A graceful stop drains the pod first, while both ports still answer (health
+            # turns 503, status queries work); the pod's entry above then has nothing to do.
+            stack.push_async_callback(pod.shutdown, settings.shutdown_grace)
+            self._started = stack.pop_all()
         log.info(
             "serving gRPC on %s and HTTP on %s:%d (%s)",
             grpc_address,
@@ -243,31 +333,10 @@ class PodProcess:
             "TLS" if tls else "plain text",
         )
 
-    def _publish_health(self) -> None:
-        """Mirror the pod's health into grpc.health.v1 for "" and the FleetQ service."""
-        if self.pod is None:
-            return
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if self.pod.state.healthy
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for service in ("", SERVICE.full_name):
-            asyncio.get_running_loop().create_task(self.health.set(service, status))
-
     async def stop(self) -> None:
-        """Drain the pod, then close the ports, the store and our database handle."""
-        if self.pod is not None:
-            await self.pod.shutdown(self.settings.shutdown_grace)
-        if self._http is not None and self._http_task is not None:
-            self._http.should_exit = True
-            await self._http_task
-        if self._grpc is not None:
-            await self._grpc.stop(RPC_DRAIN_S)
-        if self._store is not None:
-            await self._store.close()
-        if self._embedded is not None:
-            await asyncio.to_thread(self._embedded.stop)  # the last pod out stops the server
+        """Drain the pod, then close the ports, the store and our database handle: what
+        `start` started, in reverse."""
+        await self._started.aclose()
 
 
 async def serve(settings: Settings) -> int:

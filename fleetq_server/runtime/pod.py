@@ -140,7 +140,10 @@ class Pod:
 
     async def shutdown(self, grace: float) -> None:
         """Drain: stop claiming, give running steps `grace` seconds, release the rest
-        to pending without spending a retry, and mark the pod down."""
+        to pending without spending a retry, and mark the pod down. Once: a pod already
+        draining returns at once (the composition root may ask twice, see server.py)."""
+        if self.state.draining:
+            return
         self.state.draining = True
         self._on_health_change()
         await self.claimer.stop()

@@ -9,6 +9,8 @@ import secrets
 import time
 from datetime import datetime
 
+import asyncpg
+
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.liveness import pod_is_live, pod_is_stale
@@ -36,6 +38,161 @@ def new_cycle_id() -> str:
     return f"recovery_{time.time_ns() // 1_000_000}_{secrets.token_hex(3)}"
 
 
+# The steps of one cycle, each a statement on the cycle's transaction. `dead_threshold_s`
+# is $1 in every liveness condition (store.liveness: rows without a lease fall back to it).
+
+
+async def _take_cycle_lock(connection: asyncpg.Connection) -> None:
+    """Hold the cycle lock until the transaction ends, or refuse: cycles never overlap."""
+    if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", RECOVERY_LOCK_KEY):
+        raise errors.RecoveryInProgressError("a recovery cycle is already in progress")
+
+
+async def _check_leader(
+    connection: asyncpg.Connection, leader_pod_id: str, dead_threshold_s: float
+) -> None:
+    """Refuse unless `leader_pod_id` leads now, under the lock."""
+    leader = await connection.fetchval(
+        f"""
+        SELECT pod_id FROM fleetq_pods AS p WHERE {pod_is_live("p")}
+        ORDER BY birth_ts, pod_id LIMIT 1
+        """,
+        dead_threshold_s,
+    )
+    if leader != leader_pod_id:
+        raise errors.PermissionDeniedError(
+            f"recovery runs only on the leader; current leader is {leader or 'none'}"
+        )
+
+
+async def _recent_cycle(connection: asyncpg.Connection, min_gap_s: float) -> RecoveryOutcome | None:
+    """The outcome of a cycle that finished less than `min_gap_s` ago, if any."""
+    recent = await connection.fetchrow(
+        """
+        SELECT cycle_id, dead_pods, requeued_steps, terminal_steps, orphaned_steps_found,
+               (extract(epoch FROM finished_ts - started_ts) * 1000)::int AS ms
+        FROM fleetq_recovery_cycles
+        WHERE finished_ts > now() - make_interval(secs => $1)
+        ORDER BY finished_ts DESC LIMIT 1
+        """,
+        min_gap_s,
+    )
+    if recent is None:
+        return None
+    return RecoveryOutcome(
+        cycle_id=recent["cycle_id"],
+        dead_pods=list(recent["dead_pods"]),
+        orphaned_steps_found=recent["orphaned_steps_found"],
+        requeued_steps=list(recent["requeued_steps"]),
+        terminal_steps=list(recent["terminal_steps"]),
+        duration_ms=recent["ms"],
+    )
+
+
+async def _find_stale_pods(
+    connection: asyncpg.Connection, dead_threshold_s: float
+) -> list[asyncpg.Record]:
+    """Pods still marked up whose lease has ended (dry run: nothing changes)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""
+        SELECT pod_id FROM fleetq_pods AS p WHERE {pod_is_stale("p")}
+        ORDER BY pod_id
+        """,
+        dead_threshold_s,
+    )
+    return rows
+
+
+async def _mark_stale_pods_down(
+    connection: asyncpg.Connection, dead_threshold_s: float
+) -> list[asyncpg.Record]:
+    """Mark every pod still up whose lease has ended down; returns their ids."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""
+        UPDATE fleetq_pods AS p SET status = 'down', current_capacity = 0
+        WHERE {pod_is_stale("p")}
+        RETURNING pod_id
+        """,
+        dead_threshold_s,
+    )
+    return rows
+
+
+async def _find_orphans(
+    connection: asyncpg.Connection, dead_threshold_s: float
+) -> list[asyncpg.Record]:
+    """Claimed steps no live pod holds, with the status retry-or-fail would give them
+    (dry run: nothing changes)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""
+        SELECT s.step_id, s.type,
+               CASE WHEN {RETRIES_LEFT} THEN 'pending' ELSE 'failed' END AS status
+        FROM fleetq_steps AS s WHERE {_NOT_HELD_BY_LIVE_POD}
+        ORDER BY s.step_id
+        """,
+        dead_threshold_s,
+    )
+    return rows
+
+
+async def _requeue_or_fail_orphans(
+    connection: asyncpg.Connection, dead_threshold_s: float
+) -> list[asyncpg.Record]:
+    """Apply retry-or-fail to every claimed step no live pod holds, recording the lost pod
+    as the error; returns each step's id, new status and type."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""
+        WITH orphans AS (
+            SELECT s.step_id, s.attempt FROM fleetq_steps AS s
+            WHERE {_NOT_HELD_BY_LIVE_POD}
+            FOR UPDATE
+        )
+        UPDATE fleetq_steps AS s
+        SET {outcome_assignments("FALSE")},
+            not_before_ts = now(),
+            last_update_ts = now(),
+            error = jsonb_build_object(
+                'type', 'PodLost',
+                'message', 'pod ' || s.claimed_by || ' was lost while running '
+                    || 'the step; ' || CASE WHEN {RETRIES_LEFT}
+                    THEN 'requeued' ELSE 'no retries left' END)
+        FROM orphans
+        WHERE s.step_id = orphans.step_id AND s.attempt = orphans.attempt
+          AND s.status = 'claimed'
+        RETURNING s.step_id, s.status, s.type
+        """,
+        dead_threshold_s,
+    )
+    return rows
+
+
+async def _record_cycle(
+    connection: asyncpg.Connection,
+    outcome: RecoveryOutcome,
+    leader_pod_id: str,
+    trigger: str,
+    started_ts: datetime,
+) -> None:
+    """Keep the durable record of a cycle that ran."""
+    await connection.execute(
+        """
+        INSERT INTO fleetq_recovery_cycles (cycle_id, leader_pod_id, trigger, started_ts,
+            finished_ts, dead_pods, requeued_steps, terminal_steps, orphaned_steps_found)
+        -- finished_ts: the column default now() is the transaction's start, which would
+        -- put every cycle's end before its start.
+        VALUES ($1, $2, $3, $4, clock_timestamp(), $5, $6, $7, $8)
+        """,
+        outcome.cycle_id,
+        leader_pod_id,
+        trigger,
+        started_ts,
+        outcome.dead_pods,
+        outcome.requeued_steps,
+        outcome.terminal_steps,
+        outcome.orphaned_steps_found,
+    )
+
+
 class RecoveryQueries(PoolHolder):
     """Recovery cycles and their durable record."""
 
@@ -57,92 +214,19 @@ class RecoveryQueries(PoolHolder):
         """
         started = time.monotonic()
         async with self._transaction() as connection:
-            if not await connection.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1)", RECOVERY_LOCK_KEY
-            ):
-                raise errors.RecoveryInProgressError("a recovery cycle is already in progress")
-            leader = await connection.fetchval(
-                f"""
-                SELECT pod_id FROM fleetq_pods AS p WHERE {pod_is_live("p")}
-                ORDER BY birth_ts, pod_id LIMIT 1
-                """,
-                dead_threshold_s,
-            )
-            if leader != leader_pod_id:
-                raise errors.PermissionDeniedError(
-                    f"recovery runs only on the leader; current leader is {leader or 'none'}"
-                )
+            await _take_cycle_lock(connection)
+            await _check_leader(connection, leader_pod_id, dead_threshold_s)
             if min_gap_s > 0:
-                recent = await connection.fetchrow(
-                    """
-                    SELECT cycle_id, dead_pods, requeued_steps, terminal_steps,
-                           orphaned_steps_found,
-                           (extract(epoch FROM finished_ts - started_ts) * 1000)::int AS ms
-                    FROM fleetq_recovery_cycles
-                    WHERE finished_ts > now() - make_interval(secs => $1)
-                    ORDER BY finished_ts DESC LIMIT 1
-                    """,
-                    min_gap_s,
-                )
+                recent = await _recent_cycle(connection, min_gap_s)
                 if recent is not None:
-                    return RecoveryOutcome(
-                        cycle_id=recent["cycle_id"],
-                        dead_pods=list(recent["dead_pods"]),
-                        orphaned_steps_found=recent["orphaned_steps_found"],
-                        requeued_steps=list(recent["requeued_steps"]),
-                        terminal_steps=list(recent["terminal_steps"]),
-                        duration_ms=recent["ms"],
-                    ), False
+                    return recent, False
             started_ts: datetime = await connection.fetchval("SELECT clock_timestamp()")
             if dry_run:
-                dead = await connection.fetch(
-                    f"""
-                    SELECT pod_id FROM fleetq_pods AS p WHERE {pod_is_stale("p")}
-                    ORDER BY pod_id
-                    """,
-                    dead_threshold_s,
-                )
-                orphans = await connection.fetch(
-                    f"""
-                    SELECT s.step_id, s.type,
-                           CASE WHEN {RETRIES_LEFT} THEN 'pending' ELSE 'failed' END AS status
-                    FROM fleetq_steps AS s WHERE {_NOT_HELD_BY_LIVE_POD}
-                    ORDER BY s.step_id
-                    """,
-                    dead_threshold_s,
-                )
+                dead = await _find_stale_pods(connection, dead_threshold_s)
+                orphans = await _find_orphans(connection, dead_threshold_s)
             else:
-                dead = await connection.fetch(
-                    f"""
-                    UPDATE fleetq_pods AS p SET status = 'down', current_capacity = 0
-                    WHERE {pod_is_stale("p")}
-                    RETURNING pod_id
-                    """,
-                    dead_threshold_s,
-                )
-                orphans = await connection.fetch(
-                    f"""
-                    WITH orphans AS (
-                        SELECT s.step_id, s.attempt FROM fleetq_steps AS s
-                        WHERE {_NOT_HELD_BY_LIVE_POD}
-                        FOR UPDATE
-                    )
-                    UPDATE fleetq_steps AS s
-                    SET {outcome_assignments("FALSE")},
-                        not_before_ts = now(),
-                        last_update_ts = now(),
-                        error = jsonb_build_object(
-                            'type', 'PodLost',
-                            'message', 'pod ' || s.claimed_by || ' was lost while running '
-                                || 'the step; ' || CASE WHEN {RETRIES_LEFT}
-                                THEN 'requeued' ELSE 'no retries left' END)
-                    FROM orphans
-                    WHERE s.step_id = orphans.step_id AND s.attempt = orphans.attempt
-                      AND s.status = 'claimed'
-                    RETURNING s.step_id, s.status, s.type
-                    """,
-                    dead_threshold_s,
-                )
+                dead = await _mark_stale_pods_down(connection, dead_threshold_s)
+                orphans = await _requeue_or_fail_orphans(connection, dead_threshold_s)
             outcome = RecoveryOutcome(
                 cycle_id=new_cycle_id(),
                 dead_pods=sorted(row["pod_id"] for row in dead),
@@ -152,26 +236,9 @@ class RecoveryQueries(PoolHolder):
                 duration_ms=round((time.monotonic() - started) * 1000),
                 step_types={r["step_id"]: r["type"] for r in orphans},
             )
-            if outcome.requeued_steps and not dry_run:
-                # Wake idle pods now rather than at their next poll.
-                await connection.execute("SELECT pg_notify($1, '')", SUBMIT_CHANNEL)
             if not dry_run:
-                await connection.execute(
-                    """
-                    INSERT INTO fleetq_recovery_cycles (cycle_id, leader_pod_id, trigger,
-                        started_ts, finished_ts, dead_pods, requeued_steps, terminal_steps,
-                        orphaned_steps_found)
-                    -- finished_ts: the column default now() is the transaction's start,
-                    -- which would put every cycle's end before its start.
-                    VALUES ($1, $2, $3, $4, clock_timestamp(), $5, $6, $7, $8)
-                    """,
-                    outcome.cycle_id,
-                    leader_pod_id,
-                    trigger,
-                    started_ts,
-                    outcome.dead_pods,
-                    outcome.requeued_steps,
-                    outcome.terminal_steps,
-                    outcome.orphaned_steps_found,
-                )
+                if outcome.requeued_steps:
+                    # Wake idle pods now rather than at their next poll.
+                    await connection.execute("SELECT pg_notify($1, '')", SUBMIT_CHANNEL)
+                await _record_cycle(connection, outcome, leader_pod_id, trigger, started_ts)
         return outcome, True

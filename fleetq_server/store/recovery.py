@@ -38,13 +38,28 @@ def new_cycle_id() -> str:
     return f"recovery_{time.time_ns() // 1_000_000}_{secrets.token_hex(3)}"
 
 
+# Longest a cycle's transaction may sit idle between its statements (they follow each other
+# at once; only a frozen leader waits this long).
+CYCLE_IDLE_LIMIT = "10s"
+
 # The steps of one cycle, each a statement on the cycle's transaction. `dead_threshold_s`
 # is $1 in every liveness condition (store.liveness: rows without a lease fall back to it).
 
 
 async def _take_cycle_lock(connection: asyncpg.Connection) -> None:
-    """Hold the cycle lock until the transaction ends, or refuse: cycles never overlap."""
-    if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", RECOVERY_LOCK_KEY):
+    """Hold the cycle lock until the transaction ends, or refuse: cycles never overlap.
+
+    A leader frozen mid-cycle (SIGSTOP, a stuck event loop) would hold the lock, and so
+    stop every other pod's recovery, for as long as its connection stays open: the server
+    ends the session once the transaction idles past CYCLE_IDLE_LIMIT instead.
+    """
+    locked = await connection.fetchval(
+        "SELECT set_config('idle_in_transaction_session_timeout', $2, true) IS NOT NULL"
+        " AND pg_try_advisory_xact_lock($1)",
+        RECOVERY_LOCK_KEY,
+        CYCLE_IDLE_LIMIT,
+    )
+    if not locked:
         raise errors.RecoveryInProgressError("a recovery cycle is already in progress")
 
 

@@ -27,7 +27,7 @@ from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 from google.protobuf import struct_pb2
 
-_GRPC_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+GRPC_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 _TIMEOUT_S = 60.0
 
 
@@ -56,7 +56,7 @@ class GrpcClients:
 
     def __init__(self, target: str, count: int) -> None:
         self._channels = [
-            grpc.aio.insecure_channel(target, options=_GRPC_OPTIONS) for _ in range(count)
+            grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) for _ in range(count)
         ]
         self._stubs = [fleetq_pb2_grpc.FleetQServiceStub(channel) for channel in self._channels]
 

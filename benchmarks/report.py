@@ -89,6 +89,21 @@ METRICS: tuple[Metric, ...] = (
     Metric("hostile_health_p99_ms", "hostile input", "/health p99 ms", 2),
     Metric("hostile_bodies_answered", "hostile input", "1 MiB bodies answered"),
     Metric("hostile_rss_growth_mb", "hostile input", "RSS growth, 20 x 1 MiB submits, MiB", 1),
+    Metric("watch_idle_none_cpu_pods", "idle watchers", "CPU cores: pod, no stream", 3),
+    Metric("watch_idle_cpu_pods", "idle watchers", "CPU cores: pod, 1,000 streams", 3),
+    Metric("watch_idle_cpu_postgres", "idle watchers", "CPU cores: PostgreSQL", 3),
+    Metric(
+        "drain_1pod_no_watch_trigger_steps_per_s",
+        "drain, 1 pod, watch trigger off",
+        "steps/s",
+        throughput=True,
+    ),
+    Metric(
+        "drain_1pod_no_watch_trigger_cpu_postgres",
+        "drain, 1 pod, watch trigger off",
+        "CPU cores: PostgreSQL",
+        2,
+    ),
     Metric("drain_1pod_rss_idle_mb", "memory", "idle pod RSS, MiB", 1),
     Metric("drain_1pod_rss_peak_mb", "memory", "peak RSS draining alone, MiB", 1),
     Metric("drain_2pod_rss_peak_mb", "memory", "peak RSS per pod, 2 draining, MiB", 1),
@@ -107,6 +122,7 @@ TARGETS: tuple[Target, ...] = (
     Target("recovery_requeue_s", "requeued after kill -9 (s)", "<=", 20),
     Target("drain_1pod_rss_idle_mb", "idle pod RSS (MiB)", "<=", 80),
     Target("hostile_health_p99_ms", "/health p99 under hostile bodies (ms)", "<=", 50),
+    Target("watch_idle_cpu_pods", "1,000 idle watchers on one pod (cores)", "<=", 0.05),
     Target("hostile_rss_growth_mb", "RSS growth, 20 concurrent 1 MiB submits (MiB)", "<=", 100),
 )
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environment, report, scenarios
+from benchmarks import environment, report, scenarios, watch
 from benchmarks.harness import PostgresServer, find_pgbench
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -52,7 +52,7 @@ QUICK_RECOVERY_ENV = {
     "FLEETQ_RECOVERY_INTERVAL": "0.5",
 }
 _GRPCIO_CLIENT = "grpc.aio in one asyncio process, one channel (TCP connection) per client"
-SCENARIO_NAMES = ("ceiling", "drain", "submit", "latency", "recovery", "hostile")
+SCENARIO_NAMES = ("ceiling", "drain", "submit", "latency", "recovery", "hostile", "watch")
 
 Scenario = Callable[[scenarios.Bench], Awaitable[scenarios.Figures]]
 
@@ -90,6 +90,13 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
         ],
         "recovery": [("recovery", scenarios.recovery)],
         "hostile": [("hostile input", scenarios.hostile)],
+        "watch": [
+            ("idle watchers", watch.idle_watchers),
+            (
+                "drain, 1 pod, watch trigger off",
+                lambda bench: scenarios.drain(bench, 1, watch_trigger=False),
+            ),
+        ],
     }
     return runs[name]
 
@@ -210,6 +217,11 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
             "default FLEETQ_MAX_JSON_VALUES accepts plus a string) while one client GETs "
             f"/health back to back; then {scenarios.HOSTILE_BURST} accepted 1 MiB submits at "
             "once, RSS peak minus RSS before"
+        ),
+        "watch": (
+            f"{watch.IDLE_WATCHERS} WatchStep streams (grpc.aio, a channel per 100) on one pod, "
+            f"one per pending step, CPU over {watch.IDLE_MEASURE_S:g} s with and without them; and "
+            "`drain, 1 pod` again with the watched-steps trigger disabled, side by side"
         ),
         "ceiling": (
             f"pgbench -N -c 8 -j 2 -T {options.pgbench_seconds} (scale 1) with "

@@ -146,22 +146,32 @@ def _batch_sizes(total: int, size: int) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
 
 
-async def drain(bench: Bench, pods: int, *, pgbouncer: bool = False) -> Figures:
+async def drain(
+    bench: Bench, pods: int, *, pgbouncer: bool = False, watch_trigger: bool = True
+) -> Figures:
     """Drain N pre-submitted no-op steps with `pods` pods: N / (last finish - first claim),
     both from the database clock. Also the pods' idle and peak RSS and their CPU use.
 
     The steps are loaded with SubmitBatch through a pod that runs no benchmark type while
     the draining pods, already started and idle, are frozen; all of them thaw at once.
     With `pgbouncer` the draining pods reach the database through PgBouncer in transaction
-    mode (LISTEN still direct), as README "Production database" describes.
+    mode (LISTEN still direct), as README "Production database" describes. Without
+    `watch_trigger`, the trigger that notifies watched steps' changes is disabled: the
+    side-by-side figure of what it costs a drain nobody watches.
     """
     name = f"drain_{pods}pod" + ("_pgbouncer" if pgbouncer else "")
+    name += "" if watch_trigger else "_no_watch_trigger"
     with contextlib.ExitStack() as stack:
-        return await _drain(bench, pods, name, stack, pgbouncer)
+        return await _drain(bench, pods, name, stack, pgbouncer, watch_trigger)
 
 
 async def _drain(
-    bench: Bench, pods: int, name: str, stack: contextlib.ExitStack, pgbouncer: bool
+    bench: Bench,
+    pods: int,
+    name: str,
+    stack: contextlib.ExitStack,
+    pgbouncer: bool,
+    watch_trigger: bool,
 ) -> Figures:
     options = bench.options
     async with _scenario(bench) as (connection, fleet):
@@ -177,6 +187,10 @@ async def _drain(
             }
         (loader,) = fleet.start(1, pod_env(options, run_steps=False))
         workers = fleet.start(pods, env)
+        if not watch_trigger:  # migrations have run: the pods are up
+            await connection.execute(
+                "ALTER TABLE fleetq_steps DISABLE TRIGGER fleetq_watched_steps_update"
+            )
         pids = [worker.pid for worker in workers]
         idle_mb = await asyncio.to_thread(sample_rss_peak_mb, pids, IDLE_SAMPLE_S)
         meter = CpuMeter(pids, bench.postmaster, client=False)

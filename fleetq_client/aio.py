@@ -1,7 +1,7 @@
 """The asyncio client: `AsyncFleetQClient("host:50051")`, same calls as FleetQClient."""
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
@@ -9,7 +9,7 @@ import grpc
 
 from fleetq_client import calls
 from fleetq_client.channel import Connection
-from fleetq_client.errors import error_from_rpc
+from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
 from fleetq_client.results import (
     Health,
     LeaderInfo,
@@ -40,6 +40,21 @@ class AsyncFleetQClient(Connection):
         """A step's state, payload, and result or last error; NotFound if there is none."""
         return await self._send(calls.status(step_id))
 
+    async def watch(self, step_id: str, timeout: float | None = None) -> AsyncIterator[StepStatus]:  # noqa: ASYNC109 - a deadline of the call, as in FleetQClient.watch
+        """The step's state now, then each change as the pod pushes it (no polling),
+        ending after completed, failed or cancelled; Timeout after `timeout` seconds
+        (None: no limit). NotFound if there is no such step."""
+        call = calls.watch(step_id)
+        options = {**self._settings.call_options(), "timeout": timeout}
+        responses = self._stub.WatchStep(call.request, **options)
+        try:
+            async for response in responses:
+                yield call.read(response)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+        finally:
+            responses.cancel()  # a watcher that stops early frees the pod's stream
+
     async def wait(
         self,
         step_id: str,
@@ -48,13 +63,25 @@ class AsyncFleetQClient(Connection):
         poll_interval: float = 0.2,
         on_change: Callable[[StepStatus], None] | None = None,
     ) -> StepStatus:
-        """Poll until the step is completed or failed; Timeout after `timeout` seconds.
-        `on_change` sees every new (status, retry_count) along the way."""
-        watch = calls.StepWatch(step_id, timeout, poll_interval, on_change)
-        # Polling a remote server: there is no local event to wait on.
-        while not watch.finished(step := await self.status(step_id)):  # noqa: ASYNC110
-            await asyncio.sleep(watch.pause())
-        return step
+        """Follow the step until it is completed, failed or cancelled; Timeout after
+        `timeout` seconds. `on_change` sees every new (status, retry_count) along the way.
+        Changes are pushed (`watch`); a pod older than WatchStep is polled every
+        `poll_interval` seconds instead."""
+        progress = calls.StepWatch(step_id, timeout, poll_interval, on_change)
+        try:
+            async for step in self.watch(step_id, progress.remaining()):
+                if progress.finished(step):
+                    return step
+        except Timeout:
+            raise progress.timed_out() from None
+        except FleetQClientError as error:
+            if error.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            # Polling a remote server: there is no local event to wait on.
+            while not progress.finished(step := await self.status(step_id)):  # noqa: ASYNC110
+                await asyncio.sleep(progress.pause())
+            return step
+        raise Unavailable(f"the watch of step {step_id} ended before the step finished")
 
     async def queue_stats(self) -> QueueStats:
         """Queue statistics."""

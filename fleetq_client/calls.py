@@ -30,7 +30,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
-    """One unary RPC: the stub method's name, its request, and the response reader."""
+    """One RPC: the stub method's name, its request, and the response reader (for a
+    server-streaming RPC, the reader of each message)."""
 
     method: str
     request: Message
@@ -42,7 +43,8 @@ def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
 
 
 class SubmitOptions(TypedDict, total=False):
-    """A submit's optional fields: `max_retries` left out takes the server's default (3)."""
+    """A submit's optional fields: `max_retries` left out takes the server's default (3).
+    `run_at` (an aware datetime) or `delay_seconds` schedules the step for later."""
 
     metadata: Mapping[str, Any]
     priority: int
@@ -50,6 +52,8 @@ class SubmitOptions(TypedDict, total=False):
     idempotency_key: str
     # Seconds the step may wait pending before it fails as "expired"; 0: never.
     pending_expiry_seconds: float
+    run_at: datetime
+    delay_seconds: float
 
 
 def submit(
@@ -63,9 +67,12 @@ def submit(
         max_retries=options.get("max_retries"),
         idempotency_key=options.get("idempotency_key"),
         pending_expiry_seconds=options.get("pending_expiry_seconds"),
+        delay_seconds=options.get("delay_seconds"),
     )
     if "metadata" in options:
         request.metadata.CopyFrom(dict_to_struct(options["metadata"]))
+    if "run_at" in options:
+        request.run_at.FromDatetime(options["run_at"])
     return Call("SubmitStep", request, _submit_result)
 
 
@@ -76,6 +83,11 @@ def _submit_result(response: pb.SubmitStepResponse) -> SubmitResult:
 def status(step_id: str) -> Call[StepStatus]:
     """A step's current state."""
     return Call("GetStepStatus", pb.GetStepStatusRequest(step_id=step_id), _step_status)
+
+
+def watch(step_id: str) -> Call[StepStatus]:
+    """A step's state now, then each change (a server-streaming call)."""
+    return Call("WatchStep", pb.WatchStepRequest(step_id=step_id), _step_status)
 
 
 def _step_status(response: pb.GetStepStatusResponse) -> StepStatus:
@@ -97,6 +109,7 @@ def _step_status(response: pb.GetStepStatusResponse) -> StepStatus:
             if response.HasField("error")
             else None
         ),
+        run_at=_time(response.run_at) if response.HasField("run_at") else None,
     )
 
 
@@ -184,7 +197,8 @@ def _health(response: pb.GetHealthResponse) -> Health:
 
 class StepWatch:
     """The clock and bookkeeping of `wait()`: reports each change of a step's state to
-    `on_change`, and says how long to pause before the next poll."""
+    `on_change`, and says how long to pause before the next poll (when the pod cannot
+    stream the changes: one that predates WatchStep)."""
 
     def __init__(
         self,
@@ -201,17 +215,25 @@ class StepWatch:
         self._last_seen: tuple[str, int] | None = None
 
     def finished(self, step: StepStatus) -> bool:
-        """Record a poll's answer; True once the step is completed or failed."""
+        """Record a state seen; True once the step is completed, failed or cancelled."""
         seen = (step.status, step.retry_count)
         if seen != self._last_seen and self._on_change is not None:
             self._on_change(step)
         self._last_seen = seen
         return step.finished
 
-    def pause(self) -> float:
-        """Seconds to wait before polling again; Timeout once the deadline has passed."""
+    def timed_out(self) -> Timeout:
+        """The error of a wait that ran out of time."""
+        state = self._last_seen[0] if self._last_seen else "unknown"
+        return Timeout(f"step {self._step_id} still {state} after {self._timeout:g}s")
+
+    def remaining(self) -> float:
+        """Seconds left of the wait; Timeout once the deadline has passed."""
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
-            state = self._last_seen[0] if self._last_seen else "unknown"
-            raise Timeout(f"step {self._step_id} still {state} after {self._timeout:g}s")
-        return min(self._poll_interval, remaining)
+            raise self.timed_out()
+        return remaining
+
+    def pause(self) -> float:
+        """Seconds to wait before polling again; Timeout once the deadline has passed."""
+        return min(self._poll_interval, self.remaining())

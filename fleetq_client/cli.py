@@ -1,7 +1,9 @@
-"""The `fleetq` client commands (submit, status, queue, leader, recover, health), speaking
-gRPC to any pod through FleetQClient. Tables for people by default, `--json` for scripts.
+"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health),
+speaking gRPC to any pod through FleetQClient. Tables for people by default, `--json` for
+scripts.
 
-Exit codes: 0 success; 1 the step failed (`submit --wait`), the pod is unhealthy, or any
+Exit codes: 0 success; 1 the step failed or was cancelled (`submit --wait`, `watch`), the
+pod is unhealthy, or any
 other error; 2 bad arguments (also when the server rejects them); 3 not found; 4 server
 unreachable or unavailable.
 """
@@ -89,12 +91,24 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
         help="seconds it may wait pending before failing as expired (0: never;"
         " server default: FLEETQ_PENDING_EXPIRY)",
     )
+    schedule = submit.add_mutually_exclusive_group()
+    schedule.add_argument(
+        "--run-at", type=_aware_time, default=None, help="not before this time (ISO 8601)"
+    )
+    schedule.add_argument(
+        "--delay", type=float, default=None, help="not before this many seconds from now"
+    )
     submit.add_argument("--wait", action="store_true", help="show progress until it finishes")
     submit.add_argument(
         "--wait-timeout", type=float, default=300.0, help="seconds --wait waits (default 300)"
     )
     status = add("status", _status, "show a step's state, result or error")
     status.add_argument("step_id")
+    watch = add("watch", _watch, "print a step's state, then each change until it finishes")
+    watch.add_argument("step_id")
+    watch.add_argument(
+        "--wait-timeout", type=float, default=None, help="give up after this many seconds"
+    )
     add("queue", _queue, "queue statistics", admin=True)
     add("leader", _leader, "the leader election", admin=True)
     recover = add("recover", _recover, "run a recovery cycle on the leader", admin=True)
@@ -128,6 +142,18 @@ def _token_from_environment(admin_command: bool) -> str | None:
     return None
 
 
+def _aware_time(raw: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "not an ISO 8601 time, e.g. 2030-01-01T12:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("needs a UTC offset, e.g. 2030-01-01T12:00:00Z")
+    return moment
+
+
 def _json_object(raw: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
@@ -151,6 +177,10 @@ def _submit(client: FleetQClient, args: argparse.Namespace) -> int:
         options["idempotency_key"] = args.idempotency_key
     if args.pending_expiry is not None:
         options["pending_expiry_seconds"] = args.pending_expiry
+    if args.run_at is not None:
+        options["run_at"] = args.run_at
+    if args.delay is not None:
+        options["delay_seconds"] = args.delay
     submitted = client.submit(args.type, args.args, **options)
     if not args.wait:
         _print(args, submitted, _submit_text)
@@ -164,6 +194,17 @@ def _submit(client: FleetQClient, args: argparse.Namespace) -> int:
 def _status(client: FleetQClient, args: argparse.Namespace) -> int:
     _print(args, client.status(args.step_id), _status_text)
     return EXIT_OK
+
+
+def _watch(client: FleetQClient, args: argparse.Namespace) -> int:
+    """One line per state (`--json`: one JSON object per line), as the pod pushes them."""
+    step: StepStatus | None = None
+    for step in client.watch(args.step_id, args.wait_timeout):
+        if args.json:
+            print(json.dumps(asdict(step), default=_json_default), flush=True)
+        else:
+            print(_progress_line(step), flush=True)
+    return EXIT_OK if step is not None and step.status == "completed" else EXIT_FAILED
 
 
 def _queue(client: FleetQClient, args: argparse.Namespace) -> int:
@@ -204,14 +245,22 @@ def _json_default(value: object) -> str:
 
 
 def _progress(step: StepStatus) -> None:
+    print(_progress_line(step), file=sys.stderr, flush=True)
+
+
+def _progress_line(step: StepStatus) -> str:
     line = f"{step.step_id}: {step.status}"
     if step.claimed_by and step.status == "claimed":
         line += f" by {step.claimed_by}"
+    if step.status == "pending" and step.run_at is not None:
+        line += f", runs at {_cell(step.run_at)}"
     if step.retry_count:
         line += f" (retry {step.retry_count}/{step.max_retries})"
     if step.error and not step.finished:
         line += f", last error {step.error.type}: {step.error.message}"
-    print(line, file=sys.stderr, flush=True)
+    if step.status == "completed":
+        line += f", result {json.dumps(step.result)}"
+    return line
 
 
 def _table(rows: Iterable[Sequence[object]], headers: Sequence[str] | None = None) -> str:
@@ -252,6 +301,7 @@ def _status_text(step: StepStatus) -> str:
         ("priority", step.priority),
         ("retries", f"{step.retry_count}/{step.max_retries}"),
         ("claimed_by", step.claimed_by),
+        ("run_at", step.run_at),
         ("created", step.created_ts),
         ("updated", step.last_update_ts),
         ("args", step.args),

@@ -1,7 +1,7 @@
 """The blocking client: `FleetQClient("host:50051")`."""
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
@@ -9,7 +9,7 @@ import grpc
 
 from fleetq_client import calls
 from fleetq_client.channel import Connection
-from fleetq_client.errors import error_from_rpc
+from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
 from fleetq_client.results import (
     Health,
     LeaderInfo,
@@ -40,6 +40,21 @@ class FleetQClient(Connection):
         """A step's state, payload, and result or last error; NotFound if there is none."""
         return self._send(calls.status(step_id))
 
+    def watch(self, step_id: str, timeout: float | None = None) -> Iterator[StepStatus]:
+        """The step's state now, then each change as the pod pushes it (no polling),
+        ending after completed, failed or cancelled; Timeout after `timeout` seconds
+        (None: no limit). NotFound if there is no such step."""
+        call = calls.watch(step_id)
+        options = {**self._settings.call_options(), "timeout": timeout}
+        responses = self._stub.WatchStep(call.request, **options)
+        try:
+            for response in responses:
+                yield call.read(response)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+        finally:
+            responses.cancel()  # a watcher that stops early frees the pod's stream
+
     def wait(
         self,
         step_id: str,
@@ -48,12 +63,24 @@ class FleetQClient(Connection):
         poll_interval: float = 0.2,
         on_change: Callable[[StepStatus], None] | None = None,
     ) -> StepStatus:
-        """Poll until the step is completed or failed; Timeout after `timeout` seconds.
-        `on_change` sees every new (status, retry_count) along the way."""
-        watch = calls.StepWatch(step_id, timeout, poll_interval, on_change)
-        while not watch.finished(step := self.status(step_id)):
-            time.sleep(watch.pause())
-        return step
+        """Follow the step until it is completed, failed or cancelled; Timeout after
+        `timeout` seconds. `on_change` sees every new (status, retry_count) along the way.
+        Changes are pushed (`watch`); a pod older than WatchStep is polled every
+        `poll_interval` seconds instead."""
+        progress = calls.StepWatch(step_id, timeout, poll_interval, on_change)
+        try:
+            for step in self.watch(step_id, progress.remaining()):
+                if progress.finished(step):
+                    return step
+        except Timeout:
+            raise progress.timed_out() from None
+        except FleetQClientError as error:
+            if error.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            while not progress.finished(step := self.status(step_id)):
+                time.sleep(progress.pause())
+            return step
+        raise Unavailable(f"the watch of step {step_id} ended before the step finished")
 
     def queue_stats(self) -> QueueStats:
         """Queue statistics."""

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-TERMINAL_STATUSES = frozenset({"completed", "failed"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +41,12 @@ class StepStatus:
     last_update_ts: datetime
     result: Any
     error: StepError | None
+    # When the submit scheduled it to run (run_at or delay_seconds); None: at once.
+    run_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
-        """Whether the step is completed or failed for good."""
+        """Whether the step is completed, failed or cancelled for good."""
         return self.status in TERMINAL_STATUSES
 
 

@@ -27,6 +27,12 @@ _STEP_TYPE = ("step_type",)
 STEPS_SUBMITTED = Counter(
     "fleetq_steps_submitted", "Steps accepted by this pod (not de-duplicated repeats)", _STEP_TYPE
 )
+STEPS_SCHEDULED = Counter(
+    "fleetq_steps_scheduled",
+    "Accepted steps submitted with run_at or delay_seconds (also counted as submitted)",
+    _STEP_TYPE,
+)
+WATCHERS = Gauge("fleetq_watchers", "WatchStep streams open on this pod")
 STEPS_CLAIMED = Counter("fleetq_steps_claimed", "Steps this pod claimed to run", _STEP_TYPE)
 STEPS_COMPLETED = Counter("fleetq_steps_completed", "Steps this pod completed", _STEP_TYPE)
 STEPS_RETRIED = Counter(
@@ -139,11 +145,14 @@ MAX_SUBMITTED_TYPE_LABELS = 100
 _submitted_types: set[str] = set()
 
 
-def count_submitted(step_type: str) -> None:
-    """Count one newly accepted step."""
+def count_submitted(step_type: str, *, scheduled: bool = False) -> None:
+    """Count one newly accepted step (and, if it was scheduled, one scheduled step)."""
     if step_type not in _submitted_types and len(_submitted_types) < MAX_SUBMITTED_TYPE_LABELS:
         _submitted_types.add(step_type)
-    child(STEPS_SUBMITTED, step_type if step_type in _submitted_types else "other").inc()
+    label = step_type if step_type in _submitted_types else "other"
+    child(STEPS_SUBMITTED, label).inc()
+    if scheduled:
+        child(STEPS_SCHEDULED, label).inc()
 
 
 def track_pod_state(state: PodState) -> None:

@@ -11,6 +11,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -39,6 +40,9 @@ PRIORITY_RANGE = (_PRIORITY.minimum, _PRIORITY.maximum)
 MAX_RETRIES_RANGE = (_MAX_RETRIES.minimum, _MAX_RETRIES.maximum)
 DEFAULT_MAX_RETRIES = 3
 MAX_IDEMPOTENCY_KEY_LENGTH = _rules(fleetq_pb2.SubmitStepRequest, "idempotency_key").max_length
+# How far ahead a step may be scheduled (run_at or delay_seconds): 366 days, so a date a
+# calendar year ahead is accepted in a leap year too.
+MAX_SCHEDULE_AHEAD_S = float(_rules(fleetq_pb2.SubmitStepRequest, "delay_seconds").maximum)
 # Steps in one SubmitBatch: all-or-nothing, in one transaction.
 MAX_BATCH_STEPS = _rules(fleetq_pb2.SubmitBatchRequest, "steps").max_items
 # The longest pending expiry in seconds, a submit's own and FLEETQ_PENDING_EXPIRY alike.
@@ -66,6 +70,9 @@ class SubmitRequest:
     idempotency_key: str | None
     # Seconds it may wait pending; 0: never. The caller resolves the pod's default.
     pending_expiry_s: float = 0.0
+    # Scheduled submits (both optional, at most one set): an aware time, or seconds.
+    run_at: datetime | None = None
+    delay_s: float | None = None
 
 
 def new_step_ids(count: int) -> list[str]:
@@ -142,6 +149,24 @@ def validate(request: SubmitRequest) -> None:
         raise ValidationError(
             f"pending_expiry_seconds: must be between 0 (never) and {MAX_PENDING_EXPIRY_S:.0f}"
         )
+    _validate_schedule(request)
+
+
+def _validate_schedule(request: SubmitRequest) -> None:
+    """At most one of run_at and delay_seconds, and no further than a year ahead. The pod's
+    clock judges run_at here: a year's bound does not need the database's precision."""
+    days = MAX_SCHEDULE_AHEAD_S / 86400
+    if request.run_at is not None and request.delay_s is not None:
+        raise ValidationError("run_at: give either run_at or delay_seconds, not both")
+    if request.run_at is not None:
+        latest = datetime.now(UTC) + timedelta(seconds=MAX_SCHEDULE_AHEAD_S)
+        if request.run_at > latest:
+            raise ValidationError(f"run_at: must be at most {days:g} days ahead")
+    delay = request.delay_s
+    if delay is not None and not (math.isfinite(delay) and 0 <= delay <= MAX_SCHEDULE_AHEAD_S):
+        raise ValidationError(
+            f"delay_seconds: must be between 0 and {MAX_SCHEDULE_AHEAD_S:.0f} ({days:g} days)"
+        )
 
 
 def _check_storable(value: Any, field: str) -> None:
@@ -200,4 +225,6 @@ def prepare_step(request: SubmitRequest, step_id: str | None = None) -> NewStep:
         client_key=request.idempotency_key,
         payload_hash=payload_hash(request, max_retries),
         pending_expiry_s=request.pending_expiry_s or None,
+        run_at=request.run_at,
+        delay_s=request.delay_s,
     )

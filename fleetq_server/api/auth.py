@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from fleetq.v1 import fleetq_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
-from fleetq_server.api.interceptors import Behavior, UnaryInterceptor
+from fleetq_server.api.interceptors import Behavior, StreamBehavior, UnaryInterceptor
 from fleetq_server.errors import UnauthenticatedError
 
 log = logging.getLogger(__name__)
@@ -98,30 +98,50 @@ class BearerTokenInterceptor(UnaryInterceptor):
         """Those of `methods` that need a token."""
         return frozenset(method for method in methods if self.accepted_tokens(method))
 
-    def wrap(self, method: str, inner: Behavior) -> Behavior:
+    def _check(self, method: str) -> Callable[[Any], None] | None:
+        """For a guarded method, what raises UnauthenticatedError unless a call (its
+        context) carries a token the method accepts; None for a method open to all."""
         accepted = self.accepted_tokens(method)
         if not accepted:
-            return inner
+            return None
         needed = "admin token" if accepted[0] is self._admin else "API token"
 
-        def authorised(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
-            presented = bearer_token(metadata)
-            if presented is None:
-                return False
+        def check(context: Any) -> None:
+            presented = bearer_token(context.invocation_metadata())
             # Every candidate is compared, so the time taken does not say which matched.
-            matches = [hmac.compare_digest(presented.encode(), token) for token in accepted]
-            return any(matches)
-
-        async def guarded(request: Any, context: Any) -> Any:
-            if not authorised(context.invocation_metadata()):
+            matches = [
+                presented is not None and hmac.compare_digest(presented.encode(), token)
+                for token in accepted
+            ]
+            if not any(matches):
                 log.warning(
-                    "refused %s from %s: missing or invalid bearer token",
-                    method,
-                    context.peer(),
+                    "refused %s from %s: missing or invalid bearer token", method, context.peer()
                 )
                 raise UnauthenticatedError(
                     f"this method requires an Authorization: Bearer <{needed}> header"
                 )
+
+        return check
+
+    def wrap(self, method: str, inner: Behavior) -> Behavior:
+        check = self._check(method)
+        if check is None:
+            return inner
+
+        async def guarded(request: Any, context: Any) -> Any:
+            check(context)
             return await inner(request, context)
+
+        return guarded
+
+    def wrap_stream(self, method: str, inner: StreamBehavior) -> StreamBehavior:
+        check = self._check(method)
+        if check is None:
+            return inner
+
+        async def guarded(request: Any, context: Any) -> AsyncIterator[Any]:
+            check(context)
+            async for response in inner(request, context):
+                yield response
 
         return guarded

@@ -1,4 +1,4 @@
-"""Interceptors: behaviour wrapped around every unary FleetQ method, once, at start-up.
+"""Interceptors: behaviour wrapped around every FleetQ method, once, at start-up.
 
 They are applied to the handler objects themselves (`wrap_handlers`) rather than installed
 as grpc.aio server interceptors: grpc.aio runs its interceptor chain in Python on every
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
@@ -25,14 +25,22 @@ if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     MethodHandler = grpc.RpcMethodHandler[Any, Any]
 
 Behavior = Callable[[Any, Any], Awaitable[Any]]
+# A server-streaming method's behaviour: an async generator function (grpc.aio tells the
+# kinds of handler apart by that, so every wrapper must be one too).
+StreamBehavior = Callable[[Any, Any], AsyncIterator[Any]]
 
 
 class UnaryInterceptor(ABC):
-    """Wraps the behaviour of unary methods."""
+    """Wraps the behaviour of unary methods, and of server-streaming ones if it can."""
 
     @abstractmethod
     def wrap(self, method: str, inner: Behavior) -> Behavior:
         """The behaviour to run instead of `inner` for calls of `method`."""
+
+    def wrap_stream(self, method: str, inner: StreamBehavior) -> StreamBehavior:
+        """The same for a server-streaming method; by default the stream is left as is
+        (error translation, admin auth and request metrics override it)."""
+        return inner
 
 
 def wrap_handlers(
@@ -41,9 +49,20 @@ def wrap_handlers(
     """`handlers` with each unary behaviour wrapped by `interceptors`, the first outermost."""
     wrapped = {}
     for method, handler in handlers.items():
+        if handler.unary_stream is not None:
+            # Ours are async generators; grpc's stubs only know synchronous streams.
+            stream = cast(StreamBehavior, handler.unary_stream)
+            for interceptor in reversed(interceptors):
+                stream = interceptor.wrap_stream(method, stream)
+            wrapped[method] = grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+            continue
         behavior: Behavior | None = handler.unary_unary
-        if behavior is None:  # a streaming method: none of ours is
-            raise ValueError(f"{method} is not a unary method")
+        if behavior is None:  # client streaming: none of ours is
+            raise ValueError(f"{method} is neither unary nor server-streaming")
         for interceptor in reversed(interceptors):
             behavior = interceptor.wrap(method, behavior)
         wrapped[method] = grpc.unary_unary_rpc_method_handler(
@@ -65,6 +84,21 @@ class ErrorTranslationInterceptor(UnaryInterceptor):
         async def translated(request: Any, context: Any) -> Any:
             try:
                 return await inner(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except FleetQError as exc:
+                await context.abort(status_code_for(exc), str(exc))
+            except Exception:
+                log.exception("unexpected error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return translated
+
+    def wrap_stream(self, method: str, inner: StreamBehavior) -> StreamBehavior:
+        async def translated(request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for response in inner(request, context):
+                    yield response
             except grpc.aio.AbortError:
                 raise
             except FleetQError as exc:

@@ -50,6 +50,8 @@ def step_status(step: StepRecord) -> pb.GetStepStatusResponse:
     )
     if step.claimed_by is not None:
         response.claimed_by = step.claimed_by
+    if step.run_at is not None:
+        response.run_at.CopyFrom(timestamp(step.run_at))
     if step.result is not None:
         response.result.CopyFrom(python_to_value(step.result))
     if step.error is not None:

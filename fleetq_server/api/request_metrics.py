@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from fleetq_server import metrics
-from fleetq_server.api.interceptors import Behavior, UnaryInterceptor
+from fleetq_server.api.interceptors import Behavior, StreamBehavior, UnaryInterceptor
 from fleetq_server.gateway import ROUTE_TEMPLATE_KEY
 from fleetq_server.gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,6 +49,24 @@ class GrpcMetricsInterceptor(UnaryInterceptor):
             # A servicer may set a non-OK code and still return (grpc health does).
             _observe_rpc(method, context.code() or grpc.StatusCode.OK, started)
             return response
+
+        return measured
+
+    def wrap_stream(self, method: str, inner: StreamBehavior) -> StreamBehavior:
+        """A stream is counted once it ends, timed over its whole life."""
+
+        async def measured(request: Any, context: Any) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except asyncio.CancelledError:
+                _observe_rpc(method, grpc.StatusCode.CANCELLED, started)
+                raise
+            except BaseException:
+                _observe_rpc(method, context.code() or grpc.StatusCode.UNKNOWN, started)
+                raise
+            _observe_rpc(method, context.code() or grpc.StatusCode.OK, started)
 
         return measured
 

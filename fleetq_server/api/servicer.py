@@ -1,7 +1,8 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
 import functools
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fleetq.v1 import fleetq_pb2 as pb
@@ -9,7 +10,7 @@ from fleetq.v1 import fleetq_pb2_grpc
 
 from fleetq_common.json_values import TooManyValues, ValueBudget, struct_to_dict
 from fleetq_server import __version__, errors, metrics, submission
-from fleetq_server.api import messages
+from fleetq_server.api import messages, watch
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
 from fleetq_server.coalescer import Coalescer
 from fleetq_server.gateway import HTTP_CODE_KEY
@@ -68,7 +69,20 @@ def _submit_request(
             if request.HasField("pending_expiry_seconds")
             else default_expiry_s
         ),
+        run_at=_run_at(request),
+        delay_s=request.delay_seconds if request.HasField("delay_seconds") else None,
     )
+
+
+def _run_at(request: pb.SubmitStepRequest) -> datetime | None:
+    """The submit's run_at as an aware time; a Timestamp out of its range is the client's
+    error (gRPC clients can send any seconds and nanos)."""
+    if not request.HasField("run_at"):
+        return None
+    try:
+        return request.run_at.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise errors.ValidationError("run_at: is not a valid time") from None
 
 
 def _json_object(
@@ -89,6 +103,10 @@ def _json_object(
         raise errors.ValidationError(
             f"{field}: numbers must be finite (no NaN or Infinity)"
         ) from None
+
+
+def _is_scheduled(step: NewStep) -> bool:
+    return step.run_at is not None or step.delay_s is not None
 
 
 def _acknowledgement(outcome: InsertOutcome) -> pb.SubmitStepResponse:
@@ -138,7 +156,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         if isinstance(outcome, errors.ConflictError):
             raise outcome
         if outcome.created:
-            metrics.count_submitted(step.type)
+            metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
         _set_http_code(context, 201 if outcome.created else 200)
         return _acknowledgement(outcome)
 
@@ -154,7 +172,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         created_count = sum(outcome.created for outcome in created)
         for step, outcome in zip(steps, created, strict=True):
             if outcome.created:
-                metrics.count_submitted(step.type)
+                metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
         _set_http_code(context, 201 if created_count else 200)
         return pb.SubmitBatchResponse(
             steps=[_acknowledgement(outcome) for outcome in created], created_count=created_count
@@ -193,6 +211,12 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         return pb.GetIdempotencyKeyResponse(
             step_id=step.step_id, idempotency_key=step.idempotency_key
         )
+
+    async def WatchStep(
+        self, request: pb.WatchStepRequest, context: Any
+    ) -> AsyncIterator[pb.GetStepStatusResponse]:
+        async for status in watch.step_statuses(self._pod.watches, _step_id(request.step_id)):
+            yield status
 
     async def GetLeader(self, request: pb.GetLeaderRequest, context: Any) -> pb.GetLeaderResponse:
         return messages.leader(await self._store.leader_get(self._settings.dead_pod_threshold))

@@ -12,7 +12,8 @@ from fleetq_server.store.ports import ClaimPort
 class ClaimLoop(BackgroundLoop):
     """Claims as many steps as there is free capacity, then waits to be woken.
 
-    Woken by a submit NOTIFY, by a finished step freeing a slot, or by the slow poll
+    Woken by a submit NOTIFY, by a finished step freeing a slot, when the next scheduled
+    or backing-off step of its types falls due (`next_wait`), or by the slow poll
     (`interval`) that catches anything else, such as backoffs expiring.
     """
 
@@ -33,6 +34,8 @@ class ClaimLoop(BackgroundLoop):
         self._step_types = step_types
         # Held from a claim's statement until its steps are launched: see stop().
         self._claiming = asyncio.Lock()
+        # Seconds from the last claim until the next not-yet-claimable step falls due.
+        self._next_due: float | None = None
 
     async def run_once(self) -> None:
         """Claim up to the free capacity and start executing what was claimed."""
@@ -49,6 +52,15 @@ class ClaimLoop(BackgroundLoop):
                 self._executor.launch(step)
         if len(claimed) == free:
             self.wake()  # a full batch: there may be more waiting for the next free slot
+        else:
+            # Everything due is taken: learn when the next one is, to wake for it on time.
+            # Only when not full, so a busy drain pays no extra query.
+            self._next_due = await self._store.step_next_due(self._step_types)
+
+    def next_wait(self) -> float:
+        """The poll interval, or less when a scheduled step falls due sooner."""
+        due, self._next_due = self._next_due, None
+        return self.interval if due is None else min(self.interval, max(due, 0.0))
 
     async def stop(self) -> None:
         """Stop once a claim in flight has launched its steps. Cancelling it instead could

@@ -43,8 +43,9 @@ class OutcomeCompleter:
 
     async def complete(
         self, outcome: StepOutcome, step_log: logging.LoggerAdapter[logging.Logger]
-    ) -> None:
-        """Record the outcome, retrying while the database is unavailable.
+    ) -> str | None:
+        """Record the outcome, retrying while the database is unavailable; returns the
+        step's new status (None: fenced out).
 
         An outcome the database refuses (a result too large for jsonb, say) is recorded as
         a failure instead, which spends a retry like any other: it would be refused for
@@ -74,4 +75,4 @@ class OutcomeCompleter:
             else:
                 step_log.info("attempt %d recorded: step now %s", outcome.step.attempt, new_status)
             metrics.child(_OUTCOME_COUNTERS[new_status], outcome.step.type).inc()
-            return
+            return new_status

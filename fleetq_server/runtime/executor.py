@@ -121,7 +121,10 @@ class StepExecutor:
             outcome = await self._run_handler(step, claim_pod_id, step_log)
         finally:
             self._handler_done(step.step_id)
-        await self._completer.complete(outcome, step_log)
+        if await self._completer.complete(outcome, step_log) == "pending":
+            # Back in the queue after its backoff: the claimer's next claim learns when it
+            # falls due (its claim at the freed slot may have run before this write).
+            self._on_slot_free()
 
     async def _run_handler(
         self,

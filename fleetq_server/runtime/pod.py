@@ -18,6 +18,7 @@ from fleetq_server.runtime.recovery import RecoveryLoop
 from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
+from fleetq_server.runtime.watch import StepWatchHub
 from fleetq_server.store.ports import StorePort
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Pod:
             store, self.state, settings.retention_interval, settings.retention
         )
         self.lag = LagMonitor(LAG_SAMPLE_INTERVAL_S)
+        # WatchStep's streams; its periodic re-read is a safety net like the claim poll's.
+        self.watches = StepWatchHub(store, self.state, settings.poll_interval)
         self.listener = WakeupListener(
             store.submit_subscription(registry.step_types, on_submit=self.claimer.wake),
             LISTENER_CHECK_INTERVAL_S,
@@ -95,6 +98,7 @@ class Pod:
             self.claimer,
             self.recovery,
             self.retention,
+            self.watches,
         ]
 
     async def start(self) -> None:
@@ -164,6 +168,6 @@ class Pod:
         except errors.DatabaseUnavailableError:
             # The leader's recovery requeues them once our heartbeat goes stale.
             log.error("database unavailable at shutdown; recovery will requeue our steps")
-        for loop in (self.listener, self.health, self.heartbeat, self.lag):
+        for loop in (self.watches, self.listener, self.health, self.heartbeat, self.lag):
             await loop.stop()
         self.executor.close()

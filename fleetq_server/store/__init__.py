@@ -17,12 +17,21 @@ from fleetq_server.store.pods import PodQueries
 from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
+from fleetq_server.store.step_schedule import StepScheduleQueries
+from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
 
 __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_store"]
 
 
-class Store(StepQueries, PodQueries, RecoveryQueries, RetentionQueries):
+class Store(
+    StepQueries,
+    StepScheduleQueries,
+    StepWatchQueries,
+    PodQueries,
+    RecoveryQueries,
+    RetentionQueries,
+):
     """All of FLEET-Q's database access, grouped by entity in the base classes."""
 
     async def ping(self) -> None:
@@ -44,6 +53,16 @@ class Store(StepQueries, PodQueries, RecoveryQueries, RetentionQueries):
         if self._listen_dsn is None:
             return PollingOnly()
         return SubmitSubscription(self._listen_dsn, step_types, on_submit)
+
+    def step_change_subscription(
+        self, on_change: Callable[[list[str] | None], None]
+    ) -> Subscription:
+        """A LISTEN for changes of watched steps (ids, or None for any), on a connection of
+        its own; without a URL to LISTEN on, one that never calls (watchers then rely on
+        their hub's periodic re-read)."""
+        if self._listen_dsn is None:
+            return PollingOnly()
+        return StepChangeSubscription(self._listen_dsn, on_change)
 
 
 async def open_store(

@@ -59,6 +59,10 @@ class ClaimPort(Protocol):
         """Claim up to `limit` steps of `step_types` in (priority desc, created, step id)
         order, each with its attempt bumped; nothing for a pod not registered up."""
 
+    async def step_next_due(self, step_types: list[str]) -> float | None:
+        """Seconds until the earliest pending step of `step_types` that is not claimable
+        yet (scheduled or backing off) becomes claimable; None when there is none."""
+
 
 class OutcomePort(Protocol):
     """The executor's: record how executions ended, fenced by their claim."""
@@ -66,6 +70,24 @@ class OutcomePort(Protocol):
     async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
         """Per outcome, the step's new status, or None when (step, pod, attempt) no longer
         holds the claim."""
+
+
+class WatchPort(Protocol):
+    """The watch hub's: register watched steps, read them in batches, hear their changes."""
+
+    async def step_watch_add(self, step_id: str, pod_id: str) -> None:
+        """Record that `pod_id` has watchers of `step_id`, so its changes are notified."""
+
+    async def step_watch_remove(self, step_ids: Sequence[str], pod_id: str) -> None:
+        """Forget `pod_id`'s watches of `step_ids`."""
+
+    async def step_get_many(self, step_ids: Sequence[str]) -> list[StepRecord]:
+        """The steps of `step_ids` that exist, in any order."""
+
+    def step_change_subscription(
+        self, on_change: Callable[[list[str] | None], None]
+    ) -> Subscription:
+        """Calls `on_change(ids)` when watched steps change (None: any of them may have)."""
 
 
 class PodPort(Protocol):
@@ -147,7 +169,15 @@ class StatsPort(Protocol):
 
 
 class StorePort(
-    SubmitPort, ClaimPort, OutcomePort, PodPort, RecoveryPort, RetentionPort, StatsPort, Protocol
+    SubmitPort,
+    ClaimPort,
+    OutcomePort,
+    WatchPort,
+    PodPort,
+    RecoveryPort,
+    RetentionPort,
+    StatsPort,
+    Protocol,
 ):
     """Everything a pod uses: what `Pod` is built on."""
 

@@ -20,6 +20,10 @@ class NewStep:
     payload_hash: str
     # Seconds it may wait pending before it fails as `expired`; None: never.
     pending_expiry_s: float | None = None
+    # Scheduled submits: not claimable before `run_at`, or `delay_s` seconds after the
+    # insert (database clock); at most one of the two is set.
+    run_at: datetime | None = None
+    delay_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,8 @@ class StepRecord:
     last_update_ts: datetime
     result: Any
     error: dict[str, str] | None
+    # When the submit scheduled the step to run; None when it was to run at once.
+    run_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

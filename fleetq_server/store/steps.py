@@ -25,9 +25,9 @@ from fleetq_server.store.rules import outcome_assignments
 SUBMIT_CHANNEL = "fleetq_step_submitted"
 MAX_NOTIFY_TYPES_CHARS = 7000
 
-_STEP_COLUMNS = """
+STEP_COLUMNS = """
     step_id, status, type, args, metadata, priority, max_retries, retry_count, claimed_by,
-    attempt, idempotency_key, created_ts, last_update_ts, result, error
+    attempt, idempotency_key, created_ts, last_update_ts, result, error, run_at
 """
 
 
@@ -55,10 +55,14 @@ def _step_row(step: NewStep) -> dict[str, Any]:
         "client_key": step.client_key,
         "payload_hash": step.payload_hash,
         "pending_expiry_s": step.pending_expiry_s,
+        # Text, not a datetime: the standard library fallback of _json cannot write one.
+        "run_at": step.run_at.isoformat() if step.run_at is not None else None,
+        "delay_s": step.delay_s,
     }
 
 
-def _step_record(row: asyncpg.Record) -> StepRecord:
+def step_record(row: asyncpg.Record) -> StepRecord:
+    """A row of STEP_COLUMNS as a record."""
     return StepRecord(**dict(row))
 
 
@@ -89,14 +93,19 @@ class StepQueries(PoolHolder):
                 WITH inserted AS (
                     INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
                         max_retries, idempotency_key, client_key, payload_hash,
-                        pending_expires_at)
+                        pending_expires_at, run_at, not_before_ts)
                     SELECT step_id, type, args, metadata, priority, max_retries,
                            idempotency_key, client_key, payload_hash,
-                           now() + make_interval(secs => pending_expiry_s)
+                           -- a scheduled step's wait starts when it falls due
+                           COALESCE(scheduled, now()) + make_interval(secs => pending_expiry_s),
+                           scheduled, COALESCE(scheduled, now())
                     FROM jsonb_to_recordset($1::text::jsonb)
                          AS n(step_id text, type text, args jsonb, metadata jsonb,
                               priority int, max_retries int, idempotency_key text,
-                              client_key text, payload_hash text, pending_expiry_s float8)
+                              client_key text, payload_hash text, pending_expiry_s float8,
+                              run_at timestamptz, delay_s float8)
+                    CROSS JOIN LATERAL (SELECT COALESCE(n.run_at,
+                        now() + make_interval(secs => n.delay_s)) AS scheduled) AS s
                     ON CONFLICT (client_key) DO NOTHING
                     RETURNING step_id, type
                 ), notified AS (  -- one NOTIFY for the batch, and none when nothing is new
@@ -157,11 +166,11 @@ class StepQueries(PoolHolder):
         """One step; NotFoundError when there is none."""
         async with self._connection() as connection:
             row = await connection.fetchrow(
-                f"SELECT {_STEP_COLUMNS} FROM fleetq_steps WHERE step_id = $1", step_id
+                f"SELECT {STEP_COLUMNS} FROM fleetq_steps WHERE step_id = $1", step_id
             )
         if row is None:
             raise errors.NotFoundError(f"Step {step_id} not found")
-        return _step_record(row)
+        return step_record(row)
 
     async def step_claim_batch(
         self, pod_id: str, step_types: list[str], limit: int

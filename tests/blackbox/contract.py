@@ -46,6 +46,7 @@ STEP_STATUS_KEYS = {
     "payload",
     "result",
     "error",
+    "run_at",  # appended by issue 14 (scheduled submits)
 }
 STEP_ID = re.compile(r"step_\d{14}_[0-9a-f]{8,}")
 # RFC 3339 in UTC with the `Z` suffix, as protojson and the contract's error body write it.

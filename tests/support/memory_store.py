@@ -65,11 +65,13 @@ class _Step:
     result: Any = None
     error: dict[str, str] | None = None
     pending_expires_at: datetime | None = None
+    run_at: datetime | None = None
     last_update_ts: datetime = field(init=False)
     not_before_ts: datetime = field(init=False)
 
     def __post_init__(self) -> None:
-        self.last_update_ts = self.not_before_ts = self.created_ts
+        self.last_update_ts = self.created_ts
+        self.not_before_ts = self.created_ts if self.run_at is None else self.run_at
 
 
 @dataclass
@@ -144,6 +146,29 @@ class MemorySubscription:
             asyncio.get_running_loop().call_soon(self._on_submit)
 
 
+class MemoryChangeSubscription:
+    """Changes of watched steps, delivered on the next turn of the event loop."""
+
+    def __init__(self, store: MemoryStore, on_change: Callable[[list[str] | None], None]) -> None:
+        self._store = store
+        self._on_change = on_change
+        self.connected = False
+
+    async def ensure(self) -> bool:
+        with self._store.transaction():
+            if self.connected:
+                return False
+            self.connected = True
+            return True
+
+    async def close(self) -> None:
+        self.connected = False
+
+    def notify(self, step_ids: list[str]) -> None:
+        if self.connected:
+            asyncio.get_running_loop().call_soon(self._on_change, step_ids)
+
+
 class MemoryStore:
     """The store's contract in a few dicts (see the module docstring)."""
 
@@ -158,6 +183,9 @@ class MemoryStore:
         self._last = datetime.min.replace(tzinfo=UTC)
         self._now = self._last
         self._subscriptions: list[MemorySubscription] = []
+        # WatchPort: (step_id, pod_id) pairs, and who hears changes of those steps.
+        self.watches: set[tuple[str, str]] = set()
+        self._change_subscriptions: list[MemoryChangeSubscription] = []
 
     # -- the clock and the "transaction" every call runs in ------------------------------
 
@@ -172,6 +200,15 @@ class MemoryStore:
             raise errors.DatabaseUnavailableError("database unavailable")
         self._now = self._last = max(self._last + _TICK, datetime.now(UTC) + self._offset)
         yield self._now
+        # The twin of migration 0006's trigger: every writer stamps last_update_ts = now.
+        changed = [
+            step_id
+            for step_id, _pod in self.watches
+            if step_id in self.steps and self.steps[step_id].last_update_ts == self._now
+        ]
+        if changed:
+            for subscription in self._change_subscriptions:
+                subscription.notify(sorted(set(changed)))
 
     def age_heartbeat(self, pod_id: str, seconds: float) -> None:
         """Make a pod look silent for `seconds` (tests/support/backdating.py's twin)."""
@@ -234,8 +271,10 @@ class MemoryStore:
                     pending_expires_at=(
                         None
                         if step.pending_expiry_s is None
-                        else now + timedelta(seconds=step.pending_expiry_s)
+                        else (_scheduled(step, now) or now)
+                        + timedelta(seconds=step.pending_expiry_s)
                     ),
+                    run_at=_scheduled(step, now),
                 )
                 new[step.step_id] = row
                 if step.client_key is not None:
@@ -267,23 +306,28 @@ class MemoryStore:
             step = self.steps.get(step_id)
             if step is None:
                 raise errors.NotFoundError(f"Step {step_id} not found")
-            return StepRecord(
-                step.step_id,
-                step.status,
-                step.type,
-                copy.deepcopy(step.args),
-                copy.deepcopy(step.metadata),
-                step.priority,
-                step.max_retries,
-                step.retry_count,
-                step.claimed_by,
-                step.attempt,
-                step.idempotency_key,
-                step.created_ts,
-                step.last_update_ts,
-                copy.deepcopy(step.result),
-                copy.deepcopy(step.error),
-            )
+            return self._record(step)
+
+    @staticmethod
+    def _record(step: _Step) -> StepRecord:
+        return StepRecord(
+            step.step_id,
+            step.status,
+            step.type,
+            copy.deepcopy(step.args),
+            copy.deepcopy(step.metadata),
+            step.priority,
+            step.max_retries,
+            step.retry_count,
+            step.claimed_by,
+            step.attempt,
+            step.idempotency_key,
+            step.created_ts,
+            step.last_update_ts,
+            copy.deepcopy(step.result),
+            copy.deepcopy(step.error),
+            step.run_at,
+        )
 
     # -- ClaimPort and OutcomePort ------------------------------------------------------
 
@@ -327,6 +371,37 @@ class MemoryStore:
                     )
                 )
             return claimed
+
+    async def step_next_due(self, step_types: list[str]) -> float | None:
+        with self.transaction() as now:
+            wanted = set(step_types)
+            due = [
+                s.not_before_ts
+                for s in self.steps.values()
+                if s.status == "pending" and s.type in wanted and s.not_before_ts > now
+            ]
+            return (min(due) - now).total_seconds() if due else None
+
+    # -- WatchPort ------------------------------------------------------------------------
+
+    async def step_watch_add(self, step_id: str, pod_id: str) -> None:
+        with self.transaction():
+            self.watches.add((step_id, pod_id))
+
+    async def step_watch_remove(self, step_ids: Sequence[str], pod_id: str) -> None:
+        with self.transaction():
+            self.watches.difference_update((step_id, pod_id) for step_id in step_ids)
+
+    async def step_get_many(self, step_ids: Sequence[str]) -> list[StepRecord]:
+        with self.transaction():
+            return [self._record(self.steps[i]) for i in set(step_ids) if i in self.steps]
+
+    def step_change_subscription(
+        self, on_change: Callable[[list[str] | None], None]
+    ) -> MemoryChangeSubscription:
+        subscription = MemoryChangeSubscription(self, on_change)
+        self._change_subscriptions.append(subscription)
+        return subscription
 
     def _end_execution(self, step: _Step, now: datetime, *, succeeded: bool) -> None:
         """Completed, or retry or fail (fleetq_server/store/rules.py)."""
@@ -599,6 +674,13 @@ class MemoryStore:
             for key in old[:limit]:
                 del table[key]
             return len(old[:limit])
+
+
+def _scheduled(step: NewStep, now: datetime) -> datetime | None:
+    """A new step's run_at: its own, or `delay_s` after the insert."""
+    if step.run_at is not None:
+        return step.run_at
+    return None if step.delay_s is None else now + timedelta(seconds=step.delay_s)
 
 
 def _seconds(seconds: float) -> timedelta:

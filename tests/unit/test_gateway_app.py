@@ -329,6 +329,7 @@ async def test_status_body_has_exact_fields_with_nulls_for_unset_ones(
         "payload": {"type": "t", "args": {}, "metadata": None},
         "result": None,
         "error": None,
+        "run_at": None,
     }
 
 

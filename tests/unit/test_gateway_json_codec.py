@@ -341,6 +341,7 @@ def test_every_field_is_present_with_nulls_for_unset_presence_fields() -> None:
         "payload": None,
         "result": None,
         "error": None,
+        "run_at": None,
     }
     assert list(encoded) == [field.name for field in pb.GetStepStatusResponse.DESCRIPTOR.fields]
 

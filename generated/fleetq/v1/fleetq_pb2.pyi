@@ -218,6 +218,8 @@ class SubmitStepRequest(_message.Message):
     MAX_RETRIES_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     PENDING_EXPIRY_SECONDS_FIELD_NUMBER: _builtins.int
+    RUN_AT_FIELD_NUMBER: _builtins.int
+    DELAY_SECONDS_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Step type: letters, digits, "_", "-" and "."; at most 128 characters."""
     priority: _builtins.int
@@ -233,6 +235,10 @@ class SubmitStepRequest(_message.Message):
     fails with error type "expired"; 0: never. Default: the pod's
     FLEETQ_PENDING_EXPIRY. At most 31,536,000 (a year).
     """
+    delay_seconds: _builtins.float
+    """Optional: the step is not claimed until this many seconds after the submit
+    (database clock); 0 up to 31,622,400 (366 days). Exclusive with run_at.
+    """
     @_builtins.property
     def args(self) -> _struct_pb2.Struct:
         """Arguments passed to the handler (required, a JSON object)."""
@@ -240,6 +246,12 @@ class SubmitStepRequest(_message.Message):
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
         """Free-form metadata (optional, a JSON object; default {})."""
+
+    @_builtins.property
+    def run_at(self) -> _timestamp_pb2.Timestamp:
+        """Optional: the step is not claimed before this time (RFC 3339). At most 366
+        days ahead; a time in the past runs at once. Exclusive with delay_seconds.
+        """
 
     def __init__(
         self,
@@ -251,17 +263,23 @@ class SubmitStepRequest(_message.Message):
         max_retries: _builtins.int | None = ...,
         idempotency_key: _builtins.str | None = ...,
         pending_expiry_seconds: _builtins.float | None = ...,
+        run_at: _timestamp_pb2.Timestamp | None = ...,
+        delay_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds", "_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds", "priority", b"priority", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds", "_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds", "priority", b"priority", "run_at", b"run_at", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__delay_seconds: _TypeAlias = _typing.Literal["delay_seconds"]  # noqa: Y015
+    _WhichOneofArgType__delay_seconds: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds"]  # noqa: Y015
     _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
     _WhichOneofArgType__idempotency_key: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key"]  # noqa: Y015
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
     _WhichOneofReturnType__pending_expiry_seconds: _TypeAlias = _typing.Literal["pending_expiry_seconds"]  # noqa: Y015
     _WhichOneofArgType__pending_expiry_seconds: _TypeAlias = _typing.Literal["_pending_expiry_seconds", b"_pending_expiry_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__delay_seconds) -> _WhichOneofReturnType__delay_seconds | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__idempotency_key) -> _WhichOneofReturnType__idempotency_key | None: ...
     @_typing.overload
@@ -452,6 +470,7 @@ class GetStepStatusResponse(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    RUN_AT_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """Identifier of the step."""
     status: _builtins.str
@@ -484,6 +503,12 @@ class GetStepStatusResponse(_message.Message):
     def error(self) -> Global___StepError:
         """Last failure, if any."""
 
+    @_builtins.property
+    def run_at(self) -> _timestamp_pb2.Timestamp:
+        """When the submit scheduled the step to run (run_at or delay_seconds); null when
+        it was submitted to run at once.
+        """
+
     def __init__(
         self,
         *,
@@ -498,16 +523,39 @@ class GetStepStatusResponse(_message.Message):
         payload: Global___StepPayload | None = ...,
         result: _struct_pb2.Value | None = ...,
         error: Global___StepError | None = ...,
+        run_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "payload", b"payload", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "payload", b"payload", "result", b"result", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__claimed_by: _TypeAlias = _typing.Literal["claimed_by"]  # noqa: Y015
     _WhichOneofArgType__claimed_by: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__claimed_by) -> _WhichOneofReturnType__claimed_by | None: ...
 
 Global___GetStepStatusResponse: _TypeAlias = GetStepStatusResponse  # noqa: Y015
+
+@_typing.final
+class WatchStepRequest(_message.Message):
+    """WatchStepRequest names the step to watch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchStepRequest: _TypeAlias = WatchStepRequest  # noqa: Y015
 
 @_typing.final
 class GetIdempotencyKeyRequest(_message.Message):

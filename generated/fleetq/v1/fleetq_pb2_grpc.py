@@ -60,6 +60,11 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetIdempotencyKeyRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.GetIdempotencyKeyResponse.FromString,
                 _registered_method=True)
+        self.WatchStep = channel.unary_stream(
+                '/fleetq.v1.FleetQService/WatchStep',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.WatchStepRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.GetStepStatusResponse.FromString,
+                _registered_method=True)
         self.GetLeader = channel.unary_unary(
                 '/fleetq.v1.FleetQService/GetLeader',
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetLeaderRequest.SerializeToString,
@@ -121,6 +126,16 @@ class FleetQServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchStep(self, request, context):
+        """WatchStep streams a step's state: the current state first, then every change,
+        ending after a terminal state ("completed", "failed" or "cancelled") or at the
+        call's deadline. Over REST each message is a line {"result": {...}} of a chunked
+        response, and a failure mid-stream a line {"error": {...}}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLeader(self, request, context):
         """GetLeader reports the current leader and the live pods eligible for it.
         """
@@ -169,6 +184,11 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.GetIdempotencyKey,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.GetIdempotencyKeyRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetIdempotencyKeyResponse.SerializeToString,
+            ),
+            'WatchStep': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStep,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.WatchStepRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetStepStatusResponse.SerializeToString,
             ),
             'GetLeader': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLeader,
@@ -322,6 +342,33 @@ class FleetQService:
             '/fleetq.v1.FleetQService/GetIdempotencyKey',
             fleetq_dot_v1_dot_fleetq__pb2.GetIdempotencyKeyRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.GetIdempotencyKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/WatchStep',
+            fleetq_dot_v1_dot_fleetq__pb2.WatchStepRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.GetStepStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,12 @@ class FleetQServiceStub:
     """GetIdempotencyKey returns the key handlers receive for a step: stable
     across retries and requeues.
     """
+    WatchStep: _grpc.UnaryStreamMultiCallable[_fleetq_pb2.WatchStepRequest, _fleetq_pb2.GetStepStatusResponse]
+    """WatchStep streams a step's state: the current state first, then every change,
+    ending after a terminal state ("completed", "failed" or "cancelled") or at the
+    call's deadline. Over REST each message is a line {"result": {...}} of a chunked
+    response, and a failure mid-stream a line {"error": {...}}.
+    """
     GetLeader: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetLeaderRequest, _fleetq_pb2.GetLeaderResponse]
     """GetLeader reports the current leader and the live pods eligible for it."""
     GetQueueStats: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetQueueStatsRequest, _fleetq_pb2.GetQueueStatsResponse]
@@ -91,6 +97,12 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     GetIdempotencyKey: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetIdempotencyKeyRequest, _fleetq_pb2.GetIdempotencyKeyResponse]  # type: ignore[assignment]
     """GetIdempotencyKey returns the key handlers receive for a step: stable
     across retries and requeues.
+    """
+    WatchStep: _aio.UnaryStreamMultiCallable[_fleetq_pb2.WatchStepRequest, _fleetq_pb2.GetStepStatusResponse]  # type: ignore[assignment]
+    """WatchStep streams a step's state: the current state first, then every change,
+    ending after a terminal state ("completed", "failed" or "cancelled") or at the
+    call's deadline. Over REST each message is a line {"result": {...}} of a chunked
+    response, and a failure mid-stream a line {"error": {...}}.
     """
     GetLeader: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetLeaderRequest, _fleetq_pb2.GetLeaderResponse]  # type: ignore[assignment]
     """GetLeader reports the current leader and the live pods eligible for it."""
@@ -149,6 +161,18 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fleetq_pb2.GetIdempotencyKeyResponse, _abc.Awaitable[_fleetq_pb2.GetIdempotencyKeyResponse]]:
         """GetIdempotencyKey returns the key handlers receive for a step: stable
         across retries and requeues.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchStep(
+        self,
+        request: _fleetq_pb2.WatchStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_fleetq_pb2.GetStepStatusResponse], _abc.AsyncIterator[_fleetq_pb2.GetStepStatusResponse]]:
+        """WatchStep streams a step's state: the current state first, then every change,
+        ending after a terminal state ("completed", "failed" or "cancelled") or at the
+        call's deadline. Over REST each message is a line {"result": {...}} of a chunked
+        response, and a failure mid-stream a line {"error": {...}}.
         """
 
     @_abc_1.abstractmethod

@@ -69,3 +69,22 @@ async def test_a_full_batch_wakes_the_loop_for_more(
     assert loop._wake_event.is_set()
     release.set()
     await loop._executor.wait_all(5)
+
+
+async def test_the_loop_sleeps_only_until_the_next_scheduled_step_falls_due(
+    store: MemoryStore, state: PodState, release: asyncio.Event
+) -> None:
+    await submit(store, delay_s=30.0)
+    await submit(store, type="other", delay_s=5.0)  # not a type this pod runs
+    loop = claim_loop(store, state, release)
+    assert loop.next_wait() == 60  # nothing known yet: the poll interval
+
+    await loop.run_once()
+
+    assert 20 < loop.next_wait() <= 30
+    assert loop.next_wait() == 60  # each answer is used once: the next claim asks again
+    store.advance(31)
+    await loop.run_once()
+    assert len(loop._executor.running) == 1
+    release.set()
+    await loop._executor.wait_all(5)

@@ -150,16 +150,15 @@ def test_a_scheduled_step_survives_a_pod_restart(server_factory: ServerFactory) 
         response = client.post(
             "/submit", json={"type": "hello_world", "args": {}, "delay_seconds": 3}
         )
-    assert response.status_code == 201, response.text
-    step_id = response.json()["step_id"]
+        assert response.status_code == 201, response.text
+        step_id = response.json()["step_id"]
+        assert client.get(f"/status/{step_id}").json()["status"] == "pending"
     first.stop()
 
     second = server_factory(env={**SLOW_POLL, "FLEETQ_POD_ID": "after-restart"})
     states = _watch_to_the_end(second.grpc_target, step_id)
 
-    assert states[0].status == "pending" and states[0].HasField("run_at")
-    assert states[-1].status == "completed"
+    assert states[-1].status == "completed" and states[-1].HasField("run_at")
     assert states[-1].result.struct_value.fields["step_id"].string_value == step_id
-    assert states[-1].last_update_ts.ToDatetime(tzinfo=UTC) >= states[0].run_at.ToDatetime(
-        tzinfo=UTC
-    )
+    finished, run_at = states[-1].last_update_ts, states[-1].run_at
+    assert finished.ToDatetime(tzinfo=UTC) >= run_at.ToDatetime(tzinfo=UTC)

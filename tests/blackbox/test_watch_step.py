@@ -15,6 +15,7 @@ from fleetq.v1 import fleetq_pb2_grpc
 from google.protobuf import struct_pb2
 
 from fleetq_client import AsyncFleetQClient, FleetQClient, NotFound, StepStatus, Timeout
+from tests.blackbox.contract import ERROR_KEYS, STEP_STATUS_KEYS
 from tests.blackbox.test_cli_client import fleetq
 from tests.blackbox.test_metrics import scrape, value
 from tests.conftest import ServerFactory
@@ -180,3 +181,30 @@ def test_fleetq_submit_wait_follows_a_scheduled_step(pod: ServerProcess) -> None
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["status"] == "completed"
     assert "pending, runs at" in run.stderr
+
+
+def test_rest_watch_is_newline_delimited_result_objects_until_terminal(
+    stub: fleetq_pb2_grpc.FleetQServiceStub, client: httpx.Client
+) -> None:
+    step_id = submit(stub, "sleep", args={"seconds": 0.5}, delay_seconds=1)
+
+    with client.stream("GET", f"/steps/{step_id}:watch", timeout=WAIT_S) as response:
+        assert response.status_code == 200
+        assert response.headers["transfer-encoding"] == "chunked"
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+
+    assert all(set(line) == {"result"} for line in lines)
+    states = [line["result"] for line in lines]
+    assert all(set(state) == STEP_STATUS_KEYS for state in states)
+    assert [state["status"] for state in states] == ["pending", "claimed", "completed"]
+    assert states[0]["run_at"] is not None and states[0]["step_id"] == step_id
+    assert states[-1]["result"] == {"slept_seconds": 0.5}
+
+
+def test_rest_watch_of_an_unknown_step_is_the_contract_404(client: httpx.Client) -> None:
+    response = client.get(f"/steps/{UNKNOWN_STEP}:watch")
+
+    assert response.status_code == 404
+    body = response.json()
+    assert set(body) == ERROR_KEYS and body["error_type"] == "not_found"
+    assert UNKNOWN_STEP in body["detail"]

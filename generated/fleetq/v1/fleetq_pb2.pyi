@@ -231,8 +231,8 @@ class SubmitStepRequest(_message.Message):
     payload returns the original step.
     """
     pending_expiry_seconds: _builtins.float
-    """Seconds the step may wait pending (counted from submission) before it
-    fails with error type "expired"; 0: never. Default: the pod's
+    """Seconds the step may wait pending (counted from submission, or from run_at
+    for a scheduled step) before it fails with error type "expired"; 0: never. Default: the pod's
     FLEETQ_PENDING_EXPIRY. At most 31,536,000 (a year).
     """
     delay_seconds: _builtins.float

@@ -110,3 +110,15 @@ async def test_changes_of_watched_steps_only_are_notified_by_id(backend: Backend
         assert await asyncio.wait_for(heard.get(), 10) == [unwatched]
     finally:
         await subscription.close()
+
+
+async def test_a_scheduled_steps_pending_expiry_counts_from_its_run_at(backend: Backend) -> None:
+    store = backend.store
+    unscheduled = await submit(backend, pending_expiry_s=1e-6)
+    scheduled = await submit(backend, pending_expiry_s=1e-6, delay_s=HOUR)
+
+    expired = await store.step_expire_pending(10)
+
+    assert expired == 1
+    assert (await store.step_get(unscheduled)).status == "failed"
+    assert (await store.step_get(scheduled)).status == "pending"

@@ -232,6 +232,7 @@ def submit_bodies(draw: st.DrawFn) -> dict[str, Any]:
         ("max_retries", int32s),
         ("idempotency_key", st.text(max_size=20)),
         ("pending_expiry_seconds", st.floats(0, 31_536_000)),
+        ("delay_seconds", st.floats(0, 31_622_400)),
     ):
         if draw(st.booleans()):
             body[name] = draw(values)
@@ -253,6 +254,8 @@ def test_a_request_body_round_trips_through_the_message(body: dict[str, Any]) ->
         "max_retries": body.get("max_retries"),
         "idempotency_key": body.get("idempotency_key"),
         "pending_expiry_seconds": body.get("pending_expiry_seconds"),
+        "run_at": None,
+        "delay_seconds": body.get("delay_seconds"),
     }
 
 

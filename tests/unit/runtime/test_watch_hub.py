@@ -33,7 +33,7 @@ async def test_watchers_see_the_current_state_then_each_change_until_terminal(
     [claimed] = await store.step_claim_batch("pod-a", ["echo"], 1)
     assert (await anext(first)).status == "claimed"
     assert (await anext(second)).status == "claimed"
-    await store.step_finish_many([StepOutcome(claimed, "pod-a", result={"ok": 1})])
+    await store.step_finish_many([StepOutcome(claimed, "pod-a", result_json='{"ok": 1}')])
     done: StepRecord = await anext(first)
     assert (done.status, done.result) == ("completed", {"ok": 1})
     assert (await anext(second)).status == "completed"

@@ -113,6 +113,8 @@ class FleetQServiceServicer:
 
     def GetStepStatus(self, request, context):
         """GetStepStatus returns a step's state and its original payload.
+        WatchStep streams the same message on purpose (one shape for a step's state):
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +133,9 @@ class FleetQServiceServicer:
         ending after a terminal state ("completed", "failed" or "cancelled") or at the
         call's deadline. Over REST each message is a line {"result": {...}} of a chunked
         response, and a failure mid-stream a line {"error": {...}}.
+        Each message is a GetStepStatusResponse, the shape GetStepStatus answers:
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -56,7 +56,10 @@ class FleetQServiceStub:
     step. Over REST a batch that created any step answers 201.
     """
     GetStepStatus: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetStepStatusRequest, _fleetq_pb2.GetStepStatusResponse]
-    """GetStepStatus returns a step's state and its original payload."""
+    """GetStepStatus returns a step's state and its original payload.
+    WatchStep streams the same message on purpose (one shape for a step's state):
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     GetIdempotencyKey: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetIdempotencyKeyRequest, _fleetq_pb2.GetIdempotencyKeyResponse]
     """GetIdempotencyKey returns the key handlers receive for a step: stable
     across retries and requeues.
@@ -66,6 +69,9 @@ class FleetQServiceStub:
     ending after a terminal state ("completed", "failed" or "cancelled") or at the
     call's deadline. Over REST each message is a line {"result": {...}} of a chunked
     response, and a failure mid-stream a line {"error": {...}}.
+    Each message is a GetStepStatusResponse, the shape GetStepStatus answers:
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
     GetLeader: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetLeaderRequest, _fleetq_pb2.GetLeaderResponse]
     """GetLeader reports the current leader and the live pods eligible for it."""
@@ -93,7 +99,10 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     step. Over REST a batch that created any step answers 201.
     """
     GetStepStatus: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetStepStatusRequest, _fleetq_pb2.GetStepStatusResponse]  # type: ignore[assignment]
-    """GetStepStatus returns a step's state and its original payload."""
+    """GetStepStatus returns a step's state and its original payload.
+    WatchStep streams the same message on purpose (one shape for a step's state):
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     GetIdempotencyKey: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetIdempotencyKeyRequest, _fleetq_pb2.GetIdempotencyKeyResponse]  # type: ignore[assignment]
     """GetIdempotencyKey returns the key handlers receive for a step: stable
     across retries and requeues.
@@ -103,6 +112,9 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     ending after a terminal state ("completed", "failed" or "cancelled") or at the
     call's deadline. Over REST each message is a line {"result": {...}} of a chunked
     response, and a failure mid-stream a line {"error": {...}}.
+    Each message is a GetStepStatusResponse, the shape GetStepStatus answers:
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
     GetLeader: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetLeaderRequest, _fleetq_pb2.GetLeaderResponse]  # type: ignore[assignment]
     """GetLeader reports the current leader and the live pods eligible for it."""
@@ -151,7 +163,10 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fleetq_pb2.GetStepStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fleetq_pb2.GetStepStatusResponse, _abc.Awaitable[_fleetq_pb2.GetStepStatusResponse]]:
-        """GetStepStatus returns a step's state and its original payload."""
+        """GetStepStatus returns a step's state and its original payload.
+        WatchStep streams the same message on purpose (one shape for a step's state):
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
 
     @_abc_1.abstractmethod
     def GetIdempotencyKey(
@@ -173,6 +188,9 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         ending after a terminal state ("completed", "failed" or "cancelled") or at the
         call's deadline. Over REST each message is a line {"result": {...}} of a chunked
         response, and a failure mid-stream a line {"error": {...}}.
+        Each message is a GetStepStatusResponse, the shape GetStepStatus answers:
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
 
     @_abc_1.abstractmethod

@@ -12,14 +12,14 @@ from fleetq_server.store.steps import SUBMIT_CHANNEL
 log = logging.getLogger(__name__)
 
 
-class SubmitSubscription:
-    """Calls `on_submit()` whenever any pod inserts, releases or requeues steps that may be
-    of `step_types`; reconnect with `ensure()`."""
+class ListenConnection:
+    """One channel LISTENed on a connection of its own; reconnect with `ensure()`.
+    Subclasses name the channel and turn each payload into their callback."""
 
-    def __init__(self, dsn: str, step_types: Iterable[str], on_submit: Callable[[], None]) -> None:
+    channel: str
+
+    def __init__(self, dsn: str) -> None:
         self._dsn = dsn
-        self._step_types = frozenset(step_types)
-        self._on_submit = on_submit
         self._connection: asyncpg.Connection | None = None
 
     @property
@@ -30,15 +30,15 @@ class SubmitSubscription:
     async def ensure(self) -> bool:
         """Open the LISTEN connection if it is not open; True when it was (re)opened.
 
-        A notification missed while disconnected is covered by the caller waking once on
-        reconnect and by the slow poll.
+        A notification missed while disconnected is covered by the caller acting once on
+        reconnect and by its slow poll.
         """
         if self.connected:
             return False
         await self.close()
         with translated_errors():
             connection = await asyncpg.connect(self._dsn, timeout=5)
-            await connection.add_listener(SUBMIT_CHANNEL, self._notified)
+            await connection.add_listener(self.channel, self._notified)
         self._connection = connection
         return True
 
@@ -52,8 +52,27 @@ class SubmitSubscription:
                 connection.terminate()
 
     def _notified(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
+        self.on_payload(str(payload) if payload else "")
+
+    def on_payload(self, payload: str) -> None:
+        """Handle one notification's payload ("" when it had none)."""
+        raise NotImplementedError
+
+
+class SubmitSubscription(ListenConnection):
+    """Calls `on_submit()` whenever any pod inserts, releases or requeues steps that may be
+    of `step_types`."""
+
+    channel = SUBMIT_CHANNEL
+
+    def __init__(self, dsn: str, step_types: Iterable[str], on_submit: Callable[[], None]) -> None:
+        super().__init__(dsn)
+        self._step_types = frozenset(step_types)
+        self._on_submit = on_submit
+
+    def on_payload(self, payload: str) -> None:
         # The payload lists the new steps' types; empty means any type (see SUBMIT_CHANNEL).
-        if not payload or not self._step_types.isdisjoint(str(payload).split(",")):
+        if not payload or not self._step_types.isdisjoint(payload.split(",")):
             self._on_submit()
 
 

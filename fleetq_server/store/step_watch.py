@@ -8,9 +8,8 @@ watched steps every UPDATE changed. Unwatched steps cost writers one probe of th
 import logging
 from collections.abc import Callable, Sequence
 
-import asyncpg
-
-from fleetq_server.store.connection import PoolHolder, translated_errors
+from fleetq_server.store.connection import PoolHolder
+from fleetq_server.store.notifications import ListenConnection
 from fleetq_server.store.records import StepRecord
 from fleetq_server.store.steps import STEP_COLUMNS, step_record
 
@@ -53,39 +52,15 @@ class StepWatchQueries(PoolHolder):
         return [step_record(row) for row in rows]
 
 
-class StepChangeSubscription:
-    """LISTENs on STEP_CHANGED_CHANNEL on a connection of its own and calls
-    `on_change(ids)`, ids None meaning "any watched step"; reconnect with `ensure()`."""
+class StepChangeSubscription(ListenConnection):
+    """LISTENs on STEP_CHANGED_CHANNEL and calls `on_change(ids)`, ids None meaning "any
+    watched step"."""
+
+    channel = STEP_CHANGED_CHANNEL
 
     def __init__(self, dsn: str, on_change: Callable[[list[str] | None], None]) -> None:
-        self._dsn = dsn
+        super().__init__(dsn)
         self._on_change = on_change
-        self._connection: asyncpg.Connection | None = None
 
-    @property
-    def connected(self) -> bool:
-        """Whether the LISTEN connection is open."""
-        return self._connection is not None and not self._connection.is_closed()
-
-    async def ensure(self) -> bool:
-        """Open the LISTEN connection if it is not open; True when it was (re)opened."""
-        if self.connected:
-            return False
-        await self.close()
-        with translated_errors():
-            connection = await asyncpg.connect(self._dsn, timeout=5)
-            await connection.add_listener(STEP_CHANGED_CHANNEL, self._notified)
-        self._connection = connection
-        return True
-
-    async def close(self) -> None:
-        """Close the LISTEN connection."""
-        connection, self._connection = self._connection, None
-        if connection is not None and not connection.is_closed():
-            try:
-                await connection.close(timeout=2)
-            except Exception:  # closing a broken connection: nothing left to save
-                connection.terminate()
-
-    def _notified(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
-        self._on_change(str(payload).split(",") if payload else None)
+    def on_payload(self, payload: str) -> None:
+        self._on_change(payload.split(",") if payload else None)

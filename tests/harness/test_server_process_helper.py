@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerFactory
+from tests.support.net import free_port
 from tests.support.server_process import ServerExited, ServerProcess
 
 FAKE = "tests.support.fake_server"
@@ -75,3 +76,10 @@ def test_server_factory_starts_healthy_pods_on_the_test_database(
         assert httpx.get(f"{pod.http_url}/health").json()["env"]["FLEETQ_DATABASE_URL"] == (
             database_url
         )
+
+
+def test_free_port_never_hands_out_the_same_port_twice() -> None:
+    # Servers started without waiting have not bound their ports yet: a repeat would be
+    # a collision (500 random picks of 12,000 ports repeat almost surely without the memo).
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)

@@ -86,11 +86,8 @@ class ErrorTranslationInterceptor(UnaryInterceptor):
                 return await inner(request, context)
             except grpc.aio.AbortError:
                 raise
-            except FleetQError as exc:
-                await context.abort(status_code_for(exc), str(exc))
-            except Exception:
-                log.exception("unexpected error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            except Exception as exc:
+                await _abort_translated(exc, method, context)
 
         return translated
 
@@ -101,10 +98,16 @@ class ErrorTranslationInterceptor(UnaryInterceptor):
                     yield response
             except grpc.aio.AbortError:
                 raise
-            except FleetQError as exc:
-                await context.abort(status_code_for(exc), str(exc))
-            except Exception:
-                log.exception("unexpected error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            except Exception as exc:
+                await _abort_translated(exc, method, context)
 
         return translated
+
+
+async def _abort_translated(exc: Exception, method: str, context: Any) -> None:
+    """End the call with `exc`'s gRPC code: ours from the table, anything else INTERNAL
+    (logged here, never shown to the client)."""
+    if isinstance(exc, FleetQError):
+        await context.abort(status_code_for(exc), str(exc))
+    log.exception("unexpected error in %s", method)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")

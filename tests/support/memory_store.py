@@ -118,16 +118,11 @@ def _stored(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-class MemorySubscription:
-    """Wake-ups delivered by the store's writes, on the next turn of the event loop (as a
-    NOTIFY arrives after its commit)."""
+class _MemoryListen:
+    """The LISTEN connection's life, in memory: `ensure()` connects, `close()` drops it."""
 
-    def __init__(
-        self, store: MemoryStore, step_types: Iterable[str], on_submit: Callable[[], None]
-    ) -> None:
+    def __init__(self, store: MemoryStore) -> None:
         self._store = store
-        self._step_types = frozenset(step_types)
-        self._on_submit = on_submit
         self.connected = False
 
     async def ensure(self) -> bool:
@@ -139,6 +134,18 @@ class MemorySubscription:
 
     async def close(self) -> None:
         self.connected = False
+
+
+class MemorySubscription(_MemoryListen):
+    """Wake-ups delivered by the store's writes, on the next turn of the event loop (as a
+    NOTIFY arrives after its commit)."""
+
+    def __init__(
+        self, store: MemoryStore, step_types: Iterable[str], on_submit: Callable[[], None]
+    ) -> None:
+        super().__init__(store)
+        self._step_types = frozenset(step_types)
+        self._on_submit = on_submit
 
     def notify(self, types: set[str] | None) -> None:
         """`types` None: any type (a release or a requeue)."""
@@ -146,23 +153,12 @@ class MemorySubscription:
             asyncio.get_running_loop().call_soon(self._on_submit)
 
 
-class MemoryChangeSubscription:
+class MemoryChangeSubscription(_MemoryListen):
     """Changes of watched steps, delivered on the next turn of the event loop."""
 
     def __init__(self, store: MemoryStore, on_change: Callable[[list[str] | None], None]) -> None:
-        self._store = store
+        super().__init__(store)
         self._on_change = on_change
-        self.connected = False
-
-    async def ensure(self) -> bool:
-        with self._store.transaction():
-            if self.connected:
-                return False
-            self.connected = True
-            return True
-
-    async def close(self) -> None:
-        self.connected = False
 
     def notify(self, step_ids: list[str]) -> None:
         if self.connected:

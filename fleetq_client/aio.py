@@ -1,7 +1,8 @@
 """The asyncio client: `AsyncFleetQClient("host:50051")`, same calls as FleetQClient."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+import collections
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
@@ -16,6 +17,7 @@ from fleetq_client.results import (
     QueueStats,
     RecoverySummary,
     StepStatus,
+    SubmitBatchResult,
     SubmitResult,
 )
 
@@ -35,6 +37,34 @@ class AsyncFleetQClient(Connection):
         """Submit a step with `args` (a JSON object); options: metadata, priority,
         max_retries, idempotency_key (a repeat with the same key returns the original)."""
         return await self._send(calls.submit(step_type, args, **options))
+
+    async def submit_batch(self, steps: Iterable[calls.StepSpec]) -> SubmitBatchResult:
+        """Submit up to 1,000 steps in one call, all or nothing; each result names its
+        step in the order given."""
+        return await self._send(calls.submit_batch(steps))
+
+    async def submit_many(
+        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 500, in_flight: int = 4
+    ) -> list[SubmitResult]:
+        """Submit any number of steps as SubmitBatch calls of `chunk_size`, keeping up to
+        `in_flight` of them under way: the next chunk is built while earlier ones travel
+        and are stored. Each chunk is all or nothing. On an error, chunks before the one
+        that failed may be stored: give steps idempotency keys to resubmit safely."""
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        pending: collections.deque[asyncio.Task[SubmitBatchResult]] = collections.deque()
+        results: list[SubmitResult] = []
+        try:
+            for chunk in calls.chunked(steps, chunk_size):
+                if len(pending) == in_flight:
+                    results.extend((await pending.popleft()).steps)
+                pending.append(asyncio.ensure_future(self._send(calls.submit_batch(chunk))))
+            while pending:
+                results.extend((await pending.popleft()).steps)
+        finally:
+            for task in pending:  # an error stops the chunks not yet answered
+                task.cancel()
+        return results
 
     async def status(self, step_id: str) -> StepStatus:
         """A step's state, payload, and result or last error; NotFound if there is none."""

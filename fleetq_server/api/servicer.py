@@ -1,5 +1,6 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
+import collections
 import functools
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
@@ -109,11 +110,13 @@ def _is_scheduled(step: NewStep) -> bool:
     return step.run_at is not None or step.delay_s is not None
 
 
-def _acknowledgement(outcome: InsertOutcome) -> pb.SubmitStepResponse:
+def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
     verb = "submitted successfully" if outcome.created else "already submitted"
-    return pb.SubmitStepResponse(
-        step_id=outcome.step_id, status="submitted", message=f"Step {outcome.step_id} {verb}"
-    )
+    return {
+        "step_id": outcome.step_id,
+        "status": "submitted",
+        "message": f"Step {outcome.step_id} {verb}",
+    }
 
 
 class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
@@ -158,7 +161,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         if outcome.created:
             metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
         _set_http_code(context, 201 if outcome.created else 200)
-        return _acknowledgement(outcome)
+        return pb.SubmitStepResponse(**_acknowledgement_fields(outcome))
 
     async def SubmitBatch(
         self, request: pb.SubmitBatchRequest, context: Any
@@ -169,14 +172,18 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         steps = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
         outcomes = await self._store.step_insert_many(steps, atomic=True)
         created = [o for o in outcomes if isinstance(o, InsertOutcome)]
-        created_count = sum(outcome.created for outcome in created)
+        response = pb.SubmitBatchResponse()
+        add = response.steps.add  # add() fills in place; steps=[...] would copy each one
+        new_steps: collections.Counter[tuple[str, bool]] = collections.Counter()
         for step, outcome in zip(steps, created, strict=True):
+            add(**_acknowledgement_fields(outcome))
             if outcome.created:
-                metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
-        _set_http_code(context, 201 if created_count else 200)
-        return pb.SubmitBatchResponse(
-            steps=[_acknowledgement(outcome) for outcome in created], created_count=created_count
-        )
+                new_steps[step.type, _is_scheduled(step)] += 1
+        for (step_type, scheduled), count in new_steps.items():
+            metrics.count_submitted(step_type, scheduled=scheduled, count=count)
+        response.created_count = new_steps.total()
+        _set_http_code(context, 201 if response.created_count else 200)
+        return response
 
     def _prepare_single(self, request: pb.SubmitStepRequest, header_key: str | None) -> NewStep:
         budget = ValueBudget(self._settings.max_json_values)

@@ -2,14 +2,15 @@
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
+from fleetq.v1 import fleetq_pb2 as pb
 
 from fleetq_client import calls
-from fleetq_client.channel import Connection
+from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
 from fleetq_client.results import (
     Health,
@@ -20,6 +21,7 @@ from fleetq_client.results import (
     SubmitBatchResult,
     SubmitResult,
 )
+from fleetq_common.coalescer import Coalescer
 
 T = TypeVar("T")
 
@@ -31,12 +33,47 @@ class AsyncFleetQClient(Connection):
 
     _channels: ClassVar[ModuleType] = grpc.aio
 
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        coalesce_submits: bool = True,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        """`coalesce_submits`: concurrent `submit()` calls share calls. The first goes
+        out at once; those made while it is under way follow together in one independent
+        SubmitBatch, each with its own result or error. Off: one SubmitStep per submit."""
+        super().__init__(target, token=token, timeout=timeout, root_certificates=root_certificates)
+        self._submits: Coalescer[pb.SubmitStepRequest, calls.SubmitOutcome] | None = (
+            Coalescer(self._send_submits, max_batch=calls.MAX_BATCH_STEPS)
+            if coalesce_submits
+            else None
+        )
+
     async def submit(
         self, step_type: str, args: Mapping[str, Any], **options: Unpack[calls.SubmitOptions]
     ) -> SubmitResult:
         """Submit a step with `args` (a JSON object); options: metadata, priority,
         max_retries, idempotency_key (a repeat with the same key returns the original)."""
-        return await self._send(calls.submit(step_type, args, **options))
+        if self._submits is None:
+            return await self._send(calls.submit(step_type, args, **options))
+        outcome = await self._submits.submit(calls.submit_request(step_type, args, **options))
+        if isinstance(outcome, FleetQClientError):
+            raise outcome
+        return outcome
+
+    async def _send_submits(
+        self, requests: Sequence[pb.SubmitStepRequest]
+    ) -> list[calls.SubmitOutcome]:
+        """One call for the submits queued together: a lone one as itself."""
+        if len(requests) > 1:
+            return await self._send(calls.submit_each(requests))
+        try:
+            return [await self._send(calls.Call("SubmitStep", requests[0], calls.submit_result))]
+        except FleetQClientError as error:
+            return [error]
 
     async def submit_batch(self, steps: Iterable[calls.StepSpec]) -> SubmitBatchResult:
         """Submit up to 1,000 steps in one call, all or nothing; each result names its

@@ -3,16 +3,17 @@ read its response. The sync and asyncio clients only differ in how they send a `
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Required, TypedDict, TypeVar, Unpack
 
+import grpc
 from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from fleetq_client.errors import Timeout
+from fleetq_client.errors import FleetQClientError, Timeout, error_from_code
 from fleetq_client.results import (
     EligiblePod,
     Health,
@@ -65,6 +66,8 @@ class StepSpec(SubmitOptions, total=False):
     args: Required[Mapping[str, Any]]
 
 
+# A submit's outcome when submits share a call: its result, or the error it alone met.
+SubmitOutcome = SubmitResult | FleetQClientError
 # The most steps one SubmitBatch takes (the server's limit, `SubmitBatchRequest.steps`).
 MAX_BATCH_STEPS = 1000
 _SCALAR_OPTIONS = ("max_retries", "idempotency_key", "pending_expiry_seconds", "delay_seconds")
@@ -93,9 +96,16 @@ def submit(
     step_type: str, args: Mapping[str, Any], **options: Unpack[SubmitOptions]
 ) -> Call[SubmitResult]:
     """Submit a step; a repeat with the same idempotency key returns the original."""
+    return Call("SubmitStep", submit_request(step_type, args, **options), submit_result)
+
+
+def submit_request(
+    step_type: str, args: Mapping[str, Any], **options: Unpack[SubmitOptions]
+) -> pb.SubmitStepRequest:
+    """The request of a submit (alone, or one of several sent together)."""
     request = pb.SubmitStepRequest()
     _fill_submit(request, step_type, args, options)
-    return Call("SubmitStep", request, _submit_result)
+    return request
 
 
 def submit_batch(steps: Iterable[StepSpec]) -> Call[SubmitBatchResult]:
@@ -105,6 +115,30 @@ def submit_batch(steps: Iterable[StepSpec]) -> Call[SubmitBatchResult]:
     for spec in steps:
         _fill_submit(add(), spec["type"], spec["args"], spec)
     return Call("SubmitBatch", request, _batch_result)
+
+
+def submit_each(requests: Sequence[pb.SubmitStepRequest]) -> Call[list[SubmitOutcome]]:
+    """Submits made one by one, sent as one independent SubmitBatch: each gets its own
+    result or error. (A pod that predates `independent` stores the batch all or nothing,
+    so one invalid step then fails them all.)"""
+    request = pb.SubmitBatchRequest(independent=True)
+    request.steps.extend(requests)
+    return Call("SubmitBatch", request, _each_outcome)
+
+
+def _each_outcome(response: pb.SubmitBatchResponse) -> list[SubmitOutcome]:
+    if not response.items:  # a pod that predates independent batches: all were accepted
+        return [submit_result(step) for step in response.steps]
+    return [
+        submit_result(item.accepted)
+        if item.HasField("accepted")
+        else error_from_code(_status_code(item.refused.code), item.refused.message)
+        for item in response.items
+    ]
+
+
+def _status_code(name: str) -> grpc.StatusCode:
+    return grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNKNOWN)
 
 
 def chunked(steps: Iterable[StepSpec], size: int) -> Iterator[list[StepSpec]]:
@@ -119,12 +153,12 @@ def chunked(steps: Iterable[StepSpec], size: int) -> Iterator[list[StepSpec]]:
 
 def _batch_result(response: pb.SubmitBatchResponse) -> SubmitBatchResult:
     return SubmitBatchResult(
-        steps=tuple(_submit_result(step) for step in response.steps),
+        steps=tuple(submit_result(step) for step in response.steps),
         created_count=response.created_count,
     )
 
 
-def _submit_result(response: pb.SubmitStepResponse) -> SubmitResult:
+def submit_result(response: pb.SubmitStepResponse) -> SubmitResult:
     return SubmitResult(step_id=response.step_id, status=response.status, message=response.message)
 
 

@@ -64,11 +64,16 @@ def submit(
         type=step_type,
         args=dict_to_struct(args),
         priority=options.get("priority", 0),
-        max_retries=options.get("max_retries"),
-        idempotency_key=options.get("idempotency_key"),
-        pending_expiry_seconds=options.get("pending_expiry_seconds"),
-        delay_seconds=options.get("delay_seconds"),
     )
+    presence = {
+        "max_retries": options.get("max_retries"),
+        "idempotency_key": options.get("idempotency_key"),
+        "pending_expiry_seconds": options.get("pending_expiry_seconds"),
+        "delay_seconds": options.get("delay_seconds"),
+    }
+    for field, value in presence.items():  # fields with presence: set only when given
+        if value is not None:
+            setattr(request, field, value)
     if "metadata" in options:
         request.metadata.CopyFrom(dict_to_struct(options["metadata"]))
     if "run_at" in options:

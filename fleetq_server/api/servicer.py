@@ -19,6 +19,8 @@ from fleetq_server.store.records import InsertOutcome, NewStep
 from fleetq_server.submission import MAX_BATCH_STEPS
 
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+# The metadata by which a call says an HTTP gateway forwarded it.
+FORWARDED_HOST_KEY = "x-forwarded-host"
 
 
 def _metadata_value(context: Any, name: str) -> str | None:
@@ -41,10 +43,21 @@ def _idempotency_header(context: Any) -> str | None:
     return key
 
 
-def _set_http_code(context: Any, code: int) -> None:
-    # Trailing, not initial, metadata: sending headers early is a separate transport
-    # operation per call (measured ~30 us of a ~600 us submit); trailers ride with the status.
-    context.set_trailing_metadata(((HTTP_CODE_KEY, str(code)),))
+async def _set_http_code(context: Any, code: int) -> None:
+    """Ask the REST gateway for a success status other than 200 (the default, sent as
+    nothing). A call forwarded by an HTTP gateway (grpc-gateway, v1 and v2, names the
+    host on every call) gets it as header metadata, where grpc-gateway's forward-response
+    option reads it: trailers come after it has answered. Sending headers early is one
+    more transport operation per call (benchmarks/http_code_metadata.py), so a direct
+    gRPC call gets it in the trailers, which ride with the status for free; FLEET-Q's own
+    gateway reads either."""
+    if code == 200:
+        return
+    metadata = ((HTTP_CODE_KEY, str(code)),)
+    if _metadata_value(context, FORWARDED_HOST_KEY) is None:
+        context.set_trailing_metadata(metadata)
+    else:
+        await context.send_initial_metadata(metadata)
 
 
 def _submit_request(
@@ -135,7 +148,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
     async def GetHealth(self, request: pb.GetHealthRequest, context: Any) -> pb.GetHealthResponse:
         state = self._pod.state
         if not state.healthy:
-            _set_http_code(context, 503)
+            await _set_http_code(context, 503)
         return pb.GetHealthResponse(
             pod_id=state.pod_id,
             status="healthy" if state.healthy else "unhealthy",
@@ -157,7 +170,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             raise outcome
         if outcome.created:
             metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
-        _set_http_code(context, 201 if outcome.created else 200)
+        await _set_http_code(context, 201 if outcome.created else 200)
         return _acknowledgement(outcome)
 
     async def SubmitBatch(
@@ -173,7 +186,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         for step, outcome in zip(steps, created, strict=True):
             if outcome.created:
                 metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
-        _set_http_code(context, 201 if created_count else 200)
+        await _set_http_code(context, 201 if created_count else 200)
         return pb.SubmitBatchResponse(
             steps=[_acknowledgement(outcome) for outcome in created], created_count=created_count
         )

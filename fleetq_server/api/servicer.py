@@ -1,9 +1,10 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
@@ -17,6 +18,9 @@ from fleetq_server.gateway import HTTP_CODE_KEY
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
 from fleetq_server.submission import MAX_BATCH_STEPS
+
+if TYPE_CHECKING:
+    from fleetq_server.telemetry.tracing import Tracing
 
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 # The metadata by which a call says an HTTP gateway forwarded it.
@@ -122,6 +126,15 @@ def _is_scheduled(step: NewStep) -> bool:
     return step.run_at is not None or step.delay_s is not None
 
 
+def _with_traceparent(steps: list[NewStep], tracing: "Tracing | None") -> list[NewStep]:
+    """The steps carrying the submit span's traceparent, for their attempts' links; as they
+    are when tracing is off."""
+    traceparent = tracing.current_traceparent() if tracing is not None else None
+    if traceparent is None:
+        return steps
+    return [dataclasses.replace(step, traceparent=traceparent) for step in steps]
+
+
 def _acknowledgement(outcome: InsertOutcome) -> pb.SubmitStepResponse:
     verb = "submitted successfully" if outcome.created else "already submitted"
     return pb.SubmitStepResponse(
@@ -137,6 +150,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self._pod = pod
         self._store = pod.store
         self._settings = pod.settings
+        self._tracing = pod.tracing
         # Concurrent single submits share one INSERT (and one NOTIFY) per round trip.
         # A step the database refuses fails its own submit only, not the batch it shared.
         self._inserts: Coalescer[NewStep, InsertOutcome | errors.ConflictError] = Coalescer(
@@ -165,6 +179,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         header_key = _idempotency_header(context)
         prepare = functools.partial(self._prepare_single, request, header_key)
         step = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        [step] = _with_traceparent([step], self._tracing)
         outcome = await self._inserts.submit(step)
         if isinstance(outcome, errors.ConflictError):
             raise outcome
@@ -180,6 +195,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
         prepare = functools.partial(self._prepare_batch, request)
         steps = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        steps = _with_traceparent(steps, self._tracing)
         outcomes = await self._store.step_insert_many(steps, atomic=True)
         created = [o for o in outcomes if isinstance(o, InsertOutcome)]
         created_count = sum(outcome.created for outcome in created)

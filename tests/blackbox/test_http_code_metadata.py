@@ -4,7 +4,6 @@ and nowhere for a 200."""
 
 from __future__ import annotations
 
-import grpc
 import pytest
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc

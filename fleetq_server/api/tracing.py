@@ -4,7 +4,8 @@ otherwise this interceptor is not installed and costs nothing)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -16,13 +17,26 @@ if TYPE_CHECKING:
     from fleetq_server.telemetry.tracing import Tracing
 
 
-def _transport(context: Any) -> str:
-    return "http" if isinstance(context, GatewayServicerContext) else "grpc"
-
-
 def _code(context: Any, default: grpc.StatusCode) -> grpc.StatusCode:
     code: grpc.StatusCode | None = context.code()
     return code or default
+
+
+@contextmanager
+def _rpc_span(tracing: Tracing, method: str, context: Any) -> Iterator[None]:
+    """The call's span, current while it runs, ended with the call's final status."""
+    transport = "http" if isinstance(context, GatewayServicerContext) else "grpc"
+    metadata = context.invocation_metadata() or ()
+    with tracing.server_span(method, metadata, transport) as span:
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):  # the caller went away
+            tracing.end_rpc(span, grpc.StatusCode.CANCELLED)
+            raise
+        except BaseException:  # an abort has set the code; anything else is UNKNOWN
+            tracing.end_rpc(span, _code(context, grpc.StatusCode.UNKNOWN), context.details())
+            raise
+        tracing.end_rpc(span, _code(context, grpc.StatusCode.OK))
 
 
 class TracingInterceptor(UnaryInterceptor):
@@ -35,20 +49,8 @@ class TracingInterceptor(UnaryInterceptor):
         tracing = self._tracing
 
         async def traced(request: Any, context: Any) -> Any:
-            metadata = context.invocation_metadata() or ()
-            with tracing.server_span(method, metadata, _transport(context)) as span:
-                try:
-                    response = await inner(request, context)
-                except asyncio.CancelledError:
-                    tracing.end_rpc(span, grpc.StatusCode.CANCELLED)
-                    raise
-                except BaseException:
-                    tracing.end_rpc(
-                        span, _code(context, grpc.StatusCode.UNKNOWN), context.details()
-                    )
-                    raise
-                tracing.end_rpc(span, _code(context, grpc.StatusCode.OK))
-                return response
+            with _rpc_span(tracing, method, context):
+                return await inner(request, context)
 
         return traced
 
@@ -56,19 +58,8 @@ class TracingInterceptor(UnaryInterceptor):
         tracing = self._tracing
 
         async def traced(request: Any, context: Any) -> AsyncIterator[Any]:
-            metadata = context.invocation_metadata() or ()
-            with tracing.server_span(method, metadata, _transport(context)) as span:
-                try:
-                    async for response in inner(request, context):
-                        yield response
-                except asyncio.CancelledError:
-                    tracing.end_rpc(span, grpc.StatusCode.CANCELLED)
-                    raise
-                except BaseException:
-                    tracing.end_rpc(
-                        span, _code(context, grpc.StatusCode.UNKNOWN), context.details()
-                    )
-                    raise
-                tracing.end_rpc(span, _code(context, grpc.StatusCode.OK))
+            with _rpc_span(tracing, method, context):
+                async for response in inner(request, context):
+                    yield response
 
         return traced

@@ -138,6 +138,20 @@ async def test_an_error_answer_marks_the_server_span(
     assert span.status.status_code is StatusCode.ERROR
 
 
+async def test_a_stream_is_one_server_span_over_its_whole_life(
+    http: httpx.AsyncClient, exporter: InMemorySpanExporter
+) -> None:
+    step_id = (await http.post("/submit", json={"type": "echo", "args": {}})).json()["step_id"]
+    await until(lambda: spans_named(exporter, "execute echo"), description="the attempt")
+
+    watched = await http.get(f"/steps/{step_id}:watch", headers={"traceparent": TRACEPARENT})
+
+    assert watched.status_code == 200 and '"completed"' in watched.text
+    [span] = spans_named(exporter, "fleetq.v1.FleetQService/WatchStep")
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.attributes is not None and span.attributes["rpc.grpc.status_code"] == 0
+
+
 async def test_a_grpc_call_is_a_server_span_too(pod: Pod, exporter: InMemorySpanExporter) -> None:
     handlers, _ = build_handlers(pod.settings, pod)
     server = build_grpc_server(pod.settings, handlers, HealthServicer())

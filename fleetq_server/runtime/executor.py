@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fleetq_server import metrics
+from fleetq_server import errors, metrics
 from fleetq_server.handlers import HandlerRegistry, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
 from fleetq_server.runtime.completer import OutcomeCompleter
@@ -148,7 +148,11 @@ class StepExecutor:
         tracing: "Tracing",
     ) -> StepOutcome:
         """`_run_handler` inside the attempt's span, linked to the submit's trace."""
-        traceparent = await self._traces.step_traceparent(step.step_id)
+        try:
+            traceparent = await self._traces.step_traceparent(step.step_id)
+        except errors.FleetQError as exc:  # the step runs all the same, unlinked
+            step_log.warning("cannot read the submit's traceparent: %s", exc)
+            traceparent = None
         with tracing.attempt_span(
             step_id=step.step_id,
             step_type=step.type,

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from fleetq_server.config import ConfigError, Settings
+from fleetq_server.errors import DatabaseUnavailableError
 from fleetq_server.handlers import StepContext
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.server import build_grpc_server, build_handlers, build_http_app
@@ -124,6 +125,24 @@ async def test_each_attempt_is_a_span_linked_to_the_submit_with_step_attempt_and
         assert link.context.span_id == submit.context.span_id
         assert span.status.status_code is StatusCode.ERROR
         assert span.attributes["error.type"] == "ValueError"
+
+
+async def test_an_attempt_runs_unlinked_when_its_traceparent_cannot_be_read(
+    pod: Pod, http: httpx.AsyncClient, exporter: InMemorySpanExporter
+) -> None:
+    async def unreadable(step_id: str) -> str | None:
+        raise DatabaseUnavailableError("database unavailable")
+
+    pod.store.step_traceparent = unreadable  # type: ignore[method-assign]
+    response = await http.post("/submit", json={"type": "echo", "args": {}})
+
+    [attempt] = await until(lambda: spans_named(exporter, "execute echo"), description="attempt")
+    assert not attempt.links
+    status = await until(
+        lambda: pod.store.steps[response.json()["step_id"]].status == "completed",  # type: ignore[attr-defined]
+        description="the step to complete",
+    )
+    assert status
 
 
 async def test_an_error_answer_marks_the_server_span(

@@ -1,10 +1,11 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
 import collections
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
@@ -20,7 +21,12 @@ from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
 from fleetq_server.submission import MAX_BATCH_STEPS
 
+if TYPE_CHECKING:
+    from fleetq_server.telemetry.tracing import Tracing
+
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+# The metadata by which a call says an HTTP gateway forwarded it.
+FORWARDED_HOST_KEY = "x-forwarded-host"
 
 
 def _metadata_value(context: Any, name: str) -> str | None:
@@ -43,10 +49,21 @@ def _idempotency_header(context: Any) -> str | None:
     return key
 
 
-def _set_http_code(context: Any, code: int) -> None:
-    # Trailing, not initial, metadata: sending headers early is a separate transport
-    # operation per call (measured ~30 us of a ~600 us submit); trailers ride with the status.
-    context.set_trailing_metadata(((HTTP_CODE_KEY, str(code)),))
+async def _set_http_code(context: Any, code: int) -> None:
+    """Ask the REST gateway for a success status other than 200 (the default, sent as
+    nothing). A call forwarded by an HTTP gateway (grpc-gateway, v1 and v2, names the
+    host on every call) gets it as header metadata, where grpc-gateway's forward-response
+    option reads it: trailers come after it has answered. Sending headers early is one
+    more transport operation per call (benchmarks/http_code_metadata.py), so a direct
+    gRPC call gets it in the trailers, which ride with the status for free; FLEET-Q's own
+    gateway reads either."""
+    if code == 200:
+        return
+    metadata = ((HTTP_CODE_KEY, str(code)),)
+    if _metadata_value(context, FORWARDED_HOST_KEY) is None:
+        context.set_trailing_metadata(metadata)
+    else:
+        await context.send_initial_metadata(metadata)
 
 
 def _submit_request(
@@ -148,6 +165,21 @@ def _is_scheduled(step: NewStep) -> bool:
     return step.run_at is not None or step.delay_s is not None
 
 
+_Prepared = TypeVar("_Prepared")
+
+
+def _with_traceparent(prepared: list[_Prepared], tracing: "Tracing | None") -> list[_Prepared]:
+    """The new steps carrying the submit span's traceparent, for their attempts' links;
+    as they are when tracing is off (other items, refusals, pass unchanged)."""
+    traceparent = tracing.current_traceparent() if tracing is not None else None
+    if traceparent is None:
+        return prepared
+    return [
+        dataclasses.replace(item, traceparent=traceparent) if isinstance(item, NewStep) else item  # type: ignore[misc]
+        for item in prepared
+    ]
+
+
 def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
     verb = "submitted successfully" if outcome.created else "already submitted"
     return {
@@ -165,6 +197,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self._pod = pod
         self._store = pod.store
         self._settings = pod.settings
+        self._tracing = pod.tracing
         # Concurrent single submits share one INSERT (and one NOTIFY) per round trip.
         # A step the database refuses fails its own submit only, not the batch it shared.
         self._inserts: Coalescer[NewStep, InsertOutcome | errors.ConflictError] = Coalescer(
@@ -176,7 +209,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
     async def GetHealth(self, request: pb.GetHealthRequest, context: Any) -> pb.GetHealthResponse:
         state = self._pod.state
         if not state.healthy:
-            _set_http_code(context, 503)
+            await _set_http_code(context, 503)
         return pb.GetHealthResponse(
             pod_id=state.pod_id,
             status="healthy" if state.healthy else "unhealthy",
@@ -193,12 +226,13 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         header_key = _idempotency_header(context)
         prepare = functools.partial(self._prepare_single, request, header_key)
         step = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        [step] = _with_traceparent([step], self._tracing)
         outcome = await self._inserts.submit(step)
         if isinstance(outcome, errors.ConflictError):
             raise outcome
         if outcome.created:
             metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
-        _set_http_code(context, 201 if outcome.created else 200)
+        await _set_http_code(context, 201 if outcome.created else 200)
         return pb.SubmitStepResponse(**_acknowledgement_fields(outcome))
 
     async def SubmitBatch(
@@ -208,6 +242,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
         prepare = functools.partial(self._prepare_batch, request)
         prepared = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        prepared = _with_traceparent(prepared, self._tracing)
         if request.independent:
             response = await self._insert_each(prepared)
         else:  # all or nothing: _prepare_batch raised at the first invalid step
@@ -215,7 +250,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             outcomes = await self._store.step_insert_many(steps, atomic=True)
             created = [o for o in outcomes if isinstance(o, InsertOutcome)]
             response = _batch_response(zip(steps, created, strict=True))
-        _set_http_code(context, 201 if response.created_count else 200)
+        await _set_http_code(context, 201 if response.created_count else 200)
         return response
 
     async def _insert_each(

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fleetq_server import errors, metrics
 from fleetq_server.config import Settings
@@ -21,6 +22,9 @@ from fleetq_server.runtime.state import PodState
 from fleetq_server.runtime.watch import StepWatchHub
 from fleetq_server.store.ports import StorePort
 
+if TYPE_CHECKING:
+    from fleetq_server.telemetry.tracing import Tracing
+
 log = logging.getLogger(__name__)
 
 # How often health is re-checked against the database, and the LISTEN connection repaired.
@@ -39,8 +43,11 @@ class Pod:
         store: StorePort,
         registry: HandlerRegistry,
         on_health_change: Callable[[], None] = lambda: None,
+        tracing: "Tracing | None" = None,
     ) -> None:
         self.settings = settings
+        # OpenTelemetry (fleetq_server.telemetry); None: off, and nothing is traced.
+        self.tracing = tracing
         self.store = store
         self.registry = registry
         self.state = PodState(base_pod_id=settings.pod_id, max_capacity=settings.max_capacity)
@@ -52,6 +59,7 @@ class Pod:
             self.state,
             RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
             on_slot_free=lambda: self.claimer.wake(),
+            tracing=tracing,
         )
         self.claimer = ClaimLoop(
             store, self.state, self.executor, registry.step_types, settings.poll_interval

@@ -1,6 +1,7 @@
 """The store: the only place with SQL. Callers get plain records and our own exceptions."""
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import asyncpg
 
@@ -18,6 +19,7 @@ from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
+from fleetq_server.store.step_traces import StepTraceQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
 
@@ -27,6 +29,7 @@ __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_st
 class Store(
     StepQueries,
     StepScheduleQueries,
+    StepTraceQueries,
     StepWatchQueries,
     PodQueries,
     RecoveryQueries,
@@ -72,16 +75,18 @@ async def open_store(
     *,
     pooler: str = DIRECT,
     listen_dsn: str | None = None,
+    query_logger: Callable[[Any], None] | None = None,
 ) -> Store:
     """Connect, apply pending migrations under the advisory lock, and return the store.
 
     `pooler` names what sits in front of PostgreSQL (`POOLERS`). LISTEN connects to
     `listen_dsn`; when it is None, to `dsn` itself if that is PostgreSQL directly, and
     nowhere behind a pooler (which cannot keep a LISTEN): pods then only poll.
+    `query_logger` sees every query of the pool (tracing's database spans).
     """
     if listen_dsn is None and pooler == DIRECT:
         listen_dsn = dsn
-    pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout, pooler)
+    pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout, pooler, query_logger)
     store = Store(pool, dsn, listen_dsn, pooler)
     try:
         await apply_migrations(dsn, pooler)

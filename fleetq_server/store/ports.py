@@ -168,10 +168,18 @@ class StatsPort(Protocol):
         """The live pods, eldest (the leader) first."""
 
 
+class TracePort(Protocol):
+    """What the executor reads when OpenTelemetry is on."""
+
+    async def step_traceparent(self, step_id: str) -> str | None:
+        """The W3C traceparent stored with the step at submit, if any."""
+
+
 class StorePort(
     SubmitPort,
     ClaimPort,
     OutcomePort,
+    TracePort,
     WatchPort,
     PodPort,
     RecoveryPort,

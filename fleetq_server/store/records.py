@@ -24,6 +24,8 @@ class NewStep:
     # insert (database clock); at most one of the two is set.
     run_at: datetime | None = None
     delay_s: float | None = None
+    # The W3C traceparent of the submit's span (OpenTelemetry on), for its attempts' links.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ def _step_row(step: NewStep) -> dict[str, Any]:
         # Text, not a datetime: the standard library fallback of _json cannot write one.
         "run_at": step.run_at.isoformat() if step.run_at is not None else None,
         "delay_s": step.delay_s,
+        # Only when tracing gave one: a key left out reads back as NULL.
+        **({"traceparent": step.traceparent} if step.traceparent is not None else {}),
     }
 
 
@@ -93,17 +95,17 @@ class StepQueries(PoolHolder):
                 WITH inserted AS (
                     INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
                         max_retries, idempotency_key, client_key, payload_hash,
-                        pending_expires_at, run_at, not_before_ts)
+                        pending_expires_at, run_at, not_before_ts, traceparent)
                     SELECT step_id, type, args, metadata, priority, max_retries,
                            idempotency_key, client_key, payload_hash,
                            -- a scheduled step's wait starts when it falls due
                            COALESCE(scheduled, now()) + make_interval(secs => pending_expiry_s),
-                           scheduled, COALESCE(scheduled, now())
+                           scheduled, COALESCE(scheduled, now()), traceparent
                     FROM jsonb_to_recordset($1::text::jsonb)
                          AS n(step_id text, type text, args jsonb, metadata jsonb,
                               priority int, max_retries int, idempotency_key text,
                               client_key text, payload_hash text, pending_expiry_s float8,
-                              run_at timestamptz, delay_s float8)
+                              run_at timestamptz, delay_s float8, traceparent text)
                     CROSS JOIN LATERAL (SELECT COALESCE(n.run_at,
                         now() + make_interval(secs => n.delay_s)) AS scheduled) AS s
                     ON CONFLICT (client_key) DO NOTHING

@@ -66,6 +66,7 @@ class _Step:
     error: dict[str, str] | None = None
     pending_expires_at: datetime | None = None
     run_at: datetime | None = None
+    traceparent: str | None = None
     last_update_ts: datetime = field(init=False)
     not_before_ts: datetime = field(init=False)
 
@@ -271,6 +272,7 @@ class MemoryStore:
                         + timedelta(seconds=step.pending_expiry_s)
                     ),
                     run_at=_scheduled(step, now),
+                    traceparent=step.traceparent,
                 )
                 new[step.step_id] = row
                 if step.client_key is not None:
@@ -377,6 +379,13 @@ class MemoryStore:
                 if s.status == "pending" and s.type in wanted and s.not_before_ts > now
             ]
             return (min(due) - now).total_seconds() if due else None
+
+    # -- TracePort ------------------------------------------------------------------------
+
+    async def step_traceparent(self, step_id: str) -> str | None:
+        with self.transaction():
+            step = self.steps.get(step_id)
+            return None if step is None else step.traceparent
 
     # -- WatchPort ------------------------------------------------------------------------
 

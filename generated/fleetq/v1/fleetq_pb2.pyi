@@ -10,6 +10,12 @@ canonical JSON (original field names, unpopulated fields emitted) *is* the
 contract's JSON: status words are strings, counters are int32 (JSON
 numbers), free-form objects are google.protobuf.Struct and times are
 google.protobuf.Timestamp (RFC 3339, UTC).
+
+Presence ("was this field set?") is spelled as a oneof holding one field,
+`oneof optional_x { T x = N; }`, not proto3 `optional`: it is the same wire
+format, the same JSON name and the same generated HasField, and
+grpc-gateway v1's generators (Debian's 1.6.4) accept it where they refuse
+`optional`. The REST gateway shows such a field as null while unset.
 """
 
 from collections import abc as _abc
@@ -51,9 +57,7 @@ class FieldRules(_message.Message):
     pattern: _builtins.str
     """A regular expression the whole string must match."""
     minimum: _builtins.int
-    """Smallest value of an integer."""
     maximum: _builtins.int
-    """Largest value of an integer."""
     min_items: _builtins.int
     """Fewest items of a repeated field."""
     max_items: _builtins.int
@@ -64,23 +68,23 @@ class FieldRules(_message.Message):
         min_length: _builtins.int = ...,
         max_length: _builtins.int = ...,
         pattern: _builtins.str = ...,
-        minimum: _builtins.int | None = ...,
-        maximum: _builtins.int | None = ...,
+        minimum: _builtins.int = ...,
+        maximum: _builtins.int = ...,
         min_items: _builtins.int = ...,
         max_items: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "maximum", b"maximum", "minimum", b"minimum"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["maximum", b"maximum", "minimum", b"minimum", "optional_maximum", b"optional_maximum", "optional_minimum", b"optional_minimum"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_items", b"min_items", "min_length", b"min_length", "minimum", b"minimum", "pattern", b"pattern"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_items", b"min_items", "min_length", b"min_length", "minimum", b"minimum", "optional_maximum", b"optional_maximum", "optional_minimum", b"optional_minimum", "pattern", b"pattern"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
-    _WhichOneofArgType__maximum: _TypeAlias = _typing.Literal["_maximum", b"_maximum"]  # noqa: Y015
-    _WhichOneofReturnType__minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
-    _WhichOneofArgType__minimum: _TypeAlias = _typing.Literal["_minimum", b"_minimum"]  # noqa: Y015
+    _WhichOneofReturnType_optional_maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
+    _WhichOneofArgType_optional_maximum: _TypeAlias = _typing.Literal["optional_maximum", b"optional_maximum"]  # noqa: Y015
+    _WhichOneofReturnType_optional_minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
+    _WhichOneofArgType_optional_minimum: _TypeAlias = _typing.Literal["optional_minimum", b"optional_minimum"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__maximum) -> _WhichOneofReturnType__maximum | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_maximum) -> _WhichOneofReturnType_optional_maximum | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_minimum) -> _WhichOneofReturnType_optional_minimum | None: ...
 
 Global___FieldRules: _TypeAlias = FieldRules  # noqa: Y015
 
@@ -225,20 +229,9 @@ class SubmitStepRequest(_message.Message):
     priority: _builtins.int
     """Higher runs first; -1000..1000, default 0."""
     max_retries: _builtins.int
-    """Retries after the first execution; 0..100, default 3."""
     idempotency_key: _builtins.str
-    """Optional client de-duplication key: a repeat with the same key and
-    payload returns the original step.
-    """
     pending_expiry_seconds: _builtins.float
-    """Seconds the step may wait pending (counted from submission, or from run_at
-    for a scheduled step) before it fails with error type "expired"; 0: never. Default: the pod's
-    FLEETQ_PENDING_EXPIRY. At most 31,536,000 (a year).
-    """
     delay_seconds: _builtins.float
-    """Optional: the step is not claimed until this many seconds after the submit
-    (database clock); 0 up to 31,622,400 (366 days). Exclusive with run_at.
-    """
     @_builtins.property
     def args(self) -> _struct_pb2.Struct:
         """Arguments passed to the handler (required, a JSON object)."""
@@ -260,32 +253,32 @@ class SubmitStepRequest(_message.Message):
         args: _struct_pb2.Struct | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
         priority: _builtins.int = ...,
-        max_retries: _builtins.int | None = ...,
-        idempotency_key: _builtins.str | None = ...,
-        pending_expiry_seconds: _builtins.float | None = ...,
+        max_retries: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+        pending_expiry_seconds: _builtins.float = ...,
         run_at: _timestamp_pb2.Timestamp | None = ...,
-        delay_seconds: _builtins.float | None = ...,
+        delay_seconds: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds", "_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds", "run_at", b"run_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "optional_delay_seconds", b"optional_delay_seconds", "optional_idempotency_key", b"optional_idempotency_key", "optional_max_retries", b"optional_max_retries", "optional_pending_expiry_seconds", b"optional_pending_expiry_seconds", "pending_expiry_seconds", b"pending_expiry_seconds", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds", "_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds", "priority", b"priority", "run_at", b"run_at", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "optional_delay_seconds", b"optional_delay_seconds", "optional_idempotency_key", b"optional_idempotency_key", "optional_max_retries", b"optional_max_retries", "optional_pending_expiry_seconds", b"optional_pending_expiry_seconds", "pending_expiry_seconds", b"pending_expiry_seconds", "priority", b"priority", "run_at", b"run_at", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__delay_seconds: _TypeAlias = _typing.Literal["delay_seconds"]  # noqa: Y015
-    _WhichOneofArgType__delay_seconds: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds"]  # noqa: Y015
-    _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
-    _WhichOneofArgType__idempotency_key: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key"]  # noqa: Y015
-    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
-    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
-    _WhichOneofReturnType__pending_expiry_seconds: _TypeAlias = _typing.Literal["pending_expiry_seconds"]  # noqa: Y015
-    _WhichOneofArgType__pending_expiry_seconds: _TypeAlias = _typing.Literal["_pending_expiry_seconds", b"_pending_expiry_seconds"]  # noqa: Y015
+    _WhichOneofReturnType_optional_delay_seconds: _TypeAlias = _typing.Literal["delay_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_delay_seconds: _TypeAlias = _typing.Literal["optional_delay_seconds", b"optional_delay_seconds"]  # noqa: Y015
+    _WhichOneofReturnType_optional_idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
+    _WhichOneofArgType_optional_idempotency_key: _TypeAlias = _typing.Literal["optional_idempotency_key", b"optional_idempotency_key"]  # noqa: Y015
+    _WhichOneofReturnType_optional_max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType_optional_max_retries: _TypeAlias = _typing.Literal["optional_max_retries", b"optional_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType_optional_pending_expiry_seconds: _TypeAlias = _typing.Literal["pending_expiry_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_pending_expiry_seconds: _TypeAlias = _typing.Literal["optional_pending_expiry_seconds", b"optional_pending_expiry_seconds"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__delay_seconds) -> _WhichOneofReturnType__delay_seconds | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_delay_seconds) -> _WhichOneofReturnType_optional_delay_seconds | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__idempotency_key) -> _WhichOneofReturnType__idempotency_key | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_idempotency_key) -> _WhichOneofReturnType_optional_idempotency_key | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_max_retries) -> _WhichOneofReturnType_optional_max_retries | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__pending_expiry_seconds) -> _WhichOneofReturnType__pending_expiry_seconds | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_pending_expiry_seconds) -> _WhichOneofReturnType_optional_pending_expiry_seconds | None: ...
 
 Global___SubmitStepRequest: _TypeAlias = SubmitStepRequest  # noqa: Y015
 
@@ -491,7 +484,6 @@ class GetStepStatusResponse(_message.Message):
     status: _builtins.str
     """"pending", "claimed", "completed" or "failed"."""
     claimed_by: _builtins.str
-    """Pod holding the step while it is claimed."""
     retry_count: _builtins.int
     """Executions retried so far."""
     priority: _builtins.int
@@ -529,7 +521,7 @@ class GetStepStatusResponse(_message.Message):
         *,
         step_id: _builtins.str = ...,
         status: _builtins.str = ...,
-        claimed_by: _builtins.str | None = ...,
+        claimed_by: _builtins.str = ...,
         last_update_ts: _timestamp_pb2.Timestamp | None = ...,
         retry_count: _builtins.int = ...,
         priority: _builtins.int = ...,
@@ -540,13 +532,13 @@ class GetStepStatusResponse(_message.Message):
         error: Global___StepError | None = ...,
         run_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "payload", b"payload", "result", b"result", "run_at", b"run_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "optional_claimed_by", b"optional_claimed_by", "payload", b"payload", "result", b"result", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "optional_claimed_by", b"optional_claimed_by", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__claimed_by: _TypeAlias = _typing.Literal["claimed_by"]  # noqa: Y015
-    _WhichOneofArgType__claimed_by: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__claimed_by) -> _WhichOneofReturnType__claimed_by | None: ...
+    _WhichOneofReturnType_optional_claimed_by: _TypeAlias = _typing.Literal["claimed_by"]  # noqa: Y015
+    _WhichOneofArgType_optional_claimed_by: _TypeAlias = _typing.Literal["optional_claimed_by", b"optional_claimed_by"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_claimed_by) -> _WhichOneofReturnType_optional_claimed_by | None: ...
 
 Global___GetStepStatusResponse: _TypeAlias = GetStepStatusResponse  # noqa: Y015
 
@@ -711,7 +703,6 @@ class GetLeaderResponse(_message.Message):
     LAST_ELECTION_CHECK_FIELD_NUMBER: _builtins.int
     ELECTION_DETAILS_FIELD_NUMBER: _builtins.int
     current_leader: _builtins.str
-    """Identifier of the leader; null when no pod is live."""
     active_pods: _builtins.int
     """Number of live pods."""
     @_builtins.property
@@ -729,19 +720,19 @@ class GetLeaderResponse(_message.Message):
     def __init__(
         self,
         *,
-        current_leader: _builtins.str | None = ...,
+        current_leader: _builtins.str = ...,
         leader_birth_ts: _timestamp_pb2.Timestamp | None = ...,
         active_pods: _builtins.int = ...,
         last_election_check: _timestamp_pb2.Timestamp | None = ...,
         election_details: Global___ElectionDetails | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "current_leader", b"current_leader", "election_details", b"election_details", "last_election_check", b"last_election_check", "leader_birth_ts", b"leader_birth_ts"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current_leader", b"current_leader", "election_details", b"election_details", "last_election_check", b"last_election_check", "leader_birth_ts", b"leader_birth_ts", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "active_pods", b"active_pods", "current_leader", b"current_leader", "election_details", b"election_details", "last_election_check", b"last_election_check", "leader_birth_ts", b"leader_birth_ts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "current_leader", b"current_leader", "election_details", b"election_details", "last_election_check", b"last_election_check", "leader_birth_ts", b"leader_birth_ts", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
-    _WhichOneofArgType__current_leader: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__current_leader) -> _WhichOneofReturnType__current_leader | None: ...
+    _WhichOneofReturnType_optional_current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
+    _WhichOneofArgType_optional_current_leader: _TypeAlias = _typing.Literal["optional_current_leader", b"optional_current_leader"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_current_leader) -> _WhichOneofReturnType_optional_current_leader | None: ...
 
 Global___GetLeaderResponse: _TypeAlias = GetLeaderResponse  # noqa: Y015
 
@@ -875,7 +866,6 @@ class GetQueueStatsResponse(_message.Message):
     active_pods: _builtins.int
     """Number of live pods."""
     current_leader: _builtins.str
-    """Identifier of the leader; null when no pod is live."""
     @_builtins.property
     def queue_depth_by_priority(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
         """Pending steps by priority."""
@@ -896,18 +886,18 @@ class GetQueueStatsResponse(_message.Message):
         completed_steps: _builtins.int = ...,
         failed_steps: _builtins.int = ...,
         active_pods: _builtins.int = ...,
-        current_leader: _builtins.str | None = ...,
+        current_leader: _builtins.str = ...,
         queue_depth_by_priority: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
         steps_by_type: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         pod_capacity: _abc.Mapping[_builtins.str, Global___PodCapacity] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "current_leader", b"current_leader"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current_leader", b"current_leader", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "optional_current_leader", b"optional_current_leader", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
-    _WhichOneofArgType__current_leader: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__current_leader) -> _WhichOneofReturnType__current_leader | None: ...
+    _WhichOneofReturnType_optional_current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
+    _WhichOneofArgType_optional_current_leader: _TypeAlias = _typing.Literal["optional_current_leader", b"optional_current_leader"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_current_leader) -> _WhichOneofReturnType_optional_current_leader | None: ...
 
 Global___GetQueueStatsResponse: _TypeAlias = GetQueueStatsResponse  # noqa: Y015
 

@@ -10,6 +10,12 @@ canonical JSON (original field names, unpopulated fields emitted) *is* the
 contract's JSON: status words are strings, counters are int32 (JSON
 numbers), free-form objects are google.protobuf.Struct and times are
 google.protobuf.Timestamp (RFC 3339, UTC).
+
+Presence ("was this field set?") is spelled as a oneof holding one field,
+`oneof optional_x { T x = N; }`, not proto3 `optional`: it is the same wire
+format, the same JSON name and the same generated HasField, and
+grpc-gateway v1's generators (Debian's 1.6.4) accept it where they refuse
+`optional`. The REST gateway shows such a field as null while unset.
 """
 
 from collections import abc as _abc

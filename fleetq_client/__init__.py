@@ -31,6 +31,7 @@ from fleetq_client.results import (
     SubmitBatchResult,
     SubmitResult,
 )
+from fleetq_client.schedule_calls import Schedule
 
 __all__ = [
     "AsyncFleetQClient",
@@ -46,6 +47,7 @@ __all__ = [
     "PodCapacity",
     "QueueStats",
     "RecoverySummary",
+    "Schedule",
     "StepError",
     "StepSpec",
     "StepStatus",

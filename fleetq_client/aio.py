@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar, Unpack
 import grpc
 from fleetq.v1 import fleetq_pb2 as pb
 
-from fleetq_client import calls
+from fleetq_client import calls, schedule_calls
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
 from fleetq_client.results import (
@@ -21,6 +21,7 @@ from fleetq_client.results import (
     SubmitBatchResult,
     SubmitResult,
 )
+from fleetq_client.schedule_calls import Schedule, ScheduleFields
 from fleetq_common.coalescer import Coalescer
 
 T = TypeVar("T")
@@ -165,6 +166,34 @@ class AsyncFleetQClient(Connection):
     async def health(self) -> Health:
         """This pod's health."""
         return await self._send(calls.health())
+
+    async def create_schedule(self, name: str, **fields: Unpack[ScheduleFields]) -> Schedule:
+        """Create a periodic schedule (cron or interval_seconds, type, args...)."""
+        return await self._send(schedule_calls.create(name, **fields))
+
+    async def update_schedule(self, name: str, **fields: Unpack[ScheduleFields]) -> Schedule:
+        """Change a schedule's given fields."""
+        return await self._send(schedule_calls.update(name, **fields))
+
+    async def schedule(self, name: str) -> Schedule:
+        """One schedule; NotFound when there is none."""
+        return await self._send(schedule_calls.get(name))
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, with its next and latest fire."""
+        return await self._send(schedule_calls.listing())
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule."""
+        await self._send(schedule_calls.delete(name))
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Stop a schedule firing."""
+        return await self._send(schedule_calls.pause(name))
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Let a paused schedule fire again."""
+        return await self._send(schedule_calls.resume(name))
 
     async def close(self) -> None:
         """Close the channel."""

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
 
-from fleetq_client import calls
+from fleetq_client import calls, schedule_calls
 from fleetq_client.channel import Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
 from fleetq_client.results import (
@@ -20,6 +20,7 @@ from fleetq_client.results import (
     SubmitBatchResult,
     SubmitResult,
 )
+from fleetq_client.schedule_calls import Schedule, ScheduleFields
 
 T = TypeVar("T")
 
@@ -137,6 +138,34 @@ class FleetQClient(Connection):
     def health(self) -> Health:
         """This pod's health."""
         return self._send(calls.health())
+
+    def create_schedule(self, name: str, **fields: Unpack[ScheduleFields]) -> Schedule:
+        """Create a periodic schedule (cron or interval_seconds, type, args...)."""
+        return self._send(schedule_calls.create(name, **fields))
+
+    def update_schedule(self, name: str, **fields: Unpack[ScheduleFields]) -> Schedule:
+        """Change a schedule's given fields."""
+        return self._send(schedule_calls.update(name, **fields))
+
+    def schedule(self, name: str) -> Schedule:
+        """One schedule; NotFound when there is none."""
+        return self._send(schedule_calls.get(name))
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, with its next and latest fire."""
+        return self._send(schedule_calls.listing())
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule."""
+        self._send(schedule_calls.delete(name))
+
+    def pause_schedule(self, name: str) -> Schedule:
+        """Stop a schedule firing."""
+        return self._send(schedule_calls.pause(name))
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Let a paused schedule fire again."""
+        return self._send(schedule_calls.resume(name))
 
     def close(self) -> None:
         """Close the channel."""

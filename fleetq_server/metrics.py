@@ -102,6 +102,12 @@ RECOVERY_CYCLE_SECONDS = Histogram(
     buckets=REQUEST_BUCKETS,
 )
 
+SCHEDULE_TICKS = Counter(
+    "fleetq_schedule_ticks",
+    "Schedule ticks the leader handled: fired, skipped_missed (downtime, catch_up skip) or"
+    " skipped_overlap (previous run still pending or claimed)",
+    ("outcome",),
+)
 GRPC_REQUESTS = Counter(
     "fleetq_grpc_server_requests",
     "Unary RPCs received over gRPC (REST calls are counted in fleetq_http_requests_total)",

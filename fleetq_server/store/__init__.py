@@ -17,6 +17,7 @@ from fleetq_server.store.pods import PodQueries
 from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
+from fleetq_server.store.schedules import ScheduleQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
@@ -31,6 +32,7 @@ class Store(
     PodQueries,
     RecoveryQueries,
     RetentionQueries,
+    ScheduleQueries,
 ):
     """All of FLEET-Q's database access, grouped by entity in the base classes."""
 

@@ -40,6 +40,7 @@ from fleetq_server.store.records import (
 )
 from fleetq_server.store.recovery import new_cycle_id
 from fleetq_server.store.storable import holds_unstorable_text
+from tests.support.memory_schedules import MemorySchedules, _Schedule
 
 _TICK = timedelta(microseconds=1)
 
@@ -165,7 +166,7 @@ class MemoryChangeSubscription(_MemoryListen):
             asyncio.get_running_loop().call_soon(self._on_change, step_ids)
 
 
-class MemoryStore:
+class MemoryStore(MemorySchedules):
     """The store's contract in a few dicts (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -182,6 +183,7 @@ class MemoryStore:
         # WatchPort: (step_id, pod_id) pairs, and who hears changes of those steps.
         self.watches: set[tuple[str, str]] = set()
         self._change_subscriptions: list[MemoryChangeSubscription] = []
+        self.schedules: dict[str, _Schedule] = {}
 
     # -- the clock and the "transaction" every call runs in ------------------------------
 

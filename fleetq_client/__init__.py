@@ -19,6 +19,7 @@ from fleetq_client.errors import (
     Unauthenticated,
     Unavailable,
 )
+from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     EligiblePod,
     Health,
@@ -54,6 +55,7 @@ __all__ = [
     "SubmitBatchResult",
     "SubmitResult",
     "Timeout",
+    "TypeLimit",
     "Unauthenticated",
     "Unavailable",
 ]

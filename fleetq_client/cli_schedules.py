@@ -8,10 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from fleetq_client.client import FleetQClient
+from fleetq_client.cli_groups import CommandGroup, Run, Show
 from fleetq_client.schedule_calls import Schedule, ScheduleFields
 
-Show = Callable[[argparse.Namespace, Any, Callable[[Any], str]], None]
 Table = Callable[..., str]
 JsonArg = Callable[[str], dict[str, Any]]
 
@@ -54,10 +53,7 @@ def add_schedule_commands(
     json_object: JsonArg,
 ) -> None:
     """Add `schedules` and its subcommands to the `fleetq` parser's subcommands."""
-    group = commands.add_parser(
-        "schedules", help="periodic schedules (admin)", description="manage periodic schedules"
-    )
-    actions = group.add_subparsers(dest="schedules_command", required=True, metavar="ACTION")
+    group = CommandGroup(commands, "schedules", "periodic schedules (admin)", common, show)
 
     def one(schedule: Schedule) -> str:
         return table(
@@ -81,24 +77,8 @@ def add_schedule_commands(
         headers = ("name", "when", "timezone", "type", "paused", "next fire", "last fire", "last")
         return table(rows, headers)
 
-    def command(run: Callable[[FleetQClient, argparse.Namespace], Any], as_text: Any) -> Any:
-        def shown(client: FleetQClient, args: argparse.Namespace) -> int:
-            result = run(client, args)
-            if as_text is not None:
-                show(args, result, as_text)
-            return 0
-
-        return shown
-
-    def add(
-        name: str,
-        run: Callable[[FleetQClient, argparse.Namespace], Any],
-        help: str,
-        as_text: Any = one,
-    ) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, parents=[common], help=help, description=help)
-        parser.set_defaults(client_command=command(run, as_text), admin_command=True)
-        return parser
+    def add(name: str, run: Run, help: str, as_text: Any = one) -> argparse.ArgumentParser:
+        return group.add(name, run, help, as_text)
 
     add("list", lambda c, a: ScheduleList(tuple(c.schedules())), "list the schedules", many)
     add("get", lambda c, a: c.schedule(a.name), "show a schedule").add_argument("name")

@@ -8,9 +8,10 @@ from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
 
-from fleetq_client import calls, schedule_calls
+from fleetq_client import calls, limit_calls, schedule_calls
 from fleetq_client.channel import Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
+from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     Health,
     LeaderInfo,
@@ -166,6 +167,31 @@ class FleetQClient(Connection):
     def resume_schedule(self, name: str) -> Schedule:
         """Let a paused schedule fire again."""
         return self._send(schedule_calls.resume(name))
+
+    def set_type_limit(
+        self,
+        step_type: str,
+        *,
+        max_concurrency: int | None = None,
+        rate_per_second: float | None = None,
+        burst: int | None = None,
+    ) -> TypeLimit:
+        """Set a step type's fleet-wide limit (concurrency, rate with burst, or both)."""
+        call = limit_calls.put(
+            step_type,
+            max_concurrency=max_concurrency,
+            rate_per_second=rate_per_second,
+            burst=burst,
+        )
+        return self._send(call)
+
+    def type_limits(self) -> list[TypeLimit]:
+        """Every limit with its type's claimed steps now."""
+        return self._send(limit_calls.listing())
+
+    def delete_type_limit(self, step_type: str) -> None:
+        """Lift a step type's limit."""
+        self._send(limit_calls.delete(step_type))
 
     def close(self) -> None:
         """Close the channel."""

@@ -17,6 +17,7 @@ from fleetq_server.api.json_fields import json_object
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
 from fleetq_server.api.schedules import ScheduleRpcs
 from fleetq_server.api.status_codes import status_code_for
+from fleetq_server.api.type_limits import TypeLimitRpcs
 from fleetq_server.gateway import HTTP_CODE_KEY
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
@@ -139,7 +140,7 @@ def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
     }
 
 
-class FleetQServicer(ScheduleRpcs, fleetq_pb2_grpc.FleetQServiceServicer):
+class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceServicer):
     """Implements the RPCs over the pod's store and state. Domain errors propagate as
     exceptions; the error interceptor maps them to status codes."""
 
@@ -266,7 +267,7 @@ class FleetQServicer(ScheduleRpcs, fleetq_pb2_grpc.FleetQServiceServicer):
         self, request: pb.GetQueueStatsRequest, context: Any
     ) -> pb.GetQueueStatsResponse:
         stats = await self._store.queue_stats(self._settings.dead_pod_threshold)
-        return messages.queue_stats(stats)
+        return await self._with_limits(messages.queue_stats(stats))
 
     async def RunRecovery(
         self, request: pb.RunRecoveryRequest, context: Any

@@ -114,9 +114,10 @@ class Pod:
             declared = load_schedules_file(self.settings.schedules_file)
             deleted = await reconcile_schedules_file(self.store, declared)
             log.info(
-                "schedules file: %d schedules declared, %d deleted",
+                "schedules file: %d schedules and %d limits declared; deleted: %s",
                 len(declared.schedules),
-                len(deleted),
+                len(declared.limits),
+                ", ".join(deleted) or "none",
             )
         await self.store.pod_register(
             self.state.pod_id, self.state.max_capacity, self.settings.dead_pod_threshold

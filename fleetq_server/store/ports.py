@@ -24,6 +24,8 @@ from fleetq_server.store.records import (
     ScheduleSpec,
     StepOutcome,
     StepRecord,
+    TypeLimit,
+    TypeLimitRecord,
 )
 
 
@@ -167,6 +169,9 @@ class StatsPort(Protocol):
         """Counts by status, priority and type (the `top_types` most numerous, the rest
         summed under pods.OTHER_TYPES), and the live pods."""
 
+    async def type_limit_list(self) -> list[TypeLimitRecord]:
+        """Every limit with its type's claimed steps now, by type."""
+
     async def leader_get(self, dead_threshold_s: float) -> LeaderView:
         """The live pods, eldest (the leader) first."""
 
@@ -223,6 +228,23 @@ class ScheduleFirePort(Protocol):
         """Insert steps, de-duplicated on client keys (see `StepQueries`)."""
 
 
+class TypeLimitPort(Protocol):
+    """Fleet-wide limits per step type, as the admin RPCs, the schedules file and the queue
+    statistics see them (the claim enforces them: `ClaimPort`)."""
+
+    async def type_limit_put(self, limit: TypeLimit, *, source: str = "api") -> TypeLimitRecord:
+        """Set a type's limit; it with the type's claimed steps now."""
+
+    async def type_limit_list(self) -> list[TypeLimitRecord]:
+        """Every limit with its type's claimed steps now, by type."""
+
+    async def type_limit_delete(self, step_type: str) -> None:
+        """Lift a type's limit; NotFoundError when it has none."""
+
+    async def type_limit_reconcile(self, declared: Sequence[TypeLimit]) -> list[str]:
+        """Make the file's limits what is stored; the types whose file limits were lifted."""
+
+
 class StorePort(
     SubmitPort,
     ClaimPort,
@@ -234,6 +256,7 @@ class StorePort(
     StatsPort,
     ScheduleAdminPort,
     ScheduleFirePort,
+    TypeLimitPort,
     Protocol,
 ):
     """Everything a pod uses: what `Pod` is built on."""

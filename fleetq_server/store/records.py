@@ -180,3 +180,25 @@ class ScheduleRecord:
     last_step_status: str | None
     created_ts: datetime
     updated_ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TypeLimit:
+    """A fleet-wide limit on one step type: claimed steps at once (`max_concurrency`), and
+    claims per second as a token bucket of `burst` tokens. None: that part is unlimited;
+    `burst` is set exactly when `rate_per_second` is."""
+
+    step_type: str
+    max_concurrency: int | None = None
+    rate_per_second: float | None = None
+    burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TypeLimitRecord:
+    """A stored limit, where it came from ("api" or "file"), and its type's claimed steps."""
+
+    limit: TypeLimit
+    source: str
+    in_flight: int
+    updated_ts: datetime

@@ -13,7 +13,7 @@ SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
 SCHEDULE_RPCS = ("Create", "List", "Get", "Update", "Delete", "Pause", "Resume")
 
 
-def test_the_leader_queue_recovery_and_schedule_rpcs_are_the_admin_methods() -> None:
+def test_the_leader_queue_recovery_schedule_and_limit_rpcs_are_the_admin_methods() -> None:
     assert admin_methods(SERVICE) == {
         "/fleetq.v1.FleetQService/GetLeader",
         "/fleetq.v1.FleetQService/GetQueueStats",
@@ -22,6 +22,9 @@ def test_the_leader_queue_recovery_and_schedule_rpcs_are_the_admin_methods() -> 
             f"/fleetq.v1.FleetQService/{verb}Schedule{'s' if verb == 'List' else ''}"
             for verb in SCHEDULE_RPCS
         ),
+        "/fleetq.v1.FleetQService/SetTypeLimit",
+        "/fleetq.v1.FleetQService/ListTypeLimits",
+        "/fleetq.v1.FleetQService/DeleteTypeLimit",
     }
 
 

@@ -196,6 +196,9 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
         ("DELETE", "/admin/schedules/{name}", "DeleteSchedule"),
         ("POST", "/admin/schedules/{name}:pause", "PauseSchedule"),
         ("POST", "/admin/schedules/{name}:resume", "ResumeSchedule"),
+        ("PUT", "/admin/limits/{type}", "SetTypeLimit"),
+        ("GET", "/admin/limits", "ListTypeLimits"),
+        ("DELETE", "/admin/limits/{type}", "DeleteTypeLimit"),
     }
 
 

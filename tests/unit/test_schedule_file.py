@@ -20,6 +20,10 @@ overlap = "skip"
 interval_seconds = 30
 type = "ping"
 paused = true
+
+[limits.sleep]
+max_concurrency = 4
+rate_per_second = 2.5
 """
 
 
@@ -38,6 +42,9 @@ def test_a_good_file_gives_its_schedules(tmp_path: Path) -> None:
         {"scope": "all"},
     )
     assert (often.interval_seconds, often.paused, often.cron) == (30, True, None)
+    [sleep] = declared.limits
+    assert (sleep.step_type, sleep.max_concurrency, sleep.rate_per_second) == ("sleep", 4, 2.5)
+    assert sleep.burst == 3  # the rate rounded up
 
 
 @pytest.mark.parametrize(
@@ -49,6 +56,9 @@ def test_a_good_file_gives_its_schedules(tmp_path: Path) -> None:
         ("[schedules.x]\ncron = '* * * * *'\n", "schedules.x: type is required"),
         ("[schedules.x]\ncron = '* * * * *'\ntype = 'a'\ncolour = 1\n", "unknown key 'colour'"),
         ("[other]\n", "unknown top-level key"),
+        ("[limits.a]\nmax_concurrency = -1\n", "limits.a: max_concurrency:"),
+        ("[limits.a]\nrate_per_second = -2.0\n", "limits.a: rate_per_second:"),
+        ("[limits.a]\nburst = 3\n", "limits.a: max_concurrency:"),
         ("not toml =", "not valid TOML"),
     ],
 )

@@ -855,6 +855,27 @@ class GetQueueStatsResponse(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TypeLimitsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___TypeLimit: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___TypeLimit | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PENDING_STEPS_FIELD_NUMBER: _builtins.int
     CLAIMED_STEPS_FIELD_NUMBER: _builtins.int
     COMPLETED_STEPS_FIELD_NUMBER: _builtins.int
@@ -864,6 +885,7 @@ class GetQueueStatsResponse(_message.Message):
     QUEUE_DEPTH_BY_PRIORITY_FIELD_NUMBER: _builtins.int
     STEPS_BY_TYPE_FIELD_NUMBER: _builtins.int
     POD_CAPACITY_FIELD_NUMBER: _builtins.int
+    TYPE_LIMITS_FIELD_NUMBER: _builtins.int
     pending_steps: _builtins.int
     """Steps waiting to be claimed."""
     claimed_steps: _builtins.int
@@ -888,6 +910,10 @@ class GetQueueStatsResponse(_message.Message):
     def pod_capacity(self) -> _containers.MessageMap[_builtins.str, Global___PodCapacity]:
         """Capacity of every live pod."""
 
+    @_builtins.property
+    def type_limits(self) -> _containers.MessageMap[_builtins.str, Global___TypeLimit]:
+        """Every step type with a fleet-wide limit: the limit and its claimed steps now."""
+
     def __init__(
         self,
         *,
@@ -900,10 +926,11 @@ class GetQueueStatsResponse(_message.Message):
         queue_depth_by_priority: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
         steps_by_type: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         pod_capacity: _abc.Mapping[_builtins.str, Global___PodCapacity] | None = ...,
+        type_limits: _abc.Mapping[_builtins.str, Global___TypeLimit] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "current_leader", b"current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type", "type_limits", b"type_limits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
     _WhichOneofArgType__current_leader: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader"]  # noqa: Y015
@@ -1675,6 +1702,210 @@ class ResumeScheduleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeScheduleResponse: _TypeAlias = ResumeScheduleResponse  # noqa: Y015
+
+@_typing.final
+class TypeLimit(_message.Message):
+    """TypeLimit is the fleet-wide limit of one step type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type."""
+    max_concurrency: _builtins.int
+    """Most claimed steps of the type at once, fleet-wide; null: no such limit."""
+    rate_per_second: _builtins.float
+    """Claims of the type per second, fleet-wide; null: no such limit."""
+    burst: _builtins.int
+    """Claims the rate allows at once after a quiet spell; null without a rate."""
+    in_flight: _builtins.int
+    """Claimed steps of the type now (queue statistics and limit listings)."""
+    source: _builtins.str
+    """"api", or "file" for one declared in FLEETQ_SCHEDULES_FILE."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        max_concurrency: _builtins.int | None = ...,
+        rate_per_second: _builtins.float | None = ...,
+        burst: _builtins.int | None = ...,
+        in_flight: _builtins.int = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "in_flight", b"in_flight", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second", "source", b"source", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
+    _WhichOneofArgType__burst: _TypeAlias = _typing.Literal["_burst", b"_burst"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType__rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
+    _WhichOneofArgType__rate_per_second: _TypeAlias = _typing.Literal["_rate_per_second", b"_rate_per_second"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__burst) -> _WhichOneofReturnType__burst | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_per_second) -> _WhichOneofReturnType__rate_per_second | None: ...
+
+Global___TypeLimit: _TypeAlias = TypeLimit  # noqa: Y015
+
+@_typing.final
+class SetTypeLimitRequest(_message.Message):
+    """SetTypeLimitRequest sets a type's limit; at least one of max_concurrency and
+    rate_per_second.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type (the rules of a submit's type)."""
+    max_concurrency: _builtins.int
+    """Most claimed steps of the type at once, fleet-wide; 0 holds the type."""
+    rate_per_second: _builtins.float
+    """Claims of the type per second, fleet-wide; above 0."""
+    burst: _builtins.int
+    """Claims the rate allows at once (default: the rate rounded up, at least 1)."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        max_concurrency: _builtins.int | None = ...,
+        rate_per_second: _builtins.float | None = ...,
+        burst: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
+    _WhichOneofArgType__burst: _TypeAlias = _typing.Literal["_burst", b"_burst"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType__rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
+    _WhichOneofArgType__rate_per_second: _TypeAlias = _typing.Literal["_rate_per_second", b"_rate_per_second"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__burst) -> _WhichOneofReturnType__burst | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_per_second) -> _WhichOneofReturnType__rate_per_second | None: ...
+
+Global___SetTypeLimitRequest: _TypeAlias = SetTypeLimitRequest  # noqa: Y015
+
+@_typing.final
+class SetTypeLimitResponse(_message.Message):
+    """SetTypeLimitResponse carries the limit as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit(self) -> Global___TypeLimit:
+        """The limit."""
+
+    def __init__(
+        self,
+        *,
+        limit: Global___TypeLimit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTypeLimitResponse: _TypeAlias = SetTypeLimitResponse  # noqa: Y015
+
+@_typing.final
+class ListTypeLimitsRequest(_message.Message):
+    """ListTypeLimitsRequest has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTypeLimitsRequest: _TypeAlias = ListTypeLimitsRequest  # noqa: Y015
+
+@_typing.final
+class ListTypeLimitsResponse(_message.Message):
+    """ListTypeLimitsResponse lists the limits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeLimit]:
+        """Every limit, by type."""
+
+    def __init__(
+        self,
+        *,
+        limits: _abc.Iterable[Global___TypeLimit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTypeLimitsResponse: _TypeAlias = ListTypeLimitsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteTypeLimitRequest(_message.Message):
+    """DeleteTypeLimitRequest names a step type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTypeLimitRequest: _TypeAlias = DeleteTypeLimitRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTypeLimitResponse(_message.Message):
+    """DeleteTypeLimitResponse has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTypeLimitResponse: _TypeAlias = DeleteTypeLimitResponse  # noqa: Y015
 
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int

@@ -115,6 +115,21 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleResponse.FromString,
                 _registered_method=True)
+        self.SetTypeLimit = channel.unary_unary(
+                '/fleetq.v1.FleetQService/SetTypeLimit',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitResponse.FromString,
+                _registered_method=True)
+        self.ListTypeLimits = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ListTypeLimits',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsResponse.FromString,
+                _registered_method=True)
+        self.DeleteTypeLimit = channel.unary_unary(
+                '/fleetq.v1.FleetQService/DeleteTypeLimit',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.FromString,
+                _registered_method=True)
 
 
 class FleetQServiceServicer:
@@ -252,6 +267,29 @@ class FleetQServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTypeLimit(self, request, context):
+        """SetTypeLimit sets the fleet-wide limit of one step type: claimed steps of the type
+        across every pod never exceed max_concurrency, and claims start no faster than
+        rate_per_second with bursts of up to burst. Claims of the type enforce it atomically.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTypeLimits(self, request, context):
+        """ListTypeLimits lists every limit with its type's claimed steps now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTypeLimit(self, request, context):
+        """DeleteTypeLimit lifts a type's limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetQServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -334,6 +372,21 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.ResumeSchedule,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'SetTypeLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTypeLimit,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitResponse.SerializeToString,
+            ),
+            'ListTypeLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTypeLimits,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsResponse.SerializeToString,
+            ),
+            'DeleteTypeLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTypeLimit,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -769,6 +822,87 @@ class FleetQService:
             '/fleetq.v1.FleetQService/ResumeSchedule',
             fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTypeLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/SetTypeLimit',
+            fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTypeLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ListTypeLimits',
+            fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTypeLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/DeleteTypeLimit',
+            fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.FromString,
             options,
             channel_credentials,
             insecure,

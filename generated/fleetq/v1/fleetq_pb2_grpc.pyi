@@ -102,6 +102,15 @@ class FleetQServiceStub:
     """ResumeSchedule lets a paused schedule fire again from its next tick (ticks that fell
     while it was paused are not run).
     """
+    SetTypeLimit: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.SetTypeLimitRequest, _fleetq_pb2.SetTypeLimitResponse]
+    """SetTypeLimit sets the fleet-wide limit of one step type: claimed steps of the type
+    across every pod never exceed max_concurrency, and claims start no faster than
+    rate_per_second with bursts of up to burst. Claims of the type enforce it atomically.
+    """
+    ListTypeLimits: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ListTypeLimitsRequest, _fleetq_pb2.ListTypeLimitsResponse]
+    """ListTypeLimits lists every limit with its type's claimed steps now."""
+    DeleteTypeLimit: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.DeleteTypeLimitRequest, _fleetq_pb2.DeleteTypeLimitResponse]
+    """DeleteTypeLimit lifts a type's limit."""
 
 @_typing.type_check_only
 class FleetQServiceAsyncStub(FleetQServiceStub):
@@ -168,6 +177,15 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     """ResumeSchedule lets a paused schedule fire again from its next tick (ticks that fell
     while it was paused are not run).
     """
+    SetTypeLimit: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.SetTypeLimitRequest, _fleetq_pb2.SetTypeLimitResponse]  # type: ignore[assignment]
+    """SetTypeLimit sets the fleet-wide limit of one step type: claimed steps of the type
+    across every pod never exceed max_concurrency, and claims start no faster than
+    rate_per_second with bursts of up to burst. Claims of the type enforce it atomically.
+    """
+    ListTypeLimits: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ListTypeLimitsRequest, _fleetq_pb2.ListTypeLimitsResponse]  # type: ignore[assignment]
+    """ListTypeLimits lists every limit with its type's claimed steps now."""
+    DeleteTypeLimit: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.DeleteTypeLimitRequest, _fleetq_pb2.DeleteTypeLimitResponse]  # type: ignore[assignment]
+    """DeleteTypeLimit lifts a type's limit."""
 
 class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
     """FleetQService submits steps, reports on them and steers the pod fleet."""
@@ -327,5 +345,32 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         """ResumeSchedule lets a paused schedule fire again from its next tick (ticks that fell
         while it was paused are not run).
         """
+
+    @_abc_1.abstractmethod
+    def SetTypeLimit(
+        self,
+        request: _fleetq_pb2.SetTypeLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.SetTypeLimitResponse, _abc.Awaitable[_fleetq_pb2.SetTypeLimitResponse]]:
+        """SetTypeLimit sets the fleet-wide limit of one step type: claimed steps of the type
+        across every pod never exceed max_concurrency, and claims start no faster than
+        rate_per_second with bursts of up to burst. Claims of the type enforce it atomically.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTypeLimits(
+        self,
+        request: _fleetq_pb2.ListTypeLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ListTypeLimitsResponse, _abc.Awaitable[_fleetq_pb2.ListTypeLimitsResponse]]:
+        """ListTypeLimits lists every limit with its type's claimed steps now."""
+
+    @_abc_1.abstractmethod
+    def DeleteTypeLimit(
+        self,
+        request: _fleetq_pb2.DeleteTypeLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.DeleteTypeLimitResponse, _abc.Awaitable[_fleetq_pb2.DeleteTypeLimitResponse]]:
+        """DeleteTypeLimit lifts a type's limit."""
 
 def add_FleetQServiceServicer_to_server(servicer: FleetQServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

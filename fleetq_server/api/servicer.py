@@ -5,17 +5,20 @@ import dataclasses
 import functools
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 
 from fleetq_common.coalescer import Coalescer
-from fleetq_common.json_values import TooManyValues, ValueBudget, struct_to_dict
+from fleetq_common.json_values import ValueBudget
 from fleetq_server import __version__, errors, metrics, submission
 from fleetq_server.api import messages, watch
+from fleetq_server.api.json_fields import json_object
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
+from fleetq_server.api.schedules import ScheduleRpcs
 from fleetq_server.api.status_codes import status_code_for
+from fleetq_server.api.type_limits import TypeLimitRpcs
 from fleetq_server.gateway import HTTP_CODE_KEY
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
@@ -76,8 +79,8 @@ def _submit_request(
     and its pending expiry over the pod's FLEETQ_PENDING_EXPIRY."""
     return submission.SubmitRequest(
         type=request.type,
-        args=_json_object(request, "args", budget),
-        metadata=_json_object(request, "metadata", budget),
+        args=json_object(request, "args", budget),
+        metadata=json_object(request, "metadata", budget),
         priority=request.priority,
         max_retries=request.max_retries if request.HasField("max_retries") else None,
         idempotency_key=(
@@ -102,26 +105,6 @@ def _run_at(request: pb.SubmitStepRequest) -> datetime | None:
         return request.run_at.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise errors.ValidationError("run_at: is not a valid time") from None
-
-
-def _json_object(
-    request: pb.SubmitStepRequest, field: Literal["args", "metadata"], budget: ValueBudget
-) -> dict[str, Any] | None:
-    """A Struct field as plain JSON, None when unset. A Struct may hold NaN or infinities
-    (gRPC clients can send them); JSON cannot, so they are the client's error. The walk
-    stops at the first value past the request's budget."""
-    if not request.HasField(field):
-        return None
-    try:
-        return struct_to_dict(getattr(request, field), budget)
-    except TooManyValues:
-        raise errors.ValidationError(
-            f"{field}: args and metadata may hold at most {budget.limit} JSON values per request"
-        ) from None
-    except ValueError:
-        raise errors.ValidationError(
-            f"{field}: numbers must be finite (no NaN or Infinity)"
-        ) from None
 
 
 # What refuses one step of an independent batch without failing the others.
@@ -189,7 +172,7 @@ def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
     }
 
 
-class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
+class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceServicer):
     """Implements the RPCs over the pod's store and state. Domain errors propagate as
     exceptions; the error interceptor maps them to status codes."""
 
@@ -319,7 +302,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self, request: pb.GetQueueStatsRequest, context: Any
     ) -> pb.GetQueueStatsResponse:
         stats = await self._store.queue_stats(self._settings.dead_pod_threshold)
-        return messages.queue_stats(stats)
+        return await self._with_limits(messages.queue_stats(stats))
 
     async def RunRecovery(
         self, request: pb.RunRecoveryRequest, context: Any

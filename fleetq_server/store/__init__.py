@@ -18,10 +18,12 @@ from fleetq_server.store.pods import PodQueries
 from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
+from fleetq_server.store.schedules import ScheduleQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
 from fleetq_server.store.step_traces import StepTraceQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
+from fleetq_server.store.type_limits import TypeLimitQueries
 
 __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_store"]
 
@@ -34,6 +36,8 @@ class Store(
     PodQueries,
     RecoveryQueries,
     RetentionQueries,
+    ScheduleQueries,
+    TypeLimitQueries,
 ):
     """All of FLEET-Q's database access, grouped by entity in the base classes."""
 

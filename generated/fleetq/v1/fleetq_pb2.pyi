@@ -846,6 +846,27 @@ class GetQueueStatsResponse(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TypeLimitsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___TypeLimit: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___TypeLimit | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PENDING_STEPS_FIELD_NUMBER: _builtins.int
     CLAIMED_STEPS_FIELD_NUMBER: _builtins.int
     COMPLETED_STEPS_FIELD_NUMBER: _builtins.int
@@ -855,6 +876,7 @@ class GetQueueStatsResponse(_message.Message):
     QUEUE_DEPTH_BY_PRIORITY_FIELD_NUMBER: _builtins.int
     STEPS_BY_TYPE_FIELD_NUMBER: _builtins.int
     POD_CAPACITY_FIELD_NUMBER: _builtins.int
+    TYPE_LIMITS_FIELD_NUMBER: _builtins.int
     pending_steps: _builtins.int
     """Steps waiting to be claimed."""
     claimed_steps: _builtins.int
@@ -878,6 +900,10 @@ class GetQueueStatsResponse(_message.Message):
     def pod_capacity(self) -> _containers.MessageMap[_builtins.str, Global___PodCapacity]:
         """Capacity of every live pod."""
 
+    @_builtins.property
+    def type_limits(self) -> _containers.MessageMap[_builtins.str, Global___TypeLimit]:
+        """Every step type with a fleet-wide limit: the limit and its claimed steps now."""
+
     def __init__(
         self,
         *,
@@ -890,10 +916,11 @@ class GetQueueStatsResponse(_message.Message):
         queue_depth_by_priority: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
         steps_by_type: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         pod_capacity: _abc.Mapping[_builtins.str, Global___PodCapacity] | None = ...,
+        type_limits: _abc.Mapping[_builtins.str, Global___TypeLimit] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["current_leader", b"current_leader", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "optional_current_leader", b"optional_current_leader", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "optional_current_leader", b"optional_current_leader", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type", "type_limits", b"type_limits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_optional_current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
     _WhichOneofArgType_optional_current_leader: _TypeAlias = _typing.Literal["optional_current_leader", b"optional_current_leader"]  # noqa: Y015
@@ -1080,6 +1107,795 @@ class SubmitRefusal(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitRefusal: _TypeAlias = SubmitRefusal  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    """Schedule is a periodic schedule and the step each of its ticks submits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    NEXT_FIRE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_FIRE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_STEP_ID_FIELD_NUMBER: _builtins.int
+    LAST_STEP_STATUS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique name: letters, digits, "_", "-" and "."; at most 100 characters."""
+    cron: _builtins.str
+    """Cron expression (5 fields, or 6 with seconds first); null for an interval schedule."""
+    interval_seconds: _builtins.int
+    """Seconds between ticks (whole multiples since the Unix epoch); null for a cron schedule."""
+    timezone: _builtins.str
+    """IANA time zone the cron expression is read in."""
+    type: _builtins.str
+    """Step type each tick submits."""
+    priority: _builtins.int
+    """Priority of each tick's step."""
+    max_retries: _builtins.int
+    """Retries of each tick's step."""
+    overlap: _builtins.str
+    """"allow", or "skip" a tick while the previous tick's step is pending or claimed."""
+    catch_up: _builtins.str
+    """After downtime: "skip" missed ticks, or run "once" for all of them."""
+    paused: _builtins.bool
+    """Whether the schedule is paused."""
+    source: _builtins.str
+    """"api", or "file" for one declared in FLEETQ_SCHEDULES_FILE."""
+    last_step_id: _builtins.str
+    """The step the latest tick submitted."""
+    last_step_status: _builtins.str
+    """Status of that step: "pending", "claimed", "completed", "failed"; null when it is gone."""
+    @_builtins.property
+    def args(self) -> _struct_pb2.Struct:
+        """Arguments of each tick's step."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Metadata of each tick's step."""
+
+    @_builtins.property
+    def next_fire_time(self) -> _timestamp_pb2.Timestamp:
+        """The next tick to fire; null while paused."""
+
+    @_builtins.property
+    def last_fire_time(self) -> _timestamp_pb2.Timestamp:
+        """The latest tick that fired; null before the first."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the schedule was created."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the schedule was last changed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cron: _builtins.str | None = ...,
+        interval_seconds: _builtins.int | None = ...,
+        timezone: _builtins.str = ...,
+        type: _builtins.str = ...,
+        args: _struct_pb2.Struct | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        priority: _builtins.int = ...,
+        max_retries: _builtins.int = ...,
+        overlap: _builtins.str = ...,
+        catch_up: _builtins.str = ...,
+        paused: _builtins.bool = ...,
+        source: _builtins.str = ...,
+        next_fire_time: _timestamp_pb2.Timestamp | None = ...,
+        last_fire_time: _timestamp_pb2.Timestamp | None = ...,
+        last_step_id: _builtins.str | None = ...,
+        last_step_status: _builtins.str | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_last_step_id", b"_last_step_id", "_last_step_status", b"_last_step_status", "args", b"args", "create_time", b"create_time", "cron", b"cron", "interval_seconds", b"interval_seconds", "last_fire_time", b"last_fire_time", "last_step_id", b"last_step_id", "last_step_status", b"last_step_status", "metadata", b"metadata", "next_fire_time", b"next_fire_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_last_step_id", b"_last_step_id", "_last_step_status", b"_last_step_status", "args", b"args", "catch_up", b"catch_up", "create_time", b"create_time", "cron", b"cron", "interval_seconds", b"interval_seconds", "last_fire_time", b"last_fire_time", "last_step_id", b"last_step_id", "last_step_status", b"last_step_status", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "next_fire_time", b"next_fire_time", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "source", b"source", "timezone", b"timezone", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
+    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__last_step_id: _TypeAlias = _typing.Literal["last_step_id"]  # noqa: Y015
+    _WhichOneofArgType__last_step_id: _TypeAlias = _typing.Literal["_last_step_id", b"_last_step_id"]  # noqa: Y015
+    _WhichOneofReturnType__last_step_status: _TypeAlias = _typing.Literal["last_step_status"]  # noqa: Y015
+    _WhichOneofArgType__last_step_status: _TypeAlias = _typing.Literal["_last_step_status", b"_last_step_status"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_step_id) -> _WhichOneofReturnType__last_step_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_step_status) -> _WhichOneofReturnType__last_step_status | None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class CreateScheduleRequest(_message.Message):
+    """CreateScheduleRequest describes a new schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique name: letters, digits, "_", "-" and "."; at most 100 characters."""
+    cron: _builtins.str
+    """Cron expression: 5 fields, or 6 with seconds first. Exclusive with interval_seconds."""
+    interval_seconds: _builtins.int
+    """Seconds between ticks, at least 1. Exclusive with cron."""
+    timezone: _builtins.str
+    """IANA time zone (default "UTC")."""
+    type: _builtins.str
+    """Step type each tick submits (the rules of a submit's type)."""
+    priority: _builtins.int
+    """Priority of each tick's step; -1000..1000, default 0."""
+    max_retries: _builtins.int
+    """Retries of each tick's step; 0..100, default 3."""
+    overlap: _builtins.str
+    """"allow" (default) or "skip"."""
+    catch_up: _builtins.str
+    """"skip" (default) or "once"."""
+    paused: _builtins.bool
+    """Create it paused."""
+    @_builtins.property
+    def args(self) -> _struct_pb2.Struct:
+        """Arguments of each tick's step (default {})."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Metadata of each tick's step (default {})."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cron: _builtins.str | None = ...,
+        interval_seconds: _builtins.int | None = ...,
+        timezone: _builtins.str | None = ...,
+        type: _builtins.str = ...,
+        args: _struct_pb2.Struct | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        priority: _builtins.int = ...,
+        max_retries: _builtins.int | None = ...,
+        overlap: _builtins.str | None = ...,
+        catch_up: _builtins.str | None = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_timezone", b"_timezone", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "overlap", b"overlap", "timezone", b"timezone"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_timezone", b"_timezone", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__catch_up: _TypeAlias = _typing.Literal["catch_up"]  # noqa: Y015
+    _WhichOneofArgType__catch_up: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up"]  # noqa: Y015
+    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
+    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
+    _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
+    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__catch_up) -> _WhichOneofReturnType__catch_up | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
+
+Global___CreateScheduleRequest: _TypeAlias = CreateScheduleRequest  # noqa: Y015
+
+@_typing.final
+class CreateScheduleResponse(_message.Message):
+    """CreateScheduleResponse carries the new schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule as stored."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateScheduleResponse: _TypeAlias = CreateScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    """ListSchedulesRequest has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    """ListSchedulesResponse lists the schedules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]:
+        """Every schedule, by name."""
+
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class GetScheduleRequest(_message.Message):
+    """GetScheduleRequest names a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleRequest: _TypeAlias = GetScheduleRequest  # noqa: Y015
+
+@_typing.final
+class GetScheduleResponse(_message.Message):
+    """GetScheduleResponse carries a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleResponse: _TypeAlias = GetScheduleResponse  # noqa: Y015
+
+@_typing.final
+class UpdateScheduleRequest(_message.Message):
+    """UpdateScheduleRequest changes the fields it sets; the others keep their values."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    cron: _builtins.str
+    """New cron expression (drops interval_seconds)."""
+    interval_seconds: _builtins.int
+    """New interval, at least 1 (drops cron)."""
+    timezone: _builtins.str
+    """New IANA time zone."""
+    type: _builtins.str
+    """New step type."""
+    priority: _builtins.int
+    """New priority; -1000..1000."""
+    max_retries: _builtins.int
+    """New retries; 0..100."""
+    overlap: _builtins.str
+    """"allow" or "skip"."""
+    catch_up: _builtins.str
+    """"skip" or "once"."""
+    paused: _builtins.bool
+    """Pause or resume."""
+    @_builtins.property
+    def args(self) -> _struct_pb2.Struct:
+        """New arguments."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """New metadata."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cron: _builtins.str | None = ...,
+        interval_seconds: _builtins.int | None = ...,
+        timezone: _builtins.str | None = ...,
+        type: _builtins.str | None = ...,
+        args: _struct_pb2.Struct | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        priority: _builtins.int | None = ...,
+        max_retries: _builtins.int | None = ...,
+        overlap: _builtins.str | None = ...,
+        catch_up: _builtins.str | None = ...,
+        paused: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_paused", b"_paused", "_priority", b"_priority", "_timezone", b"_timezone", "_type", b"_type", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_paused", b"_paused", "_priority", b"_priority", "_timezone", b"_timezone", "_type", b"_type", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__catch_up: _TypeAlias = _typing.Literal["catch_up"]  # noqa: Y015
+    _WhichOneofArgType__catch_up: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up"]  # noqa: Y015
+    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
+    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
+    _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
+    _WhichOneofReturnType__paused: _TypeAlias = _typing.Literal["paused"]  # noqa: Y015
+    _WhichOneofArgType__paused: _TypeAlias = _typing.Literal["_paused", b"_paused"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
+    _WhichOneofReturnType__type: _TypeAlias = _typing.Literal["type"]  # noqa: Y015
+    _WhichOneofArgType__type: _TypeAlias = _typing.Literal["_type", b"_type"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__catch_up) -> _WhichOneofReturnType__catch_up | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__paused) -> _WhichOneofReturnType__paused | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__type) -> _WhichOneofReturnType__type | None: ...
+
+Global___UpdateScheduleRequest: _TypeAlias = UpdateScheduleRequest  # noqa: Y015
+
+@_typing.final
+class UpdateScheduleResponse(_message.Message):
+    """UpdateScheduleResponse carries the changed schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule as stored."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateScheduleResponse: _TypeAlias = UpdateScheduleResponse  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleRequest(_message.Message):
+    """DeleteScheduleRequest names a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleRequest: _TypeAlias = DeleteScheduleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleResponse(_message.Message):
+    """DeleteScheduleResponse has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleResponse: _TypeAlias = DeleteScheduleResponse  # noqa: Y015
+
+@_typing.final
+class PauseScheduleRequest(_message.Message):
+    """PauseScheduleRequest names a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseScheduleRequest: _TypeAlias = PauseScheduleRequest  # noqa: Y015
+
+@_typing.final
+class PauseScheduleResponse(_message.Message):
+    """PauseScheduleResponse carries the paused schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule as stored."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseScheduleResponse: _TypeAlias = PauseScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ResumeScheduleRequest(_message.Message):
+    """ResumeScheduleRequest names a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeScheduleRequest: _TypeAlias = ResumeScheduleRequest  # noqa: Y015
+
+@_typing.final
+class ResumeScheduleResponse(_message.Message):
+    """ResumeScheduleResponse carries the resumed schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule as stored."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeScheduleResponse: _TypeAlias = ResumeScheduleResponse  # noqa: Y015
+
+@_typing.final
+class TypeLimit(_message.Message):
+    """TypeLimit is the fleet-wide limit of one step type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type."""
+    max_concurrency: _builtins.int
+    """Most claimed steps of the type at once, fleet-wide; null: no such limit."""
+    rate_per_second: _builtins.float
+    """Claims of the type per second, fleet-wide; null: no such limit."""
+    burst: _builtins.int
+    """Claims the rate allows at once after a quiet spell; null without a rate."""
+    in_flight: _builtins.int
+    """Claimed steps of the type now (queue statistics and limit listings)."""
+    source: _builtins.str
+    """"api", or "file" for one declared in FLEETQ_SCHEDULES_FILE."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        max_concurrency: _builtins.int | None = ...,
+        rate_per_second: _builtins.float | None = ...,
+        burst: _builtins.int | None = ...,
+        in_flight: _builtins.int = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "in_flight", b"in_flight", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second", "source", b"source", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
+    _WhichOneofArgType__burst: _TypeAlias = _typing.Literal["_burst", b"_burst"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType__rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
+    _WhichOneofArgType__rate_per_second: _TypeAlias = _typing.Literal["_rate_per_second", b"_rate_per_second"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__burst) -> _WhichOneofReturnType__burst | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_per_second) -> _WhichOneofReturnType__rate_per_second | None: ...
+
+Global___TypeLimit: _TypeAlias = TypeLimit  # noqa: Y015
+
+@_typing.final
+class SetTypeLimitRequest(_message.Message):
+    """SetTypeLimitRequest sets a type's limit; at least one of max_concurrency and
+    rate_per_second.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type (the rules of a submit's type)."""
+    max_concurrency: _builtins.int
+    """Most claimed steps of the type at once, fleet-wide; 0 holds the type."""
+    rate_per_second: _builtins.float
+    """Claims of the type per second, fleet-wide; above 0."""
+    burst: _builtins.int
+    """Claims the rate allows at once (default: the rate rounded up, at least 1)."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        max_concurrency: _builtins.int | None = ...,
+        rate_per_second: _builtins.float | None = ...,
+        burst: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
+    _WhichOneofArgType__burst: _TypeAlias = _typing.Literal["_burst", b"_burst"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType__rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
+    _WhichOneofArgType__rate_per_second: _TypeAlias = _typing.Literal["_rate_per_second", b"_rate_per_second"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__burst) -> _WhichOneofReturnType__burst | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_per_second) -> _WhichOneofReturnType__rate_per_second | None: ...
+
+Global___SetTypeLimitRequest: _TypeAlias = SetTypeLimitRequest  # noqa: Y015
+
+@_typing.final
+class SetTypeLimitResponse(_message.Message):
+    """SetTypeLimitResponse carries the limit as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit(self) -> Global___TypeLimit:
+        """The limit."""
+
+    def __init__(
+        self,
+        *,
+        limit: Global___TypeLimit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTypeLimitResponse: _TypeAlias = SetTypeLimitResponse  # noqa: Y015
+
+@_typing.final
+class ListTypeLimitsRequest(_message.Message):
+    """ListTypeLimitsRequest has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTypeLimitsRequest: _TypeAlias = ListTypeLimitsRequest  # noqa: Y015
+
+@_typing.final
+class ListTypeLimitsResponse(_message.Message):
+    """ListTypeLimitsResponse lists the limits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeLimit]:
+        """Every limit, by type."""
+
+    def __init__(
+        self,
+        *,
+        limits: _abc.Iterable[Global___TypeLimit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTypeLimitsResponse: _TypeAlias = ListTypeLimitsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteTypeLimitRequest(_message.Message):
+    """DeleteTypeLimitRequest names a step type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTypeLimitRequest: _TypeAlias = DeleteTypeLimitRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTypeLimitResponse(_message.Message):
+    """DeleteTypeLimitResponse has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTypeLimitResponse: _TypeAlias = DeleteTypeLimitResponse  # noqa: Y015
 
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int

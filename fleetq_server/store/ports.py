@@ -19,6 +19,8 @@ from fleetq_server.store.records import (
     PodRecord,
     QueueStats,
     RecoveryOutcome,
+    StepListFilter,
+    StepListPosition,
     StepOutcome,
     StepRecord,
 )
@@ -48,6 +50,16 @@ class SubmitPort(Protocol):
 
     async def step_get(self, step_id: str) -> StepRecord:
         """One step; NotFoundError when there is none."""
+
+
+class ListPort(Protocol):
+    """Step listings (the API)."""
+
+    async def step_list_page(
+        self, where: StepListFilter, after: StepListPosition | None, limit: int
+    ) -> list[StepRecord]:
+        """Up to `limit` steps matching `where`, newest first (created_ts, then step_id,
+        descending), strictly after `after` in that order when it is given."""
 
 
 class ClaimPort(Protocol):
@@ -170,6 +182,7 @@ class StatsPort(Protocol):
 
 class StorePort(
     SubmitPort,
+    ListPort,
     ClaimPort,
     OutcomePort,
     WatchPort,

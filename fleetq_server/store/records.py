@@ -144,3 +144,23 @@ class RecoveryOutcome:
     duration_ms: int
     # step_id -> step type of the requeued and terminal steps (empty for a reported cycle).
     step_types: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepListFilter:
+    """What a step listing keeps: every set field must match (empty or None: any)."""
+
+    statuses: tuple[str, ...] = ()
+    type: str | None = None
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
+    # A client-supplied idempotency key.
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepListPosition:
+    """Where a listing page ended: the last step it returned, in (created_ts, step_id)."""
+
+    created_ts: datetime
+    step_id: str

@@ -35,6 +35,8 @@ from fleetq_server.store.records import (
     PodRecord,
     QueueStats,
     RecoveryOutcome,
+    StepListFilter,
+    StepListPosition,
     StepOutcome,
     StepRecord,
 )
@@ -324,6 +326,19 @@ class MemoryStore:
             copy.deepcopy(step.error),
             step.run_at,
         )
+
+    # -- ListPort -------------------------------------------------------------------------
+
+    async def step_list_page(
+        self, where: StepListFilter, after: StepListPosition | None, limit: int
+    ) -> list[StepRecord]:
+        with self.transaction():
+            found = sorted(
+                (s for s in self.steps.values() if _listed(s, where, after)),
+                key=lambda s: (s.created_ts, s.step_id),
+                reverse=True,
+            )
+            return [self._record(step) for step in found[:limit]]
 
     # -- ClaimPort and OutcomePort ------------------------------------------------------
 
@@ -670,6 +685,18 @@ class MemoryStore:
             for key in old[:limit]:
                 del table[key]
             return len(old[:limit])
+
+
+def _listed(step: _Step, where: StepListFilter, after: StepListPosition | None) -> bool:
+    """Whether a listing page filtered by `where`, after `after`, holds `step`."""
+    return (
+        (not where.statuses or step.status in where.statuses)
+        and (where.type is None or step.type == where.type)
+        and (where.created_after is None or step.created_ts >= where.created_after)
+        and (where.created_before is None or step.created_ts < where.created_before)
+        and (where.idempotency_key is None or step.client_key == where.idempotency_key)
+        and (after is None or (step.created_ts, step.step_id) < (after.created_ts, after.step_id))
+    )
 
 
 def _scheduled(step: NewStep, now: datetime) -> datetime | None:

@@ -80,6 +80,11 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.FromString,
                 _registered_method=True)
+        self.ListSteps = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ListSteps',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListStepsRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListStepsResponse.FromString,
+                _registered_method=True)
 
 
 class FleetQServiceServicer:
@@ -162,6 +167,15 @@ class FleetQServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSteps(self, request, context):
+        """ListSteps lists steps newest first (created_ts, then step_id, descending), a page
+        at a time. Filters combine with AND; a page token continues the walk where the
+        previous page ended (keyset, never an offset), so a page costs the same at any depth.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetQServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +223,11 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.RunRecovery,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.SerializeToString,
+            ),
+            'ListSteps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSteps,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListStepsRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListStepsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +474,33 @@ class FleetQService:
             '/fleetq.v1.FleetQService/RunRecovery',
             fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSteps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ListSteps',
+            fleetq_dot_v1_dot_fleetq__pb2.ListStepsRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ListStepsResponse.FromString,
             options,
             channel_credentials,
             insecure,

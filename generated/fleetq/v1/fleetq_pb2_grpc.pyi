@@ -79,6 +79,11 @@ class FleetQServiceStub:
     """GetQueueStats reports step counts and per-pod capacity."""
     RunRecovery: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.RunRecoveryRequest, _fleetq_pb2.RunRecoveryResponse]
     """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+    ListSteps: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ListStepsRequest, _fleetq_pb2.ListStepsResponse]
+    """ListSteps lists steps newest first (created_ts, then step_id, descending), a page
+    at a time. Filters combine with AND; a page token continues the walk where the
+    previous page ended (keyset, never an offset), so a page costs the same at any depth.
+    """
 
 @_typing.type_check_only
 class FleetQServiceAsyncStub(FleetQServiceStub):
@@ -122,6 +127,11 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     """GetQueueStats reports step counts and per-pod capacity."""
     RunRecovery: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.RunRecoveryRequest, _fleetq_pb2.RunRecoveryResponse]  # type: ignore[assignment]
     """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+    ListSteps: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ListStepsRequest, _fleetq_pb2.ListStepsResponse]  # type: ignore[assignment]
+    """ListSteps lists steps newest first (created_ts, then step_id, descending), a page
+    at a time. Filters combine with AND; a page token continues the walk where the
+    previous page ended (keyset, never an offset), so a page costs the same at any depth.
+    """
 
 class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
     """FleetQService submits steps, reports on them and steers the pod fleet."""
@@ -216,5 +226,16 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fleetq_pb2.RunRecoveryResponse, _abc.Awaitable[_fleetq_pb2.RunRecoveryResponse]]:
         """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+
+    @_abc_1.abstractmethod
+    def ListSteps(
+        self,
+        request: _fleetq_pb2.ListStepsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ListStepsResponse, _abc.Awaitable[_fleetq_pb2.ListStepsResponse]]:
+        """ListSteps lists steps newest first (created_ts, then step_id, descending), a page
+        at a time. Filters combine with AND; a page token continues the walk where the
+        previous page ended (keyset, never an offset), so a page costs the same at any depth.
+        """
 
 def add_FleetQServiceServicer_to_server(servicer: FleetQServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -55,10 +55,37 @@ def step_status(step: StepRecord) -> pb.GetStepStatusResponse:
     if step.result is not None:
         response.result.CopyFrom(python_to_value(step.result))
     if step.error is not None:
-        response.error.CopyFrom(
-            pb.StepError(type=step.error.get("type", ""), message=step.error.get("message", ""))
-        )
+        response.error.CopyFrom(_error(step.error))
+    response.attempts.extend(_attempts(step))
     return response
+
+
+def _error(error: dict[str, str]) -> pb.StepError:
+    return pb.StepError(type=error.get("type", ""), message=error.get("message", ""))
+
+
+def _attempts(step: StepRecord) -> list[pb.StepAttempt]:
+    """The ended attempts, then the running one (the step row's own claim) if any."""
+    attempts = []
+    for ended in step.attempts:
+        attempt = pb.StepAttempt(
+            number=ended.attempt,
+            finished_ts=timestamp(ended.finished_ts),
+            outcome=ended.outcome,
+        )
+        if ended.pod_id is not None:
+            attempt.pod_id = ended.pod_id
+        if ended.started_ts is not None:
+            attempt.started_ts.CopyFrom(timestamp(ended.started_ts))
+        if ended.error is not None:
+            attempt.error.CopyFrom(_error(ended.error))
+        attempts.append(attempt)
+    if step.status == "claimed" and step.claimed_by is not None:
+        running = pb.StepAttempt(number=step.attempt, pod_id=step.claimed_by, outcome="running")
+        if step.claimed_ts is not None:
+            running.started_ts.CopyFrom(timestamp(step.claimed_ts))
+        attempts.append(running)
+    return attempts
 
 
 def _eligible_pod(pod: PodRecord, leader_id: str | None) -> pb.EligiblePod:

@@ -35,6 +35,19 @@ class InsertOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One execution of a step that has ended (the running one is the step row's own)."""
+
+    attempt: int
+    pod_id: str | None
+    started_ts: datetime | None
+    finished_ts: datetime
+    # completed, failed, cancelled, pod_lost or released
+    outcome: str
+    error: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     """A step as stored."""
 
@@ -55,6 +68,10 @@ class StepRecord:
     error: dict[str, str] | None
     # When the submit scheduled the step to run; None when it was to run at once.
     run_at: datetime | None = None
+    # When the current (or last) execution was claimed.
+    claimed_ts: datetime | None = None
+    # The executions that have ended, oldest first.
+    attempts: tuple[AttemptRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

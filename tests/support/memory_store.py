@@ -27,6 +27,7 @@ from typing import Any
 from fleetq_server import errors
 from fleetq_server.store.pods import OTHER_TYPES, QUEUE_STATS_TOP_TYPES
 from fleetq_server.store.records import (
+    AttemptRecord,
     ClaimedStep,
     HeartbeatOutcome,
     InsertOutcome,
@@ -68,6 +69,8 @@ class _Step:
     error: dict[str, str] | None = None
     pending_expires_at: datetime | None = None
     run_at: datetime | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    cancel_requested_ts: datetime | None = None
     last_update_ts: datetime = field(init=False)
     not_before_ts: datetime = field(init=False)
 
@@ -325,6 +328,8 @@ class MemoryStore:
             copy.deepcopy(step.result),
             copy.deepcopy(step.error),
             step.run_at,
+            step.claimed_ts,
+            tuple(step.attempts),
         )
 
     # -- ListPort -------------------------------------------------------------------------
@@ -414,10 +419,25 @@ class MemoryStore:
         self._change_subscriptions.append(subscription)
         return subscription
 
-    def _end_execution(self, step: _Step, now: datetime, *, succeeded: bool) -> None:
-        """Completed, or retry or fail (fleetq_server/store/rules.py)."""
-        retried = not succeeded and step.retry_count < step.max_retries
-        step.status = "completed" if succeeded else "pending" if retried else "failed"
+    def _end_execution(
+        self, step: _Step, now: datetime, *, succeeded: bool, outcome: str, error: Any = None
+    ) -> None:
+        """Completed, or retry or fail (fleetq_server/store/rules.py), and the attempt's row
+        (store/steps.py RECORD_ATTEMPTS)."""
+        step.attempts.append(
+            AttemptRecord(step.attempt, step.claimed_by, step.claimed_ts, now, outcome, error)
+        )
+        cancelled = step.cancel_requested_ts is not None
+        retried = not succeeded and step.retry_count < step.max_retries and not cancelled
+        step.status = (
+            "cancelled"
+            if cancelled
+            else "completed"
+            if succeeded
+            else "pending"
+            if retried
+            else "failed"
+        )
         if retried:
             step.retry_count += 1
             step.claimed_by = None
@@ -443,7 +463,13 @@ class MemoryStore:
                 ):
                     statuses.append(None)
                     continue
-                self._end_execution(step, now, succeeded=outcome.error is None)
+                self._end_execution(
+                    step,
+                    now,
+                    succeeded=outcome.error is None,
+                    outcome="completed" if outcome.error is None else "failed",
+                    error=copy.deepcopy(error),
+                )
                 if outcome.error is not None:
                     step.not_before_ts = now + timedelta(seconds=outcome.backoff_s)
                 step.result, step.error = result, error
@@ -491,6 +517,9 @@ class MemoryStore:
                     and step.attempt == held.attempt
                     and step.claimed_by == pod_id
                 ):
+                    step.attempts.append(
+                        AttemptRecord(step.attempt, pod_id, step.claimed_ts, now, "released", None)
+                    )
                     step.status, step.claimed_by = "pending", None
                     step.not_before_ts = step.last_update_ts = now
                     released.append(step.step_id)
@@ -579,8 +608,12 @@ class MemoryStore:
                 ),
                 key=lambda s: s.step_id,
             )
-            requeued = [s.step_id for s in orphans if s.retry_count < s.max_retries]
-            terminal = [s.step_id for s in orphans if s.retry_count >= s.max_retries]
+            requeued = [
+                s.step_id
+                for s in orphans
+                if s.retry_count < s.max_retries and s.cancel_requested_ts is None
+            ]
+            terminal = [s.step_id for s in orphans if s.step_id not in requeued]
             outcome = RecoveryOutcome(
                 cycle_id=new_cycle_id(),
                 dead_pods=dead,
@@ -595,14 +628,21 @@ class MemoryStore:
             for pod_id in dead:
                 self.pods[pod_id].status, self.pods[pod_id].current_capacity = "down", 0
             for step in orphans:
-                lost_by = step.claimed_by
-                self._end_execution(step, now, succeeded=False)
-                step.not_before_ts = now
-                verdict = "requeued" if step.status == "pending" else "no retries left"
+                verdict = (
+                    "cancelled"
+                    if step.cancel_requested_ts is not None
+                    else "requeued"
+                    if step.retry_count < step.max_retries
+                    else "no retries left"
+                )
                 step.error = {
                     "type": "PodLost",
-                    "message": f"pod {lost_by} was lost while running the step; {verdict}",
+                    "message": f"pod {step.claimed_by} was lost while running the step; {verdict}",
                 }
+                self._end_execution(
+                    step, now, succeeded=False, outcome="pod_lost", error=dict(step.error)
+                )
+                step.not_before_ts = now
             if requeued:
                 self._notify(None)
             stored = RecoveryOutcome(
@@ -625,7 +665,7 @@ class MemoryStore:
     async def step_delete_finished_before(self, age_s: float, limit: int) -> int:
         return self._delete_oldest(
             self.steps,
-            lambda s: s.status in ("completed", "failed"),
+            lambda s: s.status in ("completed", "failed", "cancelled"),
             lambda s: s.finished_ts,
             age_s,
             limit,

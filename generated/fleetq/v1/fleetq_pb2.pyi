@@ -471,6 +471,7 @@ class GetStepStatusResponse(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     RUN_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """Identifier of the step."""
     status: _builtins.str
@@ -509,6 +510,12 @@ class GetStepStatusResponse(_message.Message):
         it was submitted to run at once.
         """
 
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepAttempt]:
+        """Every execution of the step, oldest first; the last is the running one while the
+        step is claimed.
+        """
+
     def __init__(
         self,
         *,
@@ -524,10 +531,11 @@ class GetStepStatusResponse(_message.Message):
         result: _struct_pb2.Value | None = ...,
         error: Global___StepError | None = ...,
         run_at: _timestamp_pb2.Timestamp | None = ...,
+        attempts: _abc.Iterable[Global___StepAttempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "payload", b"payload", "result", b"result", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "attempts", b"attempts", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__claimed_by: _TypeAlias = _typing.Literal["claimed_by"]  # noqa: Y015
     _WhichOneofArgType__claimed_by: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by"]  # noqa: Y015
@@ -1097,6 +1105,59 @@ class ListStepsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListStepsResponse: _TypeAlias = ListStepsResponse  # noqa: Y015
+
+@_typing.final
+class StepAttempt(_message.Message):
+    """StepAttempt is one execution of a step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    POD_ID_FIELD_NUMBER: _builtins.int
+    STARTED_TS_FIELD_NUMBER: _builtins.int
+    FINISHED_TS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """The claim's number: 1 for the first claim, one more for every claim since."""
+    pod_id: _builtins.str
+    """The pod that ran it."""
+    outcome: _builtins.str
+    """"running", "completed", "failed" (the handler's error or timeout), "cancelled",
+    "pod_lost" (its pod died; recovery ended it) or "released" (its pod shut down and
+    gave it back without spending a retry).
+    """
+    @_builtins.property
+    def started_ts(self) -> _timestamp_pb2.Timestamp:
+        """When it was claimed."""
+
+    @_builtins.property
+    def finished_ts(self) -> _timestamp_pb2.Timestamp:
+        """When it ended; null while it runs."""
+
+    @_builtins.property
+    def error(self) -> Global___StepError:
+        """Why it failed, if it did."""
+
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        pod_id: _builtins.str | None = ...,
+        started_ts: _timestamp_pb2.Timestamp | None = ...,
+        finished_ts: _timestamp_pb2.Timestamp | None = ...,
+        outcome: _builtins.str = ...,
+        error: Global___StepError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pod_id", b"_pod_id", "error", b"error", "finished_ts", b"finished_ts", "pod_id", b"pod_id", "started_ts", b"started_ts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pod_id", b"_pod_id", "error", b"error", "finished_ts", b"finished_ts", "number", b"number", "outcome", b"outcome", "pod_id", b"pod_id", "started_ts", b"started_ts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__pod_id: _TypeAlias = _typing.Literal["pod_id"]  # noqa: Y015
+    _WhichOneofArgType__pod_id: _TypeAlias = _typing.Literal["_pod_id", b"_pod_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pod_id) -> _WhichOneofReturnType__pod_id | None: ...
+
+Global___StepAttempt: _TypeAlias = StepAttempt  # noqa: Y015
 
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int

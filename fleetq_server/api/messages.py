@@ -57,6 +57,7 @@ def step_status(step: StepRecord) -> pb.GetStepStatusResponse:
     if step.error is not None:
         response.error.CopyFrom(_error(step.error))
     response.attempts.extend(_attempts(step))
+    response.cancel_requested = step.cancel_requested
     return response
 
 
@@ -123,6 +124,7 @@ def queue_stats(stats: QueueStats) -> pb.GetQueueStatsResponse:
         claimed_steps=counts.get("claimed", 0),
         completed_steps=counts.get("completed", 0),
         failed_steps=counts.get("failed", 0),
+        cancelled_steps=counts.get("cancelled", 0),
         active_pods=len(stats.live_pods),
         queue_depth_by_priority=stats.pending_by_priority,
         steps_by_type=stats.steps_by_type,

@@ -10,7 +10,7 @@ from fleetq.v1 import fleetq_pb2_grpc
 
 from fleetq_common.json_values import TooManyValues, ValueBudget, struct_to_dict
 from fleetq_server import __version__, errors, metrics, submission
-from fleetq_server.api import messages, step_listing, watch
+from fleetq_server.api import messages, step_lifecycle, step_listing, watch
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
 from fleetq_server.coalescer import Coalescer
 from fleetq_server.gateway import HTTP_CODE_KEY
@@ -220,6 +220,14 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
 
     async def ListSteps(self, request: pb.ListStepsRequest, context: Any) -> pb.ListStepsResponse:
         return await step_listing.list_steps(self._store, request)
+
+    async def CancelStep(
+        self, request: pb.CancelStepRequest, context: Any
+    ) -> pb.CancelStepResponse:
+        return await step_lifecycle.cancel_step(self._store, _step_id(request.step_id))
+
+    async def RetryStep(self, request: pb.RetryStepRequest, context: Any) -> pb.RetryStepResponse:
+        return await step_lifecycle.retry_step(self._store, _step_id(request.step_id))
 
     async def GetLeader(self, request: pb.GetLeaderRequest, context: Any) -> pb.GetLeaderResponse:
         return messages.leader(await self._store.leader_get(self._settings.dead_pod_threshold))

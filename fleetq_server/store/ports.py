@@ -62,6 +62,29 @@ class ListPort(Protocol):
         descending), strictly after `after` in that order when it is given."""
 
 
+class LifecyclePort(Protocol):
+    """Cancels and retries asked for by clients (the API)."""
+
+    async def step_cancel(self, step_id: str) -> str:
+        """Cancel a pending step ("cancelled") or request the cancel of a claimed one
+        ("claimed"); a cancelled step answers "cancelled" again. NotFoundError, or
+        ConflictError for a completed or failed step."""
+
+    async def step_retry(self, step_id: str) -> None:
+        """A failed or cancelled step back to pending with a fresh retry budget;
+        NotFoundError, or ConflictError for any other status."""
+
+
+class CancelPort(Protocol):
+    """The pod's: hear about, and poll for, cancels requested for the steps it runs."""
+
+    async def step_cancels_requested(self, pod_id: str) -> list[str]:
+        """Steps `pod_id` holds whose cancel was requested."""
+
+    def step_cancel_subscription(self, on_cancel: Callable[[str], None]) -> Subscription:
+        """Calls `on_cancel(step_id)` when any claimed step's cancel is requested."""
+
+
 class ClaimPort(Protocol):
     """The claim loop's: take pending steps, best first."""
 
@@ -183,6 +206,8 @@ class StatsPort(Protocol):
 class StorePort(
     SubmitPort,
     ListPort,
+    LifecyclePort,
+    CancelPort,
     ClaimPort,
     OutcomePort,
     WatchPort,

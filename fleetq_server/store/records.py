@@ -70,6 +70,8 @@ class StepRecord:
     run_at: datetime | None = None
     # When the current (or last) execution was claimed.
     claimed_ts: datetime | None = None
+    # Whether CancelStep asked the step to stop.
+    cancel_requested: bool = False
     # The executions that have ended, oldest first.
     attempts: tuple[AttemptRecord, ...] = ()
 

@@ -32,6 +32,7 @@ MAX_NOTIFY_TYPES_CHARS = 7000
 STEP_COLUMNS = """
     step_id, status, type, args, metadata, priority, max_retries, retry_count, claimed_by,
     attempt, idempotency_key, created_ts, last_update_ts, result, error, run_at, claimed_ts,
+    cancel_requested_ts IS NOT NULL AS cancel_requested,
     ARRAY(SELECT ROW(a.attempt, a.pod_id, a.started_ts, a.finished_ts, a.outcome, a.error::text)
           FROM fleetq_step_attempts AS a WHERE a.step_id = fleetq_steps.step_id
           ORDER BY a.attempt) AS attempts

@@ -170,6 +170,18 @@ class MemoryChangeSubscription(_MemoryListen):
             asyncio.get_running_loop().call_soon(self._on_change, step_ids)
 
 
+class MemoryCancelSubscription(_MemoryListen):
+    """Cancel requests of claimed steps, delivered on the next turn of the event loop."""
+
+    def __init__(self, store: MemoryStore, on_cancel: Callable[[str], None]) -> None:
+        super().__init__(store)
+        self._on_cancel = on_cancel
+
+    def notify(self, step_id: str) -> None:
+        if self.connected:
+            asyncio.get_running_loop().call_soon(self._on_cancel, step_id)
+
+
 class MemoryStore:
     """The store's contract in a few dicts (see the module docstring)."""
 
@@ -184,6 +196,7 @@ class MemoryStore:
         self._last = datetime.min.replace(tzinfo=UTC)
         self._now = self._last
         self._subscriptions: list[MemorySubscription] = []
+        self._cancel_subscriptions: list[MemoryCancelSubscription] = []
         # WatchPort: (step_id, pod_id) pairs, and who hears changes of those steps.
         self.watches: set[tuple[str, str]] = set()
         self._change_subscriptions: list[MemoryChangeSubscription] = []
@@ -329,6 +342,7 @@ class MemoryStore:
             copy.deepcopy(step.error),
             step.run_at,
             step.claimed_ts,
+            step.cancel_requested_ts is not None,
             tuple(step.attempts),
         )
 
@@ -344,6 +358,65 @@ class MemoryStore:
                 reverse=True,
             )
             return [self._record(step) for step in found[:limit]]
+
+    # -- LifecyclePort and CancelPort -----------------------------------------------------
+
+    async def step_cancel(self, step_id: str) -> str:
+        with self.transaction() as now:
+            step = self.steps.get(step_id)
+            if step is None:
+                raise errors.NotFoundError(f"Step {step_id} not found")
+            if step.status == "pending":
+                step.status, step.finished_ts = "cancelled", now
+            elif step.status == "claimed":
+                for subscription in self._cancel_subscriptions:
+                    subscription.notify(step_id)
+            elif step.status != "cancelled":
+                raise errors.ConflictError(
+                    f"Step {step_id} is {step.status}: only pending or claimed steps can be "
+                    "cancelled"
+                )
+            else:
+                return "cancelled"
+            step.cancel_requested_ts = step.cancel_requested_ts or now
+            step.last_update_ts = now
+            return step.status
+
+    async def step_retry(self, step_id: str) -> None:
+        with self.transaction() as now:
+            step = self.steps.get(step_id)
+            if step is None:
+                raise errors.NotFoundError(f"Step {step_id} not found")
+            if step.status not in ("failed", "cancelled"):
+                raise errors.ConflictError(
+                    f"Step {step_id} is {step.status}: only failed or cancelled steps can be "
+                    "retried"
+                )
+            if step.pending_expires_at is not None:
+                step.pending_expires_at = now + (
+                    step.pending_expires_at - (step.run_at or step.created_ts)
+                )
+            step.status, step.retry_count, step.claimed_by = "pending", 0, None
+            step.finished_ts = step.cancel_requested_ts = None
+            step.not_before_ts = step.last_update_ts = now
+            self._notify({step.type})
+
+    async def step_cancels_requested(self, pod_id: str) -> list[str]:
+        with self.transaction():
+            return [
+                s.step_id
+                for s in self.steps.values()
+                if s.status == "claimed"
+                and s.claimed_by == pod_id
+                and s.cancel_requested_ts is not None
+            ]
+
+    def step_cancel_subscription(
+        self, on_cancel: Callable[[str], None]
+    ) -> MemoryCancelSubscription:
+        subscription = MemoryCancelSubscription(self, on_cancel)
+        self._cancel_subscriptions.append(subscription)
+        return subscription
 
     # -- ClaimPort and OutcomePort ------------------------------------------------------
 
@@ -467,7 +540,13 @@ class MemoryStore:
                     step,
                     now,
                     succeeded=outcome.error is None,
-                    outcome="completed" if outcome.error is None else "failed",
+                    outcome=(
+                        "cancelled"
+                        if step.cancel_requested_ts is not None
+                        else "completed"
+                        if outcome.error is None
+                        else "failed"
+                    ),
                     error=copy.deepcopy(error),
                 )
                 if outcome.error is not None:

@@ -189,6 +189,9 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
         ("GET", "/admin/queue", "GetQueueStats"),
         ("POST", "/admin/recovery/run", "RunRecovery"),
         ("GET", "/steps/{step_id}:watch", "WatchStep"),
+        ("GET", "/steps", "ListSteps"),
+        ("POST", "/steps/{step_id}:cancel", "CancelStep"),
+        ("POST", "/steps/{step_id}:retry", "RetryStep"),
     }
 
 
@@ -331,6 +334,8 @@ async def test_status_body_has_exact_fields_with_nulls_for_unset_ones(
         "result": None,
         "error": None,
         "run_at": None,
+        "attempts": [],
+        "cancel_requested": False,
     }
 
 

@@ -472,6 +472,7 @@ class GetStepStatusResponse(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RUN_AT_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """Identifier of the step."""
     status: _builtins.str
@@ -484,6 +485,8 @@ class GetStepStatusResponse(_message.Message):
     """Step priority."""
     max_retries: _builtins.int
     """Retries allowed after the first execution."""
+    cancel_requested: _builtins.bool
+    """Whether CancelStep asked the step to stop (a claimed step ends "cancelled")."""
     @_builtins.property
     def last_update_ts(self) -> _timestamp_pb2.Timestamp:
         """Time of the last status change."""
@@ -532,10 +535,11 @@ class GetStepStatusResponse(_message.Message):
         error: Global___StepError | None = ...,
         run_at: _timestamp_pb2.Timestamp | None = ...,
         attempts: _abc.Iterable[Global___StepAttempt] | None = ...,
+        cancel_requested: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "payload", b"payload", "result", b"result", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "attempts", b"attempts", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "attempts", b"attempts", "cancel_requested", b"cancel_requested", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__claimed_by: _TypeAlias = _typing.Literal["claimed_by"]  # noqa: Y015
     _WhichOneofArgType__claimed_by: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by"]  # noqa: Y015
@@ -857,6 +861,7 @@ class GetQueueStatsResponse(_message.Message):
     QUEUE_DEPTH_BY_PRIORITY_FIELD_NUMBER: _builtins.int
     STEPS_BY_TYPE_FIELD_NUMBER: _builtins.int
     POD_CAPACITY_FIELD_NUMBER: _builtins.int
+    CANCELLED_STEPS_FIELD_NUMBER: _builtins.int
     pending_steps: _builtins.int
     """Steps waiting to be claimed."""
     claimed_steps: _builtins.int
@@ -869,6 +874,8 @@ class GetQueueStatsResponse(_message.Message):
     """Number of live pods."""
     current_leader: _builtins.str
     """Identifier of the leader; null when no pod is live."""
+    cancelled_steps: _builtins.int
+    """Steps cancelled (CancelStep)."""
     @_builtins.property
     def queue_depth_by_priority(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
         """Pending steps by priority."""
@@ -893,10 +900,11 @@ class GetQueueStatsResponse(_message.Message):
         queue_depth_by_priority: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
         steps_by_type: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         pod_capacity: _abc.Mapping[_builtins.str, Global___PodCapacity] | None = ...,
+        cancelled_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "current_leader", b"current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "active_pods", b"active_pods", "cancelled_steps", b"cancelled_steps", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
     _WhichOneofArgType__current_leader: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader"]  # noqa: Y015
@@ -1158,6 +1166,100 @@ class StepAttempt(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pod_id) -> _WhichOneofReturnType__pod_id | None: ...
 
 Global___StepAttempt: _TypeAlias = StepAttempt  # noqa: Y015
+
+@_typing.final
+class CancelStepRequest(_message.Message):
+    """CancelStepRequest names the step to cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelStepRequest: _TypeAlias = CancelStepRequest  # noqa: Y015
+
+@_typing.final
+class CancelStepResponse(_message.Message):
+    """CancelStepResponse is the step after the cancel: "cancelled", or still "claimed" with
+    cancel_requested set until its pod stops it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def step(self) -> Global___GetStepStatusResponse:
+        """The step's state."""
+
+    def __init__(
+        self,
+        *,
+        step: Global___GetStepStatusResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelStepResponse: _TypeAlias = CancelStepResponse  # noqa: Y015
+
+@_typing.final
+class RetryStepRequest(_message.Message):
+    """RetryStepRequest names the step to retry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryStepRequest: _TypeAlias = RetryStepRequest  # noqa: Y015
+
+@_typing.final
+class RetryStepResponse(_message.Message):
+    """RetryStepResponse is the step back in the queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def step(self) -> Global___GetStepStatusResponse:
+        """The step's state ("pending")."""
+
+    def __init__(
+        self,
+        *,
+        step: Global___GetStepStatusResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryStepResponse: _TypeAlias = RetryStepResponse  # noqa: Y015
 
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int

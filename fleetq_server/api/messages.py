@@ -67,26 +67,34 @@ def _error(error: dict[str, str]) -> pb.StepError:
 
 def _attempts(step: StepRecord) -> list[pb.StepAttempt]:
     """The ended attempts, then the running one (the step row's own claim) if any."""
-    attempts = []
-    for ended in step.attempts:
-        attempt = pb.StepAttempt(
-            number=ended.attempt,
-            finished_ts=timestamp(ended.finished_ts),
-            outcome=ended.outcome,
-        )
-        if ended.pod_id is not None:
-            attempt.pod_id = ended.pod_id
-        if ended.started_ts is not None:
-            attempt.started_ts.CopyFrom(timestamp(ended.started_ts))
-        if ended.error is not None:
-            attempt.error.CopyFrom(_error(ended.error))
-        attempts.append(attempt)
+    attempts = [
+        _attempt(a.attempt, a.pod_id, a.started_ts, a.finished_ts, a.outcome, a.error)
+        for a in step.attempts
+    ]
     if step.status == "claimed" and step.claimed_by is not None:
-        running = pb.StepAttempt(number=step.attempt, pod_id=step.claimed_by, outcome="running")
-        if step.claimed_ts is not None:
-            running.started_ts.CopyFrom(timestamp(step.claimed_ts))
-        attempts.append(running)
+        attempts.append(
+            _attempt(step.attempt, step.claimed_by, step.claimed_ts, None, "running", None)
+        )
     return attempts
+
+
+def _attempt(
+    number: int,
+    pod_id: str | None,
+    started: datetime | None,
+    finished: datetime | None,
+    outcome: str,
+    error: dict[str, str] | None,
+) -> pb.StepAttempt:
+    """One attempt; unset (None) fields stay null."""
+    return pb.StepAttempt(
+        number=number,
+        pod_id=pod_id,
+        started_ts=None if started is None else timestamp(started),
+        finished_ts=None if finished is None else timestamp(finished),
+        outcome=outcome,
+        error=None if error is None else _error(error),
+    )
 
 
 def _eligible_pod(pod: PodRecord, leader_id: str | None) -> pb.EligiblePod:

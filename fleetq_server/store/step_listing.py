@@ -1,4 +1,10 @@
-"""SQL for listing steps: newest first, filtered, one keyset page at a time."""
+"""SQL for listing steps: newest first, filtered, one keyset page at a time.
+
+Steps that are not claimed (pending and finished: the millions) are read newest first from
+fleetq_steps_listed_idx (migration 0007); claimed ones (at most the fleet's capacity) from
+the recovery index of claimed steps, sorted; the two are merged. The listing index leaves
+claimed steps out so that a claim, which rewrites its step, adds no entry to it.
+"""
 
 from typing import Any
 
@@ -6,10 +12,16 @@ from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.records import StepListFilter, StepListPosition, StepRecord
 from fleetq_server.store.steps import STEP_COLUMNS, step_record
 
+# One branch per group; each names its statuses as its partial index's predicate does.
+_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("status <> 'claimed'", ("pending", "completed", "failed", "cancelled")),
+    ("status = 'claimed'", ("claimed",)),
+)
+
 
 def _conditions(where: StepListFilter, after: StepListPosition | None) -> tuple[str, list[Any]]:
-    """The WHERE clause of a page and its parameters. Only the filters that are set appear,
-    so each page is planned for what it asks (the pool plans every execution anyway)."""
+    """The filters of a page (besides its status group) and their parameters. Only the
+    filters that are set appear, so each page is planned for what it asks."""
     clauses: list[str] = []
     params: list[Any] = []
 
@@ -30,13 +42,13 @@ def _conditions(where: StepListFilter, after: StepListPosition | None) -> tuple[
         # client_key holds exactly the client-supplied keys, under a unique index.
         add("client_key = {}", where.idempotency_key)
     if after is not None:
-        # A row comparison: an index condition on fleetq_steps_created_idx, not a filter.
+        # A row comparison: an index condition on the listing index, not a filter.
         add("(created_ts, step_id) < ({}, {})", after.created_ts, after.step_id)
-    return (" AND ".join(clauses) or "TRUE"), params
+    return " AND ".join(["TRUE", *clauses]), params
 
 
 class StepListingQueries(PoolHolder):
-    """ListSteps' pages, read newest first from fleetq_steps_created_idx (migration 0007)."""
+    """ListSteps' pages."""
 
     async def step_list_page(
         self, where: StepListFilter, after: StepListPosition | None, limit: int
@@ -44,12 +56,21 @@ class StepListingQueries(PoolHolder):
         """Up to `limit` steps matching `where`, newest first (created_ts, step_id
         descending), strictly after `after` in that order when it is given."""
         condition, params = _conditions(where, after)
+        limit_param = f"${len(params) + 1}"
+        branches = [
+            f"""(SELECT step_id, created_ts FROM fleetq_steps WHERE {group} AND {condition}
+                 ORDER BY created_ts DESC, step_id DESC LIMIT {limit_param})"""
+            for group, statuses in _GROUPS
+            if not where.statuses or set(statuses) & set(where.statuses)
+        ]
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
-                SELECT {STEP_COLUMNS} FROM fleetq_steps WHERE {condition}
+                SELECT {STEP_COLUMNS} FROM fleetq_steps WHERE step_id IN (
+                    SELECT step_id FROM ({" UNION ALL ".join(branches)}) AS page
+                    ORDER BY created_ts DESC, step_id DESC LIMIT {limit_param}
+                )
                 ORDER BY created_ts DESC, step_id DESC
-                LIMIT ${len(params) + 1}
                 """,
                 *params,
                 limit,

@@ -19,6 +19,11 @@ STATUSES = ("pending", "claimed", "completed", "failed", "cancelled")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The request's field rules, as the proto (and so the OpenAPI document) states them.
+_RULES = {
+    field.name: field.GetOptions().Extensions[pb.rules]
+    for field in pb.ListStepsRequest.DESCRIPTOR.fields
+}
 
 
 def encode_token(position: StepListPosition) -> str:
@@ -55,7 +60,12 @@ def _time(request: pb.ListStepsRequest, field: str) -> datetime | None:
         raise errors.ValidationError(f"{field}: is not a valid time") from None
 
 
-def _text(value: str, field: str) -> str | None:
+def _text(request: pb.ListStepsRequest, field: str) -> str | None:
+    """A text filter, checked against its `(fleetq.v1.rules)` length; None when empty."""
+    value: str = getattr(request, field)
+    limit = _RULES[field].max_length
+    if len(value) > limit:
+        raise errors.ValidationError(f"{field}: must be at most {limit} characters")
     if "\x00" in value:
         raise errors.ValidationError(f"{field}: must not contain NUL characters")
     return value or None
@@ -63,6 +73,8 @@ def _text(value: str, field: str) -> str | None:
 
 def list_filter(request: pb.ListStepsRequest) -> StepListFilter:
     """The request's filters, checked: each error names its parameter."""
+    if len(request.status) > _RULES["status"].max_items:
+        raise errors.ValidationError(f"status: at most {_RULES['status'].max_items} values")
     unknown = [status for status in request.status if status not in STATUSES]
     if unknown:
         raise errors.ValidationError(
@@ -70,10 +82,10 @@ def list_filter(request: pb.ListStepsRequest) -> StepListFilter:
         )
     return StepListFilter(
         statuses=tuple(dict.fromkeys(request.status)),
-        type=_text(request.type, "type"),
+        type=_text(request, "type"),
         created_after=_time(request, "created_after"),
         created_before=_time(request, "created_before"),
-        idempotency_key=_text(request.idempotency_key, "idempotency_key"),
+        idempotency_key=_text(request, "idempotency_key"),
     )
 
 
@@ -96,7 +108,7 @@ async def list_steps(store: ListPort, request: pb.ListStepsRequest) -> pb.ListSt
     """One page: one step more than asked is read, to know whether another page follows."""
     where = list_filter(request)
     size = page_size(request)
-    after = decode_token(request.page_token) if request.page_token else None
+    after = decode_token(_text(request, "page_token") or "") if request.page_token else None
     steps = await store.step_list_page(where, after, size + 1)
     build = functools.partial(_page, steps, size)
     large = len(steps) > 20 or any(messages.is_large(step) for step in steps)

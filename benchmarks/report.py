@@ -104,6 +104,12 @@ METRICS: tuple[Metric, ...] = (
         "CPU cores: PostgreSQL",
         2,
     ),
+    Metric("list_seed_s", "ListSteps pages", "seeding the finished steps, s", 0),
+    Metric("list_first_page_ms", "ListSteps pages", "first page of 50, median ms", 2),
+    Metric("list_deepest_page_ms", "ListSteps pages", "deepest page of 50, median ms", 2),
+    Metric("list_page_max_ms", "ListSteps pages", "slowest page at any depth, ms", 2),
+    Metric("list_typed_page_median_ms", "ListSteps pages", "filtered by type, median ms", 2),
+    Metric("list_typed_page_max_ms", "ListSteps pages", "filtered by type, slowest ms", 2),
     Metric("drain_1pod_rss_idle_mb", "memory", "idle pod RSS, MiB", 1),
     Metric("drain_1pod_rss_peak_mb", "memory", "peak RSS draining alone, MiB", 1),
     Metric("drain_2pod_rss_peak_mb", "memory", "peak RSS per pod, 2 draining, MiB", 1),
@@ -123,6 +129,8 @@ TARGETS: tuple[Target, ...] = (
     Target("drain_1pod_rss_idle_mb", "idle pod RSS (MiB)", "<=", 80),
     Target("hostile_health_p99_ms", "/health p99 under hostile bodies (ms)", "<=", 50),
     Target("watch_idle_cpu_pods", "1,000 idle watchers on one pod (cores)", "<=", 0.05),
+    Target("list_deepest_page_ms", "ListSteps page at the deepest end (ms)", "<=", 20),
+    Target("list_page_max_ms", "slowest ListSteps page at any depth (ms)", "<=", 20),
     Target("hostile_rss_growth_mb", "RSS growth, 20 concurrent 1 MiB submits (MiB)", "<=", 100),
 )
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environment, report, scenarios, watch
+from benchmarks import environment, listing, report, scenarios, watch
 from benchmarks.harness import PostgresServer, find_pgbench
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -32,6 +32,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FULL = {
     "repetitions": 3,
     "drain_steps": 20_000,
+    "list_steps": 10_000_000,
     "submit_steps": 20_000,
     "batches": 50,
     "latency_submits": 500,
@@ -40,6 +41,7 @@ FULL = {
 QUICK = {
     "repetitions": 1,
     "drain_steps": 2_000,
+    "list_steps": 100_000,
     "submit_steps": 2_000,
     "batches": 5,
     "latency_submits": 100,
@@ -52,7 +54,16 @@ QUICK_RECOVERY_ENV = {
     "FLEETQ_RECOVERY_INTERVAL": "0.5",
 }
 _GRPCIO_CLIENT = "grpc.aio in one asyncio process, one channel (TCP connection) per client"
-SCENARIO_NAMES = ("ceiling", "drain", "submit", "latency", "recovery", "hostile", "watch")
+SCENARIO_NAMES = (
+    "ceiling",
+    "drain",
+    "submit",
+    "latency",
+    "recovery",
+    "hostile",
+    "watch",
+    "list",
+)
 
 Scenario = Callable[[scenarios.Bench], Awaitable[scenarios.Figures]]
 
@@ -97,6 +108,7 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
                 lambda bench: scenarios.drain(bench, 1, watch_trigger=False),
             ),
         ],
+        "list": [("ListSteps pages", listing.list_pages)],
     }
     return runs[name]
 
@@ -109,6 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--repetitions", type=int, help="runs of every scenario (full: 3)")
     add("--scenarios", default=",".join(SCENARIO_NAMES), help="comma-separated subset")
     add("--drain-steps", type=int, help="steps pre-loaded for each drain (full: 20000)")
+    add("--list-steps", type=int, help="finished steps seeded for ListSteps (full: 10000000)")
     add("--submit-steps", type=int, help="single submits per protocol (full: 20000)")
     add("--clients", type=int, default=32, help="concurrent single-submit clients")
     add(
@@ -146,6 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _options(args: argparse.Namespace) -> scenarios.Options:
     return scenarios.Options(
         drain_steps=args.drain_steps,
+        list_steps=args.list_steps,
         submit_steps=args.submit_steps,
         clients=args.clients,
         batch_size=args.batch_size,
@@ -222,6 +236,12 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
             f"{watch.IDLE_WATCHERS} WatchStep streams (grpc.aio, a channel per 100) on one pod, "
             f"one per pending step, CPU over {watch.IDLE_MEASURE_S:g} s with and without them; and "
             "`drain, 1 pod` again with the watched-steps trigger disabled, side by side"
+        ),
+        "list": (
+            f"{options.list_steps} completed steps seeded by generate_series (triggers off), "
+            f"then {listing.CALLS_PER_DEPTH} ListSteps calls of {listing.PAGE_SIZE} steps "
+            f"over gRPC at each depth of {', '.join(f'{d:g}' for d in listing.DEPTHS)} of the "
+            "table, unfiltered and filtered by one type of 20; client-side time per call"
         ),
         "ceiling": (
             f"pgbench -N -c 8 -j 2 -T {options.pgbench_seconds} (scale 1) with "

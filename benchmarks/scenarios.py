@@ -50,6 +50,8 @@ class Options:
     """Sizes and pod settings for every scenario (the CLI's flags)."""
 
     drain_steps: int
+    # Finished steps seeded before ListSteps pages are timed.
+    list_steps: int
     submit_steps: int
     clients: int
     batch_size: int

@@ -18,6 +18,7 @@ from fleetq_client.results import (
     LeaderInfo,
     QueueStats,
     RecoverySummary,
+    StepPage,
     StepStatus,
     SubmitBatchResult,
     SubmitResult,
@@ -151,6 +152,18 @@ class AsyncFleetQClient(Connection):
                 await asyncio.sleep(progress.pause())
             return step
         raise Unavailable(f"the watch of step {step_id} ended before the step finished")
+
+    async def list_steps(self, **filters: Unpack[calls.ListFilters]) -> StepPage:
+        """One page of steps, newest first (see ListFilters; pass next_page_token back)."""
+        return await self._send(calls.list_steps(**filters))
+
+    async def cancel(self, step_id: str) -> StepStatus:
+        """Cancel a pending step, or ask a claimed one to stop; the step as it now stands."""
+        return await self._send(calls.cancel(step_id))
+
+    async def retry(self, step_id: str) -> StepStatus:
+        """Put a failed or cancelled step back in the queue with a fresh retry budget."""
+        return await self._send(calls.retry(step_id))
 
     async def queue_stats(self) -> QueueStats:
         """Queue statistics."""

@@ -21,7 +21,9 @@ from fleetq_client.results import (
     PodCapacity,
     QueueStats,
     RecoverySummary,
+    StepAttempt,
     StepError,
+    StepPage,
     StepStatus,
     SubmitBatchResult,
     SubmitResult,
@@ -172,6 +174,73 @@ def watch(step_id: str) -> Call[StepStatus]:
     return Call("WatchStep", pb.WatchStepRequest(step_id=step_id), _step_status)
 
 
+class ListFilters(TypedDict, total=False):
+    """A listing's filters (all must match) and its page."""
+
+    status: Sequence[str]
+    type: str
+    created_after: datetime
+    created_before: datetime
+    idempotency_key: str
+    page_size: int
+    page_token: str
+
+
+def list_steps(**filters: Unpack[ListFilters]) -> Call[StepPage]:
+    """One page of steps, newest first."""
+    request = pb.ListStepsRequest(
+        status=list(filters.get("status", ())),
+        type=filters.get("type", ""),
+        idempotency_key=filters.get("idempotency_key", ""),
+        page_size=filters.get("page_size", 0),
+        page_token=filters.get("page_token", ""),
+    )
+    if "created_after" in filters:
+        request.created_after.FromDatetime(filters["created_after"])
+    if "created_before" in filters:
+        request.created_before.FromDatetime(filters["created_before"])
+    return Call("ListSteps", request, _step_page)
+
+
+def _step_page(response: pb.ListStepsResponse) -> StepPage:
+    return StepPage(
+        steps=tuple(_step_status(step) for step in response.steps),
+        next_page_token=response.next_page_token,
+    )
+
+
+def cancel(step_id: str) -> Call[StepStatus]:
+    """Cancel a pending step, or ask a claimed one to stop; the step as it now stands."""
+    return Call("CancelStep", pb.CancelStepRequest(step_id=step_id), _changed_step)
+
+
+def retry(step_id: str) -> Call[StepStatus]:
+    """Put a failed or cancelled step back in the queue with a fresh retry budget."""
+    return Call("RetryStep", pb.RetryStepRequest(step_id=step_id), _changed_step)
+
+
+def _changed_step(response: pb.CancelStepResponse | pb.RetryStepResponse) -> StepStatus:
+    return _step_status(response.step)
+
+
+def _error(response: Any) -> StepError | None:
+    """A StepError message as a value; None when unset."""
+    if not response.HasField("error"):
+        return None
+    return StepError(type=response.error.type, message=response.error.message)
+
+
+def _attempt(attempt: pb.StepAttempt) -> StepAttempt:
+    return StepAttempt(
+        number=attempt.number,
+        pod_id=attempt.pod_id if attempt.HasField("pod_id") else None,
+        started_ts=_time(attempt.started_ts) if attempt.HasField("started_ts") else None,
+        finished_ts=_time(attempt.finished_ts) if attempt.HasField("finished_ts") else None,
+        outcome=attempt.outcome,
+        error=_error(attempt),
+    )
+
+
 def _step_status(response: pb.GetStepStatusResponse) -> StepStatus:
     return StepStatus(
         step_id=response.step_id,
@@ -186,12 +255,10 @@ def _step_status(response: pb.GetStepStatusResponse) -> StepStatus:
         created_ts=_time(response.created_ts),
         last_update_ts=_time(response.last_update_ts),
         result=value_to_python(response.result) if response.HasField("result") else None,
-        error=(
-            StepError(type=response.error.type, message=response.error.message)
-            if response.HasField("error")
-            else None
-        ),
+        error=_error(response),
         run_at=_time(response.run_at) if response.HasField("run_at") else None,
+        attempts=tuple(_attempt(attempt) for attempt in response.attempts),
+        cancel_requested=response.cancel_requested,
     )
 
 
@@ -206,6 +273,7 @@ def _queue_stats(response: pb.GetQueueStatsResponse) -> QueueStats:
         claimed_steps=response.claimed_steps,
         completed_steps=response.completed_steps,
         failed_steps=response.failed_steps,
+        cancelled_steps=response.cancelled_steps,
         active_pods=response.active_pods,
         current_leader=(response.current_leader if response.HasField("current_leader") else None),
         queue_depth_by_priority=dict(response.queue_depth_by_priority),

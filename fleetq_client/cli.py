@@ -1,5 +1,5 @@
-"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health,
-schedules, limits),
+"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health; list,
+cancel and retry in cli_steps.py; schedules and limits in cli_schedules.py and cli_limits.py),
 speaking gRPC to any pod through FleetQClient. Tables for people by default, `--json` for
 scripts.
 
@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,9 @@ from typing import Any
 from fleetq_client.calls import SubmitOptions
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 from fleetq_client.cli_limits import add_limit_commands
+from fleetq_client.cli_output import cell, json_default, table
 from fleetq_client.cli_schedules import add_schedule_commands
+from fleetq_client.cli_steps import add_step_commands
 from fleetq_client.client import FleetQClient
 from fleetq_client.errors import FleetQClientError, InvalidArgument, NotFound, Unavailable
 from fleetq_client.results import (
@@ -118,8 +120,9 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     recover.add_argument("--dry-run", action="store_true", help="report without changing anything")
     recover.add_argument("--force", action="store_true", help="run even if a cycle just ran")
     add("health", _health, "a pod's health (exit 1 when unhealthy)")
-    add_schedule_commands(commands, common, _print, _table, _json_object)
-    add_limit_commands(commands, common, _print, _table)
+    add_schedule_commands(commands, common, _print, table, _json_object)
+    add_limit_commands(commands, common, _print, table)
+    add_step_commands(add, _aware_time)
 
 
 def run_client_command(args: argparse.Namespace) -> int:
@@ -206,7 +209,7 @@ def _watch(client: FleetQClient, args: argparse.Namespace) -> int:
     step: StepStatus | None = None
     for step in client.watch(args.step_id, args.wait_timeout):
         if args.json:
-            print(json.dumps(asdict(step), default=_json_default), flush=True)
+            print(json.dumps(asdict(step), default=json_default), flush=True)
         else:
             print(_progress_line(step), flush=True)
     return EXIT_OK if step is not None and step.status == "completed" else EXIT_FAILED
@@ -238,15 +241,9 @@ def _health(client: FleetQClient, args: argparse.Namespace) -> int:
 
 def _print(args: argparse.Namespace, result: Any, as_text: Callable[[Any], str]) -> None:
     if args.json:
-        print(json.dumps(asdict(result), default=_json_default, indent=2))
+        print(json.dumps(asdict(result), default=json_default, indent=2))
     else:
         print(as_text(result))
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot render {type(value).__name__} as JSON")
 
 
 def _progress(step: StepStatus) -> None:
@@ -258,7 +255,7 @@ def _progress_line(step: StepStatus) -> str:
     if step.claimed_by and step.status == "claimed":
         line += f" by {step.claimed_by}"
     if step.status == "pending" and step.run_at is not None:
-        line += f", runs at {_cell(step.run_at)}"
+        line += f", runs at {cell(step.run_at)}"
     if step.retry_count:
         line += f" (retry {step.retry_count}/{step.max_retries})"
     if step.error and not step.finished:
@@ -268,34 +265,8 @@ def _progress_line(step: StepStatus) -> str:
     return line
 
 
-def _table(rows: Iterable[Sequence[object]], headers: Sequence[str] | None = None) -> str:
-    """Left-aligned columns two spaces apart; a header row when given."""
-    cells = [[_cell(value) for value in row] for row in rows]
-    if headers:
-        cells.insert(0, list(headers))
-    if not cells:
-        return "(none)"
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
-
-
 def _submit_text(result: SubmitResult) -> str:
-    return _table([("step_id", result.step_id), ("status", result.status), ("", result.message)])
+    return table([("step_id", result.step_id), ("status", result.status), ("", result.message)])
 
 
 def _status_text(step: StepStatus) -> str:
@@ -314,25 +285,26 @@ def _status_text(step: StepStatus) -> str:
         ("result", json.dumps(step.result) if step.status == "completed" else None),
         ("error", f"{step.error.type}: {step.error.message}" if step.error else None),
     ]
-    return _table(rows)
+    return table(rows)
 
 
 def _queue_text(stats: QueueStats) -> str:
-    counts = _table(
+    counts = table(
         [
             ("pending", stats.pending_steps),
             ("claimed", stats.claimed_steps),
             ("completed", stats.completed_steps),
             ("failed", stats.failed_steps),
+            ("cancelled", stats.cancelled_steps),
             ("active pods", stats.active_pods),
             ("leader", stats.current_leader),
         ]
     )
-    priorities = _table(
+    priorities = table(
         sorted(stats.queue_depth_by_priority.items(), reverse=True), ("PRIORITY", "PENDING")
     )
-    types = _table(sorted(stats.steps_by_type.items()), ("TYPE", "STEPS"))
-    pods = _table(
+    types = table(sorted(stats.steps_by_type.items()), ("TYPE", "STEPS"))
+    pods = table(
         [
             (pod_id, capacity.current, capacity.max, pod_id == stats.current_leader)
             for pod_id, capacity in sorted(stats.pod_capacity.items())
@@ -343,7 +315,7 @@ def _queue_text(stats: QueueStats) -> str:
 
 
 def _leader_text(info: LeaderInfo) -> str:
-    summary = _table(
+    summary = table(
         [
             ("leader", info.current_leader),
             ("since", info.leader_birth_ts),
@@ -351,7 +323,7 @@ def _leader_text(info: LeaderInfo) -> str:
             ("checked", info.last_election_check),
         ]
     )
-    pods = _table(
+    pods = table(
         [(p.pod_id, p.birth_ts, p.last_heartbeat_ts, p.is_leader) for p in info.eligible_pods],
         ("POD", "BORN", "LAST HEARTBEAT", "LEADER"),
     )
@@ -359,7 +331,7 @@ def _leader_text(info: LeaderInfo) -> str:
 
 
 def _recovery_text(summary: RecoverySummary) -> str:
-    return _table(
+    return table(
         [
             ("status", summary.status),
             ("message", summary.message),
@@ -374,7 +346,7 @@ def _recovery_text(summary: RecoverySummary) -> str:
 
 
 def _health_text(health: Health) -> str:
-    return _table(
+    return table(
         [
             ("pod_id", health.pod_id),
             ("status", health.status),

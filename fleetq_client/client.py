@@ -17,6 +17,7 @@ from fleetq_client.results import (
     LeaderInfo,
     QueueStats,
     RecoverySummary,
+    StepPage,
     StepStatus,
     SubmitBatchResult,
     SubmitResult,
@@ -123,6 +124,18 @@ class FleetQClient(Connection):
                 time.sleep(progress.pause())
             return step
         raise Unavailable(f"the watch of step {step_id} ended before the step finished")
+
+    def list_steps(self, **filters: Unpack[calls.ListFilters]) -> StepPage:
+        """One page of steps, newest first (see ListFilters; pass next_page_token back)."""
+        return self._send(calls.list_steps(**filters))
+
+    def cancel(self, step_id: str) -> StepStatus:
+        """Cancel a pending step, or ask a claimed one to stop; the step as it now stands."""
+        return self._send(calls.cancel(step_id))
+
+    def retry(self, step_id: str) -> StepStatus:
+        """Put a failed or cancelled step back in the queue with a fresh retry budget."""
+        return self._send(calls.retry(step_id))
 
     def queue_stats(self) -> QueueStats:
         """Queue statistics."""

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from fleetq.v1 import fleetq_pb2 as pb
 
 from fleetq_client.calls import Call
+from fleetq_common.presence import present
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,7 @@ def put(
     than `rate_per_second` (bursts of `burst`, default the rate rounded up)."""
     request = pb.SetTypeLimitRequest(
         type=step_type,
-        max_concurrency=max_concurrency,
-        rate_per_second=rate_per_second,
-        burst=burst,
+        **present(max_concurrency=max_concurrency, rate_per_second=rate_per_second, burst=burst),
     )
     return Call("SetTypeLimit", request, lambda response: type_limit(response.limit))
 

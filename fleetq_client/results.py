@@ -34,6 +34,19 @@ class StepError:
 
 
 @dataclass(frozen=True, slots=True)
+class StepAttempt:
+    """One execution of a step: `outcome` is "running" while it runs, then "completed",
+    "failed", "cancelled", "pod_lost" or "released"."""
+
+    number: int
+    pod_id: str | None
+    started_ts: datetime | None
+    finished_ts: datetime | None
+    outcome: str
+    error: StepError | None
+
+
+@dataclass(frozen=True, slots=True)
 class StepStatus:
     """A step's current state, its payload, and its result or last error."""
 
@@ -52,6 +65,10 @@ class StepStatus:
     error: StepError | None
     # When the submit scheduled it to run (run_at or delay_seconds); None: at once.
     run_at: datetime | None = None
+    # Every execution, oldest first.
+    attempts: tuple[StepAttempt, ...] = ()
+    # Whether a cancel was requested (a claimed step then ends "cancelled").
+    cancel_requested: bool = False
 
     @property
     def finished(self) -> bool:
@@ -80,6 +97,7 @@ class QueueStats:
     queue_depth_by_priority: dict[int, int]
     steps_by_type: dict[str, int]
     pod_capacity: dict[str, PodCapacity]
+    cancelled_steps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +151,11 @@ class Health:
     def healthy(self) -> bool:
         """Whether the pod serves: its database answers and it is not draining."""
         return self.status == "healthy"
+
+
+@dataclass(frozen=True, slots=True)
+class StepPage:
+    """One page of a step listing, newest first; `next_page_token` is "" after the last."""
+
+    steps: tuple[StepStatus, ...]
+    next_page_token: str

@@ -56,6 +56,21 @@ STEPS_FENCED = Counter(
     "Outcomes dropped because the claim had been taken away (the step was reassigned)",
     _STEP_TYPE,
 )
+STEPS_CANCELLED = Counter(
+    "fleetq_steps_cancelled",
+    "Running steps whose cancel was requested and that this pod ended as cancelled",
+    _STEP_TYPE,
+)
+# No step-type label: a request names only a step id.
+CANCEL_REQUESTS = Counter(
+    "fleetq_cancel_requests",
+    "CancelStep calls this pod served, by what they did: cancelled (a pending step) or "
+    "requested (a claimed step, which its pod then stops)",
+    ("result",),
+)
+RETRY_REQUESTS = Counter(
+    "fleetq_retry_requests", "Failed or cancelled steps put back to pending by RetryStep here"
+)
 STEPS_RELEASED = Counter(
     "fleetq_steps_released", "Unfinished steps given back to pending at shutdown", _STEP_TYPE
 )

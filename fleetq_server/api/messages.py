@@ -6,6 +6,7 @@ from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf import timestamp_pb2
 
 from fleetq_common.json_values import dict_to_struct, holds_more_values, python_to_value
+from fleetq_common.presence import present
 from fleetq_server.store.records import (
     LeaderView,
     PodRecord,
@@ -55,10 +56,46 @@ def step_status(step: StepRecord) -> pb.GetStepStatusResponse:
     if step.result is not None:
         response.result.CopyFrom(python_to_value(step.result))
     if step.error is not None:
-        response.error.CopyFrom(
-            pb.StepError(type=step.error.get("type", ""), message=step.error.get("message", ""))
-        )
+        response.error.CopyFrom(_error(step.error))
+    response.attempts.extend(_attempts(step))
+    response.cancel_requested = step.cancel_requested
     return response
+
+
+def _error(error: dict[str, str]) -> pb.StepError:
+    return pb.StepError(type=error.get("type", ""), message=error.get("message", ""))
+
+
+def _attempts(step: StepRecord) -> list[pb.StepAttempt]:
+    """The ended attempts, then the running one (the step row's own claim) if any."""
+    attempts = [
+        _attempt(a.attempt, a.pod_id, a.started_ts, a.finished_ts, a.outcome, a.error)
+        for a in step.attempts
+    ]
+    if step.status == "claimed" and step.claimed_by is not None:
+        attempts.append(
+            _attempt(step.attempt, step.claimed_by, step.claimed_ts, None, "running", None)
+        )
+    return attempts
+
+
+def _attempt(
+    number: int,
+    pod_id: str | None,
+    started: datetime | None,
+    finished: datetime | None,
+    outcome: str,
+    error: dict[str, str] | None,
+) -> pb.StepAttempt:
+    """One attempt; unset (None) fields stay null."""
+    return pb.StepAttempt(
+        number=number,
+        **present(pod_id=pod_id),
+        started_ts=None if started is None else timestamp(started),
+        finished_ts=None if finished is None else timestamp(finished),
+        outcome=outcome,
+        error=None if error is None else _error(error),
+    )
 
 
 def _eligible_pod(pod: PodRecord, leader_id: str | None) -> pb.EligiblePod:
@@ -96,6 +133,7 @@ def queue_stats(stats: QueueStats) -> pb.GetQueueStatsResponse:
         claimed_steps=counts.get("claimed", 0),
         completed_steps=counts.get("completed", 0),
         failed_steps=counts.get("failed", 0),
+        cancelled_steps=counts.get("cancelled", 0),
         active_pods=len(stats.live_pods),
         queue_depth_by_priority=stats.pending_by_priority,
         steps_by_type=stats.steps_by_type,

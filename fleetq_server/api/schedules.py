@@ -12,6 +12,7 @@ from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf.message import Message
 
 from fleetq_common.json_values import ValueBudget, dict_to_struct
+from fleetq_common.presence import present
 from fleetq_server import errors, scheduling
 from fleetq_server.api.json_fields import json_object
 from fleetq_server.api.messages import timestamp
@@ -39,8 +40,7 @@ def schedule_message(record: ScheduleRecord) -> pb.Schedule:
     spec = record.spec
     message = pb.Schedule(
         name=spec.name,
-        cron=spec.cron,
-        interval_seconds=spec.interval_seconds,
+        **present(cron=spec.cron, interval_seconds=spec.interval_seconds),
         timezone=spec.timezone,
         type=spec.step_type,
         args=dict_to_struct(spec.args),
@@ -51,8 +51,7 @@ def schedule_message(record: ScheduleRecord) -> pb.Schedule:
         catch_up=spec.catch_up,
         paused=spec.paused,
         source=record.source,
-        last_step_id=record.last_step_id,
-        last_step_status=record.last_step_status,
+        **present(last_step_id=record.last_step_id, last_step_status=record.last_step_status),
         create_time=timestamp(record.created_ts),
         update_time=timestamp(record.updated_ts),
     )

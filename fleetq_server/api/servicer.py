@@ -13,7 +13,7 @@ from fleetq.v1 import fleetq_pb2_grpc
 from fleetq_common.coalescer import Coalescer
 from fleetq_common.json_values import ValueBudget
 from fleetq_server import __version__, errors, metrics, submission
-from fleetq_server.api import messages, watch
+from fleetq_server.api import messages, step_lifecycle, step_listing, watch
 from fleetq_server.api.json_fields import json_object
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
 from fleetq_server.api.schedules import ScheduleRpcs
@@ -294,6 +294,17 @@ class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceS
     ) -> AsyncIterator[pb.GetStepStatusResponse]:
         async for status in watch.step_statuses(self._pod.watches, _step_id(request.step_id)):
             yield status
+
+    async def ListSteps(self, request: pb.ListStepsRequest, context: Any) -> pb.ListStepsResponse:
+        return await step_listing.list_steps(self._store, request)
+
+    async def CancelStep(
+        self, request: pb.CancelStepRequest, context: Any
+    ) -> pb.CancelStepResponse:
+        return await step_lifecycle.cancel_step(self._store, _step_id(request.step_id))
+
+    async def RetryStep(self, request: pb.RetryStepRequest, context: Any) -> pb.RetryStepResponse:
+        return await step_lifecycle.retry_step(self._store, _step_id(request.step_id))
 
     async def GetLeader(self, request: pb.GetLeaderRequest, context: Any) -> pb.GetLeaderResponse:
         return messages.leader(await self._store.leader_get(self._settings.dead_pod_threshold))

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from fleetq.v1 import fleetq_pb2 as pb
 
+from fleetq_common.presence import present
 from fleetq_server.limits import validated_limit
 from fleetq_server.store.ports import TypeLimitPort
 from fleetq_server.store.records import TypeLimit, TypeLimitRecord
@@ -15,9 +16,11 @@ def type_limit_message(record: TypeLimitRecord) -> pb.TypeLimit:
     limit = record.limit
     return pb.TypeLimit(
         type=limit.step_type,
-        max_concurrency=limit.max_concurrency,
-        rate_per_second=limit.rate_per_second,
-        burst=limit.burst,
+        **present(
+            max_concurrency=limit.max_concurrency,
+            rate_per_second=limit.rate_per_second,
+            burst=limit.burst,
+        ),
         in_flight=record.in_flight,
         source=record.source,
     )

@@ -8,8 +8,9 @@ keeps several registries independent, e.g. in tests.
 import importlib
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # A handler takes (args, context) and returns any JSON value; async or plain.
@@ -32,6 +33,14 @@ class StepContext:
     max_retries: int
     metadata: dict[str, Any]
     logger: logging.LoggerAdapter[logging.Logger]
+    # Set when CancelStep asks this execution to stop (see `cancelled`).
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the step's cancel was requested. An async handler is cancelled
+        outright; a blocking one (in a thread) should check this and return early."""
+        return self.cancel_event.is_set()
 
 
 @dataclass(frozen=True, slots=True)

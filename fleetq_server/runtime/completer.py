@@ -25,6 +25,7 @@ _OUTCOME_COUNTERS = {
     "completed": metrics.STEPS_COMPLETED,
     "pending": metrics.STEPS_RETRIED,
     "failed": metrics.STEPS_FAILED,
+    "cancelled": metrics.STEPS_CANCELLED,
     None: metrics.STEPS_FENCED,
 }
 

@@ -42,6 +42,14 @@ class RunningStep:
     step: ClaimedStep
     claim_pod_id: str
     task: asyncio.Task[None]
+    # Set once the handler starts: what a cancel request reaches.
+    context: StepContext | None = None
+    # Whether a cancel request cancelled the task (an async handler's).
+    cancel_sent: bool = False
+
+
+# The outcome of an execution stopped by CancelStep (the store ends the step cancelled).
+CANCELLED_ERROR = {"type": "Cancelled", "message": "the step was cancelled by request"}
 
 
 class StepExecutor:
@@ -93,6 +101,20 @@ class StepExecutor:
             self._in_handler.discard(step_id)
             self._state.current_capacity = len(self._in_handler)
             self._on_slot_free()
+
+    def request_cancel(self, step_id: str) -> bool:
+        """Ask a running step to stop (its cancel was requested): its context reports
+        `cancelled`, and an async handler is cancelled; True when the step runs here."""
+        running = self._running.get(step_id)
+        if running is None or running.context is None or running.context.cancelled:
+            return False
+        running.context.cancel_event.set()
+        handler = self._registry.get(running.step.type)
+        # Only while its handler runs: a cancel must never cut short an outcome's write.
+        if handler is not None and handler.is_async and step_id in self._in_handler:
+            running.cancel_sent = True
+            running.task.cancel()
+        return True
 
     def _finished(self, step_id: str, task: asyncio.Task[None]) -> None:
         self._running.pop(step_id, None)
@@ -187,13 +209,23 @@ class StepExecutor:
             logger=step_log,
         )
         started = time.monotonic()
+        running = self._running.get(step.step_id)
+        if running is not None:
+            running.context = context
         try:
             result = await self._call(handler, step.args, context)
             # A result that cannot be stored is the handler's failure. Left to the store, its
             # write would be refused for ever, along with the outcomes batched with it.
             result_json = storable_json(result)
         except asyncio.CancelledError:
-            raise
+            task = asyncio.current_task()
+            # Only request_cancel's cancellation is a cancel request; any other (or one more)
+            # is the pod itself stopping the step (shutdown, fenced): that propagates.
+            sent = running is not None and running.cancel_sent
+            if not sent or task is None or task.uncancel() > 0:
+                raise
+            step_log.info("step cancelled by request (attempt %d)", step.attempt)
+            outcome = StepOutcome(step, claim_pod_id, error=CANCELLED_ERROR)
         except _TypeTimeoutExpired:
             error = {
                 "type": "TimeoutError",

@@ -9,6 +9,7 @@ from fleetq_server.config import Settings
 from fleetq_server.handlers import HandlerRegistry
 from fleetq_server.logs import set_log_pod_id
 from fleetq_server.runtime.background import BackgroundLoop
+from fleetq_server.runtime.cancellation import CancelListener
 from fleetq_server.runtime.claimer import ClaimLoop
 from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.health import HealthMonitor
@@ -95,6 +96,7 @@ class Pod:
         self.lag = LagMonitor(LAG_SAMPLE_INTERVAL_S)
         # WatchStep's streams; its periodic re-read is a safety net like the claim poll's.
         self.watches = StepWatchHub(store, self.state, settings.poll_interval)
+        self.cancels = CancelListener(store, self.state, self.executor, settings.poll_interval)
         self.listener = WakeupListener(
             store.submit_subscription(registry.step_types, on_submit=self.claimer.wake),
             LISTENER_CHECK_INTERVAL_S,
@@ -114,6 +116,7 @@ class Pod:
             self.retention,
             self.scheduler,
             self.watches,
+            self.cancels,
         ]
 
     async def start(self) -> None:
@@ -198,6 +201,7 @@ class Pod:
         except errors.DatabaseUnavailableError:
             # The leader's recovery requeues them once our heartbeat goes stale.
             log.error("database unavailable at shutdown; recovery will requeue our steps")
-        for loop in (self.watches, self.listener, self.health, self.heartbeat, self.lag):
+        loops = (self.cancels, self.watches, self.listener, self.health, self.heartbeat, self.lag)
+        for loop in loops:
             await loop.stop()
         self.executor.close()

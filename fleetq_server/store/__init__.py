@@ -19,6 +19,8 @@ from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
 from fleetq_server.store.schedules import ScheduleQueries
+from fleetq_server.store.step_lifecycle import StepCancelSubscription, StepLifecycleQueries
+from fleetq_server.store.step_listing import StepListingQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
 from fleetq_server.store.step_traces import StepTraceQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
@@ -30,6 +32,8 @@ __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_st
 
 class Store(
     StepQueries,
+    StepListingQueries,
+    StepLifecycleQueries,
     StepScheduleQueries,
     StepTraceQueries,
     StepWatchQueries,
@@ -70,6 +74,14 @@ class Store(
         if self._listen_dsn is None:
             return PollingOnly()
         return StepChangeSubscription(self._listen_dsn, on_change)
+
+    def step_cancel_subscription(self, on_cancel: Callable[[str], None]) -> Subscription:
+        """A LISTEN for cancels requested of claimed steps, on a connection of its own;
+        without a URL to LISTEN on, one that never calls (pods then find their cancels
+        by polling `step_cancels_requested`)."""
+        if self._listen_dsn is None:
+            return PollingOnly()
+        return StepCancelSubscription(self._listen_dsn, on_cancel)
 
 
 async def open_store(

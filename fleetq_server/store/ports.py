@@ -22,6 +22,8 @@ from fleetq_server.store.records import (
     RecoveryOutcome,
     ScheduleRecord,
     ScheduleSpec,
+    StepListFilter,
+    StepListPosition,
     StepOutcome,
     StepRecord,
     TypeLimit,
@@ -53,6 +55,39 @@ class SubmitPort(Protocol):
 
     async def step_get(self, step_id: str) -> StepRecord:
         """One step; NotFoundError when there is none."""
+
+
+class ListPort(Protocol):
+    """Step listings (the API)."""
+
+    async def step_list_page(
+        self, where: StepListFilter, after: StepListPosition | None, limit: int
+    ) -> list[StepRecord]:
+        """Up to `limit` steps matching `where`, newest first (created_ts, then step_id,
+        descending), strictly after `after` in that order when it is given."""
+
+
+class LifecyclePort(Protocol):
+    """Cancels and retries asked for by clients (the API)."""
+
+    async def step_cancel(self, step_id: str) -> str:
+        """Cancel a pending step ("cancelled") or request the cancel of a claimed one
+        ("claimed"); a cancelled step answers "cancelled" again. NotFoundError, or
+        ConflictError for a completed or failed step."""
+
+    async def step_retry(self, step_id: str) -> None:
+        """A failed or cancelled step back to pending with a fresh retry budget;
+        NotFoundError, or ConflictError for any other status."""
+
+
+class CancelPort(Protocol):
+    """The pod's: hear about, and poll for, cancels requested for the steps it runs."""
+
+    async def step_cancels_requested(self, pod_id: str) -> list[str]:
+        """Steps `pod_id` holds whose cancel was requested."""
+
+    def step_cancel_subscription(self, on_cancel: Callable[[str], None]) -> Subscription:
+        """Calls `on_cancel(step_id)` when any claimed step's cancel is requested."""
 
 
 class ClaimPort(Protocol):
@@ -254,6 +289,9 @@ class TypeLimitPort(Protocol):
 
 class StorePort(
     SubmitPort,
+    ListPort,
+    LifecyclePort,
+    CancelPort,
     ClaimPort,
     OutcomePort,
     TracePort,

@@ -37,6 +37,19 @@ class InsertOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One execution of a step that has ended (the running one is the step row's own)."""
+
+    attempt: int
+    pod_id: str | None
+    started_ts: datetime | None
+    finished_ts: datetime
+    # completed, failed, cancelled, pod_lost or released
+    outcome: str
+    error: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     """A step as stored."""
 
@@ -57,6 +70,12 @@ class StepRecord:
     error: dict[str, str] | None
     # When the submit scheduled the step to run; None when it was to run at once.
     run_at: datetime | None = None
+    # When the current (or last) execution was claimed.
+    claimed_ts: datetime | None = None
+    # Whether CancelStep asked the step to stop.
+    cancel_requested: bool = False
+    # The executions that have ended, oldest first.
+    attempts: tuple[AttemptRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +223,23 @@ class TypeLimitRecord:
     source: str
     in_flight: int
     updated_ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepListFilter:
+    """What a step listing keeps: every set field must match (empty or None: any)."""
+
+    statuses: tuple[str, ...] = ()
+    type: str | None = None
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
+    # A client-supplied idempotency key.
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepListPosition:
+    """Where a listing page ended: the last step it returned, in (created_ts, step_id)."""
+
+    created_ts: datetime
+    step_id: str

@@ -15,8 +15,8 @@ from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.liveness import pod_is_live, pod_is_stale
 from fleetq_server.store.records import RecoveryOutcome
-from fleetq_server.store.rules import RETRIES_LEFT, outcome_assignments
-from fleetq_server.store.steps import SUBMIT_CHANNEL
+from fleetq_server.store.rules import CANCEL_REQUESTED, RETRIES_LEFT, outcome_assignments
+from fleetq_server.store.steps import RECORD_ATTEMPTS, SUBMIT_CHANNEL
 
 # Arbitrary but fixed: identifies "FLEET-Q recovery cycle" among advisory locks.
 RECOVERY_LOCK_KEY = 0x466C_5130_0002
@@ -141,7 +141,8 @@ async def _find_orphans(
     rows: list[asyncpg.Record] = await connection.fetch(
         f"""
         SELECT s.step_id, s.type,
-               CASE WHEN {RETRIES_LEFT} THEN 'pending' ELSE 'failed' END AS status
+               CASE WHEN {CANCEL_REQUESTED} THEN 'cancelled'
+                    WHEN {RETRIES_LEFT} THEN 'pending' ELSE 'failed' END AS status
         FROM fleetq_steps AS s WHERE {_NOT_HELD_BY_LIVE_POD}
         ORDER BY s.step_id
         """,
@@ -158,23 +159,26 @@ async def _requeue_or_fail_orphans(
     rows: list[asyncpg.Record] = await connection.fetch(
         f"""
         WITH orphans AS (
-            SELECT s.step_id, s.attempt FROM fleetq_steps AS s
+            SELECT s.step_id, s.attempt, s.claimed_by FROM fleetq_steps AS s
             WHERE {_NOT_HELD_BY_LIVE_POD}
             FOR UPDATE
-        )
-        UPDATE fleetq_steps AS s
-        SET {outcome_assignments("FALSE")},
-            not_before_ts = now(),
-            last_update_ts = now(),
-            error = jsonb_build_object(
-                'type', 'PodLost',
-                'message', 'pod ' || s.claimed_by || ' was lost while running '
-                    || 'the step; ' || CASE WHEN {RETRIES_LEFT}
-                    THEN 'requeued' ELSE 'no retries left' END)
-        FROM orphans
-        WHERE s.step_id = orphans.step_id AND s.attempt = orphans.attempt
-          AND s.status = 'claimed'
-        RETURNING s.step_id, s.status, s.type
+        ), ended AS (
+            UPDATE fleetq_steps AS s
+            SET {outcome_assignments("FALSE")},
+                not_before_ts = now(),
+                last_update_ts = now(),
+                error = jsonb_build_object(
+                    'type', 'PodLost',
+                    'message', 'pod ' || s.claimed_by || ' was lost while running '
+                        || 'the step; ' || CASE WHEN {CANCEL_REQUESTED} THEN 'cancelled'
+                        WHEN {RETRIES_LEFT} THEN 'requeued' ELSE 'no retries left' END)
+            FROM orphans
+            WHERE s.step_id = orphans.step_id AND s.attempt = orphans.attempt
+              AND s.status = 'claimed'
+            RETURNING s.step_id, s.status, s.type, s.attempt, orphans.claimed_by AS pod_id,
+                      s.claimed_ts, 'pod_lost' AS outcome, s.error
+        ), recorded AS ({RECORD_ATTEMPTS})
+        SELECT step_id, status, type FROM ended
         """,
         dead_threshold_s,
     )
@@ -247,7 +251,7 @@ class RecoveryQueries(PoolHolder):
                 dead_pods=sorted(row["pod_id"] for row in dead),
                 orphaned_steps_found=len(orphans),
                 requeued_steps=sorted(r["step_id"] for r in orphans if r["status"] == "pending"),
-                terminal_steps=sorted(r["step_id"] for r in orphans if r["status"] == "failed"),
+                terminal_steps=sorted(r["step_id"] for r in orphans if r["status"] != "pending"),
                 duration_ms=round((time.monotonic() - started) * 1000),
                 step_types={r["step_id"]: r["type"] for r in orphans},
             )

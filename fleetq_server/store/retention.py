@@ -20,9 +20,22 @@ _DELETE_OLDEST = """
         FOR UPDATE SKIP LOCKED
     ))
 """
-_DELETE_OLD_STEPS = _DELETE_OLDEST.format(
-    table="fleetq_steps", finished="status IN ('completed', 'failed')", since="finished_ts"
-)
+# A step's attempt rows go in the same statement (they have no foreign key to cascade).
+_DELETE_OLD_STEPS = f"""
+    WITH gone AS (
+        {
+    _DELETE_OLDEST.format(
+        table="fleetq_steps",
+        finished="status IN ('completed', 'failed', 'cancelled')",
+        since="finished_ts",
+    )
+}
+        RETURNING step_id
+    ), attempts AS (
+        DELETE FROM fleetq_step_attempts AS a USING gone WHERE a.step_id = gone.step_id
+    )
+    SELECT count(*) FROM gone
+"""
 _DELETE_OLD_RECOVERY_RECORDS = _DELETE_OLDEST.format(
     table="fleetq_recovery_cycles", finished="TRUE", since="finished_ts"
 )
@@ -38,9 +51,11 @@ class RetentionQueries(PoolHolder):
     """Bounded deletes of old finished work and of pods long gone."""
 
     async def step_delete_finished_before(self, age_s: float, limit: int) -> int:
-        """Delete up to `limit` completed or failed steps that finished more than `age_s`
-        seconds ago; returns how many were deleted."""
-        return await self._delete_batch(_DELETE_OLD_STEPS, age_s, limit)
+        """Delete up to `limit` finished (completed, failed or cancelled) steps that finished
+        more than `age_s` seconds ago, with their attempts; returns how many were deleted."""
+        async with self._connection() as connection:
+            deleted: int = await connection.fetchval(_DELETE_OLD_STEPS, age_s, limit)
+        return deleted
 
     async def recovery_record_delete_before(self, age_s: float, limit: int) -> int:
         """Delete up to `limit` recovery-cycle records that finished more than `age_s`

@@ -5,13 +5,19 @@
 # otherwise the step fails, keeping its last claimant. Checked against the stored row `s`.
 RETRIES_LEFT = "s.retry_count < s.max_retries"
 
+# CancelStep asked a claimed step to stop: however its execution ends, the step ends
+# `cancelled` (never requeued), through the same fenced statement as any outcome.
+CANCEL_REQUESTED = "s.cancel_requested_ts IS NOT NULL"
+
 
 def outcome_assignments(succeeded: str) -> str:
-    """SET assignments for a claimed step `s` whose execution ended: completed when the
-    SQL boolean `succeeded` holds, else retry or fail (see RETRIES_LEFT)."""
-    retried = f"NOT ({succeeded}) AND {RETRIES_LEFT}"
+    """SET assignments for a claimed step `s` whose execution ended: cancelled when a cancel
+    was requested, completed when the SQL boolean `succeeded` holds, else retry or fail
+    (see RETRIES_LEFT)."""
+    retried = f"NOT ({succeeded}) AND {RETRIES_LEFT} AND NOT {CANCEL_REQUESTED}"
     return f"""
-        status = CASE WHEN {succeeded} THEN 'completed'
+        status = CASE WHEN {CANCEL_REQUESTED} THEN 'cancelled'
+                      WHEN {succeeded} THEN 'completed'
                       WHEN {RETRIES_LEFT} THEN 'pending' ELSE 'failed' END,
         retry_count = CASE WHEN {retried} THEN s.retry_count + 1 ELSE s.retry_count END,
         claimed_by = CASE WHEN {retried} THEN NULL ELSE s.claimed_by END,

@@ -10,6 +10,7 @@ import orjson
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.records import (
+    AttemptRecord,
     ClaimedStep,
     InsertOutcome,
     NewStep,
@@ -26,9 +27,24 @@ from fleetq_server.store.type_limits import LIMIT_ROOM_CTES, LIMIT_SPEND_CTE
 SUBMIT_CHANNEL = "fleetq_step_submitted"
 MAX_NOTIFY_TYPES_CHARS = 7000
 
+# A step's ended attempts come with it, oldest first, from the attempts table's primary
+# key: one probe per step in the same statement, no second round trip. (The error travels
+# as text: asyncpg reads a record's fields in binary, past the text codec of jsonb.)
 STEP_COLUMNS = """
     step_id, status, type, args, metadata, priority, max_retries, retry_count, claimed_by,
-    attempt, idempotency_key, created_ts, last_update_ts, result, error, run_at
+    attempt, idempotency_key, created_ts, last_update_ts, result, error, run_at, claimed_ts,
+    cancel_requested_ts IS NOT NULL AS cancel_requested,
+    ARRAY(SELECT ROW(a.attempt, a.pod_id, a.started_ts, a.finished_ts, a.outcome, a.error::text)
+          FROM fleetq_step_attempts AS a WHERE a.step_id = fleetq_steps.step_id
+          ORDER BY a.attempt) AS attempts
+"""
+
+# Ends attempts: INSERTs one row per step a statement's `ended` CTE returns, with the step's
+# id, the ended attempt and its pod, when it was claimed, its outcome word and error (jsonb).
+RECORD_ATTEMPTS = """
+    INSERT INTO fleetq_step_attempts (step_id, attempt, pod_id, started_ts, finished_ts,
+                                      outcome, error)
+    SELECT step_id, attempt, pod_id, claimed_ts, now(), outcome, error FROM ended
 """
 
 
@@ -66,7 +82,19 @@ def _step_row(step: NewStep) -> dict[str, Any]:
 
 def step_record(row: asyncpg.Record) -> StepRecord:
     """A row of STEP_COLUMNS as a record."""
-    return StepRecord(**dict(row))
+    fields = dict(row)
+    fields["attempts"] = tuple(
+        AttemptRecord(
+            attempt=number,
+            pod_id=pod_id,
+            started_ts=started,
+            finished_ts=finished,
+            outcome=outcome,
+            error=None if error is None else json.loads(error),
+        )
+        for number, pod_id, started, finished, outcome, error in fields["attempts"]
+    )
+    return StepRecord(**fields)
 
 
 class StepQueries(PoolHolder):
@@ -239,19 +267,27 @@ class StepQueries(PoolHolder):
         if not outcomes:
             return []
         async with self._connection() as connection:
+            # The attempt's row is written by the same statement (RECORD_ATTEMPTS), so the
+            # claim stays one UPDATE and an outcome one round trip.
             rows = await connection.fetch(
                 f"""
-                UPDATE fleetq_steps AS s
-                SET {outcome_assignments("u.ok")},
-                    not_before_ts = CASE WHEN u.ok THEN s.not_before_ts
-                                         ELSE now() + make_interval(secs => u.backoff) END,
-                    result = u.result::jsonb, error = u.error::jsonb, last_update_ts = now()
-                FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[],
-                            $6::text[], $7::float8[]) WITH ORDINALITY
-                     AS u(step_id, attempt, pod_id, ok, result, error, backoff, position)
-                WHERE s.step_id = u.step_id AND s.attempt = u.attempt
-                  AND s.claimed_by = u.pod_id AND s.status = 'claimed'
-                RETURNING u.position, s.status
+                WITH ended AS (
+                    UPDATE fleetq_steps AS s
+                    SET {outcome_assignments("u.ok")},
+                        not_before_ts = CASE WHEN u.ok THEN s.not_before_ts
+                                             ELSE now() + make_interval(secs => u.backoff) END,
+                        result = u.result::jsonb, error = u.error::jsonb, last_update_ts = now()
+                    FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[],
+                                $6::text[], $7::float8[]) WITH ORDINALITY
+                         AS u(step_id, attempt, pod_id, ok, result, error, backoff, position)
+                    WHERE s.step_id = u.step_id AND s.attempt = u.attempt
+                      AND s.claimed_by = u.pod_id AND s.status = 'claimed'
+                    RETURNING u.position, s.status, s.step_id, s.attempt, u.pod_id, s.claimed_ts,
+                        CASE WHEN s.status = 'cancelled' THEN 'cancelled'
+                             WHEN u.ok THEN 'completed' ELSE 'failed' END AS outcome,
+                        s.error
+                ), recorded AS ({RECORD_ATTEMPTS})
+                SELECT position, status FROM ended
                 """,
                 [o.step.step_id for o in outcomes],
                 [o.step.attempt for o in outcomes],
@@ -304,16 +340,17 @@ class StepQueries(PoolHolder):
             # The NOTIFY wakes idle pods at once instead of at their next poll.
             rows = await connection.fetch(
                 f"""
-                WITH released AS (
+                WITH ended AS (
                     UPDATE fleetq_steps AS s
                     SET status = 'pending', claimed_by = NULL, not_before_ts = now(),
                         last_update_ts = now()
                     FROM unnest($1::text[], $2::int[]) AS held(step_id, attempt)
                     WHERE s.step_id = held.step_id AND s.attempt = held.attempt
                       AND s.status = 'claimed' AND s.claimed_by = $3
-                    RETURNING s.step_id
-                )
-                SELECT step_id, pg_notify('{SUBMIT_CHANNEL}', '') FROM released
+                    RETURNING s.step_id, s.attempt, $3 AS pod_id, s.claimed_ts,
+                              'released' AS outcome, NULL::jsonb AS error
+                ), recorded AS ({RECORD_ATTEMPTS})
+                SELECT step_id, pg_notify('{SUBMIT_CHANNEL}', '') FROM ended
                 """,
                 [step.step_id for step in steps],
                 [step.attempt for step in steps],

@@ -47,6 +47,8 @@ STEP_STATUS_KEYS = {
     "result",
     "error",
     "run_at",  # appended by issue 14 (scheduled submits)
+    "attempts",  # appended by issue 14 (attempt history)
+    "cancel_requested",  # appended by issue 14 (CancelStep)
 }
 STEP_ID = re.compile(r"step_\d{14}_[0-9a-f]{8,}")
 # RFC 3339 in UTC with the `Z` suffix, as protojson and the contract's error body write it.

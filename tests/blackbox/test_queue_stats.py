@@ -61,6 +61,7 @@ def test_queue_stats_report_exact_figures_for_every_status_priority_type_and_pod
         "claimed_steps": 4,
         "completed_steps": 3,
         "failed_steps": 2,
+        "cancelled_steps": 0,  # appended by issue 14 (CancelStep)
         "active_pods": 2,
         "current_leader": "pod-a",
         "queue_depth_by_priority": {"5": 2, "-1": 1},

@@ -320,6 +320,15 @@ class CannedServicer(pb_grpc.FleetQServiceServicer):
     async def RunRecovery(self, request: Any, context: Any) -> pb.RunRecoveryResponse:
         return pb.RunRecoveryResponse(status="dry_run" if request.dry_run else "completed")
 
+    async def ListSteps(self, request: Any, context: Any) -> pb.ListStepsResponse:
+        return pb.ListStepsResponse(next_page_token=request.page_token)
+
+    async def CancelStep(self, request: Any, context: Any) -> pb.CancelStepResponse:
+        return pb.CancelStepResponse(step=pb.GetStepStatusResponse(step_id=request.step_id))
+
+    async def RetryStep(self, request: Any, context: Any) -> pb.RetryStepResponse:
+        return pb.RetryStepResponse(step=pb.GetStepStatusResponse(step_id=request.step_id))
+
 
 GATEWAY = Gateway(
     SERVICE,

@@ -27,6 +27,7 @@ from typing import Any
 from fleetq_server import errors
 from fleetq_server.store.pods import OTHER_TYPES, QUEUE_STATS_TOP_TYPES
 from fleetq_server.store.records import (
+    AttemptRecord,
     ClaimedStep,
     HeartbeatOutcome,
     InsertOutcome,
@@ -35,6 +36,8 @@ from fleetq_server.store.records import (
     PodRecord,
     QueueStats,
     RecoveryOutcome,
+    StepListFilter,
+    StepListPosition,
     StepOutcome,
     StepRecord,
 )
@@ -69,6 +72,8 @@ class _Step:
     pending_expires_at: datetime | None = None
     run_at: datetime | None = None
     traceparent: str | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    cancel_requested_ts: datetime | None = None
     last_update_ts: datetime = field(init=False)
     not_before_ts: datetime = field(init=False)
 
@@ -168,6 +173,18 @@ class MemoryChangeSubscription(_MemoryListen):
             asyncio.get_running_loop().call_soon(self._on_change, step_ids)
 
 
+class MemoryCancelSubscription(_MemoryListen):
+    """Cancel requests of claimed steps, delivered on the next turn of the event loop."""
+
+    def __init__(self, store: MemoryStore, on_cancel: Callable[[str], None]) -> None:
+        super().__init__(store)
+        self._on_cancel = on_cancel
+
+    def notify(self, step_id: str) -> None:
+        if self.connected:
+            asyncio.get_running_loop().call_soon(self._on_cancel, step_id)
+
+
 class MemoryStore(MemorySchedules, MemoryTypeLimits):
     """The store's contract in a few dicts (see the module docstring)."""
 
@@ -182,6 +199,7 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
         self._last = datetime.min.replace(tzinfo=UTC)
         self._now = self._last
         self._subscriptions: list[MemorySubscription] = []
+        self._cancel_subscriptions: list[MemoryCancelSubscription] = []
         # WatchPort: (step_id, pod_id) pairs, and who hears changes of those steps.
         self.watches: set[tuple[str, str]] = set()
         self._change_subscriptions: list[MemoryChangeSubscription] = []
@@ -329,7 +347,82 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
             copy.deepcopy(step.result),
             copy.deepcopy(step.error),
             step.run_at,
+            step.claimed_ts,
+            step.cancel_requested_ts is not None,
+            tuple(step.attempts),
         )
+
+    # -- ListPort -------------------------------------------------------------------------
+
+    async def step_list_page(
+        self, where: StepListFilter, after: StepListPosition | None, limit: int
+    ) -> list[StepRecord]:
+        with self.transaction():
+            found = sorted(
+                (s for s in self.steps.values() if _listed(s, where, after)),
+                key=lambda s: (s.created_ts, s.step_id),
+                reverse=True,
+            )
+            return [self._record(step) for step in found[:limit]]
+
+    # -- LifecyclePort and CancelPort -----------------------------------------------------
+
+    async def step_cancel(self, step_id: str) -> str:
+        with self.transaction() as now:
+            step = self.steps.get(step_id)
+            if step is None:
+                raise errors.NotFoundError(f"Step {step_id} not found")
+            if step.status == "pending":
+                step.status, step.finished_ts = "cancelled", now
+            elif step.status == "claimed":
+                for subscription in self._cancel_subscriptions:
+                    subscription.notify(step_id)
+            elif step.status != "cancelled":
+                raise errors.ConflictError(
+                    f"Step {step_id} is {step.status}: only pending or claimed steps can be "
+                    "cancelled"
+                )
+            else:
+                return "cancelled"
+            step.cancel_requested_ts = step.cancel_requested_ts or now
+            step.last_update_ts = now
+            return step.status
+
+    async def step_retry(self, step_id: str) -> None:
+        with self.transaction() as now:
+            step = self.steps.get(step_id)
+            if step is None:
+                raise errors.NotFoundError(f"Step {step_id} not found")
+            if step.status not in ("failed", "cancelled"):
+                raise errors.ConflictError(
+                    f"Step {step_id} is {step.status}: only failed or cancelled steps can be "
+                    "retried"
+                )
+            if step.pending_expires_at is not None:
+                step.pending_expires_at = now + (
+                    step.pending_expires_at - (step.run_at or step.created_ts)
+                )
+            step.status, step.retry_count, step.claimed_by = "pending", 0, None
+            step.finished_ts = step.cancel_requested_ts = None
+            step.not_before_ts = step.last_update_ts = now
+            self._notify({step.type})
+
+    async def step_cancels_requested(self, pod_id: str) -> list[str]:
+        with self.transaction():
+            return [
+                s.step_id
+                for s in self.steps.values()
+                if s.status == "claimed"
+                and s.claimed_by == pod_id
+                and s.cancel_requested_ts is not None
+            ]
+
+    def step_cancel_subscription(
+        self, on_cancel: Callable[[str], None]
+    ) -> MemoryCancelSubscription:
+        subscription = MemoryCancelSubscription(self, on_cancel)
+        self._cancel_subscriptions.append(subscription)
+        return subscription
 
     # -- ClaimPort and OutcomePort ------------------------------------------------------
 
@@ -413,10 +506,25 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
         self._change_subscriptions.append(subscription)
         return subscription
 
-    def _end_execution(self, step: _Step, now: datetime, *, succeeded: bool) -> None:
-        """Completed, or retry or fail (fleetq_server/store/rules.py)."""
-        retried = not succeeded and step.retry_count < step.max_retries
-        step.status = "completed" if succeeded else "pending" if retried else "failed"
+    def _end_execution(
+        self, step: _Step, now: datetime, *, succeeded: bool, outcome: str, error: Any = None
+    ) -> None:
+        """Completed, or retry or fail (fleetq_server/store/rules.py), and the attempt's row
+        (store/steps.py RECORD_ATTEMPTS)."""
+        step.attempts.append(
+            AttemptRecord(step.attempt, step.claimed_by, step.claimed_ts, now, outcome, error)
+        )
+        cancelled = step.cancel_requested_ts is not None
+        retried = not succeeded and step.retry_count < step.max_retries and not cancelled
+        step.status = (
+            "cancelled"
+            if cancelled
+            else "completed"
+            if succeeded
+            else "pending"
+            if retried
+            else "failed"
+        )
         if retried:
             step.retry_count += 1
             step.claimed_by = None
@@ -442,7 +550,19 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
                 ):
                     statuses.append(None)
                     continue
-                self._end_execution(step, now, succeeded=outcome.error is None)
+                self._end_execution(
+                    step,
+                    now,
+                    succeeded=outcome.error is None,
+                    outcome=(
+                        "cancelled"
+                        if step.cancel_requested_ts is not None
+                        else "completed"
+                        if outcome.error is None
+                        else "failed"
+                    ),
+                    error=copy.deepcopy(error),
+                )
                 if outcome.error is not None:
                     step.not_before_ts = now + timedelta(seconds=outcome.backoff_s)
                 step.result, step.error = result, error
@@ -490,6 +610,9 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
                     and step.attempt == held.attempt
                     and step.claimed_by == pod_id
                 ):
+                    step.attempts.append(
+                        AttemptRecord(step.attempt, pod_id, step.claimed_ts, now, "released", None)
+                    )
                     step.status, step.claimed_by = "pending", None
                     step.not_before_ts = step.last_update_ts = now
                     released.append(step.step_id)
@@ -578,8 +701,12 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
                 ),
                 key=lambda s: s.step_id,
             )
-            requeued = [s.step_id for s in orphans if s.retry_count < s.max_retries]
-            terminal = [s.step_id for s in orphans if s.retry_count >= s.max_retries]
+            requeued = [
+                s.step_id
+                for s in orphans
+                if s.retry_count < s.max_retries and s.cancel_requested_ts is None
+            ]
+            terminal = [s.step_id for s in orphans if s.step_id not in requeued]
             outcome = RecoveryOutcome(
                 cycle_id=new_cycle_id(),
                 dead_pods=dead,
@@ -594,14 +721,21 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
             for pod_id in dead:
                 self.pods[pod_id].status, self.pods[pod_id].current_capacity = "down", 0
             for step in orphans:
-                lost_by = step.claimed_by
-                self._end_execution(step, now, succeeded=False)
-                step.not_before_ts = now
-                verdict = "requeued" if step.status == "pending" else "no retries left"
+                verdict = (
+                    "cancelled"
+                    if step.cancel_requested_ts is not None
+                    else "requeued"
+                    if step.retry_count < step.max_retries
+                    else "no retries left"
+                )
                 step.error = {
                     "type": "PodLost",
-                    "message": f"pod {lost_by} was lost while running the step; {verdict}",
+                    "message": f"pod {step.claimed_by} was lost while running the step; {verdict}",
                 }
+                self._end_execution(
+                    step, now, succeeded=False, outcome="pod_lost", error=dict(step.error)
+                )
+                step.not_before_ts = now
             if requeued:
                 self._notify(None)
             stored = RecoveryOutcome(
@@ -624,7 +758,7 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
     async def step_delete_finished_before(self, age_s: float, limit: int) -> int:
         return self._delete_oldest(
             self.steps,
-            lambda s: s.status in ("completed", "failed"),
+            lambda s: s.status in ("completed", "failed", "cancelled"),
             lambda s: s.finished_ts,
             age_s,
             limit,
@@ -684,6 +818,18 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
             for key in old[:limit]:
                 del table[key]
             return len(old[:limit])
+
+
+def _listed(step: _Step, where: StepListFilter, after: StepListPosition | None) -> bool:
+    """Whether a listing page filtered by `where`, after `after`, holds `step`."""
+    return (
+        (not where.statuses or step.status in where.statuses)
+        and (where.type is None or step.type == where.type)
+        and (where.created_after is None or step.created_ts >= where.created_after)
+        and (where.created_before is None or step.created_ts < where.created_before)
+        and (where.idempotency_key is None or step.client_key == where.idempotency_key)
+        and (after is None or (step.created_ts, step.step_id) < (after.created_ts, after.step_id))
+    )
 
 
 def _scheduled(step: NewStep, now: datetime) -> datetime | None:

@@ -199,6 +199,9 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
         ("PUT", "/admin/limits/{type}", "SetTypeLimit"),
         ("GET", "/admin/limits", "ListTypeLimits"),
         ("DELETE", "/admin/limits/{type}", "DeleteTypeLimit"),
+        ("GET", "/steps", "ListSteps"),
+        ("POST", "/steps/{step_id}:cancel", "CancelStep"),
+        ("POST", "/steps/{step_id}:retry", "RetryStep"),
     }
 
 
@@ -341,6 +344,8 @@ async def test_status_body_has_exact_fields_with_nulls_for_unset_ones(
         "result": None,
         "error": None,
         "run_at": None,
+        "attempts": [],
+        "cancel_requested": False,
     }
 
 

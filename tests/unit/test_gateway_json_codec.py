@@ -342,6 +342,8 @@ def test_every_field_is_present_with_nulls_for_unset_presence_fields() -> None:
         "result": None,
         "error": None,
         "run_at": None,
+        "attempts": [],
+        "cancel_requested": False,
     }
     assert list(encoded) == [field.name for field in pb.GetStepStatusResponse.DESCRIPTOR.fields]
 

@@ -379,7 +379,13 @@ def test_responses_carrying_an_id_link_to_the_operations_taking_it() -> None:
         "operationId": "GetStepStatus",
         "parameters": {"step_id": "$response.body#/step_id"},
     }
-    assert set(created["links"]) == {"GetStepStatus", "GetIdempotencyKey", "WatchStep"}
+    assert set(created["links"]) == {
+        "GetStepStatus",
+        "GetIdempotencyKey",
+        "WatchStep",
+        "CancelStep",
+        "RetryStep",
+    }
     assert "links" not in document["paths"]["/submit/batch"]["post"]["responses"]["201"]
 
 

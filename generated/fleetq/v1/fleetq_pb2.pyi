@@ -479,6 +479,8 @@ class GetStepStatusResponse(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     RUN_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """Identifier of the step."""
     status: _builtins.str
@@ -490,6 +492,8 @@ class GetStepStatusResponse(_message.Message):
     """Step priority."""
     max_retries: _builtins.int
     """Retries allowed after the first execution."""
+    cancel_requested: _builtins.bool
+    """Whether CancelStep asked the step to stop (a claimed step ends "cancelled")."""
     @_builtins.property
     def last_update_ts(self) -> _timestamp_pb2.Timestamp:
         """Time of the last status change."""
@@ -516,6 +520,12 @@ class GetStepStatusResponse(_message.Message):
         it was submitted to run at once.
         """
 
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepAttempt]:
+        """Every execution of the step, oldest first; the last is the running one while the
+        step is claimed.
+        """
+
     def __init__(
         self,
         *,
@@ -531,10 +541,12 @@ class GetStepStatusResponse(_message.Message):
         result: _struct_pb2.Value | None = ...,
         error: Global___StepError | None = ...,
         run_at: _timestamp_pb2.Timestamp | None = ...,
+        attempts: _abc.Iterable[Global___StepAttempt] | None = ...,
+        cancel_requested: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "optional_claimed_by", b"optional_claimed_by", "payload", b"payload", "result", b"result", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "optional_claimed_by", b"optional_claimed_by", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cancel_requested", b"cancel_requested", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "optional_claimed_by", b"optional_claimed_by", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_optional_claimed_by: _TypeAlias = _typing.Literal["claimed_by"]  # noqa: Y015
     _WhichOneofArgType_optional_claimed_by: _TypeAlias = _typing.Literal["optional_claimed_by", b"optional_claimed_by"]  # noqa: Y015
@@ -877,6 +889,7 @@ class GetQueueStatsResponse(_message.Message):
     STEPS_BY_TYPE_FIELD_NUMBER: _builtins.int
     POD_CAPACITY_FIELD_NUMBER: _builtins.int
     TYPE_LIMITS_FIELD_NUMBER: _builtins.int
+    CANCELLED_STEPS_FIELD_NUMBER: _builtins.int
     pending_steps: _builtins.int
     """Steps waiting to be claimed."""
     claimed_steps: _builtins.int
@@ -888,6 +901,8 @@ class GetQueueStatsResponse(_message.Message):
     active_pods: _builtins.int
     """Number of live pods."""
     current_leader: _builtins.str
+    cancelled_steps: _builtins.int
+    """Steps cancelled (CancelStep)."""
     @_builtins.property
     def queue_depth_by_priority(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
         """Pending steps by priority."""
@@ -917,10 +932,11 @@ class GetQueueStatsResponse(_message.Message):
         steps_by_type: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         pod_capacity: _abc.Mapping[_builtins.str, Global___PodCapacity] | None = ...,
         type_limits: _abc.Mapping[_builtins.str, Global___TypeLimit] | None = ...,
+        cancelled_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["current_leader", b"current_leader", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "optional_current_leader", b"optional_current_leader", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type", "type_limits", b"type_limits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "cancelled_steps", b"cancelled_steps", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "optional_current_leader", b"optional_current_leader", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type", "type_limits", b"type_limits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_optional_current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
     _WhichOneofArgType_optional_current_leader: _TypeAlias = _typing.Literal["optional_current_leader", b"optional_current_leader"]  # noqa: Y015
@@ -1136,9 +1152,7 @@ class Schedule(_message.Message):
     name: _builtins.str
     """Unique name: letters, digits, "_", "-" and "."; at most 100 characters."""
     cron: _builtins.str
-    """Cron expression (5 fields, or 6 with seconds first); null for an interval schedule."""
     interval_seconds: _builtins.int
-    """Seconds between ticks (whole multiples since the Unix epoch); null for a cron schedule."""
     timezone: _builtins.str
     """IANA time zone the cron expression is read in."""
     type: _builtins.str
@@ -1156,9 +1170,7 @@ class Schedule(_message.Message):
     source: _builtins.str
     """"api", or "file" for one declared in FLEETQ_SCHEDULES_FILE."""
     last_step_id: _builtins.str
-    """The step the latest tick submitted."""
     last_step_status: _builtins.str
-    """Status of that step: "pending", "claimed", "completed", "failed"; null when it is gone."""
     @_builtins.property
     def args(self) -> _struct_pb2.Struct:
         """Arguments of each tick's step."""
@@ -1187,8 +1199,8 @@ class Schedule(_message.Message):
         self,
         *,
         name: _builtins.str = ...,
-        cron: _builtins.str | None = ...,
-        interval_seconds: _builtins.int | None = ...,
+        cron: _builtins.str = ...,
+        interval_seconds: _builtins.int = ...,
         timezone: _builtins.str = ...,
         type: _builtins.str = ...,
         args: _struct_pb2.Struct | None = ...,
@@ -1201,31 +1213,31 @@ class Schedule(_message.Message):
         source: _builtins.str = ...,
         next_fire_time: _timestamp_pb2.Timestamp | None = ...,
         last_fire_time: _timestamp_pb2.Timestamp | None = ...,
-        last_step_id: _builtins.str | None = ...,
-        last_step_status: _builtins.str | None = ...,
+        last_step_id: _builtins.str = ...,
+        last_step_status: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_last_step_id", b"_last_step_id", "_last_step_status", b"_last_step_status", "args", b"args", "create_time", b"create_time", "cron", b"cron", "interval_seconds", b"interval_seconds", "last_fire_time", b"last_fire_time", "last_step_id", b"last_step_id", "last_step_status", b"last_step_status", "metadata", b"metadata", "next_fire_time", b"next_fire_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "create_time", b"create_time", "cron", b"cron", "interval_seconds", b"interval_seconds", "last_fire_time", b"last_fire_time", "last_step_id", b"last_step_id", "last_step_status", b"last_step_status", "metadata", b"metadata", "next_fire_time", b"next_fire_time", "optional_cron", b"optional_cron", "optional_interval_seconds", b"optional_interval_seconds", "optional_last_step_id", b"optional_last_step_id", "optional_last_step_status", b"optional_last_step_status", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_last_step_id", b"_last_step_id", "_last_step_status", b"_last_step_status", "args", b"args", "catch_up", b"catch_up", "create_time", b"create_time", "cron", b"cron", "interval_seconds", b"interval_seconds", "last_fire_time", b"last_fire_time", "last_step_id", b"last_step_id", "last_step_status", b"last_step_status", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "next_fire_time", b"next_fire_time", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "source", b"source", "timezone", b"timezone", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "catch_up", b"catch_up", "create_time", b"create_time", "cron", b"cron", "interval_seconds", b"interval_seconds", "last_fire_time", b"last_fire_time", "last_step_id", b"last_step_id", "last_step_status", b"last_step_status", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "next_fire_time", b"next_fire_time", "optional_cron", b"optional_cron", "optional_interval_seconds", b"optional_interval_seconds", "optional_last_step_id", b"optional_last_step_id", "optional_last_step_status", b"optional_last_step_status", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "source", b"source", "timezone", b"timezone", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
-    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
-    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
-    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
-    _WhichOneofReturnType__last_step_id: _TypeAlias = _typing.Literal["last_step_id"]  # noqa: Y015
-    _WhichOneofArgType__last_step_id: _TypeAlias = _typing.Literal["_last_step_id", b"_last_step_id"]  # noqa: Y015
-    _WhichOneofReturnType__last_step_status: _TypeAlias = _typing.Literal["last_step_status"]  # noqa: Y015
-    _WhichOneofArgType__last_step_status: _TypeAlias = _typing.Literal["_last_step_status", b"_last_step_status"]  # noqa: Y015
+    _WhichOneofReturnType_optional_cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType_optional_cron: _TypeAlias = _typing.Literal["optional_cron", b"optional_cron"]  # noqa: Y015
+    _WhichOneofReturnType_optional_interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_interval_seconds: _TypeAlias = _typing.Literal["optional_interval_seconds", b"optional_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType_optional_last_step_id: _TypeAlias = _typing.Literal["last_step_id"]  # noqa: Y015
+    _WhichOneofArgType_optional_last_step_id: _TypeAlias = _typing.Literal["optional_last_step_id", b"optional_last_step_id"]  # noqa: Y015
+    _WhichOneofReturnType_optional_last_step_status: _TypeAlias = _typing.Literal["last_step_status"]  # noqa: Y015
+    _WhichOneofArgType_optional_last_step_status: _TypeAlias = _typing.Literal["optional_last_step_status", b"optional_last_step_status"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_cron) -> _WhichOneofReturnType_optional_cron | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_interval_seconds) -> _WhichOneofReturnType_optional_interval_seconds | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_step_id) -> _WhichOneofReturnType__last_step_id | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_last_step_id) -> _WhichOneofReturnType_optional_last_step_id | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_step_status) -> _WhichOneofReturnType__last_step_status | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_last_step_status) -> _WhichOneofReturnType_optional_last_step_status | None: ...
 
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
 
@@ -1250,21 +1262,15 @@ class CreateScheduleRequest(_message.Message):
     name: _builtins.str
     """Unique name: letters, digits, "_", "-" and "."; at most 100 characters."""
     cron: _builtins.str
-    """Cron expression: 5 fields, or 6 with seconds first. Exclusive with interval_seconds."""
     interval_seconds: _builtins.int
-    """Seconds between ticks, at least 1. Exclusive with cron."""
     timezone: _builtins.str
-    """IANA time zone (default "UTC")."""
     type: _builtins.str
     """Step type each tick submits (the rules of a submit's type)."""
     priority: _builtins.int
     """Priority of each tick's step; -1000..1000, default 0."""
     max_retries: _builtins.int
-    """Retries of each tick's step; 0..100, default 3."""
     overlap: _builtins.str
-    """"allow" (default) or "skip"."""
     catch_up: _builtins.str
-    """"skip" (default) or "once"."""
     paused: _builtins.bool
     """Create it paused."""
     @_builtins.property
@@ -1279,46 +1285,46 @@ class CreateScheduleRequest(_message.Message):
         self,
         *,
         name: _builtins.str = ...,
-        cron: _builtins.str | None = ...,
-        interval_seconds: _builtins.int | None = ...,
-        timezone: _builtins.str | None = ...,
+        cron: _builtins.str = ...,
+        interval_seconds: _builtins.int = ...,
+        timezone: _builtins.str = ...,
         type: _builtins.str = ...,
         args: _struct_pb2.Struct | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
         priority: _builtins.int = ...,
-        max_retries: _builtins.int | None = ...,
-        overlap: _builtins.str | None = ...,
-        catch_up: _builtins.str | None = ...,
+        max_retries: _builtins.int = ...,
+        overlap: _builtins.str = ...,
+        catch_up: _builtins.str = ...,
         paused: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_timezone", b"_timezone", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "overlap", b"overlap", "timezone", b"timezone"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "optional_catch_up", b"optional_catch_up", "optional_cron", b"optional_cron", "optional_interval_seconds", b"optional_interval_seconds", "optional_max_retries", b"optional_max_retries", "optional_overlap", b"optional_overlap", "optional_timezone", b"optional_timezone", "overlap", b"overlap", "timezone", b"timezone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_timezone", b"_timezone", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "optional_catch_up", b"optional_catch_up", "optional_cron", b"optional_cron", "optional_interval_seconds", b"optional_interval_seconds", "optional_max_retries", b"optional_max_retries", "optional_overlap", b"optional_overlap", "optional_timezone", b"optional_timezone", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__catch_up: _TypeAlias = _typing.Literal["catch_up"]  # noqa: Y015
-    _WhichOneofArgType__catch_up: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up"]  # noqa: Y015
-    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
-    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
-    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
-    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
-    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
-    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
-    _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
-    _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
-    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
-    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
+    _WhichOneofReturnType_optional_catch_up: _TypeAlias = _typing.Literal["catch_up"]  # noqa: Y015
+    _WhichOneofArgType_optional_catch_up: _TypeAlias = _typing.Literal["optional_catch_up", b"optional_catch_up"]  # noqa: Y015
+    _WhichOneofReturnType_optional_cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType_optional_cron: _TypeAlias = _typing.Literal["optional_cron", b"optional_cron"]  # noqa: Y015
+    _WhichOneofReturnType_optional_interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_interval_seconds: _TypeAlias = _typing.Literal["optional_interval_seconds", b"optional_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType_optional_max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType_optional_max_retries: _TypeAlias = _typing.Literal["optional_max_retries", b"optional_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType_optional_overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
+    _WhichOneofArgType_optional_overlap: _TypeAlias = _typing.Literal["optional_overlap", b"optional_overlap"]  # noqa: Y015
+    _WhichOneofReturnType_optional_timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType_optional_timezone: _TypeAlias = _typing.Literal["optional_timezone", b"optional_timezone"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__catch_up) -> _WhichOneofReturnType__catch_up | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_catch_up) -> _WhichOneofReturnType_optional_catch_up | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_cron) -> _WhichOneofReturnType_optional_cron | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_interval_seconds) -> _WhichOneofReturnType_optional_interval_seconds | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_max_retries) -> _WhichOneofReturnType_optional_max_retries | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_overlap) -> _WhichOneofReturnType_optional_overlap | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_timezone) -> _WhichOneofReturnType_optional_timezone | None: ...
 
 Global___CreateScheduleRequest: _TypeAlias = CreateScheduleRequest  # noqa: Y015
 
@@ -1454,23 +1460,14 @@ class UpdateScheduleRequest(_message.Message):
     name: _builtins.str
     """Name of the schedule."""
     cron: _builtins.str
-    """New cron expression (drops interval_seconds)."""
     interval_seconds: _builtins.int
-    """New interval, at least 1 (drops cron)."""
     timezone: _builtins.str
-    """New IANA time zone."""
     type: _builtins.str
-    """New step type."""
     priority: _builtins.int
-    """New priority; -1000..1000."""
     max_retries: _builtins.int
-    """New retries; 0..100."""
     overlap: _builtins.str
-    """"allow" or "skip"."""
     catch_up: _builtins.str
-    """"skip" or "once"."""
     paused: _builtins.bool
-    """Pause or resume."""
     @_builtins.property
     def args(self) -> _struct_pb2.Struct:
         """New arguments."""
@@ -1483,58 +1480,58 @@ class UpdateScheduleRequest(_message.Message):
         self,
         *,
         name: _builtins.str = ...,
-        cron: _builtins.str | None = ...,
-        interval_seconds: _builtins.int | None = ...,
-        timezone: _builtins.str | None = ...,
-        type: _builtins.str | None = ...,
+        cron: _builtins.str = ...,
+        interval_seconds: _builtins.int = ...,
+        timezone: _builtins.str = ...,
+        type: _builtins.str = ...,
         args: _struct_pb2.Struct | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
-        priority: _builtins.int | None = ...,
-        max_retries: _builtins.int | None = ...,
-        overlap: _builtins.str | None = ...,
-        catch_up: _builtins.str | None = ...,
-        paused: _builtins.bool | None = ...,
+        priority: _builtins.int = ...,
+        max_retries: _builtins.int = ...,
+        overlap: _builtins.str = ...,
+        catch_up: _builtins.str = ...,
+        paused: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_paused", b"_paused", "_priority", b"_priority", "_timezone", b"_timezone", "_type", b"_type", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "optional_catch_up", b"optional_catch_up", "optional_cron", b"optional_cron", "optional_interval_seconds", b"optional_interval_seconds", "optional_max_retries", b"optional_max_retries", "optional_overlap", b"optional_overlap", "optional_paused", b"optional_paused", "optional_priority", b"optional_priority", "optional_timezone", b"optional_timezone", "optional_type", b"optional_type", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_paused", b"_paused", "_priority", b"_priority", "_timezone", b"_timezone", "_type", b"_type", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "optional_catch_up", b"optional_catch_up", "optional_cron", b"optional_cron", "optional_interval_seconds", b"optional_interval_seconds", "optional_max_retries", b"optional_max_retries", "optional_overlap", b"optional_overlap", "optional_paused", b"optional_paused", "optional_priority", b"optional_priority", "optional_timezone", b"optional_timezone", "optional_type", b"optional_type", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__catch_up: _TypeAlias = _typing.Literal["catch_up"]  # noqa: Y015
-    _WhichOneofArgType__catch_up: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up"]  # noqa: Y015
-    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
-    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
-    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
-    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
-    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
-    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
-    _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
-    _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
-    _WhichOneofReturnType__paused: _TypeAlias = _typing.Literal["paused"]  # noqa: Y015
-    _WhichOneofArgType__paused: _TypeAlias = _typing.Literal["_paused", b"_paused"]  # noqa: Y015
-    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
-    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
-    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
-    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
-    _WhichOneofReturnType__type: _TypeAlias = _typing.Literal["type"]  # noqa: Y015
-    _WhichOneofArgType__type: _TypeAlias = _typing.Literal["_type", b"_type"]  # noqa: Y015
+    _WhichOneofReturnType_optional_catch_up: _TypeAlias = _typing.Literal["catch_up"]  # noqa: Y015
+    _WhichOneofArgType_optional_catch_up: _TypeAlias = _typing.Literal["optional_catch_up", b"optional_catch_up"]  # noqa: Y015
+    _WhichOneofReturnType_optional_cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType_optional_cron: _TypeAlias = _typing.Literal["optional_cron", b"optional_cron"]  # noqa: Y015
+    _WhichOneofReturnType_optional_interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_interval_seconds: _TypeAlias = _typing.Literal["optional_interval_seconds", b"optional_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType_optional_max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType_optional_max_retries: _TypeAlias = _typing.Literal["optional_max_retries", b"optional_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType_optional_overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
+    _WhichOneofArgType_optional_overlap: _TypeAlias = _typing.Literal["optional_overlap", b"optional_overlap"]  # noqa: Y015
+    _WhichOneofReturnType_optional_paused: _TypeAlias = _typing.Literal["paused"]  # noqa: Y015
+    _WhichOneofArgType_optional_paused: _TypeAlias = _typing.Literal["optional_paused", b"optional_paused"]  # noqa: Y015
+    _WhichOneofReturnType_optional_priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType_optional_priority: _TypeAlias = _typing.Literal["optional_priority", b"optional_priority"]  # noqa: Y015
+    _WhichOneofReturnType_optional_timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType_optional_timezone: _TypeAlias = _typing.Literal["optional_timezone", b"optional_timezone"]  # noqa: Y015
+    _WhichOneofReturnType_optional_type: _TypeAlias = _typing.Literal["type"]  # noqa: Y015
+    _WhichOneofArgType_optional_type: _TypeAlias = _typing.Literal["optional_type", b"optional_type"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__catch_up) -> _WhichOneofReturnType__catch_up | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_catch_up) -> _WhichOneofReturnType_optional_catch_up | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_cron) -> _WhichOneofReturnType_optional_cron | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_interval_seconds) -> _WhichOneofReturnType_optional_interval_seconds | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_max_retries) -> _WhichOneofReturnType_optional_max_retries | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_overlap) -> _WhichOneofReturnType_optional_overlap | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__paused) -> _WhichOneofReturnType__paused | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_paused) -> _WhichOneofReturnType_optional_paused | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_priority) -> _WhichOneofReturnType_optional_priority | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_timezone) -> _WhichOneofReturnType_optional_timezone | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__type) -> _WhichOneofReturnType__type | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_type) -> _WhichOneofReturnType_optional_type | None: ...
 
 Global___UpdateScheduleRequest: _TypeAlias = UpdateScheduleRequest  # noqa: Y015
 
@@ -1708,11 +1705,8 @@ class TypeLimit(_message.Message):
     type: _builtins.str
     """The step type."""
     max_concurrency: _builtins.int
-    """Most claimed steps of the type at once, fleet-wide; null: no such limit."""
     rate_per_second: _builtins.float
-    """Claims of the type per second, fleet-wide; null: no such limit."""
     burst: _builtins.int
-    """Claims the rate allows at once after a quiet spell; null without a rate."""
     in_flight: _builtins.int
     """Claimed steps of the type now (queue statistics and limit listings)."""
     source: _builtins.str
@@ -1721,28 +1715,28 @@ class TypeLimit(_message.Message):
         self,
         *,
         type: _builtins.str = ...,
-        max_concurrency: _builtins.int | None = ...,
-        rate_per_second: _builtins.float | None = ...,
-        burst: _builtins.int | None = ...,
+        max_concurrency: _builtins.int = ...,
+        rate_per_second: _builtins.float = ...,
+        burst: _builtins.int = ...,
         in_flight: _builtins.int = ...,
         source: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "max_concurrency", b"max_concurrency", "optional_burst", b"optional_burst", "optional_max_concurrency", b"optional_max_concurrency", "optional_rate_per_second", b"optional_rate_per_second", "rate_per_second", b"rate_per_second"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "in_flight", b"in_flight", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second", "source", b"source", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "in_flight", b"in_flight", "max_concurrency", b"max_concurrency", "optional_burst", b"optional_burst", "optional_max_concurrency", b"optional_max_concurrency", "optional_rate_per_second", b"optional_rate_per_second", "rate_per_second", b"rate_per_second", "source", b"source", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
-    _WhichOneofArgType__burst: _TypeAlias = _typing.Literal["_burst", b"_burst"]  # noqa: Y015
-    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
-    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
-    _WhichOneofReturnType__rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
-    _WhichOneofArgType__rate_per_second: _TypeAlias = _typing.Literal["_rate_per_second", b"_rate_per_second"]  # noqa: Y015
+    _WhichOneofReturnType_optional_burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
+    _WhichOneofArgType_optional_burst: _TypeAlias = _typing.Literal["optional_burst", b"optional_burst"]  # noqa: Y015
+    _WhichOneofReturnType_optional_max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType_optional_max_concurrency: _TypeAlias = _typing.Literal["optional_max_concurrency", b"optional_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType_optional_rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
+    _WhichOneofArgType_optional_rate_per_second: _TypeAlias = _typing.Literal["optional_rate_per_second", b"optional_rate_per_second"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__burst) -> _WhichOneofReturnType__burst | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_burst) -> _WhichOneofReturnType_optional_burst | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_max_concurrency) -> _WhichOneofReturnType_optional_max_concurrency | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_per_second) -> _WhichOneofReturnType__rate_per_second | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_rate_per_second) -> _WhichOneofReturnType_optional_rate_per_second | None: ...
 
 Global___TypeLimit: _TypeAlias = TypeLimit  # noqa: Y015
 
@@ -1761,35 +1755,32 @@ class SetTypeLimitRequest(_message.Message):
     type: _builtins.str
     """The step type (the rules of a submit's type)."""
     max_concurrency: _builtins.int
-    """Most claimed steps of the type at once, fleet-wide; 0 holds the type."""
     rate_per_second: _builtins.float
-    """Claims of the type per second, fleet-wide; above 0."""
     burst: _builtins.int
-    """Claims the rate allows at once (default: the rate rounded up, at least 1)."""
     def __init__(
         self,
         *,
         type: _builtins.str = ...,
-        max_concurrency: _builtins.int | None = ...,
-        rate_per_second: _builtins.float | None = ...,
-        burst: _builtins.int | None = ...,
+        max_concurrency: _builtins.int = ...,
+        rate_per_second: _builtins.float = ...,
+        burst: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "max_concurrency", b"max_concurrency", "optional_burst", b"optional_burst", "optional_max_concurrency", b"optional_max_concurrency", "optional_rate_per_second", b"optional_rate_per_second", "rate_per_second", b"rate_per_second"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "max_concurrency", b"max_concurrency", "optional_burst", b"optional_burst", "optional_max_concurrency", b"optional_max_concurrency", "optional_rate_per_second", b"optional_rate_per_second", "rate_per_second", b"rate_per_second", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
-    _WhichOneofArgType__burst: _TypeAlias = _typing.Literal["_burst", b"_burst"]  # noqa: Y015
-    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
-    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
-    _WhichOneofReturnType__rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
-    _WhichOneofArgType__rate_per_second: _TypeAlias = _typing.Literal["_rate_per_second", b"_rate_per_second"]  # noqa: Y015
+    _WhichOneofReturnType_optional_burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
+    _WhichOneofArgType_optional_burst: _TypeAlias = _typing.Literal["optional_burst", b"optional_burst"]  # noqa: Y015
+    _WhichOneofReturnType_optional_max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType_optional_max_concurrency: _TypeAlias = _typing.Literal["optional_max_concurrency", b"optional_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType_optional_rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
+    _WhichOneofArgType_optional_rate_per_second: _TypeAlias = _typing.Literal["optional_rate_per_second", b"optional_rate_per_second"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__burst) -> _WhichOneofReturnType__burst | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_burst) -> _WhichOneofReturnType_optional_burst | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_max_concurrency) -> _WhichOneofReturnType_optional_max_concurrency | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_per_second) -> _WhichOneofReturnType__rate_per_second | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_rate_per_second) -> _WhichOneofReturnType_optional_rate_per_second | None: ...
 
 Global___SetTypeLimitRequest: _TypeAlias = SetTypeLimitRequest  # noqa: Y015
 
@@ -1896,6 +1887,236 @@ class DeleteTypeLimitResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteTypeLimitResponse: _TypeAlias = DeleteTypeLimitResponse  # noqa: Y015
+
+@_typing.final
+class ListStepsRequest(_message.Message):
+    """ListStepsRequest filters and pages a step listing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """Only steps of this type."""
+    idempotency_key: _builtins.str
+    """Only the step submitted with this idempotency key (a client-supplied key; a key
+    the service derived is read with GetIdempotencyKey).
+    """
+    page_size: _builtins.int
+    """Steps per page: default 50, at most 1,000 (larger values are treated as 1,000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def status(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only steps in these statuses: "pending", "claimed", "completed", "failed" or
+        "cancelled" (any of them when empty).
+        """
+
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only steps submitted at or after this time."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only steps submitted before this time."""
+
+    def __init__(
+        self,
+        *,
+        status: _abc.Iterable[_builtins.str] | None = ...,
+        type: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "idempotency_key", b"idempotency_key", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStepsRequest: _TypeAlias = ListStepsRequest  # noqa: Y015
+
+@_typing.final
+class ListStepsResponse(_message.Message):
+    """ListStepsResponse is one page of steps."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEPS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty after the last page."""
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___GetStepStatusResponse]:
+        """The steps, newest first, each as GetStepStatus reports it."""
+
+    def __init__(
+        self,
+        *,
+        steps: _abc.Iterable[Global___GetStepStatusResponse] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStepsResponse: _TypeAlias = ListStepsResponse  # noqa: Y015
+
+@_typing.final
+class StepAttempt(_message.Message):
+    """StepAttempt is one execution of a step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    POD_ID_FIELD_NUMBER: _builtins.int
+    STARTED_TS_FIELD_NUMBER: _builtins.int
+    FINISHED_TS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """The claim's number: 1 for the first claim, one more for every claim since."""
+    pod_id: _builtins.str
+    outcome: _builtins.str
+    """"running", "completed", "failed" (the handler's error or timeout), "cancelled",
+    "pod_lost" (its pod died; recovery ended it) or "released" (its pod shut down and
+    gave it back without spending a retry).
+    """
+    @_builtins.property
+    def started_ts(self) -> _timestamp_pb2.Timestamp:
+        """When it was claimed."""
+
+    @_builtins.property
+    def finished_ts(self) -> _timestamp_pb2.Timestamp:
+        """When it ended; null while it runs."""
+
+    @_builtins.property
+    def error(self) -> Global___StepError:
+        """Why it failed, if it did."""
+
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        pod_id: _builtins.str = ...,
+        started_ts: _timestamp_pb2.Timestamp | None = ...,
+        finished_ts: _timestamp_pb2.Timestamp | None = ...,
+        outcome: _builtins.str = ...,
+        error: Global___StepError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_ts", b"finished_ts", "optional_pod_id", b"optional_pod_id", "pod_id", b"pod_id", "started_ts", b"started_ts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_ts", b"finished_ts", "number", b"number", "optional_pod_id", b"optional_pod_id", "outcome", b"outcome", "pod_id", b"pod_id", "started_ts", b"started_ts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_optional_pod_id: _TypeAlias = _typing.Literal["pod_id"]  # noqa: Y015
+    _WhichOneofArgType_optional_pod_id: _TypeAlias = _typing.Literal["optional_pod_id", b"optional_pod_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_pod_id) -> _WhichOneofReturnType_optional_pod_id | None: ...
+
+Global___StepAttempt: _TypeAlias = StepAttempt  # noqa: Y015
+
+@_typing.final
+class CancelStepRequest(_message.Message):
+    """CancelStepRequest names the step to cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelStepRequest: _TypeAlias = CancelStepRequest  # noqa: Y015
+
+@_typing.final
+class CancelStepResponse(_message.Message):
+    """CancelStepResponse is the step after the cancel: "cancelled", or still "claimed" with
+    cancel_requested set until its pod stops it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def step(self) -> Global___GetStepStatusResponse:
+        """The step's state."""
+
+    def __init__(
+        self,
+        *,
+        step: Global___GetStepStatusResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelStepResponse: _TypeAlias = CancelStepResponse  # noqa: Y015
+
+@_typing.final
+class RetryStepRequest(_message.Message):
+    """RetryStepRequest names the step to retry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryStepRequest: _TypeAlias = RetryStepRequest  # noqa: Y015
+
+@_typing.final
+class RetryStepResponse(_message.Message):
+    """RetryStepResponse is the step back in the queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def step(self) -> Global___GetStepStatusResponse:
+        """The step's state ("pending")."""
+
+    def __init__(
+        self,
+        *,
+        step: Global___GetStepStatusResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryStepResponse: _TypeAlias = RetryStepResponse  # noqa: Y015
 
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int

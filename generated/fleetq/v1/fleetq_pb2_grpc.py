@@ -130,6 +130,21 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.FromString,
                 _registered_method=True)
+        self.ListSteps = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ListSteps',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListStepsRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListStepsResponse.FromString,
+                _registered_method=True)
+        self.CancelStep = channel.unary_unary(
+                '/fleetq.v1.FleetQService/CancelStep',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.CancelStepRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CancelStepResponse.FromString,
+                _registered_method=True)
+        self.RetryStep = channel.unary_unary(
+                '/fleetq.v1.FleetQService/RetryStep',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.RetryStepRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RetryStepResponse.FromString,
+                _registered_method=True)
 
 
 class FleetQServiceServicer:
@@ -290,6 +305,34 @@ class FleetQServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSteps(self, request, context):
+        """ListSteps lists steps newest first (created_ts, then step_id, descending), a page
+        at a time. Filters combine with AND; a page token continues the walk where the
+        previous page ended (keyset, never an offset), so a page costs the same at any depth.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelStep(self, request, context):
+        """CancelStep cancels a step. A pending step becomes "cancelled" at once and is never
+        claimed. A claimed step gets a cancel request: its pod cancels an async handler, a
+        blocking handler sees its context's `cancelled` turn true, and the step ends
+        "cancelled" through the same fenced write as any outcome. Cancelling a cancelled step
+        again is not an error; a completed or failed one is a conflict.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryStep(self, request, context):
+        """RetryStep puts a failed or cancelled step back to pending with a fresh retry budget;
+        its attempt history is kept. Any other status is a conflict.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetQServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -387,6 +430,21 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.DeleteTypeLimit,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.SerializeToString,
+            ),
+            'ListSteps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSteps,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListStepsRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListStepsResponse.SerializeToString,
+            ),
+            'CancelStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelStep,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CancelStepRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.CancelStepResponse.SerializeToString,
+            ),
+            'RetryStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryStep,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RetryStepRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.RetryStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -903,6 +961,87 @@ class FleetQService:
             '/fleetq.v1.FleetQService/DeleteTypeLimit',
             fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSteps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ListSteps',
+            fleetq_dot_v1_dot_fleetq__pb2.ListStepsRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ListStepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/CancelStep',
+            fleetq_dot_v1_dot_fleetq__pb2.CancelStepRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.CancelStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/RetryStep',
+            fleetq_dot_v1_dot_fleetq__pb2.RetryStepRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.RetryStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -117,6 +117,22 @@ class FleetQServiceStub:
     """ListTypeLimits lists every limit with its type's claimed steps now."""
     DeleteTypeLimit: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.DeleteTypeLimitRequest, _fleetq_pb2.DeleteTypeLimitResponse]
     """DeleteTypeLimit lifts a type's limit."""
+    ListSteps: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ListStepsRequest, _fleetq_pb2.ListStepsResponse]
+    """ListSteps lists steps newest first (created_ts, then step_id, descending), a page
+    at a time. Filters combine with AND; a page token continues the walk where the
+    previous page ended (keyset, never an offset), so a page costs the same at any depth.
+    """
+    CancelStep: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.CancelStepRequest, _fleetq_pb2.CancelStepResponse]
+    """CancelStep cancels a step. A pending step becomes "cancelled" at once and is never
+    claimed. A claimed step gets a cancel request: its pod cancels an async handler, a
+    blocking handler sees its context's `cancelled` turn true, and the step ends
+    "cancelled" through the same fenced write as any outcome. Cancelling a cancelled step
+    again is not an error; a completed or failed one is a conflict.
+    """
+    RetryStep: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.RetryStepRequest, _fleetq_pb2.RetryStepResponse]
+    """RetryStep puts a failed or cancelled step back to pending with a fresh retry budget;
+    its attempt history is kept. Any other status is a conflict.
+    """
 
 @_typing.type_check_only
 class FleetQServiceAsyncStub(FleetQServiceStub):
@@ -192,6 +208,22 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     """ListTypeLimits lists every limit with its type's claimed steps now."""
     DeleteTypeLimit: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.DeleteTypeLimitRequest, _fleetq_pb2.DeleteTypeLimitResponse]  # type: ignore[assignment]
     """DeleteTypeLimit lifts a type's limit."""
+    ListSteps: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ListStepsRequest, _fleetq_pb2.ListStepsResponse]  # type: ignore[assignment]
+    """ListSteps lists steps newest first (created_ts, then step_id, descending), a page
+    at a time. Filters combine with AND; a page token continues the walk where the
+    previous page ended (keyset, never an offset), so a page costs the same at any depth.
+    """
+    CancelStep: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.CancelStepRequest, _fleetq_pb2.CancelStepResponse]  # type: ignore[assignment]
+    """CancelStep cancels a step. A pending step becomes "cancelled" at once and is never
+    claimed. A claimed step gets a cancel request: its pod cancels an async handler, a
+    blocking handler sees its context's `cancelled` turn true, and the step ends
+    "cancelled" through the same fenced write as any outcome. Cancelling a cancelled step
+    again is not an error; a completed or failed one is a conflict.
+    """
+    RetryStep: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.RetryStepRequest, _fleetq_pb2.RetryStepResponse]  # type: ignore[assignment]
+    """RetryStep puts a failed or cancelled step back to pending with a fresh retry budget;
+    its attempt history is kept. Any other status is a conflict.
+    """
 
 class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
     """FleetQService submits steps, reports on them and steers the pod fleet."""
@@ -378,5 +410,39 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fleetq_pb2.DeleteTypeLimitResponse, _abc.Awaitable[_fleetq_pb2.DeleteTypeLimitResponse]]:
         """DeleteTypeLimit lifts a type's limit."""
+
+    @_abc_1.abstractmethod
+    def ListSteps(
+        self,
+        request: _fleetq_pb2.ListStepsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ListStepsResponse, _abc.Awaitable[_fleetq_pb2.ListStepsResponse]]:
+        """ListSteps lists steps newest first (created_ts, then step_id, descending), a page
+        at a time. Filters combine with AND; a page token continues the walk where the
+        previous page ended (keyset, never an offset), so a page costs the same at any depth.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelStep(
+        self,
+        request: _fleetq_pb2.CancelStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.CancelStepResponse, _abc.Awaitable[_fleetq_pb2.CancelStepResponse]]:
+        """CancelStep cancels a step. A pending step becomes "cancelled" at once and is never
+        claimed. A claimed step gets a cancel request: its pod cancels an async handler, a
+        blocking handler sees its context's `cancelled` turn true, and the step ends
+        "cancelled" through the same fenced write as any outcome. Cancelling a cancelled step
+        again is not an error; a completed or failed one is a conflict.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryStep(
+        self,
+        request: _fleetq_pb2.RetryStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.RetryStepResponse, _abc.Awaitable[_fleetq_pb2.RetryStepResponse]]:
+        """RetryStep puts a failed or cancelled step back to pending with a fresh retry budget;
+        its attempt history is kept. Any other status is a conflict.
+        """
 
 def add_FleetQServiceServicer_to_server(servicer: FleetQServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

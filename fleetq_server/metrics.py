@@ -57,7 +57,10 @@ STEPS_FENCED = Counter(
     _STEP_TYPE,
 )
 STEPS_RELEASED = Counter(
-    "fleetq_steps_released", "Unfinished steps given back to pending at shutdown", _STEP_TYPE
+    "fleetq_steps_released",
+    "Steps given back to pending without spending a retry: unfinished at shutdown, or"
+    " claimed by a claim whose answer was lost",
+    _STEP_TYPE,
 )
 STEP_RUN_SECONDS = Histogram(
     "fleetq_step_run_seconds",

@@ -17,6 +17,7 @@ from fleetq_server.store.pods import PodQueries
 from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
+from fleetq_server.store.step_orphans import StepOrphanQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
@@ -26,6 +27,7 @@ __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_st
 
 class Store(
     StepQueries,
+    StepOrphanQueries,
     StepScheduleQueries,
     StepWatchQueries,
     PodQueries,

@@ -18,7 +18,7 @@ import asyncio
 import copy
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -377,6 +377,24 @@ class MemoryStore:
                 if s.status == "pending" and s.type in wanted and s.not_before_ts > now
             ]
             return (min(due) - now).total_seconds() if due else None
+
+    async def step_release_orphans(
+        self, pod_id: str, running_step_ids: Collection[str]
+    ) -> list[tuple[str, str]]:
+        with self.transaction() as now:
+            released = []
+            for step in self.steps.values():
+                if (
+                    step.status == "claimed"
+                    and step.claimed_by == pod_id
+                    and step.step_id not in running_step_ids
+                ):
+                    step.status, step.claimed_by = "pending", None
+                    step.not_before_ts = step.last_update_ts = now
+                    released.append((step.step_id, step.type))
+            if released:
+                self._notify(None)
+            return released
 
     # -- WatchPort ------------------------------------------------------------------------
 

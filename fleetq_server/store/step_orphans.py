@@ -9,7 +9,7 @@ hold, never requeues it. The claimer gives such steps back once it is connected 
 from collections.abc import Collection
 
 from fleetq_server.store.connection import PoolHolder
-from fleetq_server.store.steps import SUBMIT_CHANNEL
+from fleetq_server.store.steps import release_statement
 
 
 class StepOrphanQueries(PoolHolder):
@@ -28,19 +28,8 @@ class StepOrphanQueries(PoolHolder):
         attempt the lost claim counted stays counted, so its token cannot come back.
         """
         async with self._connection() as connection:
-            # The NOTIFY wakes idle pods at once instead of at their next poll.
             rows = await connection.fetch(
-                f"""
-                WITH released AS (
-                    UPDATE fleetq_steps AS s
-                    SET status = 'pending', claimed_by = NULL, not_before_ts = now(),
-                        last_update_ts = now()
-                    WHERE s.status = 'claimed' AND s.claimed_by = $1
-                      AND s.step_id <> ALL($2::text[])
-                    RETURNING s.step_id, s.type
-                )
-                SELECT step_id, type, pg_notify('{SUBMIT_CHANNEL}', '') FROM released
-                """,
+                release_statement("s.claimed_by = $1 AND s.step_id <> ALL($2::text[])"),
                 pod_id,
                 list(running_step_ids),
             )

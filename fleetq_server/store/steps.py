@@ -61,6 +61,24 @@ def _step_row(step: NewStep) -> dict[str, Any]:
     }
 
 
+def release_statement(fence: str, source: str = "") -> str:
+    """The one release: claimed steps `s` matching `fence` (joined to the FROM item
+    `source` when given) back to pending, claimable at once, with no retry spent (their
+    handler is not running), returning (step_id, type). Its NOTIFY wakes idle pods at once
+    instead of at their next poll."""
+    return f"""
+        WITH released AS (
+            UPDATE fleetq_steps AS s
+            SET status = 'pending', claimed_by = NULL, not_before_ts = now(),
+                last_update_ts = now()
+            {f"FROM {source}" if source else ""}
+            WHERE s.status = 'claimed' AND {fence}
+            RETURNING s.step_id, s.type
+        )
+        SELECT step_id, type, pg_notify('{SUBMIT_CHANNEL}', '') FROM released
+        """
+
+
 def step_record(row: asyncpg.Record) -> StepRecord:
     """A row of STEP_COLUMNS as a record."""
     return StepRecord(**dict(row))
@@ -292,20 +310,11 @@ class StepQueries(PoolHolder):
         if not steps:
             return []
         async with self._connection() as connection:
-            # The NOTIFY wakes idle pods at once instead of at their next poll.
             rows = await connection.fetch(
-                f"""
-                WITH released AS (
-                    UPDATE fleetq_steps AS s
-                    SET status = 'pending', claimed_by = NULL, not_before_ts = now(),
-                        last_update_ts = now()
-                    FROM unnest($1::text[], $2::int[]) AS held(step_id, attempt)
-                    WHERE s.step_id = held.step_id AND s.attempt = held.attempt
-                      AND s.status = 'claimed' AND s.claimed_by = $3
-                    RETURNING s.step_id
-                )
-                SELECT step_id, pg_notify('{SUBMIT_CHANNEL}', '') FROM released
-                """,
+                release_statement(
+                    "s.step_id = held.step_id AND s.attempt = held.attempt AND s.claimed_by = $3",
+                    "unnest($1::text[], $2::int[]) AS held(step_id, attempt)",
+                ),
                 [step.step_id for step in steps],
                 [step.attempt for step in steps],
                 pod_id,

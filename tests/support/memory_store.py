@@ -389,8 +389,7 @@ class MemoryStore:
                     and step.claimed_by == pod_id
                     and step.step_id not in running_step_ids
                 ):
-                    step.status, step.claimed_by = "pending", None
-                    step.not_before_ts = step.last_update_ts = now
+                    self._release(step, now)
                     released.append((step.step_id, step.type))
             if released:
                 self._notify(None)
@@ -426,6 +425,12 @@ class MemoryStore:
             step.claimed_by = None
         step.finished_ts = None if retried else now
         step.last_update_ts = now
+
+    @staticmethod
+    def _release(step: _Step, now: datetime) -> None:
+        """steps.release_statement: back to pending, claimable now, no retry spent."""
+        step.status, step.claimed_by = "pending", None
+        step.not_before_ts = step.last_update_ts = now
 
     async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
         with self.transaction() as now:
@@ -494,8 +499,7 @@ class MemoryStore:
                     and step.attempt == held.attempt
                     and step.claimed_by == pod_id
                 ):
-                    step.status, step.claimed_by = "pending", None
-                    step.not_before_ts = step.last_update_ts = now
+                    self._release(step, now)
                     released.append(step.step_id)
             if released:
                 self._notify(None)

@@ -7,6 +7,7 @@
 """
 
 from fleetq_client.aio import AsyncFleetQClient
+from fleetq_client.calls import StepSpec
 from fleetq_client.client import FleetQClient
 from fleetq_client.errors import (
     Conflict,
@@ -27,6 +28,7 @@ from fleetq_client.results import (
     RecoverySummary,
     StepError,
     StepStatus,
+    SubmitBatchResult,
     SubmitResult,
 )
 
@@ -45,7 +47,9 @@ __all__ = [
     "QueueStats",
     "RecoverySummary",
     "StepError",
+    "StepSpec",
     "StepStatus",
+    "SubmitBatchResult",
     "SubmitResult",
     "Timeout",
     "Unauthenticated",

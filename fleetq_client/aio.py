@@ -1,14 +1,16 @@
 """The asyncio client: `AsyncFleetQClient("host:50051")`, same calls as FleetQClient."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+import collections
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
+from fleetq.v1 import fleetq_pb2 as pb
 
 from fleetq_client import calls
-from fleetq_client.channel import Connection
+from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
 from fleetq_client.results import (
     Health,
@@ -16,8 +18,10 @@ from fleetq_client.results import (
     QueueStats,
     RecoverySummary,
     StepStatus,
+    SubmitBatchResult,
     SubmitResult,
 )
+from fleetq_common.coalescer import Coalescer
 
 T = TypeVar("T")
 
@@ -29,12 +33,75 @@ class AsyncFleetQClient(Connection):
 
     _channels: ClassVar[ModuleType] = grpc.aio
 
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        coalesce_submits: bool = True,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        """`coalesce_submits`: concurrent `submit()` calls share calls. The first goes
+        out at once; those made while it is under way follow together in one independent
+        SubmitBatch, each with its own result or error. Off: one SubmitStep per submit."""
+        super().__init__(target, token=token, timeout=timeout, root_certificates=root_certificates)
+        self._submits: Coalescer[pb.SubmitStepRequest, calls.SubmitOutcome] | None = (
+            Coalescer(self._send_submits, max_batch=calls.MAX_BATCH_STEPS)
+            if coalesce_submits
+            else None
+        )
+
     async def submit(
         self, step_type: str, args: Mapping[str, Any], **options: Unpack[calls.SubmitOptions]
     ) -> SubmitResult:
         """Submit a step with `args` (a JSON object); options: metadata, priority,
         max_retries, idempotency_key (a repeat with the same key returns the original)."""
-        return await self._send(calls.submit(step_type, args, **options))
+        if self._submits is None:
+            return await self._send(calls.submit(step_type, args, **options))
+        outcome = await self._submits.submit(calls.submit_request(step_type, args, **options))
+        if isinstance(outcome, FleetQClientError):
+            raise outcome
+        return outcome
+
+    async def _send_submits(
+        self, requests: Sequence[pb.SubmitStepRequest]
+    ) -> list[calls.SubmitOutcome]:
+        """One call for the submits queued together: a lone one as itself."""
+        if len(requests) > 1:
+            return await self._send(calls.submit_each(requests))
+        try:
+            return [await self._send(calls.Call("SubmitStep", requests[0], calls.submit_result))]
+        except FleetQClientError as error:
+            return [error]
+
+    async def submit_batch(self, steps: Iterable[calls.StepSpec]) -> SubmitBatchResult:
+        """Submit up to 1,000 steps in one call, all or nothing; each result names its
+        step in the order given."""
+        return await self._send(calls.submit_batch(steps))
+
+    async def submit_many(
+        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 500, in_flight: int = 4
+    ) -> list[SubmitResult]:
+        """Submit any number of steps as SubmitBatch calls of `chunk_size`, keeping up to
+        `in_flight` of them under way: the next chunk is built while earlier ones travel
+        and are stored. Each chunk is all or nothing. On an error, chunks before the one
+        that failed may be stored: give steps idempotency keys to resubmit safely."""
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        pending: collections.deque[asyncio.Task[SubmitBatchResult]] = collections.deque()
+        results: list[SubmitResult] = []
+        try:
+            for chunk in calls.chunked(steps, chunk_size):
+                if len(pending) == in_flight:
+                    results.extend((await pending.popleft()).steps)
+                pending.append(asyncio.ensure_future(self._send(calls.submit_batch(chunk))))
+            while pending:
+                results.extend((await pending.popleft()).steps)
+        finally:
+            for task in pending:  # an error stops the chunks not yet answered
+                task.cancel()
+        return results
 
     async def status(self, step_id: str) -> StepStatus:
         """A step's state, payload, and result or last error; NotFound if there is none."""

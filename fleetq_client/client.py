@@ -1,7 +1,8 @@
 """The blocking client: `FleetQClient("host:50051")`."""
 
+import collections
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
@@ -16,6 +17,7 @@ from fleetq_client.results import (
     QueueStats,
     RecoverySummary,
     StepStatus,
+    SubmitBatchResult,
     SubmitResult,
 )
 
@@ -35,6 +37,44 @@ class FleetQClient(Connection):
         """Submit a step with `args` (a JSON object); options: metadata, priority,
         max_retries, idempotency_key (a repeat with the same key returns the original)."""
         return self._send(calls.submit(step_type, args, **options))
+
+    def submit_batch(self, steps: Iterable[calls.StepSpec]) -> SubmitBatchResult:
+        """Submit up to 1,000 steps in one call, all or nothing; each result names its
+        step in the order given."""
+        return self._send(calls.submit_batch(steps))
+
+    def submit_many(
+        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 500, in_flight: int = 4
+    ) -> list[SubmitResult]:
+        """Submit any number of steps as SubmitBatch calls of `chunk_size`, keeping up to
+        `in_flight` of them under way (gRPC futures): the next chunk is built while earlier
+        ones travel and are stored. Each chunk is all or nothing. On an error, chunks before
+        the one that failed may be stored: give steps idempotency keys to resubmit safely."""
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        pending: collections.deque[Any] = collections.deque()
+        results: list[SubmitResult] = []
+        options = self._settings.call_options()
+        try:
+            for chunk in calls.chunked(steps, chunk_size):
+                if len(pending) == in_flight:
+                    results.extend(self._batch_outcome(pending.popleft()).steps)
+                call = calls.submit_batch(chunk)
+                pending.append((call, self._stub.SubmitBatch.future(call.request, **options)))
+            while pending:
+                results.extend(self._batch_outcome(pending.popleft()).steps)
+        finally:
+            for _, future in pending:  # an error stops the chunks not yet answered
+                future.cancel()
+        return results
+
+    @staticmethod
+    def _batch_outcome(sent: tuple[calls.Call[SubmitBatchResult], Any]) -> SubmitBatchResult:
+        call, future = sent
+        try:
+            return call.read(future.result())
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
 
     def status(self, step_id: str) -> StepStatus:
         """A step's state, payload, and result or last error; NotFound if there is none."""

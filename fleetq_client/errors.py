@@ -60,4 +60,9 @@ def error_from_rpc(error: grpc.RpcError) -> FleetQClientError:
     """The client exception for a failed call (sync and asyncio calls alike)."""
     code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
     details: str = error.details() or code.name  # type: ignore[attr-defined]
-    return _ERROR_FOR_CODE.get(code, FleetQClientError)(details, code)
+    return error_from_code(code, details)
+
+
+def error_from_code(code: grpc.StatusCode, message: str) -> FleetQClientError:
+    """The client exception for a status code, e.g. one step refused in a batch."""
+    return _ERROR_FOR_CODE.get(code, FleetQClientError)(message or code.name, code)

@@ -17,6 +17,15 @@ class SubmitResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitBatchResult:
+    """An accepted SubmitBatch: each step's result in the order given, and how many of
+    them are new (the rest repeat an idempotency key already used)."""
+
+    steps: tuple[SubmitResult, ...]
+    created_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class StepError:
     """Why a step's last execution failed."""
 

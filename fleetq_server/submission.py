@@ -6,6 +6,7 @@ Each error names the offending field.
 
 import functools
 import hashlib
+import json
 import math
 import re
 import secrets
@@ -48,6 +49,10 @@ MAX_BATCH_STEPS = _rules(fleetq_pb2.SubmitBatchRequest, "steps").max_items
 # The longest pending expiry in seconds, a submit's own and FLEETQ_PENDING_EXPIRY alike.
 MAX_PENDING_EXPIRY_S = float(_rules(fleetq_pb2.SubmitStepRequest, "pending_expiry_seconds").maximum)
 NUL = "\x00"
+# What in a payload's JSON text may hide unstorable content (see _canonical_json).
+_SUSPECT_JSON = re.compile(rb"\\u0000|[0-9]{16}|[0-9][eE]")
+# A step's args and metadata as canonical JSON: sorted keys, no whitespace.
+CanonicalPayload = tuple[bytes, bytes]
 # The largest integer every hop keeps exact: gRPC's Struct carries numbers as doubles, and
 # JSON parsers in most languages do too. Larger numbers are refused rather than rounded.
 MAX_EXACT_INTEGER = 2**53 - 1
@@ -108,17 +113,28 @@ def derived_idempotency_key(step_id: str) -> str:
     return f"idem_{digest[:8]}_{digest[8:16]}"
 
 
-def payload_hash(request: SubmitRequest, max_retries: int) -> str:
-    """A fingerprint of what was asked for: repeats with the same key must match it."""
-    canonical = orjson.dumps(
-        [request.type, request.args, request.metadata or {}, request.priority, max_retries],
-        option=orjson.OPT_SORT_KEYS,
+def payload_hash(request: SubmitRequest, max_retries: int, payload: CanonicalPayload) -> str:
+    """A fingerprint of what was asked for: repeats with the same key must match it.
+
+    The bytes hashed are `orjson.dumps([type, args, metadata, priority, max_retries],
+    option=OPT_SORT_KEYS)`, assembled from the payload validate() serialised already
+    (orjson writes no whitespace, so the pieces join to the same document). Stored
+    fingerprints depend on this exact form: changing it turns every repeat into a conflict.
+    """
+    args, metadata = payload
+    canonical = b"[%s,%s,%s,%d,%d]" % (
+        orjson.dumps(request.type),
+        args,
+        metadata,
+        request.priority,
+        max_retries,
     )
     return hashlib.sha256(canonical).hexdigest()
 
 
-def validate(request: SubmitRequest) -> None:
-    """Raise ValidationError naming the first invalid field."""
+def validate(request: SubmitRequest) -> CanonicalPayload:
+    """Raise ValidationError naming the first invalid field; return args and metadata as
+    canonical JSON (sorted keys) for the payload fingerprint."""
     if not request.type:
         raise ValidationError("type: is required and must not be empty")
     if len(request.type) > MAX_TYPE_LENGTH:
@@ -127,9 +143,10 @@ def validate(request: SubmitRequest) -> None:
         raise ValidationError("type: may contain only letters, digits, '_', '-' and '.'")
     if request.args is None:
         raise ValidationError("args: is required and must be a JSON object")
-    _check_storable(request.args, "args")
-    if request.metadata is not None:
-        _check_storable(request.metadata, "metadata")
+    payload = (
+        _canonical_json(request.args, "args"),
+        _canonical_json(request.metadata, "metadata") if request.metadata else b"{}",
+    )
     low, high = PRIORITY_RANGE
     if not low <= request.priority <= high:
         raise ValidationError(f"priority: must be between {low} and {high}")
@@ -150,6 +167,7 @@ def validate(request: SubmitRequest) -> None:
             f"pending_expiry_seconds: must be between 0 (never) and {MAX_PENDING_EXPIRY_S:.0f}"
         )
     _validate_schedule(request)
+    return payload
 
 
 def _validate_schedule(request: SubmitRequest) -> None:
@@ -167,6 +185,26 @@ def _validate_schedule(request: SubmitRequest) -> None:
         raise ValidationError(
             f"delay_seconds: must be between 0 and {MAX_SCHEDULE_AHEAD_S:.0f} ({days:g} days)"
         )
+
+
+def _canonical_json(value: dict[str, Any], field: str) -> bytes:
+    """`value` as JSON with sorted keys, once it is known to be storable.
+
+    One pass of C (orjson, then a regex over its output) clears the common payload; only a
+    suspect one pays for the exact walks of _check_storable, which name the field. The
+    filter cannot miss: NUL is written as \\u0000, a lone surrogate makes orjson refuse, and
+    a number beyond 2^53 - 1 has 16 or more digits or an exponent. Strings that merely look
+    like that cost the walk, which then clears them.
+    """
+    try:
+        text: bytes | None = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: lone surrogates, integers beyond 64 bits
+        text = None
+    if text is None or _SUSPECT_JSON.search(text):
+        _check_storable(value, field)
+    if text is None:  # storable, yet refused by orjson: the standard library writes it
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return text
 
 
 def _check_storable(value: Any, field: str) -> None:
@@ -210,7 +248,7 @@ def _inexact_number_path(value: Any, path: str) -> str:
 
 def prepare_step(request: SubmitRequest, step_id: str | None = None) -> NewStep:
     """Validate `request` and build the row to insert, under `step_id` or a fresh id."""
-    validate(request)
+    payload = validate(request)
     assert request.args is not None  # validate() guarantees it
     max_retries = DEFAULT_MAX_RETRIES if request.max_retries is None else request.max_retries
     step_id = step_id or new_step_id()
@@ -223,7 +261,7 @@ def prepare_step(request: SubmitRequest, step_id: str | None = None) -> NewStep:
         max_retries=max_retries,
         idempotency_key=request.idempotency_key or derived_idempotency_key(step_id),
         client_key=request.idempotency_key,
-        payload_hash=payload_hash(request, max_retries),
+        payload_hash=payload_hash(request, max_retries, payload),
         pending_expiry_s=request.pending_expiry_s or None,
         run_at=request.run_at,
         delay_s=request.delay_s,

@@ -1,5 +1,6 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
+import collections
 import functools
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
@@ -8,11 +9,12 @@ from typing import Any, Literal
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 
+from fleetq_common.coalescer import Coalescer
 from fleetq_common.json_values import TooManyValues, ValueBudget, struct_to_dict
 from fleetq_server import __version__, errors, metrics, submission
 from fleetq_server.api import messages, watch
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
-from fleetq_server.coalescer import Coalescer
+from fleetq_server.api.status_codes import status_code_for
 from fleetq_server.gateway import HTTP_CODE_KEY
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
@@ -105,15 +107,54 @@ def _json_object(
         ) from None
 
 
+# What refuses one step of an independent batch without failing the others.
+_REFUSALS = (errors.ValidationError, errors.ConflictError, errors.DataRejectedError)
+
+
+def _refusal(outcome: object) -> pb.SubmitRefusal | None:
+    """How an independent batch reports a step refused for its own content or key; None
+    for anything else (a database outage fails the whole call, as it would a submit)."""
+    if isinstance(
+        outcome, errors.ValidationError | errors.ConflictError | errors.DataRejectedError
+    ):
+        return pb.SubmitRefusal(code=status_code_for(outcome).name, message=str(outcome))
+    return None
+
+
+def _batch_response(
+    outcomes: Iterable[tuple[NewStep | errors.ValidationError, object]], independent: bool = False
+) -> pb.SubmitBatchResponse:
+    """Acknowledge each accepted step in `steps` (and, when `independent`, every step in
+    `items`), counting new steps once per type."""
+    response = pb.SubmitBatchResponse()
+    add = response.steps.add  # add() fills in place; steps=[...] would copy each one
+    new_steps: collections.Counter[tuple[str, bool]] = collections.Counter()
+    for step, outcome in outcomes:
+        if isinstance(step, NewStep) and isinstance(outcome, InsertOutcome):
+            accepted = add(**_acknowledgement_fields(outcome))
+            if independent:
+                response.items.add(accepted=accepted)
+            if outcome.created:
+                new_steps[step.type, _is_scheduled(step)] += 1
+        else:
+            response.items.add(refused=_refusal(outcome))
+    for (step_type, scheduled), count in new_steps.items():
+        metrics.count_submitted(step_type, scheduled=scheduled, count=count)
+    response.created_count = new_steps.total()
+    return response
+
+
 def _is_scheduled(step: NewStep) -> bool:
     return step.run_at is not None or step.delay_s is not None
 
 
-def _acknowledgement(outcome: InsertOutcome) -> pb.SubmitStepResponse:
+def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
     verb = "submitted successfully" if outcome.created else "already submitted"
-    return pb.SubmitStepResponse(
-        step_id=outcome.step_id, status="submitted", message=f"Step {outcome.step_id} {verb}"
-    )
+    return {
+        "step_id": outcome.step_id,
+        "status": "submitted",
+        "message": f"Step {outcome.step_id} {verb}",
+    }
 
 
 class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
@@ -158,7 +199,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         if outcome.created:
             metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
         _set_http_code(context, 201 if outcome.created else 200)
-        return _acknowledgement(outcome)
+        return pb.SubmitStepResponse(**_acknowledgement_fields(outcome))
 
     async def SubmitBatch(
         self, request: pb.SubmitBatchRequest, context: Any
@@ -166,17 +207,29 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         if not 1 <= len(request.steps) <= MAX_BATCH_STEPS:
             raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
         prepare = functools.partial(self._prepare_batch, request)
-        steps = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
-        outcomes = await self._store.step_insert_many(steps, atomic=True)
-        created = [o for o in outcomes if isinstance(o, InsertOutcome)]
-        created_count = sum(outcome.created for outcome in created)
-        for step, outcome in zip(steps, created, strict=True):
-            if outcome.created:
-                metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
-        _set_http_code(context, 201 if created_count else 200)
-        return pb.SubmitBatchResponse(
-            steps=[_acknowledgement(outcome) for outcome in created], created_count=created_count
-        )
+        prepared = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        if request.independent:
+            response = await self._insert_each(prepared)
+        else:  # all or nothing: _prepare_batch raised at the first invalid step
+            steps = [step for step in prepared if isinstance(step, NewStep)]
+            outcomes = await self._store.step_insert_many(steps, atomic=True)
+            created = [o for o in outcomes if isinstance(o, InsertOutcome)]
+            response = _batch_response(zip(steps, created, strict=True))
+        _set_http_code(context, 201 if response.created_count else 200)
+        return response
+
+    async def _insert_each(
+        self, prepared: list[NewStep | errors.ValidationError]
+    ) -> pb.SubmitBatchResponse:
+        """An independent batch: the valid steps join the single submits' group commit,
+        where a step the database refuses fails alone; every step gets its own outcome."""
+        steps = [step for step in prepared if isinstance(step, NewStep)]
+        stored = iter(await self._inserts.submit_all(steps))
+        outcomes = [next(stored) if isinstance(step, NewStep) else step for step in prepared]
+        unexpected = [o for o in outcomes if isinstance(o, Exception) and not _refusal(o)]
+        if unexpected:  # a fault of ours or the database's: the error interceptor maps it
+            raise unexpected[0]
+        return _batch_response(zip(prepared, outcomes, strict=True), independent=True)
 
     def _prepare_single(self, request: pb.SubmitStepRequest, header_key: str | None) -> NewStep:
         budget = ValueBudget(self._settings.max_json_values)
@@ -184,17 +237,23 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             _submit_request(request, header_key, budget, self._settings.pending_expiry)
         )
 
-    def _prepare_batch(self, request: pb.SubmitBatchRequest) -> list[NewStep]:
-        """Every step of a batch, validated; one value budget for all of them."""
+    def _prepare_batch(
+        self, request: pb.SubmitBatchRequest
+    ) -> list[NewStep | errors.ValidationError]:
+        """Every step of a batch, validated under one value budget for all of them. An
+        atomic batch stops at the first invalid step, naming it by index; an independent
+        one keeps each invalid step's error in its place."""
         budget = ValueBudget(self._settings.max_json_values)
-        steps = []
+        steps: list[NewStep | errors.ValidationError] = []
         step_ids = submission.new_step_ids(len(request.steps))
         for index, (item, step_id) in enumerate(zip(request.steps, step_ids, strict=True)):
             try:
                 submit = _submit_request(item, None, budget, self._settings.pending_expiry)
                 steps.append(submission.prepare_step(submit, step_id))
             except errors.ValidationError as exc:
-                raise errors.ValidationError(f"steps[{index}].{exc}") from None
+                if not request.independent:
+                    raise errors.ValidationError(f"steps[{index}].{exc}") from None
+                steps.append(exc)
         return steps
 
     async def GetStepStatus(

@@ -5,8 +5,8 @@ of its own step."""
 import asyncio
 import logging
 
+from fleetq_common.coalescer import Coalescer
 from fleetq_server import errors, metrics
-from fleetq_server.coalescer import Coalescer
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.store.ports import OutcomePort
 from fleetq_server.store.records import StepOutcome

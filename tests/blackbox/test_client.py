@@ -152,3 +152,59 @@ async def test_the_asyncio_client_makes_the_same_calls(
     async with AsyncFleetQClient(follower.grpc_target, token=ADMIN_TOKEN) as admin:
         with pytest.raises(PermissionDenied):
             await admin.recover()
+
+
+def test_a_batch_is_stored_whole_with_every_option_and_results_in_order(
+    client: FleetQClient,
+) -> None:
+    key = f"batch-{secrets.token_hex(4)}"
+    result = client.submit_batch(
+        [
+            {"type": "hello_world", "args": {}, "metadata": {}},
+            {"type": "hello_world", "args": {"n": 2}, "priority": 7, "max_retries": 0},
+            {"type": "hello_world", "args": {"n": 3}, "idempotency_key": key, "delay_seconds": 60},
+        ]
+    )
+    assert result.created_count == 3
+    empty, prioritised, keyed = (client.status(step.step_id) for step in result.steps)
+    assert (empty.args, empty.metadata) == ({}, {})
+    assert (prioritised.args, prioritised.priority, prioritised.max_retries) == ({"n": 2}, 7, 0)
+    assert keyed.run_at is not None and keyed.status == "pending"
+    again = client.submit_batch([{"type": "hello_world", "args": {"n": 3}, "idempotency_key": key}])
+    assert (again.created_count, again.steps[0].step_id) == (0, result.steps[2].step_id)
+
+
+def test_a_bad_step_refuses_its_whole_batch(client: FleetQClient) -> None:
+    key = f"refused-{secrets.token_hex(4)}"
+    good = {"type": "hello_world", "args": {"n": 1}, "idempotency_key": key}
+    with pytest.raises(InvalidArgument, match=r"steps\[1\]\.type"):
+        client.submit_batch([good, {"type": "not a type!", "args": {}}])  # type: ignore[list-item]
+    # Nothing of it was stored: the key is still free for a different payload.
+    fresh = client.submit("hello_world", {"n": 2}, idempotency_key=key)
+    assert client.status(fresh.step_id).args == {"n": 2}
+
+
+@pytest.mark.parametrize(("chunk_size", "in_flight"), [(7, 1), (10, 3), (1000, 4)])
+def test_submit_many_pipelines_chunks_and_keeps_the_order(
+    client: FleetQClient, chunk_size: int, in_flight: int
+) -> None:
+    tag = secrets.token_hex(4)
+    specs = ({"type": "hello_world", "args": {"tag": tag, "i": i}} for i in range(45))
+    results = client.submit_many(specs, chunk_size=chunk_size, in_flight=in_flight)
+    assert len({r.step_id for r in results}) == 45
+    assert [client.status(r.step_id).args["i"] for r in results] == list(range(45))
+
+
+async def test_the_asyncio_submit_many_stops_at_the_first_refused_chunk(
+    leader: ServerProcess,
+) -> None:
+    tag = secrets.token_hex(4)
+    specs = [{"type": "hello_world", "args": {"tag": tag, "i": i}} for i in range(20)]
+    specs[12]["type"] = "not a type!"
+    async with AsyncFleetQClient(leader.grpc_target) as client:
+        stored = await client.submit_many(specs[:10], chunk_size=4, in_flight=2)  # type: ignore[arg-type]
+        assert [(await client.status(r.step_id)).args["i"] for r in stored] == list(range(10))
+        with pytest.raises(InvalidArgument, match=r"steps\[2\]\.type"):
+            await client.submit_many(specs, chunk_size=5, in_flight=1)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="chunk_size"):
+            await client.submit_many(specs, chunk_size=1001)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from fleetq_server.coalescer import Coalescer
+from fleetq_common.coalescer import Coalescer
 
 
 class Refused(Exception):
@@ -87,3 +87,39 @@ async def test_other_failures_fail_the_whole_flush() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         Coalescer(Recorder().flush, max_batch=0)
+
+
+async def test_submit_all_queues_items_together_and_returns_each_outcome() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush, max_batch=3, isolate=(Refused,))
+
+    results = await coalescer.submit_all(["a", "bad", "c", "d"])
+
+    assert results[0] == "A" and results[2:] == ["C", "D"]
+    assert isinstance(results[1], Refused)
+    # max_batch splits the lot; the refused flush is retried one by one.
+    assert recorder.batches == [["a", "bad", "c"], ["a"], ["bad"], ["c"], ["d"]]
+
+
+async def test_a_cancelled_submit_all_leaves_its_items_out_of_later_flushes() -> None:
+    recorder = Recorder()
+    release = asyncio.Event()
+
+    async def held_flush(items: Sequence[str]) -> list[str]:
+        await release.wait()
+        return await recorder.flush(items)
+
+    coalescer = Coalescer(held_flush, max_batch=10)
+    first = asyncio.ensure_future(coalescer.submit("a"))
+    await asyncio.sleep(0)  # "a" is being flushed: the next items queue behind it
+    waiting = asyncio.ensure_future(coalescer.submit_all(["x", "y"]))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+
+    assert await first == "A"
+    assert await coalescer.submit("b") == "B"
+    assert ["x", "y"] not in recorder.batches
+    assert waiting.cancelled()

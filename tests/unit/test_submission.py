@@ -1,8 +1,11 @@
 """Submit validation, step ids and idempotency keys."""
 
+import hashlib
 import re
 from dataclasses import replace
+from typing import Any
 
+import orjson
 import pytest
 
 from fleetq_server.errors import ValidationError
@@ -64,6 +67,42 @@ def test_payload_hash_distinguishes_payloads() -> None:
     same = prepare_step(VALID)
     other = prepare_step(replace(VALID, args={"message": "bye"}))
     assert first.payload_hash == same.payload_hash != other.payload_hash
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"message": "hi"},
+        {"z": 1, "a": {"y": [1, 2.5, None, True], "b": "ü€😀"}},
+        {"big": 2**53 - 1, "tiny": 1.5e-7, "text": "1234567890123456 2e5 \\u0000"},
+    ],
+)
+def test_payload_hash_keeps_the_form_stored_fingerprints_were_made_with(
+    args: dict[str, Any],
+) -> None:
+    # Rows written before hold sha256 of this exact document; a repeat must still match.
+    request = replace(VALID, args=args, metadata={"m": [3]}, priority=-7, max_retries=2)
+    document = [request.type, args, {"m": [3]}, -7, 2]
+    expected = hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    assert prepare_step(request).payload_hash == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"n": 2**53},
+        {"n": -(2**53)},
+        {"n": 1e300},
+        {"deep": [{"n": 2**70}]},
+        {"s": "\ud800"},
+        {"k\udc00": 1},
+    ],
+)
+def test_unstorable_payloads_are_refused_whatever_their_json_looks_like(
+    args: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError, match=r"^args"):
+        prepare_step(replace(VALID, args=args))
 
 
 @pytest.mark.parametrize(

@@ -326,6 +326,12 @@ class SubmitBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STEPS_FIELD_NUMBER: _builtins.int
+    INDEPENDENT_FIELD_NUMBER: _builtins.int
+    independent: _builtins.bool
+    """Accept or refuse each step on its own, as if it were a single submit: the
+    batch succeeds even when some steps are refused, and the response's
+    `items` says which. Off: all or nothing.
+    """
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitStepRequest]:
         """1 to 1,000 steps, each validated like a single submit."""
@@ -334,10 +340,11 @@ class SubmitBatchRequest(_message.Message):
         self,
         *,
         steps: _abc.Iterable[Global___SubmitStepRequest] | None = ...,
+        independent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["independent", b"independent", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -351,21 +358,29 @@ class SubmitBatchResponse(_message.Message):
 
     STEPS_FIELD_NUMBER: _builtins.int
     CREATED_COUNT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
     created_count: _builtins.int
     """How many steps were new (the rest were de-duplicated repeats)."""
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitStepResponse]:
         """One acknowledgement per submitted step, in request order."""
 
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitBatchItem]:
+        """With `independent`: one outcome per requested step, in request order
+        (`steps` then holds the accepted ones only).
+        """
+
     def __init__(
         self,
         *,
         steps: _abc.Iterable[Global___SubmitStepResponse] | None = ...,
         created_count: _builtins.int = ...,
+        items: _abc.Iterable[Global___SubmitBatchItem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_count", b"created_count", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_count", b"created_count", "items", b"items", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1013,6 +1028,68 @@ class RunRecoveryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunRecoveryResponse: _TypeAlias = RunRecoveryResponse  # noqa: Y015
+
+@_typing.final
+class SubmitBatchItem(_message.Message):
+    """SubmitBatchItem is one step's outcome in an independent SubmitBatch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def accepted(self) -> Global___SubmitStepResponse:
+        """The step was accepted: new, or a repeat of an earlier submit with its
+        idempotency key.
+        """
+
+    @_builtins.property
+    def refused(self) -> Global___SubmitRefusal:
+        """The step was refused; nothing of it was written."""
+
+    def __init__(
+        self,
+        *,
+        accepted: Global___SubmitStepResponse | None = ...,
+        refused: Global___SubmitRefusal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "outcome", b"outcome", "refused", b"refused"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "outcome", b"outcome", "refused", b"refused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["accepted", "refused"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___SubmitBatchItem: _TypeAlias = SubmitBatchItem  # noqa: Y015
+
+@_typing.final
+class SubmitRefusal(_message.Message):
+    """SubmitRefusal says why one step of an independent batch was refused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The gRPC status code a single submit of this step would have failed with,
+    by name: INVALID_ARGUMENT, ALREADY_EXISTS, UNAVAILABLE...
+    """
+    message: _builtins.str
+    """What was wrong, naming the field."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitRefusal: _TypeAlias = SubmitRefusal  # noqa: Y015
 
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int

@@ -105,7 +105,9 @@ class FleetQServiceServicer:
     def SubmitBatch(self, request, context):
         """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
         valid and accepted, or none is written. Idempotency keys are honoured per
-        step. Over REST a batch that created any step answers 201.
+        step. Over REST a batch that created any step answers 201. With
+        `independent`, each step is accepted or refused on its own instead, and
+        `items` reports each one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,7 +53,9 @@ class FleetQServiceStub:
     SubmitBatch: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.SubmitBatchRequest, _fleetq_pb2.SubmitBatchResponse]
     """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
     valid and accepted, or none is written. Idempotency keys are honoured per
-    step. Over REST a batch that created any step answers 201.
+    step. Over REST a batch that created any step answers 201. With
+    `independent`, each step is accepted or refused on its own instead, and
+    `items` reports each one.
     """
     GetStepStatus: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetStepStatusRequest, _fleetq_pb2.GetStepStatusResponse]
     """GetStepStatus returns a step's state and its original payload.
@@ -96,7 +98,9 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     SubmitBatch: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.SubmitBatchRequest, _fleetq_pb2.SubmitBatchResponse]  # type: ignore[assignment]
     """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
     valid and accepted, or none is written. Idempotency keys are honoured per
-    step. Over REST a batch that created any step answers 201.
+    step. Over REST a batch that created any step answers 201. With
+    `independent`, each step is accepted or refused on its own instead, and
+    `items` reports each one.
     """
     GetStepStatus: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetStepStatusRequest, _fleetq_pb2.GetStepStatusResponse]  # type: ignore[assignment]
     """GetStepStatus returns a step's state and its original payload.
@@ -154,7 +158,9 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fleetq_pb2.SubmitBatchResponse, _abc.Awaitable[_fleetq_pb2.SubmitBatchResponse]]:
         """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
         valid and accepted, or none is written. Idempotency keys are honoured per
-        step. Over REST a batch that created any step answers 201.
+        step. Over REST a batch that created any step answers 201. With
+        `independent`, each step is accepted or refused on its own instead, and
+        `items` reports each one.
         """
 
     @_abc_1.abstractmethod

@@ -37,11 +37,27 @@ class Coalescer(Generic[Item, Result]):
 
     async def submit(self, item: Item) -> Result:
         """Queue `item` and wait for the flush that carries it."""
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
+        [future] = self._enqueue([item])
+        return await future
+
+    async def submit_all(self, items: Sequence[Item]) -> list[Result | Exception]:
+        """Queue `items` together (one flush carries up to max_batch of them) and wait for
+        all: each one's result, or the exception that failed it."""
+        futures = self._enqueue(items)
+        try:
+            await asyncio.wait(futures)
+        finally:
+            for future in futures:  # a cancelled caller's items are skipped by the flush
+                future.cancel()
+        return [future.exception() or future.result() for future in futures]  # type: ignore[misc]
+
+    def _enqueue(self, items: Sequence[Item]) -> list[asyncio.Future[Result]]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Result]] = [loop.create_future() for _ in items]
+        self._queue.extend(zip(items, futures, strict=True))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._drain(), name="coalescer")
-        return await future
+        return futures
 
     async def _drain(self) -> None:
         while self._queue:

@@ -38,6 +38,14 @@ $(BIN)/promtool: | $(VENV)/.installed
 /usr/sbin/pgbouncer:
 	apt-get install -y -q pgbouncer || { apt-get update -qq && apt-get install -y -q pgbouncer; }
 
+# grpc-gateway v1 and what builds it, offline: Debian's Go toolchain, protoc, the generators
+# and the Go libraries in GOPATH form (/usr/share/gocode). Only for `make gateway-test`.
+GATEWAY_PACKAGES := golang-go protobuf-compiler golang-grpc-gateway \
+	golang-github-grpc-ecosystem-grpc-gateway-dev golang-goprotobuf-dev
+/usr/bin/protoc-gen-grpc-gateway:
+	apt-get install -y -q $(GATEWAY_PACKAGES) || \
+		{ apt-get update -qq && apt-get install -y -q $(GATEWAY_PACKAGES); }
+
 .PHONY: install
 install: $(VENV)/.installed $(NODE_BIN)/buf $(BIN)/promtool /usr/sbin/pgbouncer ## Create .venv and install everything (pip, npm for buf, promtool, pgbouncer)
 
@@ -76,7 +84,7 @@ fmt: install ## Apply ruff fixes and formatting
 
 .PHONY: test
 test: lint proto-check ## Install everything, then lint, proto checks and the whole test suite
-	$(BIN)/pytest -q -m "not fleet"
+	$(BIN)/pytest -q -m "not fleet and not grpc_gateway"
 
 .PHONY: test-failover
 test-failover: install ## Only the primary-failover test (also in `test`), with its timings
@@ -85,6 +93,10 @@ test-failover: install ## Only the primary-failover test (also in `test`), with 
 .PHONY: test-fleet
 test-fleet: install ## The fleet-sized tests (30 pods behind PgBouncer), apart for their weight
 	$(BIN)/pytest -q -m fleet
+
+.PHONY: gateway-test
+gateway-test: $(VENV)/.installed /usr/bin/protoc-gen-grpc-gateway ## Build deploy/grpc-gateway (Debian's packages, offline) and replay the REST contract through it
+	$(BIN)/pytest -q -m grpc_gateway
 
 # Only Python and make: buf (npm) and promtool serve `make test`, not a pod.
 .PHONY: run

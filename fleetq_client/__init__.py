@@ -19,6 +19,7 @@ from fleetq_client.errors import (
     Unauthenticated,
     Unavailable,
 )
+from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     EligiblePod,
     Health,
@@ -31,6 +32,7 @@ from fleetq_client.results import (
     SubmitBatchResult,
     SubmitResult,
 )
+from fleetq_client.schedule_calls import Schedule
 
 __all__ = [
     "AsyncFleetQClient",
@@ -46,12 +48,14 @@ __all__ = [
     "PodCapacity",
     "QueueStats",
     "RecoverySummary",
+    "Schedule",
     "StepError",
     "StepSpec",
     "StepStatus",
     "SubmitBatchResult",
     "SubmitResult",
     "Timeout",
+    "TypeLimit",
     "Unauthenticated",
     "Unavailable",
 ]

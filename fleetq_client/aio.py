@@ -9,9 +9,10 @@ from typing import Any, ClassVar, TypeVar, Unpack
 import grpc
 from fleetq.v1 import fleetq_pb2 as pb
 
-from fleetq_client import calls
+from fleetq_client import calls, limit_calls, schedule_calls
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
+from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     Health,
     LeaderInfo,
@@ -21,6 +22,7 @@ from fleetq_client.results import (
     SubmitBatchResult,
     SubmitResult,
 )
+from fleetq_client.schedule_calls import Schedule, ScheduleFields
 from fleetq_common.coalescer import Coalescer
 
 T = TypeVar("T")
@@ -165,6 +167,59 @@ class AsyncFleetQClient(Connection):
     async def health(self) -> Health:
         """This pod's health."""
         return await self._send(calls.health())
+
+    async def create_schedule(self, name: str, **fields: Unpack[ScheduleFields]) -> Schedule:
+        """Create a periodic schedule (cron or interval_seconds, type, args...)."""
+        return await self._send(schedule_calls.create(name, **fields))
+
+    async def update_schedule(self, name: str, **fields: Unpack[ScheduleFields]) -> Schedule:
+        """Change a schedule's given fields."""
+        return await self._send(schedule_calls.update(name, **fields))
+
+    async def schedule(self, name: str) -> Schedule:
+        """One schedule; NotFound when there is none."""
+        return await self._send(schedule_calls.get(name))
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, with its next and latest fire."""
+        return await self._send(schedule_calls.listing())
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule."""
+        await self._send(schedule_calls.delete(name))
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Stop a schedule firing."""
+        return await self._send(schedule_calls.pause(name))
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Let a paused schedule fire again."""
+        return await self._send(schedule_calls.resume(name))
+
+    async def set_type_limit(
+        self,
+        step_type: str,
+        *,
+        max_concurrency: int | None = None,
+        rate_per_second: float | None = None,
+        burst: int | None = None,
+    ) -> TypeLimit:
+        """Set a step type's fleet-wide limit (concurrency, rate with burst, or both)."""
+        call = limit_calls.put(
+            step_type,
+            max_concurrency=max_concurrency,
+            rate_per_second=rate_per_second,
+            burst=burst,
+        )
+        return await self._send(call)
+
+    async def type_limits(self) -> list[TypeLimit]:
+        """Every limit with its type's claimed steps now."""
+        return await self._send(limit_calls.listing())
+
+    async def delete_type_limit(self, step_type: str) -> None:
+        """Lift a step type's limit."""
+        await self._send(limit_calls.delete(step_type))
 
     async def close(self) -> None:
         """Close the channel."""

@@ -1,4 +1,5 @@
-"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health),
+"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health,
+schedules, limits),
 speaking gRPC to any pod through FleetQClient. Tables for people by default, `--json` for
 scripts.
 
@@ -19,6 +20,8 @@ from typing import Any
 
 from fleetq_client.calls import SubmitOptions
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from fleetq_client.cli_limits import add_limit_commands
+from fleetq_client.cli_schedules import add_schedule_commands
 from fleetq_client.client import FleetQClient
 from fleetq_client.errors import FleetQClientError, InvalidArgument, NotFound, Unavailable
 from fleetq_client.results import (
@@ -115,6 +118,8 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     recover.add_argument("--dry-run", action="store_true", help="report without changing anything")
     recover.add_argument("--force", action="store_true", help="run even if a cycle just ran")
     add("health", _health, "a pod's health (exit 1 when unhealthy)")
+    add_schedule_commands(commands, common, _print, _table, _json_object)
+    add_limit_commands(commands, common, _print, _table)
 
 
 def run_client_command(args: argparse.Namespace) -> int:

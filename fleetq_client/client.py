@@ -8,9 +8,10 @@ from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
 
-from fleetq_client import calls
+from fleetq_client import calls, limit_calls, schedule_calls
 from fleetq_client.channel import Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
+from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     Health,
     LeaderInfo,
@@ -20,6 +21,7 @@ from fleetq_client.results import (
     SubmitBatchResult,
     SubmitResult,
 )
+from fleetq_client.schedule_calls import Schedule, ScheduleFields
 
 T = TypeVar("T")
 
@@ -137,6 +139,59 @@ class FleetQClient(Connection):
     def health(self) -> Health:
         """This pod's health."""
         return self._send(calls.health())
+
+    def create_schedule(self, name: str, **fields: Unpack[ScheduleFields]) -> Schedule:
+        """Create a periodic schedule (cron or interval_seconds, type, args...)."""
+        return self._send(schedule_calls.create(name, **fields))
+
+    def update_schedule(self, name: str, **fields: Unpack[ScheduleFields]) -> Schedule:
+        """Change a schedule's given fields."""
+        return self._send(schedule_calls.update(name, **fields))
+
+    def schedule(self, name: str) -> Schedule:
+        """One schedule; NotFound when there is none."""
+        return self._send(schedule_calls.get(name))
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, with its next and latest fire."""
+        return self._send(schedule_calls.listing())
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule."""
+        self._send(schedule_calls.delete(name))
+
+    def pause_schedule(self, name: str) -> Schedule:
+        """Stop a schedule firing."""
+        return self._send(schedule_calls.pause(name))
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Let a paused schedule fire again."""
+        return self._send(schedule_calls.resume(name))
+
+    def set_type_limit(
+        self,
+        step_type: str,
+        *,
+        max_concurrency: int | None = None,
+        rate_per_second: float | None = None,
+        burst: int | None = None,
+    ) -> TypeLimit:
+        """Set a step type's fleet-wide limit (concurrency, rate with burst, or both)."""
+        call = limit_calls.put(
+            step_type,
+            max_concurrency=max_concurrency,
+            rate_per_second=rate_per_second,
+            burst=burst,
+        )
+        return self._send(call)
+
+    def type_limits(self) -> list[TypeLimit]:
+        """Every limit with its type's claimed steps now."""
+        return self._send(limit_calls.listing())
+
+    def delete_type_limit(self, step_type: str) -> None:
+        """Lift a step type's limit."""
+        self._send(limit_calls.delete(step_type))
 
     def close(self) -> None:
         """Close the channel."""

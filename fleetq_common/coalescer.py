@@ -43,6 +43,8 @@ class Coalescer(Generic[Item, Result]):
     async def submit_all(self, items: Sequence[Item]) -> list[Result | Exception]:
         """Queue `items` together (one flush carries up to max_batch of them) and wait for
         all: each one's result, or the exception that failed it."""
+        if not items:
+            return []  # asyncio.wait refuses an empty set
         futures = self._enqueue(items)
         try:
             await asyncio.wait(futures)

@@ -102,6 +102,10 @@ class Settings:
     # Client-triggered warnings (refused admin calls, malformed requests): one line per kind
     # per interval, the next one saying how many were held back.
     log_repeat_interval: float = 10.0
+    # Periodic schedules (and limits) declared in a TOML file, reconciled at start.
+    schedules_file: Path | None = None
+    # How often the leader looks for due schedule ticks at most (it also wakes for the next).
+    schedule_interval: float = 1.0
 
     @property
     def max_capacity(self) -> int:
@@ -246,6 +250,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "grpc_max_connection_idle": _parse_positive(float, allow_zero=True),
     "grpc_max_connection_age": _parse_positive(float, allow_zero=True),
     "log_repeat_interval": _parse_positive(float, allow_zero=True),
+    "schedules_file": _parse_optional_path,
+    "schedule_interval": _parse_positive(float),
 }
 
 

@@ -85,6 +85,21 @@ POD_HEALTHY = Gauge(
 QUEUE_STEPS = Gauge(
     "fleetq_queue_steps", "Steps in the shared queue by status (refreshed on scrape)", ("status",)
 )
+TYPE_LIMIT_IN_FLIGHT = Gauge(
+    "fleetq_type_limit_in_flight",
+    "Claimed steps fleet-wide of each step type with a limit (refreshed on scrape)",
+    _STEP_TYPE,
+)
+TYPE_LIMIT_MAX_CONCURRENCY = Gauge(
+    "fleetq_type_limit_max_concurrency",
+    "The fleet-wide max_concurrency of each limited step type (refreshed on scrape)",
+    _STEP_TYPE,
+)
+TYPE_LIMIT_RATE = Gauge(
+    "fleetq_type_limit_rate_per_second",
+    "The fleet-wide claim rate of each rate-limited step type (refreshed on scrape)",
+    _STEP_TYPE,
+)
 
 EVENT_LOOP_LAG_SECONDS = Histogram(
     "fleetq_event_loop_lag_seconds",
@@ -105,6 +120,12 @@ RECOVERY_CYCLE_SECONDS = Histogram(
     buckets=REQUEST_BUCKETS,
 )
 
+SCHEDULE_TICKS = Counter(
+    "fleetq_schedule_ticks",
+    "Schedule ticks the leader handled: fired, skipped_missed (downtime, catch_up skip) or"
+    " skipped_overlap (previous run still pending or claimed)",
+    ("outcome",),
+)
 GRPC_REQUESTS = Counter(
     "fleetq_grpc_server_requests",
     "Unary RPCs received over gRPC (REST calls are counted in fleetq_http_requests_total)",

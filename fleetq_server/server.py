@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ from fleetq_server.api.probes import ProbeRoutes
 from fleetq_server.api.proto_options import openapi_options
 from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetricsMiddleware
 from fleetq_server.api.servicer import IDEMPOTENCY_KEY_HEADER, FleetQServicer
+from fleetq_server.api.tracing import TracingInterceptor
 from fleetq_server.config import MAX_REQUEST_BYTES, Settings
 from fleetq_server.gateway import Gateway
 from fleetq_server.gateway.asgi import ASGIApp
@@ -48,6 +50,7 @@ from fleetq_server.runtime.state import PodState
 from fleetq_server.store import open_store
 from fleetq_server.store.ports import StatsPort
 from fleetq_server.submission import MAX_BATCH_STEPS
+from fleetq_server.telemetry import tracing_from_environment
 from fleetq_server.tls import TLS12_CIPHERS, TlsIdentity, load_tls_identity
 
 if TYPE_CHECKING:
@@ -110,6 +113,8 @@ def build_handlers(settings: Settings, pod: Pod) -> tuple[dict[str, MethodHandle
     """The service's wrapped method handlers, one set serving gRPC and REST alike, and the
     methods that need a token."""
     interceptors: list[UnaryInterceptor] = [ErrorTranslationInterceptor()]
+    if pod.tracing is not None:  # outermost: the span sees the final status
+        interceptors.insert(0, TracingInterceptor(pod.tracing))
     protected: frozenset[str] = frozenset()
     if settings.admin_token is not None or settings.api_token is not None:
         auth = BearerTokenInterceptor(
@@ -271,7 +276,10 @@ class PodProcess:
         registry = load_registry(settings.handlers, demo_handlers=settings.demo_handlers)
         tls = load_tls_identity(settings)
         open_files = raise_open_file_limit()
+        tracing = tracing_from_environment(os.environ, __version__)
         async with contextlib.AsyncExitStack() as stack:
+            if tracing is not None:  # last out: exports the spans of everything else's stop
+                stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
             database_url = settings.database_url
             if database_url is None:
                 data_dir = settings.data_dir or embedded_db.default_data_dir()
@@ -292,6 +300,7 @@ class PodProcess:
                 settings.database_pool_size,
                 pooler=settings.database_pooler,
                 listen_dsn=settings.listen_database_url,
+                query_logger=tracing.query_logger() if tracing is not None else None,
             )
             stack.push_async_callback(store.close)
             if store.polls_only:
@@ -306,6 +315,7 @@ class PodProcess:
                 store,
                 registry,
                 on_health_change=lambda: _publish_health(self.health, pod.state),
+                tracing=tracing,
             )
             await pod.start()
             stack.push_async_callback(pod.shutdown, settings.shutdown_grace)

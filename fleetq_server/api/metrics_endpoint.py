@@ -55,3 +55,27 @@ class MetricsEndpoint:
                 return
             for status in STEP_STATUSES:
                 metrics.QUEUE_STEPS.labels(status).set(stats.counts_by_status.get(status, 0))
+            await self._refresh_type_limits()
+
+    async def _refresh_type_limits(self) -> None:
+        """Each limited type's claimed steps and limits (types whose limit went, gone)."""
+        try:
+            async with asyncio.timeout(QUEUE_DEPTH_TIMEOUT_S):
+                records = await self._store.type_limit_list()
+        except (TimeoutError, errors.DatabaseUnavailableError) as exc:
+            log.warning("type limits not refreshed: %s", exc or type(exc).__name__)
+            records = []
+        gauges = (
+            metrics.TYPE_LIMIT_IN_FLIGHT,
+            metrics.TYPE_LIMIT_MAX_CONCURRENCY,
+            metrics.TYPE_LIMIT_RATE,
+        )
+        for gauge in gauges:
+            gauge.clear()
+        for record in records:
+            step_type, limit = record.limit.step_type, record.limit
+            metrics.TYPE_LIMIT_IN_FLIGHT.labels(step_type).set(record.in_flight)
+            if limit.max_concurrency is not None:
+                metrics.TYPE_LIMIT_MAX_CONCURRENCY.labels(step_type).set(limit.max_concurrency)
+            if limit.rate_per_second is not None:
+                metrics.TYPE_LIMIT_RATE.labels(step_type).set(limit.rate_per_second)

@@ -1,26 +1,35 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
 import collections
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 
 from fleetq_common.coalescer import Coalescer
-from fleetq_common.json_values import TooManyValues, ValueBudget, struct_to_dict
+from fleetq_common.json_values import ValueBudget
 from fleetq_server import __version__, errors, metrics, submission
 from fleetq_server.api import messages, watch
+from fleetq_server.api.json_fields import json_object
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
+from fleetq_server.api.schedules import ScheduleRpcs
 from fleetq_server.api.status_codes import status_code_for
+from fleetq_server.api.type_limits import TypeLimitRpcs
 from fleetq_server.gateway import HTTP_CODE_KEY
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
 from fleetq_server.submission import MAX_BATCH_STEPS
 
+if TYPE_CHECKING:
+    from fleetq_server.telemetry.tracing import Tracing
+
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+# The metadata by which a call says an HTTP gateway forwarded it.
+FORWARDED_HOST_KEY = "x-forwarded-host"
 
 
 def _metadata_value(context: Any, name: str) -> str | None:
@@ -43,10 +52,21 @@ def _idempotency_header(context: Any) -> str | None:
     return key
 
 
-def _set_http_code(context: Any, code: int) -> None:
-    # Trailing, not initial, metadata: sending headers early is a separate transport
-    # operation per call (measured ~30 us of a ~600 us submit); trailers ride with the status.
-    context.set_trailing_metadata(((HTTP_CODE_KEY, str(code)),))
+async def _set_http_code(context: Any, code: int) -> None:
+    """Ask the REST gateway for a success status other than 200 (the default, sent as
+    nothing). A call forwarded by an HTTP gateway (grpc-gateway, v1 and v2, names the
+    host on every call) gets it as header metadata, where grpc-gateway's forward-response
+    option reads it: trailers come after it has answered. Sending headers early is one
+    more transport operation per call (benchmarks/http_code_metadata.py), so a direct
+    gRPC call gets it in the trailers, which ride with the status for free; FLEET-Q's own
+    gateway reads either."""
+    if code == 200:
+        return
+    metadata = ((HTTP_CODE_KEY, str(code)),)
+    if _metadata_value(context, FORWARDED_HOST_KEY) is None:
+        context.set_trailing_metadata(metadata)
+    else:
+        await context.send_initial_metadata(metadata)
 
 
 def _submit_request(
@@ -59,8 +79,8 @@ def _submit_request(
     and its pending expiry over the pod's FLEETQ_PENDING_EXPIRY."""
     return submission.SubmitRequest(
         type=request.type,
-        args=_json_object(request, "args", budget),
-        metadata=_json_object(request, "metadata", budget),
+        args=json_object(request, "args", budget),
+        metadata=json_object(request, "metadata", budget),
         priority=request.priority,
         max_retries=request.max_retries if request.HasField("max_retries") else None,
         idempotency_key=(
@@ -85,26 +105,6 @@ def _run_at(request: pb.SubmitStepRequest) -> datetime | None:
         return request.run_at.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise errors.ValidationError("run_at: is not a valid time") from None
-
-
-def _json_object(
-    request: pb.SubmitStepRequest, field: Literal["args", "metadata"], budget: ValueBudget
-) -> dict[str, Any] | None:
-    """A Struct field as plain JSON, None when unset. A Struct may hold NaN or infinities
-    (gRPC clients can send them); JSON cannot, so they are the client's error. The walk
-    stops at the first value past the request's budget."""
-    if not request.HasField(field):
-        return None
-    try:
-        return struct_to_dict(getattr(request, field), budget)
-    except TooManyValues:
-        raise errors.ValidationError(
-            f"{field}: args and metadata may hold at most {budget.limit} JSON values per request"
-        ) from None
-    except ValueError:
-        raise errors.ValidationError(
-            f"{field}: numbers must be finite (no NaN or Infinity)"
-        ) from None
 
 
 # What refuses one step of an independent batch without failing the others.
@@ -148,6 +148,21 @@ def _is_scheduled(step: NewStep) -> bool:
     return step.run_at is not None or step.delay_s is not None
 
 
+_Prepared = TypeVar("_Prepared")
+
+
+def _with_traceparent(prepared: list[_Prepared], tracing: "Tracing | None") -> list[_Prepared]:
+    """The new steps carrying the submit span's traceparent, for their attempts' links;
+    as they are when tracing is off (other items, refusals, pass unchanged)."""
+    traceparent = tracing.current_traceparent() if tracing is not None else None
+    if traceparent is None:
+        return prepared
+    return [
+        dataclasses.replace(item, traceparent=traceparent) if isinstance(item, NewStep) else item  # type: ignore[misc]
+        for item in prepared
+    ]
+
+
 def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
     verb = "submitted successfully" if outcome.created else "already submitted"
     return {
@@ -157,7 +172,7 @@ def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
     }
 
 
-class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
+class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceServicer):
     """Implements the RPCs over the pod's store and state. Domain errors propagate as
     exceptions; the error interceptor maps them to status codes."""
 
@@ -165,6 +180,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self._pod = pod
         self._store = pod.store
         self._settings = pod.settings
+        self._tracing = pod.tracing
         # Concurrent single submits share one INSERT (and one NOTIFY) per round trip.
         # A step the database refuses fails its own submit only, not the batch it shared.
         self._inserts: Coalescer[NewStep, InsertOutcome | errors.ConflictError] = Coalescer(
@@ -176,7 +192,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
     async def GetHealth(self, request: pb.GetHealthRequest, context: Any) -> pb.GetHealthResponse:
         state = self._pod.state
         if not state.healthy:
-            _set_http_code(context, 503)
+            await _set_http_code(context, 503)
         return pb.GetHealthResponse(
             pod_id=state.pod_id,
             status="healthy" if state.healthy else "unhealthy",
@@ -193,12 +209,13 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         header_key = _idempotency_header(context)
         prepare = functools.partial(self._prepare_single, request, header_key)
         step = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        [step] = _with_traceparent([step], self._tracing)
         outcome = await self._inserts.submit(step)
         if isinstance(outcome, errors.ConflictError):
             raise outcome
         if outcome.created:
             metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
-        _set_http_code(context, 201 if outcome.created else 200)
+        await _set_http_code(context, 201 if outcome.created else 200)
         return pb.SubmitStepResponse(**_acknowledgement_fields(outcome))
 
     async def SubmitBatch(
@@ -208,6 +225,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
         prepare = functools.partial(self._prepare_batch, request)
         prepared = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        prepared = _with_traceparent(prepared, self._tracing)
         if request.independent:
             response = await self._insert_each(prepared)
         else:  # all or nothing: _prepare_batch raised at the first invalid step
@@ -215,7 +233,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             outcomes = await self._store.step_insert_many(steps, atomic=True)
             created = [o for o in outcomes if isinstance(o, InsertOutcome)]
             response = _batch_response(zip(steps, created, strict=True))
-        _set_http_code(context, 201 if response.created_count else 200)
+        await _set_http_code(context, 201 if response.created_count else 200)
         return response
 
     async def _insert_each(
@@ -284,7 +302,7 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self, request: pb.GetQueueStatsRequest, context: Any
     ) -> pb.GetQueueStatsResponse:
         stats = await self._store.queue_stats(self._settings.dead_pod_threshold)
-        return messages.queue_stats(stats)
+        return await self._with_limits(messages.queue_stats(stats))
 
     async def RunRecovery(
         self, request: pb.RunRecoveryRequest, context: Any

@@ -3,10 +3,8 @@ schemas: the well-known types and their JSON forms, integer ranges, wrappers, pr
 
 import re
 from collections.abc import Mapping
-from functools import cache
-from typing import TypeGuard, cast
+from typing import TypeGuard
 
-from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 WKT_PREFIX = "google.protobuf."
@@ -67,25 +65,19 @@ def is_value_type(field: FieldDescriptor) -> bool:
 
 
 def in_real_oneof(field: FieldDescriptor) -> bool:
-    """Whether the field is in a real oneof (not proto3 `optional`'s synthetic one):
-    such a field is left out of a response while unset."""
-    return field.containing_oneof is not None and field.name not in _optional_scalars(
-        cast(Descriptor, field.containing_type)
-    )
+    """Whether the field is in a real oneof, a choice between two or more fields: such a
+    field is left out of a response while unset. A oneof of one field only says whether
+    that field is set (proto3 `optional` is one, synthetic; our proto writes them out for
+    grpc-gateway v1's generators), so it is presence, not a choice."""
+    oneof = field.containing_oneof
+    return oneof is not None and len(oneof.fields) > 1
 
 
 def null_when_unset(field: FieldDescriptor) -> bool:
     """Whether a response shows the field as null while unset: singular message fields and
-    proto3 `optional` scalars (as grpc-gateway's EmitUnpopulated); others get a default."""
+    fields with presence (a one-field oneof, proto3 `optional`), as grpc-gateway's
+    EmitUnpopulated shows `optional`; others get a default."""
     if in_real_oneof(field):
         return False
     is_message = field.message_type is not None and not field.is_repeated
     return is_message or field.containing_oneof is not None
-
-
-@cache
-def _optional_scalars(descriptor: Descriptor) -> frozenset[str]:
-    """Names of proto3 `optional` fields: their oneof is synthetic, not a real oneof."""
-    proto = descriptor_pb2.DescriptorProto()
-    descriptor.CopyToProto(proto)
-    return frozenset(field.name for field in proto.field if field.proto3_optional)

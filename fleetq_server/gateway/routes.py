@@ -130,8 +130,12 @@ class Router:
                 continue
             if route.http_method == wanted:
                 return RouteMatch(route=route, path_vars=path_vars)
-            allowed += [m for m in _with_head(route.http_method) if m not in allowed]
+            # Allow names the methods of the most specific template the path matched: a
+            # custom method's path (`/things/x:pause`) advertises its own method, not those
+            # of `/things/{name}` that would also take `x:pause` whole.
             template = template or route.template.template
+            if route.template.template == template:
+                allowed += [m for m in _with_head(route.http_method) if m not in allowed]
         return MethodNotAllowed(allowed=tuple(allowed), template=template) if allowed else None
 
 

@@ -9,23 +9,30 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from fleetq_server import metrics
+from fleetq_server import errors, metrics
 from fleetq_server.handlers import HandlerRegistry, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
 from fleetq_server.runtime.completer import OutcomeCompleter
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
-from fleetq_server.store.ports import OutcomePort
+from fleetq_server.store.ports import OutcomePort, TracePort
 from fleetq_server.store.records import ClaimedStep, StepOutcome
 from fleetq_server.store.storable import storable_json, storable_text
+
+if TYPE_CHECKING:
+    from fleetq_server.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
 
 class _TypeTimeoutExpired(Exception):
     """The step type's timeout cut the handler short."""
+
+
+class ExecutorStore(OutcomePort, TracePort, Protocol):
+    """What the executor writes (outcomes) and, with tracing on, reads (traceparents)."""
 
 
 @dataclass
@@ -42,13 +49,17 @@ class StepExecutor:
 
     def __init__(
         self,
-        store: OutcomePort,
+        store: ExecutorStore,
         registry: HandlerRegistry,
         state: PodState,
         retry_policy: RetryPolicy,
         on_slot_free: Callable[[], None],
+        tracing: "Tracing | None" = None,
     ) -> None:
         self._registry = registry
+        # OpenTelemetry: a span per attempt, linked to the submit's trace; None: off.
+        self._tracing = tracing
+        self._traces = store
         self._state = state
         self._retry_policy = retry_policy
         self._completer = OutcomeCompleter(store, retry_policy)
@@ -118,13 +129,41 @@ class StepExecutor:
         )
         step_log.debug("claimed; running attempt %d", step.attempt)
         try:
-            outcome = await self._run_handler(step, claim_pod_id, step_log)
+            if self._tracing is None:
+                outcome = await self._run_handler(step, claim_pod_id, step_log)
+            else:
+                outcome = await self._run_traced(step, claim_pod_id, step_log, self._tracing)
         finally:
             self._handler_done(step.step_id)
         if await self._completer.complete(outcome, step_log) == "pending":
             # Back in the queue after its backoff: the claimer's next claim learns when it
             # falls due (its claim at the freed slot may have run before this write).
             self._on_slot_free()
+
+    async def _run_traced(
+        self,
+        step: ClaimedStep,
+        claim_pod_id: str,
+        step_log: logging.LoggerAdapter[logging.Logger],
+        tracing: "Tracing",
+    ) -> StepOutcome:
+        """`_run_handler` inside the attempt's span, linked to the submit's trace."""
+        try:
+            traceparent = await self._traces.step_traceparent(step.step_id)
+        except errors.FleetQError as exc:  # the step runs all the same, unlinked
+            step_log.warning("cannot read the submit's traceparent: %s", exc)
+            traceparent = None
+        with tracing.attempt_span(
+            step_id=step.step_id,
+            step_type=step.type,
+            attempt=step.attempt,
+            retry_count=step.retry_count,
+            pod_id=claim_pod_id,
+            traceparent=traceparent,
+        ) as span:
+            outcome = await self._run_handler(step, claim_pod_id, step_log)
+            tracing.end_attempt(span, outcome.error)
+        return outcome
 
     async def _run_handler(
         self,

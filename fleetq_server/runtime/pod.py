@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fleetq_server import errors, metrics
 from fleetq_server.config import Settings
@@ -17,9 +18,15 @@ from fleetq_server.runtime.listener import WakeupListener
 from fleetq_server.runtime.recovery import RecoveryLoop
 from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.retry_policy import RetryPolicy
+from fleetq_server.runtime.scheduler import ScheduleLoop
 from fleetq_server.runtime.state import PodState
 from fleetq_server.runtime.watch import StepWatchHub
+from fleetq_server.schedule_file import load as load_schedules_file
+from fleetq_server.schedule_file import reconcile as reconcile_schedules_file
 from fleetq_server.store.ports import StorePort
+
+if TYPE_CHECKING:
+    from fleetq_server.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +46,11 @@ class Pod:
         store: StorePort,
         registry: HandlerRegistry,
         on_health_change: Callable[[], None] = lambda: None,
+        tracing: "Tracing | None" = None,
     ) -> None:
         self.settings = settings
+        # OpenTelemetry (fleetq_server.telemetry); None: off, and nothing is traced.
+        self.tracing = tracing
         self.store = store
         self.registry = registry
         self.state = PodState(base_pod_id=settings.pod_id, max_capacity=settings.max_capacity)
@@ -52,6 +62,7 @@ class Pod:
             self.state,
             RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
             on_slot_free=lambda: self.claimer.wake(),
+            tracing=tracing,
         )
         self.claimer = ClaimLoop(
             store, self.state, self.executor, registry.step_types, settings.poll_interval
@@ -63,7 +74,7 @@ class Pod:
             settings.dead_pod_threshold,
             on_presumed_dead=self._reregister,
             on_health_change=on_health_change,
-            on_leadership=lambda: self.recovery.wake(),
+            on_leadership=self._on_leadership,
         )
         self.health = HealthMonitor(
             store, self.state, HEALTH_CHECK_INTERVAL_S, on_change=on_health_change
@@ -77,6 +88,9 @@ class Pod:
         )
         self.retention = RetentionLoop(
             store, self.state, settings.retention_interval, settings.retention
+        )
+        self.scheduler = ScheduleLoop(
+            store, self.state, settings.schedule_interval, settings.pending_expiry
         )
         self.lag = LagMonitor(LAG_SAMPLE_INTERVAL_S)
         # WatchStep's streams; its periodic re-read is a safety net like the claim poll's.
@@ -98,11 +112,21 @@ class Pod:
             self.claimer,
             self.recovery,
             self.retention,
+            self.scheduler,
             self.watches,
         ]
 
     async def start(self) -> None:
-        """Register, learn the leader, and start every loop."""
+        """Reconcile the schedules file, register, learn the leader, start every loop."""
+        if self.settings.schedules_file is not None:
+            declared = load_schedules_file(self.settings.schedules_file)
+            deleted = await reconcile_schedules_file(self.store, declared)
+            log.info(
+                "schedules file: %d schedules and %d limits declared; deleted: %s",
+                len(declared.schedules),
+                len(declared.limits),
+                ", ".join(deleted) or "none",
+            )
         await self.store.pod_register(
             self.state.pod_id, self.state.max_capacity, self.settings.dead_pod_threshold
         )
@@ -117,6 +141,11 @@ class Pod:
         )
         for loop in self.loops:
             loop.start()
+
+    def _on_leadership(self) -> None:
+        """Just became leader: recover and fire due ticks now, not an interval later."""
+        self.recovery.wake()
+        self.scheduler.wake()
 
     async def _reregister(self) -> None:
         """Presumed dead: drop in-flight work unwritten, come back as a new pod.
@@ -153,6 +182,7 @@ class Pod:
         await self.claimer.stop()
         await self.recovery.stop()
         await self.retention.stop()
+        await self.scheduler.stop()
         log.info("draining %d running steps (grace %gs)", self.state.current_capacity, grace)
         await self.executor.wait_all(grace)
         stopped = await self.executor.cancel_all()

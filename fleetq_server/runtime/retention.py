@@ -33,12 +33,8 @@ class RetentionLoop(BackgroundLoop):
         self._state = state
         self._retention_s = retention_s
 
-    def _leads(self) -> bool:
-        state = self._state
-        return state.is_leader and not state.draining and not state.fenced
-
     def _may_delete(self) -> bool:
-        return self._retention_s > 0 and self._leads()
+        return self._retention_s > 0 and self._state.acts_as_leader
 
     async def run_once(self) -> None:
         """Expire up to MAX_BATCHES_PER_RUN batches, then delete as many; a no-op unless
@@ -64,7 +60,7 @@ class RetentionLoop(BackgroundLoop):
         """Fail expired pending steps until a batch comes back short or `budget` batches are
         spent; returns (steps expired, batches left)."""
         expired = 0
-        while budget > 0 and self._leads():
+        while budget > 0 and self._state.acts_as_leader:
             budget -= 1
             batch = await self._store.step_expire_pending(BATCH_SIZE)
             expired += batch

@@ -41,6 +41,12 @@ class PodState:
         return self.database_ok and not self.draining and not self.fenced
 
     @property
+    def acts_as_leader(self) -> bool:
+        """Whether the leader's loops (retention, schedules) may act: leading, not
+        draining, not between being presumed dead and re-registering."""
+        return self.is_leader and not self.draining and not self.fenced
+
+    @property
     def free_capacity(self) -> int:
         """Steps this pod may still start."""
         return max(0, self.max_capacity - self.current_capacity)

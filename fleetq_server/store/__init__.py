@@ -1,6 +1,7 @@
 """The store: the only place with SQL. Callers get plain records and our own exceptions."""
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import asyncpg
 
@@ -17,10 +18,13 @@ from fleetq_server.store.pods import PodQueries
 from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
+from fleetq_server.store.schedules import ScheduleQueries
 from fleetq_server.store.step_orphans import StepOrphanQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
+from fleetq_server.store.step_traces import StepTraceQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
+from fleetq_server.store.type_limits import TypeLimitQueries
 
 __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_store"]
 
@@ -29,10 +33,13 @@ class Store(
     StepQueries,
     StepOrphanQueries,
     StepScheduleQueries,
+    StepTraceQueries,
     StepWatchQueries,
     PodQueries,
     RecoveryQueries,
     RetentionQueries,
+    ScheduleQueries,
+    TypeLimitQueries,
 ):
     """All of FLEET-Q's database access, grouped by entity in the base classes."""
 
@@ -74,16 +81,18 @@ async def open_store(
     *,
     pooler: str = DIRECT,
     listen_dsn: str | None = None,
+    query_logger: Callable[[Any], None] | None = None,
 ) -> Store:
     """Connect, apply pending migrations under the advisory lock, and return the store.
 
     `pooler` names what sits in front of PostgreSQL (`POOLERS`). LISTEN connects to
     `listen_dsn`; when it is None, to `dsn` itself if that is PostgreSQL directly, and
     nowhere behind a pooler (which cannot keep a LISTEN): pods then only poll.
+    `query_logger` sees every query of the pool (tracing's database spans).
     """
     if listen_dsn is None and pooler == DIRECT:
         listen_dsn = dsn
-    pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout, pooler)
+    pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout, pooler, query_logger)
     store = Store(pool, dsn, listen_dsn, pooler)
     try:
         await apply_migrations(dsn, pooler)

@@ -3,7 +3,7 @@
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -91,14 +91,22 @@ async def create_pool(
     max_size: int,
     command_timeout: float = COMMAND_TIMEOUT_S,
     pooler: str = DIRECT,
+    query_logger: Callable[[Any], None] | None = None,
 ) -> asyncpg.Pool:
-    """Open the pool; raises DatabaseUnavailableError when PostgreSQL is unreachable."""
+    """Open the pool; raises DatabaseUnavailableError when PostgreSQL is unreachable.
+    `query_logger` is added to every connection (asyncpg calls it after each query)."""
+
+    async def init(connection: asyncpg.Connection) -> None:
+        await _init_connection(connection)
+        if query_logger is not None:
+            connection.add_query_logger(query_logger)
+
     try:
         pool = await asyncpg.create_pool(
             dsn,
             min_size=1,
             max_size=max_size,
-            init=_init_connection,
+            init=init,
             reset=_keep_session,
             timeout=10,  # to connect
             command_timeout=command_timeout,

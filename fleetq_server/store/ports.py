@@ -7,6 +7,7 @@ raises only `fleetq_server.errors` types. See ARCHITECTURE.md for the rules they
 """
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from fleetq_server import errors
@@ -19,8 +20,12 @@ from fleetq_server.store.records import (
     PodRecord,
     QueueStats,
     RecoveryOutcome,
+    ScheduleRecord,
+    ScheduleSpec,
     StepOutcome,
     StepRecord,
+    TypeLimit,
+    TypeLimitRecord,
 )
 
 
@@ -175,19 +180,102 @@ class StatsPort(Protocol):
         """Counts by status, priority and type (the `top_types` most numerous, the rest
         summed under pods.OTHER_TYPES), and the live pods."""
 
+    async def type_limit_list(self) -> list[TypeLimitRecord]:
+        """Every limit with its type's claimed steps now, by type."""
+
     async def leader_get(self, dead_threshold_s: float) -> LeaderView:
         """The live pods, eldest (the leader) first."""
+
+
+class TracePort(Protocol):
+    """What the executor reads when OpenTelemetry is on."""
+
+    async def step_traceparent(self, step_id: str) -> str | None:
+        """The W3C traceparent stored with the step at submit, if any."""
+
+
+class ScheduleAdminPort(Protocol):
+    """Schedules as the admin RPCs and the schedules file manage them (store/schedules.py)."""
+
+    async def schedule_create(
+        self, spec: ScheduleSpec, next_fire_ts: datetime | None, *, source: str = "api"
+    ) -> ScheduleRecord:
+        """Insert; ConflictError when the name is taken."""
+
+    async def schedule_replace(
+        self, spec: ScheduleSpec, next_fire_ts: datetime | None
+    ) -> ScheduleRecord:
+        """Overwrite spec and next tick, keeping history; NotFoundError when absent."""
+
+    async def schedule_get(self, name: str) -> ScheduleRecord:
+        """One schedule; NotFoundError when absent."""
+
+    async def schedule_list(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+
+    async def schedule_delete(self, name: str) -> None:
+        """Delete; NotFoundError when absent."""
+
+    async def schedule_reconcile(
+        self, declared: Sequence[tuple[ScheduleSpec, datetime | None]]
+    ) -> list[str]:
+        """Make the file's schedules what is stored; the names of file schedules deleted."""
+
+
+class ScheduleFirePort(Protocol):
+    """The leader's schedule loop: find due schedules, fire ticks, move schedules on."""
+
+    async def schedule_list_due(self, limit: int) -> tuple[datetime, list[ScheduleRecord]]:
+        """The database's now and the unpaused schedules due by then, most overdue first."""
+
+    async def schedule_next_due(self) -> float | None:
+        """Seconds until the earliest unpaused schedule is due; None when none is."""
+
+    async def schedule_advance(
+        self,
+        name: str,
+        expected_next: datetime,
+        next_fire_ts: datetime,
+        fired: tuple[datetime, str] | None,
+    ) -> bool:
+        """Compare-and-set of the next tick (recording a fire); False when it lost."""
+
+    async def step_insert_many(
+        self, steps: Sequence[NewStep], *, atomic: bool = False
+    ) -> list[InsertOutcome | errors.ConflictError]:
+        """Insert steps, de-duplicated on client keys (see `StepQueries`)."""
+
+
+class TypeLimitPort(Protocol):
+    """Fleet-wide limits per step type, as the admin RPCs, the schedules file and the queue
+    statistics see them (the claim enforces them: `ClaimPort`)."""
+
+    async def type_limit_put(self, limit: TypeLimit, *, source: str = "api") -> TypeLimitRecord:
+        """Set a type's limit; it with the type's claimed steps now."""
+
+    async def type_limit_list(self) -> list[TypeLimitRecord]:
+        """Every limit with its type's claimed steps now, by type."""
+
+    async def type_limit_delete(self, step_type: str) -> None:
+        """Lift a type's limit; NotFoundError when it has none."""
+
+    async def type_limit_reconcile(self, declared: Sequence[TypeLimit]) -> list[str]:
+        """Make the file's limits what is stored; the types whose file limits were lifted."""
 
 
 class StorePort(
     SubmitPort,
     ClaimPort,
     OutcomePort,
+    TracePort,
     WatchPort,
     PodPort,
     RecoveryPort,
     RetentionPort,
     StatsPort,
+    ScheduleAdminPort,
+    ScheduleFirePort,
+    TypeLimitPort,
     Protocol,
 ):
     """Everything a pod uses: what `Pod` is built on."""

@@ -24,6 +24,8 @@ class NewStep:
     # insert (database clock); at most one of the two is set.
     run_at: datetime | None = None
     delay_s: float | None = None
+    # The W3C traceparent of the submit's span (OpenTelemetry on), for its attempts' links.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +146,61 @@ class RecoveryOutcome:
     duration_ms: int
     # step_id -> step type of the requeued and terminal steps (empty for a reported cycle).
     step_types: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """A periodic schedule as declared (API or schedules file), already validated: exactly
+    one of `cron` and `interval_seconds`; the step template's fields as a submit's."""
+
+    name: str
+    step_type: str
+    cron: str | None = None
+    interval_seconds: int | None = None
+    timezone: str = "UTC"
+    args: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    max_retries: int = 3
+    # "allow", or "skip" a tick while the previous run is still pending or claimed.
+    overlap: str = "allow"
+    # After downtime: "skip" the missed ticks, or run "once" for all of them.
+    catch_up: str = "skip"
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A stored schedule: its spec, where it came from ("api" or "file"), the next tick
+    to fire (None while paused), and its latest fire with that step's current status."""
+
+    spec: ScheduleSpec
+    source: str
+    next_fire_ts: datetime | None
+    last_fire_ts: datetime | None
+    last_step_id: str | None
+    last_step_status: str | None
+    created_ts: datetime
+    updated_ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TypeLimit:
+    """A fleet-wide limit on one step type: claimed steps at once (`max_concurrency`), and
+    claims per second as a token bucket of `burst` tokens. None: that part is unlimited;
+    `burst` is set exactly when `rate_per_second` is."""
+
+    step_type: str
+    max_concurrency: int | None = None
+    rate_per_second: float | None = None
+    burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TypeLimitRecord:
+    """A stored limit, where it came from ("api" or "file"), and its type's claimed steps."""
+
+    limit: TypeLimit
+    source: str
+    in_flight: int
+    updated_ts: datetime

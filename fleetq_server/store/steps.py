@@ -17,6 +17,7 @@ from fleetq_server.store.records import (
     StepRecord,
 )
 from fleetq_server.store.rules import outcome_assignments
+from fleetq_server.store.type_limits import LIMIT_ROOM_CTES, LIMIT_SPEND_CTE
 
 # NOTIFY channel idle pods LISTEN on. A submit's payload names the new steps' types,
 # comma-separated (types cannot hold commas), so pods that run none of them stay asleep.
@@ -58,6 +59,8 @@ def _step_row(step: NewStep) -> dict[str, Any]:
         # Text, not a datetime: the standard library fallback of _json cannot write one.
         "run_at": step.run_at.isoformat() if step.run_at is not None else None,
         "delay_s": step.delay_s,
+        # Only when tracing gave one: a key left out reads back as NULL.
+        **({"traceparent": step.traceparent} if step.traceparent is not None else {}),
     }
 
 
@@ -111,17 +114,17 @@ class StepQueries(PoolHolder):
                 WITH inserted AS (
                     INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
                         max_retries, idempotency_key, client_key, payload_hash,
-                        pending_expires_at, run_at, not_before_ts)
+                        pending_expires_at, run_at, not_before_ts, traceparent)
                     SELECT step_id, type, args, metadata, priority, max_retries,
                            idempotency_key, client_key, payload_hash,
                            -- a scheduled step's wait starts when it falls due
                            COALESCE(scheduled, now()) + make_interval(secs => pending_expiry_s),
-                           scheduled, COALESCE(scheduled, now())
+                           scheduled, COALESCE(scheduled, now()), traceparent
                     FROM jsonb_to_recordset($1::text::jsonb)
                          AS n(step_id text, type text, args jsonb, metadata jsonb,
                               priority int, max_retries int, idempotency_key text,
                               client_key text, payload_hash text, pending_expiry_s float8,
-                              run_at timestamptz, delay_s float8)
+                              run_at timestamptz, delay_s float8, traceparent text)
                     CROSS JOIN LATERAL (SELECT COALESCE(n.run_at,
                         now() + make_interval(secs => n.delay_s)) AS scheduled) AS s
                     ON CONFLICT (client_key) DO NOTHING
@@ -201,33 +204,39 @@ class StepQueries(PoolHolder):
         are kept, so steps of other types are never scanned. (The rows a type's scan
         locked but the final LIMIT dropped are unlocked when the statement ends, still
         pending.) Returned in claim order (priority DESC, created_ts).
+
+        Types with a fleet-wide limit (store/type_limits.py) take at most the room their
+        limit leaves, decided under their limit row's lock; other types lock nothing.
         """
         async with self._claiming() as connection:
             rows = await connection.fetch(
-                """
-                WITH picked AS (
+                f"""
+                WITH {LIMIT_ROOM_CTES}, picked AS (
                     SELECT candidate.step_id
                     FROM unnest($2::text[]) AS wanted(type)
+                    LEFT JOIN room ON room.type = wanted.type
                     CROSS JOIN LATERAL (
                         SELECT step_id, priority, created_ts FROM fleetq_steps
                         WHERE status = 'pending' AND type = wanted.type
                           AND not_before_ts <= now()
                           AND (pending_expires_at IS NULL OR pending_expires_at > now())
                         ORDER BY priority DESC, created_ts, step_id
-                        LIMIT $3
+                        LIMIT LEAST($3, COALESCE(room.room, $3))
                         FOR UPDATE SKIP LOCKED
                     ) AS candidate
                     WHERE EXISTS (SELECT 1 FROM fleetq_pods WHERE pod_id = $1 AND status = 'up')
                     ORDER BY candidate.priority DESC, candidate.created_ts, candidate.step_id
                     LIMIT $3
-                )
-                UPDATE fleetq_steps AS s
-                SET status = 'claimed', claimed_by = $1, attempt = s.attempt + 1,
-                    claimed_ts = now(), last_update_ts = now()
-                FROM picked WHERE s.step_id = picked.step_id
-                RETURNING s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
-                          s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
-                          s.not_before_ts, s.claimed_ts
+                ), claimed AS (
+                    UPDATE fleetq_steps AS s
+                    SET status = 'claimed', claimed_by = $1, attempt = s.attempt + 1,
+                        claimed_ts = now(), last_update_ts = now()
+                    FROM picked WHERE s.step_id = picked.step_id
+                    RETURNING s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
+                              s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
+                              s.not_before_ts, s.claimed_ts
+                ), {LIMIT_SPEND_CTE}
+                SELECT * FROM claimed
                 """,
                 pod_id,
                 step_types,

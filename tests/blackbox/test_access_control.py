@@ -27,11 +27,15 @@ ADMIN_ROUTES = [
     ("GET", "/admin/leader", None),
     ("GET", "/admin/queue", None),
     ("POST", "/admin/recovery/run", {"dry_run": True}),
+    ("GET", "/admin/schedules", None),
+    ("GET", "/admin/limits", None),
 ]
 ADMIN_RPCS: list[tuple[str, Any, type[Any]]] = [
     ("GetLeader", pb.GetLeaderRequest(), pb.GetLeaderResponse),
     ("GetQueueStats", pb.GetQueueStatsRequest(), pb.GetQueueStatsResponse),
     ("RunRecovery", pb.RunRecoveryRequest(dry_run=True), pb.RunRecoveryResponse),
+    ("ListSchedules", pb.ListSchedulesRequest(), pb.ListSchedulesResponse),
+    ("ListTypeLimits", pb.ListTypeLimitsRequest(), pb.ListTypeLimitsResponse),
 ]
 # Authorization headers that must not open an admin route.
 REFUSED_HEADERS = {

@@ -153,3 +153,46 @@ def test_an_unreachable_pod_exits_4() -> None:
     run = fleetq("health", target=f"127.0.0.1:{free_port()}")
     assert run.returncode == 4
     assert "Unavailable" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_schedules_and_limits_commands(leader: ServerProcess) -> None:
+    created = json_output(
+        "schedules",
+        "create",
+        "cli-every-hour",
+        "--interval",
+        "3600",
+        "--type",
+        "hello_world",
+        "--args",
+        '{"n": 1}',
+        target=leader,
+    )
+    assert (created["interval_seconds"], created["args"], created["source"]) == (
+        3600,
+        {"n": 1},
+        "api",
+    )
+    updated = json_output(
+        "schedules", "update", "cli-every-hour", "--cron", "0 * * * *", target=leader
+    )
+    assert (updated["cron"], updated["interval_seconds"]) == ("0 * * * *", None)
+    assert json_output("schedules", "pause", "cli-every-hour", target=leader)["paused"] is True
+    listed = json_output("schedules", "list", target=leader)["schedules"]
+    assert [s["name"] for s in listed] == ["cli-every-hour"]
+    table = fleetq("schedules", "list", target=leader)
+    assert "cli-every-hour" in table.stdout and "0 * * * *" in table.stdout
+    bad = fleetq("schedules", "create", "x", "--cron", "0 0 30 2 *", "--type", "a", target=leader)
+    assert bad.returncode == 2 and "cron:" in bad.stderr
+    assert fleetq("schedules", "delete", "cli-every-hour", target=leader).returncode == 0
+    assert fleetq("schedules", "get", "cli-every-hour", target=leader).returncode == 3
+
+    limit = json_output(
+        "limits", "set", "sleep", "--max-concurrency", "2", "--rate", "1.5", target=leader
+    )
+    assert (limit["max_concurrency"], limit["burst"], limit["in_flight"]) == (2, 2, 0)
+    assert json_output("limits", "list", target=leader)["limits"][0]["type"] == "sleep"
+    negative = fleetq("limits", "set", "sleep", "--max-concurrency", "-1", target=leader)
+    assert negative.returncode == 2 and "max_concurrency:" in negative.stderr
+    assert fleetq("limits", "delete", "sleep", target=leader).returncode == 0
+    assert fleetq("limits", "delete", "sleep", target=leader).returncode == 3

@@ -71,6 +71,15 @@ def test_an_independent_batch_over_rest_reports_each_step(client: httpx.Client) 
     assert body["created_count"] == 1
 
 
+def test_an_independent_batch_of_only_refused_steps_answers_each(client: httpx.Client) -> None:
+    body = {"independent": True, "steps": [{"type": "", "args": {}}, {"type": "x y", "args": {}}]}
+    response = client.post("/submit/batch", json=body)
+    assert response.status_code == 200
+    codes = [item["refused"]["code"] for item in response.json()["items"]]
+    assert codes == ["INVALID_ARGUMENT"] * 2
+    assert response.json()["created_count"] == 0
+
+
 def test_an_atomic_batch_still_fails_whole(stub: fleetq_pb2_grpc.FleetQServiceStub) -> None:
     request = pb.SubmitBatchRequest()
     request.steps.add(type=UNHANDLED_TYPE, args={"n": 1})

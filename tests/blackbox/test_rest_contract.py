@@ -219,6 +219,7 @@ def test_queue_counts_steps_by_status_priority_type_and_pod(
         "queue_depth_by_priority",
         "steps_by_type",
         "pod_capacity",
+        "type_limits",  # appended by issue 16: each limited step type's limit and in-flight
     }
     for key in ("pending_steps", "claimed_steps", "completed_steps", "failed_steps"):
         assert assert_integer(body[key]) >= 0

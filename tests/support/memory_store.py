@@ -40,6 +40,8 @@ from fleetq_server.store.records import (
 )
 from fleetq_server.store.recovery import new_cycle_id
 from fleetq_server.store.storable import holds_unstorable_text
+from tests.support.memory_schedules import MemorySchedules, _Schedule
+from tests.support.memory_type_limits import MemoryTypeLimits, _Limit
 
 _TICK = timedelta(microseconds=1)
 
@@ -66,6 +68,7 @@ class _Step:
     error: dict[str, str] | None = None
     pending_expires_at: datetime | None = None
     run_at: datetime | None = None
+    traceparent: str | None = None
     last_update_ts: datetime = field(init=False)
     not_before_ts: datetime = field(init=False)
 
@@ -165,7 +168,7 @@ class MemoryChangeSubscription(_MemoryListen):
             asyncio.get_running_loop().call_soon(self._on_change, step_ids)
 
 
-class MemoryStore:
+class MemoryStore(MemorySchedules, MemoryTypeLimits):
     """The store's contract in a few dicts (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -182,6 +185,8 @@ class MemoryStore:
         # WatchPort: (step_id, pod_id) pairs, and who hears changes of those steps.
         self.watches: set[tuple[str, str]] = set()
         self._change_subscriptions: list[MemoryChangeSubscription] = []
+        self.schedules: dict[str, _Schedule] = {}
+        self.type_limits: dict[str, _Limit] = {}
 
     # -- the clock and the "transaction" every call runs in ------------------------------
 
@@ -271,6 +276,7 @@ class MemoryStore:
                         + timedelta(seconds=step.pending_expiry_s)
                     ),
                     run_at=_scheduled(step, now),
+                    traceparent=step.traceparent,
                 )
                 new[step.step_id] = row
                 if step.client_key is not None:
@@ -345,7 +351,8 @@ class MemoryStore:
                     and (s.pending_expires_at is None or s.pending_expires_at > now)
                 ),
                 key=lambda s: (-s.priority, s.created_ts, s.step_id),
-            )[: max(limit, 0)]
+            )
+            candidates = self.within_limits(candidates, max(limit, 0), now)
             claimed = []
             for step in candidates:
                 step.status, step.claimed_by, step.attempt = "claimed", pod_id, step.attempt + 1
@@ -394,6 +401,13 @@ class MemoryStore:
             if released:
                 self._notify(None)
             return released
+
+    # -- TracePort ------------------------------------------------------------------------
+
+    async def step_traceparent(self, step_id: str) -> str | None:
+        with self.transaction():
+            step = self.steps.get(step_id)
+            return None if step is None else step.traceparent
 
     # -- WatchPort ------------------------------------------------------------------------
 

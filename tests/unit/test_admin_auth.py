@@ -10,11 +10,21 @@ from fleetq_server.api.auth import BearerTokenInterceptor, admin_methods, bearer
 SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
 
 
-def test_the_leader_queue_and_recovery_rpcs_are_the_admin_methods() -> None:
+SCHEDULE_RPCS = ("Create", "List", "Get", "Update", "Delete", "Pause", "Resume")
+
+
+def test_the_leader_queue_recovery_schedule_and_limit_rpcs_are_the_admin_methods() -> None:
     assert admin_methods(SERVICE) == {
         "/fleetq.v1.FleetQService/GetLeader",
         "/fleetq.v1.FleetQService/GetQueueStats",
         "/fleetq.v1.FleetQService/RunRecovery",
+        *(
+            f"/fleetq.v1.FleetQService/{verb}Schedule{'s' if verb == 'List' else ''}"
+            for verb in SCHEDULE_RPCS
+        ),
+        "/fleetq.v1.FleetQService/SetTypeLimit",
+        "/fleetq.v1.FleetQService/ListTypeLimits",
+        "/fleetq.v1.FleetQService/DeleteTypeLimit",
     }
 
 

@@ -101,6 +101,12 @@ async def test_submit_all_queues_items_together_and_returns_each_outcome() -> No
     assert recorder.batches == [["a", "bad", "c"], ["a"], ["bad"], ["c"], ["d"]]
 
 
+async def test_submit_all_of_nothing_flushes_nothing() -> None:
+    recorder = Recorder()
+    assert await Coalescer(recorder.flush, max_batch=3).submit_all([]) == []
+    assert recorder.batches == []
+
+
 async def test_a_cancelled_submit_all_leaves_its_items_out_of_later_flushes() -> None:
     recorder = Recorder()
     release = asyncio.Event()

@@ -189,6 +189,16 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
         ("GET", "/admin/queue", "GetQueueStats"),
         ("POST", "/admin/recovery/run", "RunRecovery"),
         ("GET", "/steps/{step_id}:watch", "WatchStep"),
+        ("POST", "/admin/schedules", "CreateSchedule"),
+        ("GET", "/admin/schedules", "ListSchedules"),
+        ("GET", "/admin/schedules/{name}", "GetSchedule"),
+        ("PATCH", "/admin/schedules/{name}", "UpdateSchedule"),
+        ("DELETE", "/admin/schedules/{name}", "DeleteSchedule"),
+        ("POST", "/admin/schedules/{name}:pause", "PauseSchedule"),
+        ("POST", "/admin/schedules/{name}:resume", "ResumeSchedule"),
+        ("PUT", "/admin/limits/{type}", "SetTypeLimit"),
+        ("GET", "/admin/limits", "ListTypeLimits"),
+        ("DELETE", "/admin/limits/{type}", "DeleteTypeLimit"),
     }
 
 

@@ -107,7 +107,7 @@ def test_well_known_types_maps_repeated_and_nullable_fields() -> None:
     summary = schema_of(document, "fleetq.v1.RecoverySummary")["properties"]
 
     assert status["created_ts"] == {"type": ["string", "null"], "format": "date-time"}
-    assert status["claimed_by"] == {"type": ["string", "null"]}  # proto3 `optional`
+    assert status["claimed_by"] == {"type": ["string", "null"]}  # presence: a one-field oneof
     assert status["result"] == {}  # google.protobuf.Value: any JSON value
     assert status["error"] == {
         "anyOf": [{"$ref": "#/components/schemas/fleetq.v1.StepError"}, {"type": "null"}]

@@ -191,3 +191,6 @@ async def test_a_custom_method_with_a_verb_routes_beside_the_plain_path() -> Non
     assert cancelled.json()["id"] == "Cancel:a1"
     assert fetched.json()["id"] == "Fetch:a1:cancel"
     assert posted.status_code == 405
+    # The custom method's path advertises its own method only.
+    deleted = await call(service, "DELETE", "/items/a1:cancel")
+    assert (deleted.status_code, deleted.headers["allow"]) == (405, "POST")

@@ -10,6 +10,12 @@ canonical JSON (original field names, unpopulated fields emitted) *is* the
 contract's JSON: status words are strings, counters are int32 (JSON
 numbers), free-form objects are google.protobuf.Struct and times are
 google.protobuf.Timestamp (RFC 3339, UTC).
+
+Presence ("was this field set?") is spelled as a oneof holding one field,
+`oneof optional_x { T x = N; }`, not proto3 `optional`: it is the same wire
+format, the same JSON name and the same generated HasField, and
+grpc-gateway v1's generators (Debian's 1.6.4) accept it where they refuse
+`optional`. The REST gateway shows such a field as null while unset.
 """
 
 from collections import abc as _abc
@@ -51,9 +57,7 @@ class FieldRules(_message.Message):
     pattern: _builtins.str
     """A regular expression the whole string must match."""
     minimum: _builtins.int
-    """Smallest value of an integer."""
     maximum: _builtins.int
-    """Largest value of an integer."""
     min_items: _builtins.int
     """Fewest items of a repeated field."""
     max_items: _builtins.int
@@ -64,23 +68,23 @@ class FieldRules(_message.Message):
         min_length: _builtins.int = ...,
         max_length: _builtins.int = ...,
         pattern: _builtins.str = ...,
-        minimum: _builtins.int | None = ...,
-        maximum: _builtins.int | None = ...,
+        minimum: _builtins.int = ...,
+        maximum: _builtins.int = ...,
         min_items: _builtins.int = ...,
         max_items: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "maximum", b"maximum", "minimum", b"minimum"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["maximum", b"maximum", "minimum", b"minimum", "optional_maximum", b"optional_maximum", "optional_minimum", b"optional_minimum"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_items", b"min_items", "min_length", b"min_length", "minimum", b"minimum", "pattern", b"pattern"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_items", b"min_items", "min_length", b"min_length", "minimum", b"minimum", "optional_maximum", b"optional_maximum", "optional_minimum", b"optional_minimum", "pattern", b"pattern"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
-    _WhichOneofArgType__maximum: _TypeAlias = _typing.Literal["_maximum", b"_maximum"]  # noqa: Y015
-    _WhichOneofReturnType__minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
-    _WhichOneofArgType__minimum: _TypeAlias = _typing.Literal["_minimum", b"_minimum"]  # noqa: Y015
+    _WhichOneofReturnType_optional_maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
+    _WhichOneofArgType_optional_maximum: _TypeAlias = _typing.Literal["optional_maximum", b"optional_maximum"]  # noqa: Y015
+    _WhichOneofReturnType_optional_minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
+    _WhichOneofArgType_optional_minimum: _TypeAlias = _typing.Literal["optional_minimum", b"optional_minimum"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__maximum) -> _WhichOneofReturnType__maximum | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_maximum) -> _WhichOneofReturnType_optional_maximum | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_minimum) -> _WhichOneofReturnType_optional_minimum | None: ...
 
 Global___FieldRules: _TypeAlias = FieldRules  # noqa: Y015
 
@@ -225,20 +229,9 @@ class SubmitStepRequest(_message.Message):
     priority: _builtins.int
     """Higher runs first; -1000..1000, default 0."""
     max_retries: _builtins.int
-    """Retries after the first execution; 0..100, default 3."""
     idempotency_key: _builtins.str
-    """Optional client de-duplication key: a repeat with the same key and
-    payload returns the original step.
-    """
     pending_expiry_seconds: _builtins.float
-    """Seconds the step may wait pending (counted from submission, or from run_at
-    for a scheduled step) before it fails with error type "expired"; 0: never. Default: the pod's
-    FLEETQ_PENDING_EXPIRY. At most 31,536,000 (a year).
-    """
     delay_seconds: _builtins.float
-    """Optional: the step is not claimed until this many seconds after the submit
-    (database clock); 0 up to 31,622,400 (366 days). Exclusive with run_at.
-    """
     @_builtins.property
     def args(self) -> _struct_pb2.Struct:
         """Arguments passed to the handler (required, a JSON object)."""
@@ -260,32 +253,32 @@ class SubmitStepRequest(_message.Message):
         args: _struct_pb2.Struct | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
         priority: _builtins.int = ...,
-        max_retries: _builtins.int | None = ...,
-        idempotency_key: _builtins.str | None = ...,
-        pending_expiry_seconds: _builtins.float | None = ...,
+        max_retries: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+        pending_expiry_seconds: _builtins.float = ...,
         run_at: _timestamp_pb2.Timestamp | None = ...,
-        delay_seconds: _builtins.float | None = ...,
+        delay_seconds: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds", "_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds", "run_at", b"run_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "optional_delay_seconds", b"optional_delay_seconds", "optional_idempotency_key", b"optional_idempotency_key", "optional_max_retries", b"optional_max_retries", "optional_pending_expiry_seconds", b"optional_pending_expiry_seconds", "pending_expiry_seconds", b"pending_expiry_seconds", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds", "_idempotency_key", b"_idempotency_key", "_max_retries", b"_max_retries", "_pending_expiry_seconds", b"_pending_expiry_seconds", "args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "pending_expiry_seconds", b"pending_expiry_seconds", "priority", b"priority", "run_at", b"run_at", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "delay_seconds", b"delay_seconds", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata", b"metadata", "optional_delay_seconds", b"optional_delay_seconds", "optional_idempotency_key", b"optional_idempotency_key", "optional_max_retries", b"optional_max_retries", "optional_pending_expiry_seconds", b"optional_pending_expiry_seconds", "pending_expiry_seconds", b"pending_expiry_seconds", "priority", b"priority", "run_at", b"run_at", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__delay_seconds: _TypeAlias = _typing.Literal["delay_seconds"]  # noqa: Y015
-    _WhichOneofArgType__delay_seconds: _TypeAlias = _typing.Literal["_delay_seconds", b"_delay_seconds"]  # noqa: Y015
-    _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
-    _WhichOneofArgType__idempotency_key: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key"]  # noqa: Y015
-    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
-    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
-    _WhichOneofReturnType__pending_expiry_seconds: _TypeAlias = _typing.Literal["pending_expiry_seconds"]  # noqa: Y015
-    _WhichOneofArgType__pending_expiry_seconds: _TypeAlias = _typing.Literal["_pending_expiry_seconds", b"_pending_expiry_seconds"]  # noqa: Y015
+    _WhichOneofReturnType_optional_delay_seconds: _TypeAlias = _typing.Literal["delay_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_delay_seconds: _TypeAlias = _typing.Literal["optional_delay_seconds", b"optional_delay_seconds"]  # noqa: Y015
+    _WhichOneofReturnType_optional_idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
+    _WhichOneofArgType_optional_idempotency_key: _TypeAlias = _typing.Literal["optional_idempotency_key", b"optional_idempotency_key"]  # noqa: Y015
+    _WhichOneofReturnType_optional_max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType_optional_max_retries: _TypeAlias = _typing.Literal["optional_max_retries", b"optional_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType_optional_pending_expiry_seconds: _TypeAlias = _typing.Literal["pending_expiry_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_pending_expiry_seconds: _TypeAlias = _typing.Literal["optional_pending_expiry_seconds", b"optional_pending_expiry_seconds"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__delay_seconds) -> _WhichOneofReturnType__delay_seconds | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_delay_seconds) -> _WhichOneofReturnType_optional_delay_seconds | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__idempotency_key) -> _WhichOneofReturnType__idempotency_key | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_idempotency_key) -> _WhichOneofReturnType_optional_idempotency_key | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_max_retries) -> _WhichOneofReturnType_optional_max_retries | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__pending_expiry_seconds) -> _WhichOneofReturnType__pending_expiry_seconds | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_pending_expiry_seconds) -> _WhichOneofReturnType_optional_pending_expiry_seconds | None: ...
 
 Global___SubmitStepRequest: _TypeAlias = SubmitStepRequest  # noqa: Y015
 
@@ -491,7 +484,6 @@ class GetStepStatusResponse(_message.Message):
     status: _builtins.str
     """"pending", "claimed", "completed" or "failed"."""
     claimed_by: _builtins.str
-    """Pod holding the step while it is claimed."""
     retry_count: _builtins.int
     """Executions retried so far."""
     priority: _builtins.int
@@ -529,7 +521,7 @@ class GetStepStatusResponse(_message.Message):
         *,
         step_id: _builtins.str = ...,
         status: _builtins.str = ...,
-        claimed_by: _builtins.str | None = ...,
+        claimed_by: _builtins.str = ...,
         last_update_ts: _timestamp_pb2.Timestamp | None = ...,
         retry_count: _builtins.int = ...,
         priority: _builtins.int = ...,
@@ -540,13 +532,13 @@ class GetStepStatusResponse(_message.Message):
         error: Global___StepError | None = ...,
         run_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "payload", b"payload", "result", b"result", "run_at", b"run_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "optional_claimed_by", b"optional_claimed_by", "payload", b"payload", "result", b"result", "run_at", b"run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by", "claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_by", b"claimed_by", "created_ts", b"created_ts", "error", b"error", "last_update_ts", b"last_update_ts", "max_retries", b"max_retries", "optional_claimed_by", b"optional_claimed_by", "payload", b"payload", "priority", b"priority", "result", b"result", "retry_count", b"retry_count", "run_at", b"run_at", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__claimed_by: _TypeAlias = _typing.Literal["claimed_by"]  # noqa: Y015
-    _WhichOneofArgType__claimed_by: _TypeAlias = _typing.Literal["_claimed_by", b"_claimed_by"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__claimed_by) -> _WhichOneofReturnType__claimed_by | None: ...
+    _WhichOneofReturnType_optional_claimed_by: _TypeAlias = _typing.Literal["claimed_by"]  # noqa: Y015
+    _WhichOneofArgType_optional_claimed_by: _TypeAlias = _typing.Literal["optional_claimed_by", b"optional_claimed_by"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_claimed_by) -> _WhichOneofReturnType_optional_claimed_by | None: ...
 
 Global___GetStepStatusResponse: _TypeAlias = GetStepStatusResponse  # noqa: Y015
 
@@ -711,7 +703,6 @@ class GetLeaderResponse(_message.Message):
     LAST_ELECTION_CHECK_FIELD_NUMBER: _builtins.int
     ELECTION_DETAILS_FIELD_NUMBER: _builtins.int
     current_leader: _builtins.str
-    """Identifier of the leader; null when no pod is live."""
     active_pods: _builtins.int
     """Number of live pods."""
     @_builtins.property
@@ -729,19 +720,19 @@ class GetLeaderResponse(_message.Message):
     def __init__(
         self,
         *,
-        current_leader: _builtins.str | None = ...,
+        current_leader: _builtins.str = ...,
         leader_birth_ts: _timestamp_pb2.Timestamp | None = ...,
         active_pods: _builtins.int = ...,
         last_election_check: _timestamp_pb2.Timestamp | None = ...,
         election_details: Global___ElectionDetails | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "current_leader", b"current_leader", "election_details", b"election_details", "last_election_check", b"last_election_check", "leader_birth_ts", b"leader_birth_ts"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current_leader", b"current_leader", "election_details", b"election_details", "last_election_check", b"last_election_check", "leader_birth_ts", b"leader_birth_ts", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "active_pods", b"active_pods", "current_leader", b"current_leader", "election_details", b"election_details", "last_election_check", b"last_election_check", "leader_birth_ts", b"leader_birth_ts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "current_leader", b"current_leader", "election_details", b"election_details", "last_election_check", b"last_election_check", "leader_birth_ts", b"leader_birth_ts", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
-    _WhichOneofArgType__current_leader: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__current_leader) -> _WhichOneofReturnType__current_leader | None: ...
+    _WhichOneofReturnType_optional_current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
+    _WhichOneofArgType_optional_current_leader: _TypeAlias = _typing.Literal["optional_current_leader", b"optional_current_leader"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_current_leader) -> _WhichOneofReturnType_optional_current_leader | None: ...
 
 Global___GetLeaderResponse: _TypeAlias = GetLeaderResponse  # noqa: Y015
 
@@ -855,6 +846,27 @@ class GetQueueStatsResponse(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TypeLimitsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___TypeLimit: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___TypeLimit | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PENDING_STEPS_FIELD_NUMBER: _builtins.int
     CLAIMED_STEPS_FIELD_NUMBER: _builtins.int
     COMPLETED_STEPS_FIELD_NUMBER: _builtins.int
@@ -864,6 +876,7 @@ class GetQueueStatsResponse(_message.Message):
     QUEUE_DEPTH_BY_PRIORITY_FIELD_NUMBER: _builtins.int
     STEPS_BY_TYPE_FIELD_NUMBER: _builtins.int
     POD_CAPACITY_FIELD_NUMBER: _builtins.int
+    TYPE_LIMITS_FIELD_NUMBER: _builtins.int
     pending_steps: _builtins.int
     """Steps waiting to be claimed."""
     claimed_steps: _builtins.int
@@ -875,7 +888,6 @@ class GetQueueStatsResponse(_message.Message):
     active_pods: _builtins.int
     """Number of live pods."""
     current_leader: _builtins.str
-    """Identifier of the leader; null when no pod is live."""
     @_builtins.property
     def queue_depth_by_priority(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
         """Pending steps by priority."""
@@ -888,6 +900,10 @@ class GetQueueStatsResponse(_message.Message):
     def pod_capacity(self) -> _containers.MessageMap[_builtins.str, Global___PodCapacity]:
         """Capacity of every live pod."""
 
+    @_builtins.property
+    def type_limits(self) -> _containers.MessageMap[_builtins.str, Global___TypeLimit]:
+        """Every step type with a fleet-wide limit: the limit and its claimed steps now."""
+
     def __init__(
         self,
         *,
@@ -896,18 +912,19 @@ class GetQueueStatsResponse(_message.Message):
         completed_steps: _builtins.int = ...,
         failed_steps: _builtins.int = ...,
         active_pods: _builtins.int = ...,
-        current_leader: _builtins.str | None = ...,
+        current_leader: _builtins.str = ...,
         queue_depth_by_priority: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
         steps_by_type: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         pod_capacity: _abc.Mapping[_builtins.str, Global___PodCapacity] | None = ...,
+        type_limits: _abc.Mapping[_builtins.str, Global___TypeLimit] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "current_leader", b"current_leader"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current_leader", b"current_leader", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader", "active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "optional_current_leader", b"optional_current_leader", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type", "type_limits", b"type_limits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
-    _WhichOneofArgType__current_leader: _TypeAlias = _typing.Literal["_current_leader", b"_current_leader"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__current_leader) -> _WhichOneofReturnType__current_leader | None: ...
+    _WhichOneofReturnType_optional_current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
+    _WhichOneofArgType_optional_current_leader: _TypeAlias = _typing.Literal["optional_current_leader", b"optional_current_leader"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_current_leader) -> _WhichOneofReturnType_optional_current_leader | None: ...
 
 Global___GetQueueStatsResponse: _TypeAlias = GetQueueStatsResponse  # noqa: Y015
 
@@ -1090,6 +1107,795 @@ class SubmitRefusal(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitRefusal: _TypeAlias = SubmitRefusal  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    """Schedule is a periodic schedule and the step each of its ticks submits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    NEXT_FIRE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_FIRE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_STEP_ID_FIELD_NUMBER: _builtins.int
+    LAST_STEP_STATUS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique name: letters, digits, "_", "-" and "."; at most 100 characters."""
+    cron: _builtins.str
+    """Cron expression (5 fields, or 6 with seconds first); null for an interval schedule."""
+    interval_seconds: _builtins.int
+    """Seconds between ticks (whole multiples since the Unix epoch); null for a cron schedule."""
+    timezone: _builtins.str
+    """IANA time zone the cron expression is read in."""
+    type: _builtins.str
+    """Step type each tick submits."""
+    priority: _builtins.int
+    """Priority of each tick's step."""
+    max_retries: _builtins.int
+    """Retries of each tick's step."""
+    overlap: _builtins.str
+    """"allow", or "skip" a tick while the previous tick's step is pending or claimed."""
+    catch_up: _builtins.str
+    """After downtime: "skip" missed ticks, or run "once" for all of them."""
+    paused: _builtins.bool
+    """Whether the schedule is paused."""
+    source: _builtins.str
+    """"api", or "file" for one declared in FLEETQ_SCHEDULES_FILE."""
+    last_step_id: _builtins.str
+    """The step the latest tick submitted."""
+    last_step_status: _builtins.str
+    """Status of that step: "pending", "claimed", "completed", "failed"; null when it is gone."""
+    @_builtins.property
+    def args(self) -> _struct_pb2.Struct:
+        """Arguments of each tick's step."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Metadata of each tick's step."""
+
+    @_builtins.property
+    def next_fire_time(self) -> _timestamp_pb2.Timestamp:
+        """The next tick to fire; null while paused."""
+
+    @_builtins.property
+    def last_fire_time(self) -> _timestamp_pb2.Timestamp:
+        """The latest tick that fired; null before the first."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the schedule was created."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the schedule was last changed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cron: _builtins.str | None = ...,
+        interval_seconds: _builtins.int | None = ...,
+        timezone: _builtins.str = ...,
+        type: _builtins.str = ...,
+        args: _struct_pb2.Struct | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        priority: _builtins.int = ...,
+        max_retries: _builtins.int = ...,
+        overlap: _builtins.str = ...,
+        catch_up: _builtins.str = ...,
+        paused: _builtins.bool = ...,
+        source: _builtins.str = ...,
+        next_fire_time: _timestamp_pb2.Timestamp | None = ...,
+        last_fire_time: _timestamp_pb2.Timestamp | None = ...,
+        last_step_id: _builtins.str | None = ...,
+        last_step_status: _builtins.str | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_last_step_id", b"_last_step_id", "_last_step_status", b"_last_step_status", "args", b"args", "create_time", b"create_time", "cron", b"cron", "interval_seconds", b"interval_seconds", "last_fire_time", b"last_fire_time", "last_step_id", b"last_step_id", "last_step_status", b"last_step_status", "metadata", b"metadata", "next_fire_time", b"next_fire_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_last_step_id", b"_last_step_id", "_last_step_status", b"_last_step_status", "args", b"args", "catch_up", b"catch_up", "create_time", b"create_time", "cron", b"cron", "interval_seconds", b"interval_seconds", "last_fire_time", b"last_fire_time", "last_step_id", b"last_step_id", "last_step_status", b"last_step_status", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "next_fire_time", b"next_fire_time", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "source", b"source", "timezone", b"timezone", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
+    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__last_step_id: _TypeAlias = _typing.Literal["last_step_id"]  # noqa: Y015
+    _WhichOneofArgType__last_step_id: _TypeAlias = _typing.Literal["_last_step_id", b"_last_step_id"]  # noqa: Y015
+    _WhichOneofReturnType__last_step_status: _TypeAlias = _typing.Literal["last_step_status"]  # noqa: Y015
+    _WhichOneofArgType__last_step_status: _TypeAlias = _typing.Literal["_last_step_status", b"_last_step_status"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_step_id) -> _WhichOneofReturnType__last_step_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_step_status) -> _WhichOneofReturnType__last_step_status | None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class CreateScheduleRequest(_message.Message):
+    """CreateScheduleRequest describes a new schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique name: letters, digits, "_", "-" and "."; at most 100 characters."""
+    cron: _builtins.str
+    """Cron expression: 5 fields, or 6 with seconds first. Exclusive with interval_seconds."""
+    interval_seconds: _builtins.int
+    """Seconds between ticks, at least 1. Exclusive with cron."""
+    timezone: _builtins.str
+    """IANA time zone (default "UTC")."""
+    type: _builtins.str
+    """Step type each tick submits (the rules of a submit's type)."""
+    priority: _builtins.int
+    """Priority of each tick's step; -1000..1000, default 0."""
+    max_retries: _builtins.int
+    """Retries of each tick's step; 0..100, default 3."""
+    overlap: _builtins.str
+    """"allow" (default) or "skip"."""
+    catch_up: _builtins.str
+    """"skip" (default) or "once"."""
+    paused: _builtins.bool
+    """Create it paused."""
+    @_builtins.property
+    def args(self) -> _struct_pb2.Struct:
+        """Arguments of each tick's step (default {})."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Metadata of each tick's step (default {})."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cron: _builtins.str | None = ...,
+        interval_seconds: _builtins.int | None = ...,
+        timezone: _builtins.str | None = ...,
+        type: _builtins.str = ...,
+        args: _struct_pb2.Struct | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        priority: _builtins.int = ...,
+        max_retries: _builtins.int | None = ...,
+        overlap: _builtins.str | None = ...,
+        catch_up: _builtins.str | None = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_timezone", b"_timezone", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "overlap", b"overlap", "timezone", b"timezone"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_timezone", b"_timezone", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__catch_up: _TypeAlias = _typing.Literal["catch_up"]  # noqa: Y015
+    _WhichOneofArgType__catch_up: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up"]  # noqa: Y015
+    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
+    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
+    _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
+    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__catch_up) -> _WhichOneofReturnType__catch_up | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
+
+Global___CreateScheduleRequest: _TypeAlias = CreateScheduleRequest  # noqa: Y015
+
+@_typing.final
+class CreateScheduleResponse(_message.Message):
+    """CreateScheduleResponse carries the new schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule as stored."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateScheduleResponse: _TypeAlias = CreateScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    """ListSchedulesRequest has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    """ListSchedulesResponse lists the schedules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]:
+        """Every schedule, by name."""
+
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class GetScheduleRequest(_message.Message):
+    """GetScheduleRequest names a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleRequest: _TypeAlias = GetScheduleRequest  # noqa: Y015
+
+@_typing.final
+class GetScheduleResponse(_message.Message):
+    """GetScheduleResponse carries a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleResponse: _TypeAlias = GetScheduleResponse  # noqa: Y015
+
+@_typing.final
+class UpdateScheduleRequest(_message.Message):
+    """UpdateScheduleRequest changes the fields it sets; the others keep their values."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    cron: _builtins.str
+    """New cron expression (drops interval_seconds)."""
+    interval_seconds: _builtins.int
+    """New interval, at least 1 (drops cron)."""
+    timezone: _builtins.str
+    """New IANA time zone."""
+    type: _builtins.str
+    """New step type."""
+    priority: _builtins.int
+    """New priority; -1000..1000."""
+    max_retries: _builtins.int
+    """New retries; 0..100."""
+    overlap: _builtins.str
+    """"allow" or "skip"."""
+    catch_up: _builtins.str
+    """"skip" or "once"."""
+    paused: _builtins.bool
+    """Pause or resume."""
+    @_builtins.property
+    def args(self) -> _struct_pb2.Struct:
+        """New arguments."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """New metadata."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cron: _builtins.str | None = ...,
+        interval_seconds: _builtins.int | None = ...,
+        timezone: _builtins.str | None = ...,
+        type: _builtins.str | None = ...,
+        args: _struct_pb2.Struct | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        priority: _builtins.int | None = ...,
+        max_retries: _builtins.int | None = ...,
+        overlap: _builtins.str | None = ...,
+        catch_up: _builtins.str | None = ...,
+        paused: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_paused", b"_paused", "_priority", b"_priority", "_timezone", b"_timezone", "_type", b"_type", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up", "_cron", b"_cron", "_interval_seconds", b"_interval_seconds", "_max_retries", b"_max_retries", "_overlap", b"_overlap", "_paused", b"_paused", "_priority", b"_priority", "_timezone", b"_timezone", "_type", b"_type", "args", b"args", "catch_up", b"catch_up", "cron", b"cron", "interval_seconds", b"interval_seconds", "max_retries", b"max_retries", "metadata", b"metadata", "name", b"name", "overlap", b"overlap", "paused", b"paused", "priority", b"priority", "timezone", b"timezone", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__catch_up: _TypeAlias = _typing.Literal["catch_up"]  # noqa: Y015
+    _WhichOneofArgType__catch_up: _TypeAlias = _typing.Literal["_catch_up", b"_catch_up"]  # noqa: Y015
+    _WhichOneofReturnType__cron: _TypeAlias = _typing.Literal["cron"]  # noqa: Y015
+    _WhichOneofArgType__cron: _TypeAlias = _typing.Literal["_cron", b"_cron"]  # noqa: Y015
+    _WhichOneofReturnType__interval_seconds: _TypeAlias = _typing.Literal["interval_seconds"]  # noqa: Y015
+    _WhichOneofArgType__interval_seconds: _TypeAlias = _typing.Literal["_interval_seconds", b"_interval_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
+    _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
+    _WhichOneofReturnType__paused: _TypeAlias = _typing.Literal["paused"]  # noqa: Y015
+    _WhichOneofArgType__paused: _TypeAlias = _typing.Literal["_paused", b"_paused"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
+    _WhichOneofReturnType__type: _TypeAlias = _typing.Literal["type"]  # noqa: Y015
+    _WhichOneofArgType__type: _TypeAlias = _typing.Literal["_type", b"_type"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__catch_up) -> _WhichOneofReturnType__catch_up | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cron) -> _WhichOneofReturnType__cron | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_seconds) -> _WhichOneofReturnType__interval_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__paused) -> _WhichOneofReturnType__paused | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__type) -> _WhichOneofReturnType__type | None: ...
+
+Global___UpdateScheduleRequest: _TypeAlias = UpdateScheduleRequest  # noqa: Y015
+
+@_typing.final
+class UpdateScheduleResponse(_message.Message):
+    """UpdateScheduleResponse carries the changed schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule as stored."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateScheduleResponse: _TypeAlias = UpdateScheduleResponse  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleRequest(_message.Message):
+    """DeleteScheduleRequest names a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleRequest: _TypeAlias = DeleteScheduleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleResponse(_message.Message):
+    """DeleteScheduleResponse has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleResponse: _TypeAlias = DeleteScheduleResponse  # noqa: Y015
+
+@_typing.final
+class PauseScheduleRequest(_message.Message):
+    """PauseScheduleRequest names a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseScheduleRequest: _TypeAlias = PauseScheduleRequest  # noqa: Y015
+
+@_typing.final
+class PauseScheduleResponse(_message.Message):
+    """PauseScheduleResponse carries the paused schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule as stored."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseScheduleResponse: _TypeAlias = PauseScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ResumeScheduleRequest(_message.Message):
+    """ResumeScheduleRequest names a schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the schedule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeScheduleRequest: _TypeAlias = ResumeScheduleRequest  # noqa: Y015
+
+@_typing.final
+class ResumeScheduleResponse(_message.Message):
+    """ResumeScheduleResponse carries the resumed schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule as stored."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeScheduleResponse: _TypeAlias = ResumeScheduleResponse  # noqa: Y015
+
+@_typing.final
+class TypeLimit(_message.Message):
+    """TypeLimit is the fleet-wide limit of one step type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type."""
+    max_concurrency: _builtins.int
+    """Most claimed steps of the type at once, fleet-wide; null: no such limit."""
+    rate_per_second: _builtins.float
+    """Claims of the type per second, fleet-wide; null: no such limit."""
+    burst: _builtins.int
+    """Claims the rate allows at once after a quiet spell; null without a rate."""
+    in_flight: _builtins.int
+    """Claimed steps of the type now (queue statistics and limit listings)."""
+    source: _builtins.str
+    """"api", or "file" for one declared in FLEETQ_SCHEDULES_FILE."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        max_concurrency: _builtins.int | None = ...,
+        rate_per_second: _builtins.float | None = ...,
+        burst: _builtins.int | None = ...,
+        in_flight: _builtins.int = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "in_flight", b"in_flight", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second", "source", b"source", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
+    _WhichOneofArgType__burst: _TypeAlias = _typing.Literal["_burst", b"_burst"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType__rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
+    _WhichOneofArgType__rate_per_second: _TypeAlias = _typing.Literal["_rate_per_second", b"_rate_per_second"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__burst) -> _WhichOneofReturnType__burst | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_per_second) -> _WhichOneofReturnType__rate_per_second | None: ...
+
+Global___TypeLimit: _TypeAlias = TypeLimit  # noqa: Y015
+
+@_typing.final
+class SetTypeLimitRequest(_message.Message):
+    """SetTypeLimitRequest sets a type's limit; at least one of max_concurrency and
+    rate_per_second.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type (the rules of a submit's type)."""
+    max_concurrency: _builtins.int
+    """Most claimed steps of the type at once, fleet-wide; 0 holds the type."""
+    rate_per_second: _builtins.float
+    """Claims of the type per second, fleet-wide; above 0."""
+    burst: _builtins.int
+    """Claims the rate allows at once (default: the rate rounded up, at least 1)."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        max_concurrency: _builtins.int | None = ...,
+        rate_per_second: _builtins.float | None = ...,
+        burst: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_burst", b"_burst", "_max_concurrency", b"_max_concurrency", "_rate_per_second", b"_rate_per_second", "burst", b"burst", "max_concurrency", b"max_concurrency", "rate_per_second", b"rate_per_second", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__burst: _TypeAlias = _typing.Literal["burst"]  # noqa: Y015
+    _WhichOneofArgType__burst: _TypeAlias = _typing.Literal["_burst", b"_burst"]  # noqa: Y015
+    _WhichOneofReturnType__max_concurrency: _TypeAlias = _typing.Literal["max_concurrency"]  # noqa: Y015
+    _WhichOneofArgType__max_concurrency: _TypeAlias = _typing.Literal["_max_concurrency", b"_max_concurrency"]  # noqa: Y015
+    _WhichOneofReturnType__rate_per_second: _TypeAlias = _typing.Literal["rate_per_second"]  # noqa: Y015
+    _WhichOneofArgType__rate_per_second: _TypeAlias = _typing.Literal["_rate_per_second", b"_rate_per_second"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__burst) -> _WhichOneofReturnType__burst | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_concurrency) -> _WhichOneofReturnType__max_concurrency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rate_per_second) -> _WhichOneofReturnType__rate_per_second | None: ...
+
+Global___SetTypeLimitRequest: _TypeAlias = SetTypeLimitRequest  # noqa: Y015
+
+@_typing.final
+class SetTypeLimitResponse(_message.Message):
+    """SetTypeLimitResponse carries the limit as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limit(self) -> Global___TypeLimit:
+        """The limit."""
+
+    def __init__(
+        self,
+        *,
+        limit: Global___TypeLimit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTypeLimitResponse: _TypeAlias = SetTypeLimitResponse  # noqa: Y015
+
+@_typing.final
+class ListTypeLimitsRequest(_message.Message):
+    """ListTypeLimitsRequest has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTypeLimitsRequest: _TypeAlias = ListTypeLimitsRequest  # noqa: Y015
+
+@_typing.final
+class ListTypeLimitsResponse(_message.Message):
+    """ListTypeLimitsResponse lists the limits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeLimit]:
+        """Every limit, by type."""
+
+    def __init__(
+        self,
+        *,
+        limits: _abc.Iterable[Global___TypeLimit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTypeLimitsResponse: _TypeAlias = ListTypeLimitsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteTypeLimitRequest(_message.Message):
+    """DeleteTypeLimitRequest names a step type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The step type."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTypeLimitRequest: _TypeAlias = DeleteTypeLimitRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTypeLimitResponse(_message.Message):
+    """DeleteTypeLimitResponse has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTypeLimitResponse: _TypeAlias = DeleteTypeLimitResponse  # noqa: Y015
 
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int

@@ -80,6 +80,56 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/fleetq.v1.FleetQService/CreateSchedule',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ListSchedules',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/fleetq.v1.FleetQService/GetSchedule',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.UpdateSchedule = channel.unary_unary(
+                '/fleetq.v1.FleetQService/UpdateSchedule',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.UpdateScheduleResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/fleetq.v1.FleetQService/DeleteSchedule',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/fleetq.v1.FleetQService/PauseSchedule',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ResumeSchedule',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleResponse.FromString,
+                _registered_method=True)
+        self.SetTypeLimit = channel.unary_unary(
+                '/fleetq.v1.FleetQService/SetTypeLimit',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitResponse.FromString,
+                _registered_method=True)
+        self.ListTypeLimits = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ListTypeLimits',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsResponse.FromString,
+                _registered_method=True)
+        self.DeleteTypeLimit = channel.unary_unary(
+                '/fleetq.v1.FleetQService/DeleteTypeLimit',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.FromString,
+                _registered_method=True)
 
 
 class FleetQServiceServicer:
@@ -164,6 +214,82 @@ class FleetQServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """CreateSchedule adds a periodic schedule: a cron expression (5 fields, or 6 with
+        seconds first) or a fixed interval, in an IANA time zone, and the step each tick submits.
+        Over REST a new schedule answers 201.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """ListSchedules lists every schedule by name, with its next and last fire time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """GetSchedule returns one schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchedule(self, request, context):
+        """UpdateSchedule changes the fields it is given and keeps the others. Giving cron drops
+        interval_seconds and the other way round.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """DeleteSchedule deletes a schedule; steps it submitted stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """PauseSchedule stops a schedule firing until it is resumed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """ResumeSchedule lets a paused schedule fire again from its next tick (ticks that fell
+        while it was paused are not run).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTypeLimit(self, request, context):
+        """SetTypeLimit sets the fleet-wide limit of one step type: claimed steps of the type
+        across every pod never exceed max_concurrency, and claims start no faster than
+        rate_per_second with bursts of up to burst. Claims of the type enforce it atomically.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTypeLimits(self, request, context):
+        """ListTypeLimits lists every limit with its type's claimed steps now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTypeLimit(self, request, context):
+        """DeleteTypeLimit lifts a type's limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetQServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +337,56 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.RunRecovery,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.GetScheduleRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.UpdateScheduleResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'SetTypeLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTypeLimit,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitResponse.SerializeToString,
+            ),
+            'ListTypeLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTypeLimits,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsResponse.SerializeToString,
+            ),
+            'DeleteTypeLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTypeLimit,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -457,6 +633,276 @@ class FleetQService:
             '/fleetq.v1.FleetQService/RunRecovery',
             fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/CreateSchedule',
+            fleetq_dot_v1_dot_fleetq__pb2.CreateScheduleRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ListSchedules',
+            fleetq_dot_v1_dot_fleetq__pb2.ListSchedulesRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/GetSchedule',
+            fleetq_dot_v1_dot_fleetq__pb2.GetScheduleRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/UpdateSchedule',
+            fleetq_dot_v1_dot_fleetq__pb2.UpdateScheduleRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.UpdateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/DeleteSchedule',
+            fleetq_dot_v1_dot_fleetq__pb2.DeleteScheduleRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/PauseSchedule',
+            fleetq_dot_v1_dot_fleetq__pb2.PauseScheduleRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ResumeSchedule',
+            fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTypeLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/SetTypeLimit',
+            fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.SetTypeLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTypeLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ListTypeLimits',
+            fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ListTypeLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTypeLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/DeleteTypeLimit',
+            fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.DeleteTypeLimitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,6 +10,12 @@ canonical JSON (original field names, unpopulated fields emitted) *is* the
 contract's JSON: status words are strings, counters are int32 (JSON
 numbers), free-form objects are google.protobuf.Struct and times are
 google.protobuf.Timestamp (RFC 3339, UTC).
+
+Presence ("was this field set?") is spelled as a oneof holding one field,
+`oneof optional_x { T x = N; }`, not proto3 `optional`: it is the same wire
+format, the same JSON name and the same generated HasField, and
+grpc-gateway v1's generators (Debian's 1.6.4) accept it where they refuse
+`optional`. The REST gateway shows such a field as null while unset.
 """
 
 from collections import abc as _abc
@@ -81,6 +87,36 @@ class FleetQServiceStub:
     """GetQueueStats reports step counts and per-pod capacity."""
     RunRecovery: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.RunRecoveryRequest, _fleetq_pb2.RunRecoveryResponse]
     """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+    CreateSchedule: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.CreateScheduleRequest, _fleetq_pb2.CreateScheduleResponse]
+    """CreateSchedule adds a periodic schedule: a cron expression (5 fields, or 6 with
+    seconds first) or a fixed interval, in an IANA time zone, and the step each tick submits.
+    Over REST a new schedule answers 201.
+    """
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ListSchedulesRequest, _fleetq_pb2.ListSchedulesResponse]
+    """ListSchedules lists every schedule by name, with its next and last fire time."""
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetScheduleRequest, _fleetq_pb2.GetScheduleResponse]
+    """GetSchedule returns one schedule."""
+    UpdateSchedule: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.UpdateScheduleRequest, _fleetq_pb2.UpdateScheduleResponse]
+    """UpdateSchedule changes the fields it is given and keeps the others. Giving cron drops
+    interval_seconds and the other way round.
+    """
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.DeleteScheduleRequest, _fleetq_pb2.DeleteScheduleResponse]
+    """DeleteSchedule deletes a schedule; steps it submitted stay."""
+    PauseSchedule: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.PauseScheduleRequest, _fleetq_pb2.PauseScheduleResponse]
+    """PauseSchedule stops a schedule firing until it is resumed."""
+    ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ResumeScheduleRequest, _fleetq_pb2.ResumeScheduleResponse]
+    """ResumeSchedule lets a paused schedule fire again from its next tick (ticks that fell
+    while it was paused are not run).
+    """
+    SetTypeLimit: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.SetTypeLimitRequest, _fleetq_pb2.SetTypeLimitResponse]
+    """SetTypeLimit sets the fleet-wide limit of one step type: claimed steps of the type
+    across every pod never exceed max_concurrency, and claims start no faster than
+    rate_per_second with bursts of up to burst. Claims of the type enforce it atomically.
+    """
+    ListTypeLimits: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ListTypeLimitsRequest, _fleetq_pb2.ListTypeLimitsResponse]
+    """ListTypeLimits lists every limit with its type's claimed steps now."""
+    DeleteTypeLimit: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.DeleteTypeLimitRequest, _fleetq_pb2.DeleteTypeLimitResponse]
+    """DeleteTypeLimit lifts a type's limit."""
 
 @_typing.type_check_only
 class FleetQServiceAsyncStub(FleetQServiceStub):
@@ -126,6 +162,36 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     """GetQueueStats reports step counts and per-pod capacity."""
     RunRecovery: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.RunRecoveryRequest, _fleetq_pb2.RunRecoveryResponse]  # type: ignore[assignment]
     """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+    CreateSchedule: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.CreateScheduleRequest, _fleetq_pb2.CreateScheduleResponse]  # type: ignore[assignment]
+    """CreateSchedule adds a periodic schedule: a cron expression (5 fields, or 6 with
+    seconds first) or a fixed interval, in an IANA time zone, and the step each tick submits.
+    Over REST a new schedule answers 201.
+    """
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ListSchedulesRequest, _fleetq_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    """ListSchedules lists every schedule by name, with its next and last fire time."""
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetScheduleRequest, _fleetq_pb2.GetScheduleResponse]  # type: ignore[assignment]
+    """GetSchedule returns one schedule."""
+    UpdateSchedule: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.UpdateScheduleRequest, _fleetq_pb2.UpdateScheduleResponse]  # type: ignore[assignment]
+    """UpdateSchedule changes the fields it is given and keeps the others. Giving cron drops
+    interval_seconds and the other way round.
+    """
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.DeleteScheduleRequest, _fleetq_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    """DeleteSchedule deletes a schedule; steps it submitted stay."""
+    PauseSchedule: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.PauseScheduleRequest, _fleetq_pb2.PauseScheduleResponse]  # type: ignore[assignment]
+    """PauseSchedule stops a schedule firing until it is resumed."""
+    ResumeSchedule: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ResumeScheduleRequest, _fleetq_pb2.ResumeScheduleResponse]  # type: ignore[assignment]
+    """ResumeSchedule lets a paused schedule fire again from its next tick (ticks that fell
+    while it was paused are not run).
+    """
+    SetTypeLimit: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.SetTypeLimitRequest, _fleetq_pb2.SetTypeLimitResponse]  # type: ignore[assignment]
+    """SetTypeLimit sets the fleet-wide limit of one step type: claimed steps of the type
+    across every pod never exceed max_concurrency, and claims start no faster than
+    rate_per_second with bursts of up to burst. Claims of the type enforce it atomically.
+    """
+    ListTypeLimits: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ListTypeLimitsRequest, _fleetq_pb2.ListTypeLimitsResponse]  # type: ignore[assignment]
+    """ListTypeLimits lists every limit with its type's claimed steps now."""
+    DeleteTypeLimit: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.DeleteTypeLimitRequest, _fleetq_pb2.DeleteTypeLimitResponse]  # type: ignore[assignment]
+    """DeleteTypeLimit lifts a type's limit."""
 
 class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
     """FleetQService submits steps, reports on them and steers the pod fleet."""
@@ -222,5 +288,95 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fleetq_pb2.RunRecoveryResponse, _abc.Awaitable[_fleetq_pb2.RunRecoveryResponse]]:
         """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+
+    @_abc_1.abstractmethod
+    def CreateSchedule(
+        self,
+        request: _fleetq_pb2.CreateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.CreateScheduleResponse, _abc.Awaitable[_fleetq_pb2.CreateScheduleResponse]]:
+        """CreateSchedule adds a periodic schedule: a cron expression (5 fields, or 6 with
+        seconds first) or a fixed interval, in an IANA time zone, and the step each tick submits.
+        Over REST a new schedule answers 201.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _fleetq_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ListSchedulesResponse, _abc.Awaitable[_fleetq_pb2.ListSchedulesResponse]]:
+        """ListSchedules lists every schedule by name, with its next and last fire time."""
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _fleetq_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.GetScheduleResponse, _abc.Awaitable[_fleetq_pb2.GetScheduleResponse]]:
+        """GetSchedule returns one schedule."""
+
+    @_abc_1.abstractmethod
+    def UpdateSchedule(
+        self,
+        request: _fleetq_pb2.UpdateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.UpdateScheduleResponse, _abc.Awaitable[_fleetq_pb2.UpdateScheduleResponse]]:
+        """UpdateSchedule changes the fields it is given and keeps the others. Giving cron drops
+        interval_seconds and the other way round.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _fleetq_pb2.DeleteScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.DeleteScheduleResponse, _abc.Awaitable[_fleetq_pb2.DeleteScheduleResponse]]:
+        """DeleteSchedule deletes a schedule; steps it submitted stay."""
+
+    @_abc_1.abstractmethod
+    def PauseSchedule(
+        self,
+        request: _fleetq_pb2.PauseScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.PauseScheduleResponse, _abc.Awaitable[_fleetq_pb2.PauseScheduleResponse]]:
+        """PauseSchedule stops a schedule firing until it is resumed."""
+
+    @_abc_1.abstractmethod
+    def ResumeSchedule(
+        self,
+        request: _fleetq_pb2.ResumeScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ResumeScheduleResponse, _abc.Awaitable[_fleetq_pb2.ResumeScheduleResponse]]:
+        """ResumeSchedule lets a paused schedule fire again from its next tick (ticks that fell
+        while it was paused are not run).
+        """
+
+    @_abc_1.abstractmethod
+    def SetTypeLimit(
+        self,
+        request: _fleetq_pb2.SetTypeLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.SetTypeLimitResponse, _abc.Awaitable[_fleetq_pb2.SetTypeLimitResponse]]:
+        """SetTypeLimit sets the fleet-wide limit of one step type: claimed steps of the type
+        across every pod never exceed max_concurrency, and claims start no faster than
+        rate_per_second with bursts of up to burst. Claims of the type enforce it atomically.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTypeLimits(
+        self,
+        request: _fleetq_pb2.ListTypeLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ListTypeLimitsResponse, _abc.Awaitable[_fleetq_pb2.ListTypeLimitsResponse]]:
+        """ListTypeLimits lists every limit with its type's claimed steps now."""
+
+    @_abc_1.abstractmethod
+    def DeleteTypeLimit(
+        self,
+        request: _fleetq_pb2.DeleteTypeLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.DeleteTypeLimitResponse, _abc.Awaitable[_fleetq_pb2.DeleteTypeLimitResponse]]:
+        """DeleteTypeLimit lifts a type's limit."""
 
 def add_FleetQServiceServicer_to_server(servicer: FleetQServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -84,11 +84,11 @@ fmt: install ## Apply ruff fixes and formatting
 
 .PHONY: test
 test: lint proto-check ## Install everything, then lint, proto checks and the whole test suite
-	$(BIN)/pytest -q -m "not fleet and not failover and not grpc_gateway"
+	$(BIN)/pytest -q -m "not fleet and not grpc_gateway"
 
 .PHONY: test-failover
-test-failover: install ## The primary-failover test, apart until its known gap is closed (README)
-	$(BIN)/pytest -q -m failover
+test-failover: install ## Only the primary-failover test (also in `test`), with its timings
+	$(BIN)/pytest -q -rP -m failover
 
 .PHONY: test-fleet
 test-fleet: install ## The fleet-sized tests (30 pods behind PgBouncer), apart for their weight

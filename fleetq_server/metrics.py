@@ -72,7 +72,10 @@ RETRY_REQUESTS = Counter(
     "fleetq_retry_requests", "Failed or cancelled steps put back to pending by RetryStep here"
 )
 STEPS_RELEASED = Counter(
-    "fleetq_steps_released", "Unfinished steps given back to pending at shutdown", _STEP_TYPE
+    "fleetq_steps_released",
+    "Steps given back to pending without spending a retry: unfinished at shutdown, or"
+    " claimed by a claim whose answer was lost",
+    _STEP_TYPE,
 )
 STEP_RUN_SECONDS = Histogram(
     "fleetq_step_run_seconds",

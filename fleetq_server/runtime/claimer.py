@@ -1,12 +1,25 @@
 """The claim loop: takes pending steps up to the free capacity and launches them."""
 
 import asyncio
+import logging
+import time
 
-from fleetq_server import metrics
+from fleetq_server import errors, metrics
 from fleetq_server.runtime.background import BackgroundLoop
 from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import ClaimPort
+
+log = logging.getLogger(__name__)
+
+# How long after a claim failed on a broken connection the claimer keeps looking for steps
+# it holds without running them (see `ClaimLoop._release_orphans`). A claim the database
+# was still executing when the connection broke commits within its statement's run time,
+# and asyncpg cancels any statement after its command timeout (store COMMAND_TIMEOUT_S).
+ORPHAN_WATCH_S = 30.0
+# Within that window, the first claim after a failure looks at once, later ones at most
+# this often: a busy drain claims many times a second.
+ORPHAN_SWEEP_INTERVAL_S = 1.0
 
 
 class ClaimLoop(BackgroundLoop):
@@ -36,14 +49,27 @@ class ClaimLoop(BackgroundLoop):
         self._claiming = asyncio.Lock()
         # Seconds from the last claim until the next not-yet-claimable step falls due.
         self._next_due: float | None = None
+        # When (monotonic) a claim last failed without an answer: it may have committed.
+        self._claim_failed_at: float | None = None
+        self._next_orphan_sweep = 0.0
 
     async def run_once(self) -> None:
         """Claim up to the free capacity and start executing what was claimed."""
         async with self._claiming:
-            free = self._state.free_capacity
-            if not self._state.may_claim or free == 0 or not self._step_types:
+            if not self._state.may_claim or not self._step_types:
                 return
-            claimed = await self._store.step_claim_batch(self._state.pod_id, self._step_types, free)
+            if self._claim_failed_at is not None and time.monotonic() >= self._next_orphan_sweep:
+                await self._release_orphans(self._claim_failed_at)
+            free = self._state.free_capacity
+            if free == 0:
+                return
+            try:
+                claimed = await self._store.step_claim_batch(
+                    self._state.pod_id, self._step_types, free
+                )
+            except errors.DatabaseUnavailableError:
+                self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
+                raise
             for step in claimed:
                 metrics.child(metrics.STEPS_CLAIMED, step.type).inc()
                 # Both timestamps come from the database clock: no skew between pods.
@@ -56,6 +82,28 @@ class ClaimLoop(BackgroundLoop):
             # Everything due is taken: learn when the next one is, to wake for it on time.
             # Only when not full, so a busy drain pays no extra query.
             self._next_due = await self._store.step_next_due(self._step_types)
+
+    async def _release_orphans(self, failed_at: float) -> None:
+        """Give back the steps this pod holds but is not running: claims that committed
+        while their answer was lost with the connection. Recovery would never requeue
+        them (their pod is alive), so they would wait for this pod's restart.
+
+        Runs under the claim lock, before the next claim, so every claim of this pod has
+        either launched its steps or failed: held and not running means orphaned. No retry
+        is spent; the handler never started. It looks again for ORPHAN_WATCH_S after the
+        last failure, for a claim the database finished after the first look.
+        """
+        running = {running.step.step_id for running in self._executor.running}
+        released = await self._store.step_release_orphans(self._state.pod_id, running)
+        for step_id, step_type in released:
+            metrics.child(metrics.STEPS_RELEASED, step_type).inc()
+            log.warning(
+                "released %s: claimed by this pod, but its claim's answer was lost", step_id
+            )
+        now = time.monotonic()
+        if now - failed_at >= ORPHAN_WATCH_S:
+            self._claim_failed_at = None
+        self._next_orphan_sweep = now + ORPHAN_SWEEP_INTERVAL_S
 
     def next_wait(self) -> float:
         """The poll interval, or less when a scheduled step falls due sooner."""

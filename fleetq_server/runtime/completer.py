@@ -1,5 +1,6 @@
 """Records executions' outcomes: group-committed, fenced, retried while the database is
-away, and a refused outcome turned into a failure of its own step."""
+away (telling a lost answer from a lost claim), and a refused outcome turned into a failure
+of its own step."""
 
 import asyncio
 import logging
@@ -34,6 +35,7 @@ class OutcomeCompleter:
     """Writes outcomes through one `Coalescer`, so those ready together share an UPDATE."""
 
     def __init__(self, store: OutcomePort, retry_policy: RetryPolicy) -> None:
+        self._store = store
         self._retry_policy = retry_policy
         # An outcome the database refuses fails alone, not with the batch it shared.
         self._outcomes: Coalescer[StepOutcome, str | None] = Coalescer(
@@ -53,13 +55,21 @@ class OutcomeCompleter:
         ever, and the step would stay claimed. A write that matches no row means the claim
         was taken away (the pod was presumed dead and the step requeued): the newer
         execution wins, ours is dropped.
+
+        A write whose answer was lost may have committed. Its retry is harmless (the fence
+        matches no row once the step is no longer claimed under this token), and then
+        reads the step to tell our own earlier write from a lost claim.
         """
         pause = 0.1
+        unanswered = False
         while True:
             try:
                 new_status = await self._outcomes.submit(outcome)
+                if new_status is None and unanswered:
+                    new_status = await self._recorded_status(outcome)
             except (errors.DatabaseUnavailableError, errors.DataRejectedError) as exc:
                 refused = isinstance(exc, errors.DataRejectedError)
+                unanswered = unanswered or not refused
                 if refused and outcome.error != _REJECTED_ERROR:
                     step_log.error("the database refused the step's outcome; recording a failure")
                     outcome = self._retry_policy.failure(
@@ -77,3 +87,26 @@ class OutcomeCompleter:
                 step_log.info("attempt %d recorded: step now %s", outcome.step.attempt, new_status)
             metrics.child(_OUTCOME_COUNTERS[new_status], outcome.step.type).inc()
             return new_status
+
+    async def _recorded_status(self, outcome: StepOutcome) -> str | None:
+        """The status `outcome` gave its step when an earlier write of it committed but its
+        answer was lost; None when the step shows no such write (the claim was lost).
+
+        Only this claim's holder ends its attempt, and recovery's own failure (`PodLost`)
+        differs from a handler's, so the stored attempt, holder and error tell it apart.
+        """
+        try:
+            step = await self._store.step_get(outcome.step.step_id)
+        except errors.NotFoundError:
+            return None
+        if step.attempt != outcome.step.attempt:
+            return None
+        if outcome.error is None:
+            ours = step.status == "completed" and step.claimed_by == outcome.pod_id
+        else:
+            ours = (
+                step.status in ("pending", "failed")
+                and step.claimed_by in (None, outcome.pod_id)
+                and step.error == outcome.error
+            )
+        return step.status if ours else None

@@ -21,6 +21,7 @@ from fleetq_server.store.retention import RetentionQueries
 from fleetq_server.store.schedules import ScheduleQueries
 from fleetq_server.store.step_lifecycle import StepCancelSubscription, StepLifecycleQueries
 from fleetq_server.store.step_listing import StepListingQueries
+from fleetq_server.store.step_orphans import StepOrphanQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
 from fleetq_server.store.step_traces import StepTraceQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
@@ -34,6 +35,7 @@ class Store(
     StepQueries,
     StepListingQueries,
     StepLifecycleQueries,
+    StepOrphanQueries,
     StepScheduleQueries,
     StepTraceQueries,
     StepWatchQueries,

@@ -6,7 +6,7 @@ use: tests/support/memory_store.py; tests/contract checks both keep it). Every m
 raises only `fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -103,6 +103,13 @@ class ClaimPort(Protocol):
         """Seconds until the earliest pending step of `step_types` that is not claimable
         yet (scheduled or backing off) becomes claimable; None when there is none."""
 
+    async def step_release_orphans(
+        self, pod_id: str, running_step_ids: Collection[str]
+    ) -> list[tuple[str, str]]:
+        """Give back to pending, without spending a retry, the steps claimed by `pod_id`
+        that are not in `running_step_ids` (claims whose answer was lost); returns (step
+        id, type) of each."""
+
 
 class OutcomePort(Protocol):
     """The executor's: record how executions ended, fenced by their claim."""
@@ -110,6 +117,10 @@ class OutcomePort(Protocol):
     async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
         """Per outcome, the step's new status, or None when (step, pod, attempt) no longer
         holds the claim."""
+
+    async def step_get(self, step_id: str) -> StepRecord:
+        """One step (what a retried outcome write reads when its first answer was lost);
+        NotFoundError when there is none."""
 
 
 class WatchPort(Protocol):

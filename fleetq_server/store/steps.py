@@ -80,6 +80,27 @@ def _step_row(step: NewStep) -> dict[str, Any]:
     }
 
 
+def release_statement(fence: str, pod_id: str, source: str = "") -> str:
+    """The one release: claimed steps `s` matching `fence` (joined to the FROM item
+    `source` when given) back to pending, claimable at once, with no retry spent (their
+    handler is not running), returning (step_id, type). Each attempt ends "released" in
+    the same statement; `pod_id` is the SQL of the releasing pod's id (RETURNING sees the
+    row after claimed_by is cleared). Its NOTIFY wakes idle pods at once instead of at
+    their next poll."""
+    return f"""
+        WITH ended AS (
+            UPDATE fleetq_steps AS s
+            SET status = 'pending', claimed_by = NULL, not_before_ts = now(),
+                last_update_ts = now()
+            {f"FROM {source}" if source else ""}
+            WHERE s.status = 'claimed' AND {fence}
+            RETURNING s.step_id, s.type, s.attempt, {pod_id}::text AS pod_id, s.claimed_ts,
+                      'released' AS outcome, NULL::jsonb AS error
+        ), recorded AS ({RECORD_ATTEMPTS})
+        SELECT step_id, type, pg_notify('{SUBMIT_CHANNEL}', '') FROM ended
+        """
+
+
 def step_record(row: asyncpg.Record) -> StepRecord:
     """A row of STEP_COLUMNS as a record."""
     fields = dict(row)
@@ -337,21 +358,12 @@ class StepQueries(PoolHolder):
         if not steps:
             return []
         async with self._connection() as connection:
-            # The NOTIFY wakes idle pods at once instead of at their next poll.
             rows = await connection.fetch(
-                f"""
-                WITH ended AS (
-                    UPDATE fleetq_steps AS s
-                    SET status = 'pending', claimed_by = NULL, not_before_ts = now(),
-                        last_update_ts = now()
-                    FROM unnest($1::text[], $2::int[]) AS held(step_id, attempt)
-                    WHERE s.step_id = held.step_id AND s.attempt = held.attempt
-                      AND s.status = 'claimed' AND s.claimed_by = $3
-                    RETURNING s.step_id, s.attempt, $3 AS pod_id, s.claimed_ts,
-                              'released' AS outcome, NULL::jsonb AS error
-                ), recorded AS ({RECORD_ATTEMPTS})
-                SELECT step_id, pg_notify('{SUBMIT_CHANNEL}', '') FROM ended
-                """,
+                release_statement(
+                    "s.step_id = held.step_id AND s.attempt = held.attempt AND s.claimed_by = $3",
+                    "$3",
+                    "unnest($1::text[], $2::int[]) AS held(step_id, attempt)",
+                ),
                 [step.step_id for step in steps],
                 [step.attempt for step in steps],
                 pod_id,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.faults.fault_handlers import GATED_STEP_TYPE, HOLD_STEP_TYPE
 from tests.support.server_process import ServerProcess
@@ -112,6 +113,18 @@ def step_status(pod: ServerProcess, step_id: str) -> dict[str, Any]:
 def statuses(pod: ServerProcess, step_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The status of each step, by id."""
     return {step_id: step_status(pod, step_id) for step_id in step_ids}
+
+
+def metric_total(pod: ServerProcess, sample_name: str) -> float:
+    """The sum of a sample over every label set in the pod's /metrics (0 when absent)."""
+    response = httpx.get(pod.http_url + "/metrics", timeout=REQUEST_TIMEOUT_S)
+    assert response.status_code == 200, response.text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == sample_name
+    )
 
 
 def leader_view(pod: ServerProcess) -> dict[str, Any]:

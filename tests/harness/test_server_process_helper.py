@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -55,6 +56,18 @@ def test_early_exit_fails_the_wait_at_once_with_the_log(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
     assert "exiting at once as asked" in str(info.value)
     assert server.stop() == 3
+
+
+def test_a_picked_port_taken_before_the_bind_is_retried_on_new_ports(tmp_path: Path) -> None:
+    server = _fake(tmp_path)
+    taken = server.http_port
+    with socket.socket() as squatter:  # another process got there first
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with server:
+            server.wait_until_healthy(timeout=10)
+            assert server.http_port != taken
+    assert "Address already in use" in server.log_text()
 
 
 def test_health_timeout_names_the_server_and_shows_its_log(tmp_path: Path) -> None:

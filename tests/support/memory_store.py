@@ -18,7 +18,7 @@ import asyncio
 import copy
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -478,6 +478,23 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
             ]
             return (min(due) - now).total_seconds() if due else None
 
+    async def step_release_orphans(
+        self, pod_id: str, running_step_ids: Collection[str]
+    ) -> list[tuple[str, str]]:
+        with self.transaction() as now:
+            released = []
+            for step in self.steps.values():
+                if (
+                    step.status == "claimed"
+                    and step.claimed_by == pod_id
+                    and step.step_id not in running_step_ids
+                ):
+                    self._release(step, now)
+                    released.append((step.step_id, step.type))
+            if released:
+                self._notify(None)
+            return released
+
     # -- TracePort ------------------------------------------------------------------------
 
     async def step_traceparent(self, step_id: str) -> str | None:
@@ -530,6 +547,16 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
             step.claimed_by = None
         step.finished_ts = None if retried else now
         step.last_update_ts = now
+
+    @staticmethod
+    def _release(step: _Step, now: datetime) -> None:
+        """steps.release_statement: back to pending, claimable now, no retry spent; the
+        attempt ends "released"."""
+        step.attempts.append(
+            AttemptRecord(step.attempt, step.claimed_by, step.claimed_ts, now, "released", None)
+        )
+        step.status, step.claimed_by = "pending", None
+        step.not_before_ts = step.last_update_ts = now
 
     async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
         with self.transaction() as now:
@@ -610,11 +637,7 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
                     and step.attempt == held.attempt
                     and step.claimed_by == pod_id
                 ):
-                    step.attempts.append(
-                        AttemptRecord(step.attempt, pod_id, step.claimed_ts, now, "released", None)
-                    )
-                    step.status, step.claimed_by = "pending", None
-                    step.not_before_ts = step.last_update_ts = now
+                    self._release(step, now)
                     released.append(step.step_id)
             if released:
                 self._notify(None)

@@ -18,6 +18,8 @@ from tests.support.net import free_port
 from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Starts retried on new ports when a port we picked was taken before the server bound it.
+_PORT_RETRIES = 3
 
 
 class ServerExited(AssertionError):
@@ -55,26 +57,29 @@ class ServerProcess:
         self.log_path = log_path
         self.http_port = http_port if http_port is not None else free_port()
         self.grpc_port = grpc_port if grpc_port is not None else free_port()
+        # Ports we picked may be taken by another test session before the server binds
+        # them: such a start is retried on new ones (see wait_until_healthy).
+        self._port_retries = _PORT_RETRIES if http_port is None and grpc_port is None else 0
+        self._command = [*(program or (sys.executable, "-m", module)), "serve"]
+        self._extra_args = list(extra_args)
         self.name = name
-        self.argv = [
-            *(program or (sys.executable, "-m", module)),
-            "serve",
-            "--http-host",
-            "127.0.0.1",
-            "--http-port",
-            str(self.http_port),
-            "--grpc-host",
-            "127.0.0.1",
-            "--grpc-port",
-            str(self.grpc_port),
-            *extra_args,
-        ]
         base = {k: v for k, v in os.environ.items() if not k.startswith("FLEETQ_")}
         database = {} if database_url is None else {"FLEETQ_DATABASE_URL": database_url}
         demo = {"FLEETQ_DEMO_HANDLERS": "true"} if demo_handlers else {}
         self.env = {**base, "PYTHONUNBUFFERED": "1", **database, **demo, **(env or {})}
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+        self._log_start = 0
+
+    @property
+    def argv(self) -> list[str]:
+        """The command line, with the current ports."""
+        return [
+            *self._command,
+            *("--http-host", "127.0.0.1", "--http-port", str(self.http_port)),
+            *("--grpc-host", "127.0.0.1", "--grpc-port", str(self.grpc_port)),
+            *self._extra_args,
+        ]
 
     # -- addresses ------------------------------------------------------------------------------
 
@@ -98,6 +103,7 @@ class ServerProcess:
         self._log_file = self.log_path.open("ab")
         self._log_file.write(f"$ {' '.join(self.argv)}\n".encode())
         self._log_file.flush()
+        self._log_start = len(self.log_text())  # where this start's output begins
         self._process = subprocess.Popen(
             self.argv,
             cwd=REPO_ROOT,
@@ -140,6 +146,8 @@ class ServerProcess:
         """
 
         def answered() -> bool:
+            if self._restarted_on_new_ports():
+                return False
             self._raise_if_exited("while waiting for /health")
             status = self.health_status()
             return status is not None and (expect_status is None or status == expect_status)
@@ -207,6 +215,20 @@ class ServerProcess:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+    def _restarted_on_new_ports(self) -> bool:
+        """Start again on fresh ports when the server exited because a port we picked was
+        taken meanwhile (by another process: `free_port` cannot reserve it)."""
+        if self._port_retries == 0 or self.returncode is None:
+            return False
+        if "address already in use" not in self.log_text()[self._log_start :].lower():
+            return False
+        self._port_retries -= 1
+        self._close_log()
+        self._process = None
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.start()
+        return True
 
     def _raise_if_exited(self, when: str) -> None:
         code = self.returncode

@@ -1,7 +1,10 @@
 """Steps and registries for the runtime's unit tests."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
+from fleetq_server import errors
 from fleetq_server.handlers import HandlerRegistry
 from fleetq_server.store.records import ClaimedStep
 from fleetq_server.submission import SubmitRequest, prepare_step
@@ -32,3 +35,26 @@ def registry(**handlers: object) -> HandlerRegistry:
     for step_type, function in handlers.items():
         registry.add(step_type, function)  # type: ignore[arg-type]
     return registry
+
+
+def lose_next_answer(
+    store: MemoryStore, method: str, before: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Make the next call of `store.method` commit and then fail as a connection dying
+    before the answer does (a primary crashing between commit and reply). With `before`,
+    that runs instead of the call: a write lost before it was made, while others moved on."""
+    real = getattr(store, method)
+    calls = 0
+
+    async def unanswered(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # once (a caller may hold this function rather than the store)
+            return await real(*args, **kwargs)
+        if before is None:
+            await real(*args, **kwargs)
+        else:
+            await before()
+        raise errors.DatabaseUnavailableError("database unavailable")
+
+    setattr(store, method, unanswered)

@@ -264,11 +264,12 @@ def markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(report: Mapping[str, Any], directory: Path) -> tuple[Path, Path]:
-    """Write `<stamp>.json` and `<stamp>.md` into `directory`; returns both paths."""
+def write(report: Mapping[str, Any], directory: Path, kind: str, text: str) -> tuple[Path, Path]:
+    """Write `<kind>-<stamp>.json` (`report`) and `.md` (`text`) into `directory`; returns
+    both paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = directory / ("bench-" + report["started"].replace(":", "").replace("-", ""))
+    stem = directory / (f"{kind}-" + report["started"].replace(":", "").replace("-", ""))
     json_path, markdown_path = stem.with_suffix(".json"), stem.with_suffix(".md")
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    markdown_path.write_text(markdown(report))
+    markdown_path.write_text(text)
     return json_path, markdown_path

@@ -220,11 +220,11 @@ async def _drain(
     return {
         f"{name}_rss_idle_mb": idle_mb,
         f"{name}_rss_peak_mb": memory.peak_mb,
-        **_rate_figures(name, options.drain_steps / row["seconds"], cpu),
+        **rate_figures(name, options.drain_steps / row["seconds"], cpu),
     }
 
 
-def _rate_figures(name: str, steps_per_s: float, cpu: dict[str, float]) -> Figures:
+def rate_figures(name: str, steps_per_s: float, cpu: dict[str, float]) -> Figures:
     """The rate, each role's CPU cores, and its CPU milliseconds per 1,000 steps (cores
     over the same interval divided by the rate): what a step costs, whatever the rate."""
     figures = {f"{name}_steps_per_s": steps_per_s}
@@ -284,7 +284,7 @@ async def submit(bench: Bench, name: str, client: str) -> Figures:
         elapsed = await load(options.submit_steps)
         cpu = meter.stop()
         await _count_steps(connection, options.submit_steps + options.clients)
-    return _rate_figures(name, options.submit_steps / elapsed, cpu)
+    return rate_figures(name, options.submit_steps / elapsed, cpu)
 
 
 async def submit_batch(bench: Bench) -> Figures:
@@ -304,7 +304,7 @@ async def submit_batch(bench: Bench) -> Figures:
             cpu = meter.stop()
         total = options.batches * options.batch_size
         await _count_steps(connection, total + 10 * options.batch_callers)
-    return _rate_figures(name, total / elapsed, cpu)
+    return rate_figures(name, total / elapsed, cpu)
 
 
 async def submit_bulk(bench: Bench, calls: int, size: int) -> Figures:
@@ -337,7 +337,7 @@ async def submit_bulk(bench: Bench, calls: int, size: int) -> Figures:
             elapsed = time.perf_counter() - started
             cpu = meter.stop()
         await _count_steps(connection, calls * size + 10)
-    return _rate_figures(name, calls * size / elapsed, cpu)
+    return rate_figures(name, calls * size / elapsed, cpu)
 
 
 async def latency(bench: Bench, protocol: str) -> Figures:

@@ -18,11 +18,9 @@ import asyncio
 import dataclasses
 import json
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -31,27 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import clients, environment, scenarios
-from benchmarks.harness import PostgresServer
+from benchmarks import run as bench_run
+from benchmarks.harness import bench_session
 from benchmarks.peers import table
+from benchmarks.report import write
 from benchmarks.run import RESULTS_DIR
 from fleetq_server.config import Settings
 from tests.support.server_process import REPO_ROOT
 
 PGQUEUER_SIDE = Path(__file__).resolve().parent / "pgqueuer_side.py"
-FULL = {
-    "repetitions": 3,
-    "drain_steps": 20_000,
-    "submit_steps": 20_000,
-    "bulk_calls": 20,
-    "latency_submits": 500,
-}
-QUICK = {
-    "repetitions": 1,
-    "drain_steps": 2_000,
-    "submit_steps": 2_000,
-    "bulk_calls": 5,
-    "latency_submits": 100,
-}
+# `make bench`'s sizes (issue #6's, or --quick's), and issue #13's 20 bulk calls.
+_SHARED_SIZES = ("repetitions", "drain_steps", "submit_steps", "latency_submits")
+FULL = {key: bench_run.FULL[key] for key in _SHARED_SIZES} | {"bulk_calls": 20}
+QUICK = {key: bench_run.QUICK[key] for key in _SHARED_SIZES} | {"bulk_calls": 5}
 # FLEET-Q's capacity where it is "not the bottleneck" (as `make bench` runs it).
 WIDE_PARALLELISM = 100
 
@@ -212,6 +202,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     add("--peers-python", default=str(REPO_ROOT / ".venv-peers" / "bin" / "python"),
         help="the Python of PgQueuer's virtualenv (make bench-peers creates it)")  # fmt: skip
+    add("--output", type=Path, default=RESULTS_DIR, help="where the report is written")
     add("--quick", action="store_true", help="small sizes, 1 repetition")
     add("--repetitions", type=int, help="interleaved runs of every measure (full: 3)")
     add("--drain-steps", type=int, help="jobs pre-loaded for each drain (full: 20000)")
@@ -221,32 +212,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--bulk-size", type=int, default=1000, help="steps per bulk call")
     add("--latency-submits", type=int, help="probes (full: 500)")
     add("--latency-rate", type=float, default=100.0, help="probe submits per second")
-    add("--output", type=Path, default=RESULTS_DIR, help="where the report is written")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return bench_run.fill_sizes(parser.parse_args(argv), FULL, QUICK)
 
 
 def _options(args: argparse.Namespace) -> scenarios.Options:
-    return scenarios.Options(
-        drain_steps=args.drain_steps,
-        submit_steps=args.submit_steps,
-        clients=args.clients,
-        batch_size=args.bulk_size,
-        batches=args.bulk_calls,
-        batch_callers=1,
-        latency_submits=args.latency_submits,
-        latency_rate=args.latency_rate,
-        max_parallelism=WIDE_PARALLELISM,
-        capacity_threshold=1.0,
-        pgbench_seconds=5 if args.quick else 15,
-        recovery_env={},
-        recovery_hold_s=0.0,
-        rest_client="httpx",
-        grpc_client="grpcio",
-    )
+    """`make bench`'s scenario options at these sizes, with Python clients (the way users
+    submit) and a capacity that is not the bottleneck unless a row says otherwise."""
+    flags = {
+        "--drain-steps": args.drain_steps,
+        "--submit-steps": args.submit_steps,
+        "--clients": args.clients,
+        "--batch-size": args.bulk_size,
+        "--batches": args.bulk_calls,
+        "--latency-submits": args.latency_submits,
+        "--latency-rate": args.latency_rate,
+        "--max-parallelism": WIDE_PARALLELISM,
+        "--rest-client": "httpx",
+        "--grpc-client": "grpcio",
+    }
+    argv = [part for flag, value in flags.items() for part in (flag, str(value))]
+    return bench_run.scenario_options(bench_run.parse_args(["--quick"] * args.quick + argv))
 
 
 def _log(message: str) -> None:
@@ -265,14 +250,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start PostgreSQL, alternate the two queues through every measure, stop everything."""
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     machine = environment.machine()
-    workdir = Path(tempfile.mkdtemp(prefix="fleetq-peers-"))
-    log_dir = Path(tempfile.mkdtemp(prefix="fleetq-peers-logs-"))
     samples: dict[str, dict[str, list[float]]] = {
         "pgqueuer": defaultdict(list),
         "fleetq": defaultdict(list),
     }
-    postgres = await asyncio.to_thread(PostgresServer.start, workdir)
-    try:
+    async with bench_session("fleetq-peers") as (postgres, log_dir):
         bench = scenarios.Bench(postgres, _options(args), log_dir, await postgres.postmaster())
         header = {
             "started": started,
@@ -300,14 +282,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     took = time.monotonic() - began
                     where = f"[{repetition}/{args.repetitions}] {queue}: {measure.name}"
                     _log(f"{where} ({took:.0f}s): {shown}")
-    except BaseException:
-        _log(f"benchmark failed; pod logs kept in {log_dir}")
-        raise
-    else:
-        shutil.rmtree(log_dir, ignore_errors=True)
-    finally:
-        await asyncio.to_thread(postgres.stop)
-        shutil.rmtree(workdir, ignore_errors=True)
     return {**header, "rows": table.compare(rows(args), samples["pgqueuer"], samples["fleetq"])}
 
 
@@ -352,12 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = asyncio.run(run(args))
     text = markdown(args, report)
-    args.output.mkdir(parents=True, exist_ok=True)
-    stem = args.output / ("peers-" + report["started"].replace(":", "").replace("-", ""))
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text)
+    json_path, markdown_path = write(report, args.output, "peers", text)
     print(text)
-    _log(f"report written to {stem}.md and {stem}.json")
+    _log(f"report written to {markdown_path} and {json_path}")
     return 0
 
 

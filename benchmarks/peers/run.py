@@ -121,11 +121,15 @@ def measures(args: argparse.Namespace, bench: scenarios.Bench) -> list[Measure]:
         return run
 
     def pick(side: Side, **names: str) -> Side:
-        """`side`'s figures renamed to rows: row=figure."""
+        """`side`'s figures renamed to rows (row=figure); its other figures (FLEET-Q's CPU)
+        kept as `<first row>:<figure>`, for the CPU table."""
 
         async def run() -> Figures:
             figures = await side()
-            return {row: figures[figure] for row, figure in names.items()}
+            picked = {row: figures[figure] for row, figure in names.items()}
+            first = next(iter(names))
+            used = set(names.values())
+            return picked | {f"{first}:{k}": v for k, v in figures.items() if k not in used}
 
         return run
 
@@ -282,7 +286,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     took = time.monotonic() - began
                     where = f"[{repetition}/{args.repetitions}] {queue}: {measure.name}"
                     _log(f"{where} ({took:.0f}s): {shown}")
-    return {**header, "rows": table.compare(rows(args), samples["pgqueuer"], samples["fleetq"])}
+    return {
+        **header,
+        "rows": table.compare(rows(args), samples["pgqueuer"], samples["fleetq"]),
+        "fleetq_figures": samples["fleetq"],
+    }
 
 
 def markdown(args: argparse.Namespace, report: dict[str, Any]) -> str:
@@ -316,6 +324,10 @@ def markdown(args: argparse.Namespace, report: dict[str, Any]) -> str:
         "Latency: handler start minus the enqueue call's start, both time.time().",
         "",
         *table.markdown(rows(args), report["rows"]),
+        "",
+        "FLEET-Q's CPU per 1,000 steps (medians; `client` is the Python client's process):",
+        "",
+        *table.cpu_markdown(rows(args), report["fleetq_figures"]),
     ]
     return "\n".join(lines) + "\n"
 

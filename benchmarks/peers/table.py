@@ -73,3 +73,25 @@ def markdown(rows: Sequence[Row], compared: Sequence[Mapping[str, Any]]) -> list
         cells = [_figure(line["pgqueuer"], row), _figure(line["fleetq"], row), ratio]
         lines.append(f"| {row.label} | {' | '.join(cells)} |")
     return lines
+
+
+CPU_ROLES = ("pods", "postgres", "client")
+
+
+def cpu_markdown(rows: Sequence[Row], figures: Mapping[str, Sequence[float]]) -> list[str]:
+    """Per row that has them, the median CPU milliseconds per 1,000 steps of each role,
+    from figures named `<row>:<scenario>_cpu_<role>_ms_per_1k`."""
+    lines = ["| measure | pod(s) | PostgreSQL | client |", "|---|--:|--:|--:|"]
+    for row in rows:
+        cells = []
+        for role in CPU_ROLES:
+            values = [
+                value
+                for key, samples in figures.items()
+                if key.startswith(f"{row.key}:") and key.endswith(f"_cpu_{role}_ms_per_1k")
+                for value in samples
+            ]
+            cells.append(f"{statistics.median(values):,.0f} ms" if values else "-")
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {row.label} | {' | '.join(cells)} |")
+    return lines

@@ -1,7 +1,7 @@
 """The arithmetic of `make bench-peers`' table: medians per side, FLEET-Q / PgQueuer, and
 which rows FLEET-Q loses (higher is better for rates, lower for latencies)."""
 
-from benchmarks.peers.table import Row, compare, markdown
+from benchmarks.peers.table import Row, compare, cpu_markdown, markdown
 
 RATE = Row("drain", "drain", "/s")
 LATENCY = Row("p50", "p50", " ms", 2)
@@ -30,3 +30,14 @@ def test_a_side_without_samples_leaves_the_row_unjudged() -> None:
 
     assert (line["pgqueuer"], line["ratio"], line["fleetq_at_least_as_good"]) == (None, None, None)
     assert markdown([LATENCY], [line])[2] == "| p50 | - | 1.00 ms | - |"
+
+
+def test_the_cpu_table_shows_each_roles_median_per_1000_steps_of_rows_that_have_them() -> None:
+    figures = {
+        "drain:drain_1pod_cpu_pods_ms_per_1k": [90.0, 110.0, 100.0],
+        "drain:drain_1pod_cpu_postgres_ms_per_1k": [200.0],
+        "drain:drain_1pod_cpu_pods": [0.5],
+        "p50:latency_fleetq_p95_ms": [4.0],
+    }
+
+    assert cpu_markdown([RATE, LATENCY], figures)[2:] == ["| drain | 100 ms | 200 ms | - |"]

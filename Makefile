@@ -130,6 +130,19 @@ bench-tools:
 bench: $(VENV)/.installed bench-tools ## Benchmarks + report in benchmarks/results/ (BENCH_ARGS=--quick: smoke run)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
+# PgQueuer from PyPI in its own virtualenv: FLEET-Q's .venv never gets its dependencies.
+PEERS_VENV ?= .venv-peers
+PGQUEUER_VERSION ?= 1.6.0
+
+$(PEERS_VENV)/.installed-pgqueuer-$(PGQUEUER_VERSION):
+	rm -rf $(PEERS_VENV) && python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q 'pgqueuer[asyncpg]==$(PGQUEUER_VERSION)'
+	touch $@
+
+.PHONY: bench-peers
+bench-peers: $(VENV)/.installed $(PEERS_VENV)/.installed-pgqueuer-$(PGQUEUER_VERSION) ## FLEET-Q vs PgQueuer on one PostgreSQL, ratio table in benchmarks/results/ (PEERS_ARGS=--quick)
+	$(PY) -m benchmarks.peers.run --peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
+
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -27,6 +27,8 @@ from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 from google.protobuf import struct_pb2
 
+from fleetq_client import AsyncFleetQClient
+
 GRPC_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 _TIMEOUT_S = 60.0
 
@@ -75,6 +77,44 @@ class GrpcClients:
         response = await self._stubs[client].SubmitBatch(request, timeout=_TIMEOUT_S)
         if response.created_count != len(request.steps):
             raise RuntimeError(f"SubmitBatch created {response.created_count} steps")
+
+
+def fleetq_bulk_call() -> str | None:
+    """The shipped client's bulk call: `submit_many`, else `submit_batch`, else None."""
+    for name in ("submit_many", "submit_batch"):
+        if hasattr(AsyncFleetQClient, name):
+            return name
+    return None
+
+
+class FleetQClient:
+    """The shipped `AsyncFleetQClient`, one per process and shared by every coroutine, as
+    an application uses it (the `client` number of `submit` is ignored)."""
+
+    def __init__(self, target: str) -> None:
+        self._client = AsyncFleetQClient(target)
+
+    async def __aenter__(self) -> FleetQClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._client.close()
+
+    async def submit(self, client: int, step_type: str, args: dict[str, Any]) -> None:
+        await self._client.submit(step_type, args)
+
+    @property
+    def bulk_call(self) -> str | None:
+        """The client's bulk call (see `fleetq_bulk_call`)."""
+        return fleetq_bulk_call()
+
+    async def submit_bulk(self, steps: list[dict[str, Any]]) -> None:
+        """`steps` ({"type", "args"} each) in one call of `bulk_call`."""
+        assert self.bulk_call is not None
+        answer = await getattr(self._client, self.bulk_call)(steps)
+        stored = len(answer) if isinstance(answer, list) else len(answer.steps)
+        if stored != len(steps):
+            raise RuntimeError(f"{self.bulk_call} stored {stored} of {len(steps)} steps")
 
 
 class RestClients:

@@ -8,6 +8,7 @@ stopped through the test suite's `ServerProcess`, so both drive pods the same wa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -15,6 +16,7 @@ import secrets
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -99,6 +101,25 @@ class PostgresServer:
         finally:
             await connection.close()
         return None
+
+
+@contextlib.asynccontextmanager
+async def bench_session(prefix: str) -> AsyncIterator[tuple[PostgresServer, Path]]:
+    """The benchmark's PostgreSQL server and a directory for pod logs, both removed at the
+    end, except the logs of a run that failed (named on stderr)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    log_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-logs-"))
+    postgres = await asyncio.to_thread(PostgresServer.start, workdir)
+    try:
+        yield postgres, log_dir
+    except BaseException:
+        print(f"benchmark failed; pod logs kept in {log_dir}", file=sys.stderr, flush=True)
+        raise
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    finally:
+        await asyncio.to_thread(postgres.stop)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def libpq_environment(database_url: str) -> dict[str, str]:

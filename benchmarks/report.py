@@ -39,7 +39,7 @@ class Target:
     bound: float
 
 
-METRICS: tuple[Metric, ...] = (
+_BASE_METRICS: tuple[Metric, ...] = (
     Metric(CEILING, "ceiling", "pgbench -N -c 8 -j 2, transactions/s", throughput=True),
     Metric("drain_1pod_steps_per_s", "drain, 1 pod", "steps/s", throughput=True),
     Metric("drain_1pod_cpu_pods", "drain, 1 pod", "CPU cores: pod", 2),
@@ -114,6 +114,25 @@ METRICS: tuple[Metric, ...] = (
     Metric("drain_1pod_rss_peak_mb", "memory", "peak RSS draining alone, MiB", 1),
     Metric("drain_2pod_rss_peak_mb", "memory", "peak RSS per pod, 2 draining, MiB", 1),
 )
+
+
+def with_cpu_per_1k(metrics: Iterable[Metric]) -> tuple[Metric, ...]:
+    """`metrics` with, after each CPU-cores figure, its CPU ms per 1,000 steps (shown
+    only where the scenario reports it: those that move steps)."""
+    expanded: list[Metric] = []
+    for metric in metrics:
+        expanded.append(metric)
+        if metric.measure.startswith("CPU cores: "):
+            role = metric.measure.removeprefix("CPU cores: ")
+            expanded.append(
+                Metric(
+                    f"{metric.key}_ms_per_1k", metric.scenario, f"CPU ms / 1,000 steps: {role}", 1
+                )
+            )
+    return tuple(expanded)
+
+
+METRICS = with_cpu_per_1k(_BASE_METRICS)
 
 TARGETS: tuple[Target, ...] = (
     Target("drain_1pod_steps_per_s", "drain, 1 pod (steps/s)", ">=", 8000),
@@ -253,11 +272,12 @@ def markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(report: Mapping[str, Any], directory: Path) -> tuple[Path, Path]:
-    """Write `<stamp>.json` and `<stamp>.md` into `directory`; returns both paths."""
+def write(report: Mapping[str, Any], directory: Path, kind: str, text: str) -> tuple[Path, Path]:
+    """Write `<kind>-<stamp>.json` (`report`) and `.md` (`text`) into `directory`; returns
+    both paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = directory / ("bench-" + report["started"].replace(":", "").replace("-", ""))
+    stem = directory / (f"{kind}-" + report["started"].replace(":", "").replace("-", ""))
     json_path, markdown_path = stem.with_suffix(".json"), stem.with_suffix(".md")
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    markdown_path.write_text(markdown(report))
+    markdown_path.write_text(text)
     return json_path, markdown_path

@@ -15,7 +15,6 @@ import shlex
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import environment, listing, report, scenarios, watch
-from benchmarks.harness import PostgresServer, find_pgbench
+from benchmarks.harness import bench_session, find_pgbench
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -113,6 +112,16 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
     return runs[name]
 
 
+def fill_sizes(
+    args: argparse.Namespace, full: dict[str, int], quick: dict[str, int]
+) -> argparse.Namespace:
+    """`args` with each size flag left unset at the full run's or --quick's default."""
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; size flags left unset take the full or the --quick default."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
@@ -146,17 +155,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--pgbench-seconds", type=int, help="pgbench -T (full: 15)")
     add("--recovery-hold", type=float, default=2.0, help="seconds each recovery step sleeps")
     add("--output", type=Path, default=RESULTS_DIR, help="where the report is written")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    args = fill_sizes(parser.parse_args(argv), FULL, QUICK)
     unknown = set(args.scenarios.split(",")) - set(SCENARIO_NAMES)
     if unknown:
         parser.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIO_NAMES}")
     return args
 
 
-def _options(args: argparse.Namespace) -> scenarios.Options:
+def scenario_options(args: argparse.Namespace) -> scenarios.Options:
     return scenarios.Options(
         drain_steps=args.drain_steps,
         list_steps=args.list_steps,
@@ -256,13 +262,10 @@ def _log(message: str) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start PostgreSQL, run the scenarios, stop everything; returns the report data."""
-    options = _options(args)
+    options = scenario_options(args)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     machine = environment.machine()  # before we load the machine ourselves
-    workdir = Path(tempfile.mkdtemp(prefix="fleetq-bench-"))
-    log_dir = Path(tempfile.mkdtemp(prefix="fleetq-bench-logs-"))
-    postgres = await asyncio.to_thread(PostgresServer.start, workdir)
-    try:
+    async with bench_session("fleetq-bench") as (postgres, log_dir):
         bench = scenarios.Bench(postgres, options, log_dir, await postgres.postmaster())
         header = {
             "started": started,
@@ -283,14 +286,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     shown = ", ".join(f"{key}={value:,.2f}" for key, value in figures.items())
                     took = time.monotonic() - began
                     _log(f"[{repetition}/{args.repetitions}] {label} ({took:.0f}s): {shown}")
-    except BaseException:
-        _log(f"benchmark failed; pod logs kept in {log_dir}")
-        raise
-    else:
-        shutil.rmtree(log_dir, ignore_errors=True)
-    finally:
-        await asyncio.to_thread(postgres.stop)
-        shutil.rmtree(workdir, ignore_errors=True)
     return report.build(header=header, samples=samples)
 
 
@@ -300,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (timeout, CI, kill) cleans up like Ctrl-C: pods and PostgreSQL are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     data = asyncio.run(run(args))
-    json_path, markdown_path = report.write(data, args.output)
+    json_path, markdown_path = report.write(data, args.output, "bench", report.markdown(data))
     print(report.markdown(data))
     _log(f"report written to {markdown_path} and {json_path}")
     return 0

@@ -220,21 +220,26 @@ async def _drain(
     if row["completed"] != options.drain_steps:
         raise RuntimeError(f"{row['completed']} of {options.drain_steps} steps completed")
     return {
-        f"{name}_steps_per_s": options.drain_steps / row["seconds"],
         f"{name}_rss_idle_mb": idle_mb,
         f"{name}_rss_peak_mb": memory.peak_mb,
-        **_cpu_figures(name, cpu),
+        **rate_figures(name, options.drain_steps / row["seconds"], cpu),
     }
 
 
-def _cpu_figures(name: str, cpu: dict[str, float]) -> Figures:
-    return {f"{name}_cpu_{role}": cores for role, cores in cpu.items()}
+def rate_figures(name: str, steps_per_s: float, cpu: dict[str, float]) -> Figures:
+    """The rate, each role's CPU cores, and its CPU milliseconds per 1,000 steps (cores
+    over the same interval divided by the rate): what a step costs, whatever the rate."""
+    figures = {f"{name}_steps_per_s": steps_per_s}
+    for role, cores in cpu.items():
+        figures[f"{name}_cpu_{role}"] = cores
+        figures[f"{name}_cpu_{role}_ms_per_1k"] = cores / steps_per_s * 1_000_000
+    return figures
 
 
 async def submit(bench: Bench, name: str, client: str) -> Figures:
     """N single submits from C concurrent clients: N / elapsed on the client's clock, and
     each role's CPU use meanwhile, as figures `<name>_...`. `client` is the load generator:
-    "h2load" or "grpcio" (gRPC), "wrk" or "httpx" (REST)."""
+    "h2load", "grpcio" or "fleetq" (one AsyncFleetQClient; gRPC), "wrk" or "httpx" (REST)."""
     options = bench.options
     async with _scenario(bench) as (connection, fleet), contextlib.AsyncExitStack() as stack:
         (pod,) = fleet.start(1, pod_env(options, run_steps=False))
@@ -263,11 +268,13 @@ async def submit(bench: Bench, name: str, client: str) -> Figures:
                 return elapsed
 
         else:
-            submitter: clients.GrpcClients | clients.RestClients = (
-                clients.GrpcClients(pod.grpc_target, options.clients)
-                if client == "grpcio"
-                else clients.RestClients(pod.http_url, options.clients)
-            )
+            submitter: clients.GrpcClients | clients.RestClients | clients.FleetQClient
+            if client == "grpcio":
+                submitter = clients.GrpcClients(pod.grpc_target, options.clients)
+            elif client == "fleetq":  # the shipped client, shared by every coroutine
+                submitter = clients.FleetQClient(pod.grpc_target)
+            else:
+                submitter = clients.RestClients(pod.http_url, options.clients)
             await stack.enter_async_context(submitter)
 
             async def load(total: int) -> float:
@@ -279,7 +286,7 @@ async def submit(bench: Bench, name: str, client: str) -> Figures:
         elapsed = await load(options.submit_steps)
         cpu = meter.stop()
         await _count_steps(connection, options.submit_steps + options.clients)
-    return {f"{name}_steps_per_s": options.submit_steps / elapsed, **_cpu_figures(name, cpu)}
+    return rate_figures(name, options.submit_steps / elapsed, cpu)
 
 
 async def submit_batch(bench: Bench) -> Figures:
@@ -299,7 +306,40 @@ async def submit_batch(bench: Bench) -> Figures:
             cpu = meter.stop()
         total = options.batches * options.batch_size
         await _count_steps(connection, total + 10 * options.batch_callers)
-    return {f"{name}_steps_per_s": total / elapsed, **_cpu_figures(name, cpu)}
+    return rate_figures(name, total / elapsed, cpu)
+
+
+async def submit_bulk(bench: Bench, calls: int, size: int) -> Figures:
+    """`calls` bulk calls of `size` steps, one after another from one coroutine, through
+    the shipped AsyncFleetQClient (its `submit_many`, else `submit_batch`): calls*size /
+    elapsed, building the steps inside the clock as an application would. A client with
+    neither call gets SubmitBatch requests built by the benchmark's stub instead."""
+    options = bench.options
+    name = "submit_bulk"
+    async with _scenario(bench) as (connection, fleet):
+        (pod,) = fleet.start(1, pod_env(options, run_steps=False))
+        async with (
+            clients.FleetQClient(pod.grpc_target) as client,
+            clients.GrpcClients(pod.grpc_target, 1) as stub,
+        ):
+
+            async def bulk(first: int, count: int) -> None:
+                if client.bulk_call is None:
+                    await stub.submit_batch(0, clients.batch_request(NOOP_TYPE, count))
+                    return
+                numbers = range(first, first + count)
+                await client.submit_bulk([{"type": NOOP_TYPE, "args": {"n": n}} for n in numbers])
+
+            await bulk(0, 10)  # unmeasured: the first call pays for lazy set-up
+            meter = CpuMeter([pod.pid], bench.postmaster)
+            meter.start()
+            started = time.perf_counter()
+            for call in range(calls):
+                await bulk(call * size, size)
+            elapsed = time.perf_counter() - started
+            cpu = meter.stop()
+        await _count_steps(connection, calls * size + 10)
+    return rate_figures(name, calls * size / elapsed, cpu)
 
 
 async def latency(bench: Bench, protocol: str) -> Figures:
@@ -311,11 +351,13 @@ async def latency(bench: Bench, protocol: str) -> Figures:
         (pod,) = fleet.start(1, pod_env(options, run_steps=True))
         # One client. gRPC multiplexes its calls on one channel; HTTP/1.1 needs a pool of
         # connections, or calls would queue behind each other in the client.
-        client: clients.GrpcClients | clients.RestClients = (
-            clients.GrpcClients(pod.grpc_target, 1)
-            if protocol == "grpc"
-            else clients.RestClients(pod.http_url, 1, connections=LATENCY_REST_CONNECTIONS)
-        )
+        client: clients.GrpcClients | clients.RestClients | clients.FleetQClient
+        if protocol == "grpc":
+            client = clients.GrpcClients(pod.grpc_target, 1)
+        elif protocol == "fleetq":  # gRPC through the shipped AsyncFleetQClient
+            client = clients.FleetQClient(pod.grpc_target)
+        else:
+            client = clients.RestClients(pod.http_url, 1, connections=LATENCY_REST_CONNECTIONS)
 
         async def warmup(n: int) -> None:
             await client.submit(0, NOOP_TYPE, {"n": n})

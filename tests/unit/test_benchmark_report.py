@@ -1,6 +1,7 @@
 """The benchmark report's arithmetic: summaries over repetitions, percentiles, target verdicts."""
 
-from benchmarks.report import Target, judge, percentiles, summarize
+from benchmarks.report import METRICS, Target, judge, percentiles, summarize
+from benchmarks.scenarios import rate_figures
 
 
 def test_summary_is_min_median_max_over_repetitions() -> None:
@@ -39,3 +40,24 @@ def test_throughput_targets_need_at_least_and_latency_targets_at_most_the_bound(
         "p99": "not met",
         "missing": "not measured",
     }
+
+
+def test_cpu_per_1000_steps_is_cores_over_the_rate() -> None:
+    figures = rate_figures("drain_1pod", 2000.0, {"pods": 0.5, "postgres": 1.0})
+
+    assert figures == {
+        "drain_1pod_steps_per_s": 2000.0,
+        "drain_1pod_cpu_pods": 0.5,
+        "drain_1pod_cpu_pods_ms_per_1k": 250.0,  # 0.5 core-s per s / 2 steps per ms
+        "drain_1pod_cpu_postgres": 1.0,
+        "drain_1pod_cpu_postgres_ms_per_1k": 500.0,
+    }
+
+
+def test_every_cpu_figure_of_the_report_has_a_per_1000_steps_sibling() -> None:
+    keys = [metric.key for metric in METRICS]
+
+    cpu_keys = [key for key in keys if "_cpu_" in key and not key.endswith("_ms_per_1k")]
+    assert cpu_keys
+    for key in cpu_keys:
+        assert keys[keys.index(key) + 1] == f"{key}_ms_per_1k"

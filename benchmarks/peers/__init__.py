@@ -1,0 +1,1 @@
+"""`make bench-peers`: FLEET-Q side by side with other PostgreSQL queues."""

@@ -76,14 +76,22 @@ class Server:
             )
             return bool(rows)
 
-        wait_until(terminated, timeout=15, description=f"a commit of {statement_like} waiting")
+        try:
+            wait_until(terminated, timeout=15, description=f"a commit of {statement_like}")
+        except AssertionError as exc:
+            [waiting] = self.sql(
+                "SELECT wait_event, left(query, 300) AS query FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend'"
+            )
+            raise AssertionError(f"{exc}; sessions: {[dict(row) for row in waiting]}") from None
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     """One server for the module; each test gets a database of its own on it."""
     base = scratch_dir("fleetq-lost-answers-")
-    node = PostgresNode.primary(base)
+    # Whole statements in pg_stat_activity (the claim's text runs past the default 1 kB).
+    node = PostgresNode.primary(base, track_activity_query_size="16384")
     try:
         node.start()
         yield Server(node)
@@ -114,7 +122,7 @@ def test_a_claim_whose_answer_was_lost_is_given_back_and_run(
     assert response.status_code == 201, response.text
     step_id = response.json()["step_id"]
     server.hold_commits(True)  # before the step falls due: its claim will wait
-    server.cut_answer("%SKIP LOCKED%")
+    server.cut_answer("%attempt = s.attempt + 1%")
     server.hold_commits(False)
 
     [done] = wait_all_finished(pod, [step_id], timeout=15).values()

@@ -11,7 +11,13 @@ from fleetq.v1 import fleetq_pb2 as pb
 
 from fleetq_client import calls, limit_calls, schedule_calls
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, Connection
-from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
+from fleetq_client.errors import (
+    FleetQClientError,
+    InvalidArgument,
+    Timeout,
+    Unavailable,
+    error_from_rpc,
+)
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     Health,
@@ -47,10 +53,14 @@ class AsyncFleetQClient(Connection):
     ) -> None:
         """`coalesce_submits`: concurrent `submit()` calls share calls. The first goes
         out at once; those made while it is under way follow together in one independent
-        SubmitBatch, each with its own result or error. Off: one SubmitStep per submit."""
+        SubmitBatch, each with its own result or error (a batch refused as invalid is sent
+        again one submit at a time, so only the invalid submit fails). Off: one SubmitStep
+        per submit."""
         super().__init__(target, token=token, timeout=timeout, root_certificates=root_certificates)
         self._submits: Coalescer[pb.SubmitStepRequest, calls.SubmitOutcome] | None = (
-            Coalescer(self._send_submits, max_batch=calls.MAX_BATCH_STEPS)
+            Coalescer(
+                self._send_submits, max_batch=calls.MAX_BATCH_STEPS, isolate=(InvalidArgument,)
+            )
             if coalesce_submits
             else None
         )

@@ -107,8 +107,9 @@ def _run_at(request: pb.SubmitStepRequest) -> datetime | None:
         raise errors.ValidationError("run_at: is not a valid time") from None
 
 
-# What refuses one step of an independent batch without failing the others.
-_REFUSALS = (errors.ValidationError, errors.ConflictError, errors.DataRejectedError)
+# What refuses one step of an independent batch without failing the others: what only
+# the database can tell (an idempotency key taken by another payload, a value it refuses).
+_REFUSALS = (errors.ConflictError, errors.DataRejectedError)
 
 
 def _refusal(outcome: object) -> pb.SubmitRefusal | None:
@@ -122,7 +123,7 @@ def _refusal(outcome: object) -> pb.SubmitRefusal | None:
 
 
 def _batch_response(
-    outcomes: Iterable[tuple[NewStep | errors.ValidationError, object]], independent: bool = False
+    outcomes: Iterable[tuple[NewStep, object]], independent: bool = False
 ) -> pb.SubmitBatchResponse:
     """Acknowledge each accepted step in `steps` (and, when `independent`, every step in
     `items`), counting new steps once per type."""
@@ -130,7 +131,7 @@ def _batch_response(
     add = response.steps.add  # add() fills in place; steps=[...] would copy each one
     new_steps: collections.Counter[tuple[str, bool]] = collections.Counter()
     for step, outcome in outcomes:
-        if isinstance(step, NewStep) and isinstance(outcome, InsertOutcome):
+        if isinstance(outcome, InsertOutcome):
             accepted = add(**_acknowledgement_fields(outcome))
             if independent:
                 response.items.add(accepted=accepted)
@@ -224,30 +225,24 @@ class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceS
         if not 1 <= len(request.steps) <= MAX_BATCH_STEPS:
             raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
         prepare = functools.partial(self._prepare_batch, request)
-        prepared = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
-        prepared = _with_traceparent(prepared, self._tracing)
+        steps = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
         if request.independent:
-            response = await self._insert_each(prepared)
-        else:  # all or nothing: _prepare_batch raised at the first invalid step
-            steps = [step for step in prepared if isinstance(step, NewStep)]
+            response = await self._insert_each(steps)
+        else:
             outcomes = await self._store.step_insert_many(steps, atomic=True)
             created = [o for o in outcomes if isinstance(o, InsertOutcome)]
             response = _batch_response(zip(steps, created, strict=True))
         await _set_http_code(context, 201 if response.created_count else 200)
         return response
 
-    async def _insert_each(
-        self, prepared: list[NewStep | errors.ValidationError]
-    ) -> pb.SubmitBatchResponse:
-        """An independent batch: the valid steps join the single submits' group commit,
-        where a step the database refuses fails alone; every step gets its own outcome."""
-        steps = [step for step in prepared if isinstance(step, NewStep)]
-        stored = iter(await self._inserts.submit_all(steps))
-        outcomes = [next(stored) if isinstance(step, NewStep) else step for step in prepared]
+    async def _insert_each(self, steps: list[NewStep]) -> pb.SubmitBatchResponse:
+        """An independent batch: its steps join the single submits' group commit, where a
+        step the database refuses fails alone; every step gets its own outcome."""
+        outcomes = await self._inserts.submit_all(steps)
         unexpected = [o for o in outcomes if isinstance(o, Exception) and not _refusal(o)]
         if unexpected:  # a fault of ours or the database's: the error interceptor maps it
             raise unexpected[0]
-        return _batch_response(zip(prepared, outcomes, strict=True), independent=True)
+        return _batch_response(zip(steps, outcomes, strict=True), independent=True)
 
     def _prepare_single(self, request: pb.SubmitStepRequest, header_key: str | None) -> NewStep:
         budget = ValueBudget(self._settings.max_json_values)
@@ -255,23 +250,19 @@ class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceS
             _submit_request(request, header_key, budget, self._settings.pending_expiry)
         )
 
-    def _prepare_batch(
-        self, request: pb.SubmitBatchRequest
-    ) -> list[NewStep | errors.ValidationError]:
-        """Every step of a batch, validated under one value budget for all of them. An
-        atomic batch stops at the first invalid step, naming it by index; an independent
-        one keeps each invalid step's error in its place."""
+    def _prepare_batch(self, request: pb.SubmitBatchRequest) -> list[NewStep]:
+        """Every step of a batch, validated under one value budget for all of them; the
+        first invalid step, named by index, refuses the whole request (independent or not:
+        a request that breaks the documented rules is the client's error as a whole)."""
         budget = ValueBudget(self._settings.max_json_values)
-        steps: list[NewStep | errors.ValidationError] = []
+        steps = []
         step_ids = submission.new_step_ids(len(request.steps))
         for index, (item, step_id) in enumerate(zip(request.steps, step_ids, strict=True)):
             try:
                 submit = _submit_request(item, None, budget, self._settings.pending_expiry)
                 steps.append(submission.prepare_step(submit, step_id))
             except errors.ValidationError as exc:
-                if not request.independent:
-                    raise errors.ValidationError(f"steps[{index}].{exc}") from None
-                steps.append(exc)
+                raise errors.ValidationError(f"steps[{index}].{exc}") from None
         return steps
 
     async def GetStepStatus(

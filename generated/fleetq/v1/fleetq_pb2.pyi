@@ -321,9 +321,10 @@ class SubmitBatchRequest(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     INDEPENDENT_FIELD_NUMBER: _builtins.int
     independent: _builtins.bool
-    """Accept or refuse each step on its own, as if it were a single submit: the
-    batch succeeds even when some steps are refused, and the response's
-    `items` says which. Off: all or nothing.
+    """Store or refuse each step on its own: the request must still be valid as a
+    whole, but a step refused for what only the database can tell (an
+    idempotency key used for another payload, a value it refuses) does not fail
+    the others; the response's `items` says which. Off: all or nothing.
     """
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitStepRequest]:

@@ -171,8 +171,8 @@ class FleetQServiceServicer:
         """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
         valid and accepted, or none is written. Idempotency keys are honoured per
         step. Over REST a batch that created any step answers 201. With
-        `independent`, each step is accepted or refused on its own instead, and
-        `items` reports each one.
+        `independent`, each step of a valid batch is stored or refused on its own
+        instead, and `items` reports each one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -60,8 +60,8 @@ class FleetQServiceStub:
     """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
     valid and accepted, or none is written. Idempotency keys are honoured per
     step. Over REST a batch that created any step answers 201. With
-    `independent`, each step is accepted or refused on its own instead, and
-    `items` reports each one.
+    `independent`, each step of a valid batch is stored or refused on its own
+    instead, and `items` reports each one.
     """
     GetStepStatus: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetStepStatusRequest, _fleetq_pb2.GetStepStatusResponse]
     """GetStepStatus returns a step's state and its original payload.
@@ -151,8 +151,8 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
     valid and accepted, or none is written. Idempotency keys are honoured per
     step. Over REST a batch that created any step answers 201. With
-    `independent`, each step is accepted or refused on its own instead, and
-    `items` reports each one.
+    `independent`, each step of a valid batch is stored or refused on its own
+    instead, and `items` reports each one.
     """
     GetStepStatus: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetStepStatusRequest, _fleetq_pb2.GetStepStatusResponse]  # type: ignore[assignment]
     """GetStepStatus returns a step's state and its original payload.
@@ -257,8 +257,8 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         """SubmitBatch enqueues up to 1,000 steps atomically: either every step is
         valid and accepted, or none is written. Idempotency keys are honoured per
         step. Over REST a batch that created any step answers 201. With
-        `independent`, each step is accepted or refused on its own instead, and
-        `items` reports each one.
+        `independent`, each step of a valid batch is stored or refused on its own
+        instead, and `items` reports each one.
         """
 
     @_abc_1.abstractmethod

@@ -84,7 +84,7 @@ fmt: install ## Apply ruff fixes and formatting
 
 .PHONY: test
 test: lint proto-check ## Install everything, then lint, proto checks and the whole test suite
-	$(BIN)/pytest -q -m "not fleet and not grpc_gateway"
+	$(BIN)/pytest -q -n 3 --dist loadfile -m "not fleet and not grpc_gateway"
 
 .PHONY: test-failover
 test-failover: install ## Only the primary-failover test (also in `test`), with its timings

@@ -77,6 +77,10 @@ class Settings:
     # Required by every RPC except health when set; the admin token is accepted too.
     api_token: str | None = dataclasses.field(default=None, repr=False)
     api_token_file: Path | None = None
+    # Required by the worker RPCs (ClaimSteps and the leased outcomes) when set, instead of
+    # the API token; the admin token is accepted too.
+    worker_token: str | None = dataclasses.field(default=None, repr=False)
+    worker_token_file: Path | None = None
     # Seconds a step may wait pending before it fails with error type `expired`; 0: never.
     # A submit's own pending_expiry_seconds overrides it.
     pending_expiry: float = 0.0
@@ -234,6 +238,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "admin_token_file": _parse_optional_path,
     "api_token": _parse_token,
     "api_token_file": _parse_optional_path,
+    "worker_token": _parse_token,
+    "worker_token_file": _parse_optional_path,
     "pending_expiry": _parse_positive(float, allow_zero=True),
     "tls_cert": _parse_optional_path,
     "tls_key": _parse_optional_path,
@@ -273,7 +279,7 @@ def load_settings(
             values[field.name] = _PARSERS[field.name](raw)
         except ValueError as exc:
             raise ConfigError(f"{source}={raw!r} is invalid: {exc}") from None
-    for name in ("admin_token", "api_token"):
+    for name in ("admin_token", "api_token", "worker_token"):
         _read_token_file(values, name)
     settings = Settings(**values)
     _check_consistency(settings)

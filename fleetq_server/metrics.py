@@ -59,6 +59,20 @@ STEPS_FENCED = Counter(
 STEPS_RELEASED = Counter(
     "fleetq_steps_released", "Unfinished steps given back to pending at shutdown", _STEP_TYPE
 )
+REMOTE_CLAIMS = Counter(
+    "fleetq_remote_steps_claimed", "Steps this pod leased to remote workers", _STEP_TYPE
+)
+REMOTE_OUTCOMES = Counter(
+    "fleetq_remote_step_outcomes",
+    "Remote workers' outcome writes through this pod, by what they did (completed, pending:"
+    " retried, failed, or refused: conflict, not_found)",
+    ["outcome"],
+)
+LEASES_EXPIRED = Counter(
+    "fleetq_leases_expired",
+    "Leased steps whose lease ended, requeued or failed by this pod as leader",
+    [*_STEP_TYPE, "outcome"],
+)
 STEP_RUN_SECONDS = Histogram(
     "fleetq_step_run_seconds",
     "Handler run time, from its start to its result or error",

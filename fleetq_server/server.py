@@ -18,7 +18,12 @@ from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fleetq_server import __version__, embedded_db
-from fleetq_server.api.auth import BearerTokenInterceptor, admin_methods, open_methods
+from fleetq_server.api.auth import (
+    BearerTokenInterceptor,
+    admin_methods,
+    open_methods,
+    worker_methods,
+)
 from fleetq_server.api.interceptors import (
     ErrorTranslationInterceptor,
     UnaryInterceptor,
@@ -111,12 +116,15 @@ def build_handlers(settings: Settings, pod: Pod) -> tuple[dict[str, MethodHandle
     methods that need a token."""
     interceptors: list[UnaryInterceptor] = [ErrorTranslationInterceptor()]
     protected: frozenset[str] = frozenset()
-    if settings.admin_token is not None or settings.api_token is not None:
+    tokens = (settings.admin_token, settings.api_token, settings.worker_token)
+    if any(token is not None for token in tokens):
         auth = BearerTokenInterceptor(
             admin_token=settings.admin_token,
             api_token=settings.api_token,
             admin_methods=admin_methods(SERVICE),
             open_methods=open_methods(SERVICE),
+            worker_token=settings.worker_token,
+            worker_methods=worker_methods(SERVICE),
         )
         protected = auth.protected_methods(
             f"/{SERVICE.full_name}/{method.name}" for method in SERVICE.methods

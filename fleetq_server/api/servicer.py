@@ -12,6 +12,7 @@ from fleetq_common.json_values import TooManyValues, ValueBudget, struct_to_dict
 from fleetq_server import __version__, errors, metrics, submission
 from fleetq_server.api import messages, watch
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
+from fleetq_server.api.workers import WorkerServicer
 from fleetq_server.coalescer import Coalescer
 from fleetq_server.gateway import HTTP_CODE_KEY
 from fleetq_server.runtime.pod import Pod
@@ -19,6 +20,7 @@ from fleetq_server.store.records import InsertOutcome, NewStep
 from fleetq_server.submission import MAX_BATCH_STEPS
 
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+_step_id = submission.check_step_id
 
 
 def _metadata_value(context: Any, name: str) -> str | None:
@@ -116,7 +118,7 @@ def _acknowledgement(outcome: InsertOutcome) -> pb.SubmitStepResponse:
     )
 
 
-class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
+class FleetQServicer(WorkerServicer, fleetq_pb2_grpc.FleetQServiceServicer):
     """Implements the RPCs over the pod's store and state. Domain errors propagate as
     exceptions; the error interceptor maps them to status codes."""
 
@@ -225,7 +227,9 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
         self, request: pb.GetQueueStatsRequest, context: Any
     ) -> pb.GetQueueStatsResponse:
         stats = await self._store.queue_stats(self._settings.dead_pod_threshold)
-        return messages.queue_stats(stats)
+        response = messages.queue_stats(stats)
+        response.workers.extend(await self.worker_list())
+        return response
 
     async def RunRecovery(
         self, request: pb.RunRecoveryRequest, context: Any
@@ -245,16 +249,3 @@ class FleetQServicer(fleetq_pb2_grpc.FleetQServiceServicer):
             message=message,
             recovery_summary=messages.recovery_summary(outcome),
         )
-
-
-def _step_id(raw: str) -> str:
-    """Reject ids no step can have before touching the database."""
-    if not raw:
-        raise errors.ValidationError("step_id: is required")
-    if len(raw) > submission.MAX_STEP_ID_LENGTH:
-        raise errors.ValidationError(
-            f"step_id: must be at most {submission.MAX_STEP_ID_LENGTH} characters"
-        )
-    if submission.NUL in raw:  # PostgreSQL text cannot even hold it: no query can match
-        raise errors.ValidationError("step_id: must not contain NUL characters")
-    return raw

@@ -30,6 +30,28 @@ STEP_COLUMNS = """
     attempt, idempotency_key, created_ts, last_update_ts, result, error, run_at
 """
 
+# The claim's choice of steps, shared by a pod's claim and a worker's leased claim ($1: the
+# claiming pod, which must be registered up; $2: the types; $3: the limit). Each type is
+# read from its own index range and the best `$3` of all are kept, so steps of other types
+# are never scanned. (The rows a type's scan locked but the final LIMIT dropped are
+# unlocked when the statement ends, still pending.)
+PICK_CLAIMABLE = """
+    SELECT candidate.step_id
+    FROM unnest($2::text[]) AS wanted(type)
+    CROSS JOIN LATERAL (
+        SELECT step_id, priority, created_ts FROM fleetq_steps
+        WHERE status = 'pending' AND type = wanted.type
+          AND not_before_ts <= now()
+          AND (pending_expires_at IS NULL OR pending_expires_at > now())
+        ORDER BY priority DESC, created_ts, step_id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) AS candidate
+    WHERE EXISTS (SELECT 1 FROM fleetq_pods WHERE pod_id = $1 AND status = 'up')
+    ORDER BY candidate.priority DESC, candidate.created_ts, candidate.step_id
+    LIMIT $3
+"""
+
 
 def _json(value: Any) -> str:
     """JSON text for jsonb array parameters: asyncpg would read a list value as a
@@ -179,33 +201,16 @@ class StepQueries(PoolHolder):
 
         One statement: SKIP LOCKED lets pods claim concurrently without waiting on each
         other, and the pod must still be registered up, so a pod presumed dead cannot
-        claim. Each type is read from its own index range and the best `limit` of all
-        are kept, so steps of other types are never scanned. (The rows a type's scan
-        locked but the final LIMIT dropped are unlocked when the statement ends, still
-        pending.) Returned in claim order (priority DESC, created_ts).
+        claim (PICK_CLAIMABLE). A leased claim's end is cleared: this claim is the pod's.
+        Returned in claim order (priority DESC, created_ts).
         """
         async with self._claiming() as connection:
             rows = await connection.fetch(
-                """
-                WITH picked AS (
-                    SELECT candidate.step_id
-                    FROM unnest($2::text[]) AS wanted(type)
-                    CROSS JOIN LATERAL (
-                        SELECT step_id, priority, created_ts FROM fleetq_steps
-                        WHERE status = 'pending' AND type = wanted.type
-                          AND not_before_ts <= now()
-                          AND (pending_expires_at IS NULL OR pending_expires_at > now())
-                        ORDER BY priority DESC, created_ts, step_id
-                        LIMIT $3
-                        FOR UPDATE SKIP LOCKED
-                    ) AS candidate
-                    WHERE EXISTS (SELECT 1 FROM fleetq_pods WHERE pod_id = $1 AND status = 'up')
-                    ORDER BY candidate.priority DESC, candidate.created_ts, candidate.step_id
-                    LIMIT $3
-                )
+                f"""
+                WITH picked AS ({PICK_CLAIMABLE})
                 UPDATE fleetq_steps AS s
                 SET status = 'claimed', claimed_by = $1, attempt = s.attempt + 1,
-                    claimed_ts = now(), last_update_ts = now()
+                    claimed_ts = now(), last_update_ts = now(), lease_expires_at = NULL
                 FROM picked WHERE s.step_id = picked.step_id
                 RETURNING s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
                           s.retry_count, s.attempt, s.idempotency_key, s.created_ts,

@@ -40,6 +40,7 @@ from fleetq_server.store.records import (
 )
 from fleetq_server.store.recovery import new_cycle_id
 from fleetq_server.store.storable import holds_unstorable_text
+from tests.support.memory_leases import MemoryLeases
 
 _TICK = timedelta(microseconds=1)
 
@@ -66,6 +67,8 @@ class _Step:
     error: dict[str, str] | None = None
     pending_expires_at: datetime | None = None
     run_at: datetime | None = None
+    # A worker's leased claim (ClaimSteps) ends then; None for a pod's claim.
+    lease_expires_at: datetime | None = None
     last_update_ts: datetime = field(init=False)
     not_before_ts: datetime = field(init=False)
 
@@ -141,16 +144,26 @@ class MemorySubscription(_MemoryListen):
     NOTIFY arrives after its commit)."""
 
     def __init__(
-        self, store: MemoryStore, step_types: Iterable[str], on_submit: Callable[[], None]
+        self,
+        store: MemoryStore,
+        step_types: Iterable[str],
+        on_submit: Callable[[], None],
+        on_types: Callable[[frozenset[str] | None], None] | None = None,
     ) -> None:
         super().__init__(store)
         self._step_types = frozenset(step_types)
         self._on_submit = on_submit
+        self._on_types = on_types
 
     def notify(self, types: set[str] | None) -> None:
         """`types` None: any type (a release or a requeue)."""
-        if self.connected and (types is None or not self._step_types.isdisjoint(types)):
-            asyncio.get_running_loop().call_soon(self._on_submit)
+        if not self.connected:
+            return
+        loop = asyncio.get_running_loop()
+        if types is None or not self._step_types.isdisjoint(types):
+            loop.call_soon(self._on_submit)
+        if self._on_types is not None:
+            loop.call_soon(self._on_types, None if types is None else frozenset(types))
 
 
 class MemoryChangeSubscription(_MemoryListen):
@@ -165,10 +178,11 @@ class MemoryChangeSubscription(_MemoryListen):
             asyncio.get_running_loop().call_soon(self._on_change, step_ids)
 
 
-class MemoryStore:
+class MemoryStore(MemoryLeases):
     """The store's contract in a few dicts (see the module docstring)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.steps: dict[str, _Step] = {}
         self.pods: dict[str, _Pod] = {}
         self.cycles: list[_Cycle] = []
@@ -331,25 +345,11 @@ class MemoryStore:
         self, pod_id: str, step_types: list[str], limit: int
     ) -> list[ClaimedStep]:
         with self.transaction() as now:
-            pod = self.pods.get(pod_id)
-            if pod is None or pod.status != "up":
-                return []
-            wanted = set(step_types)
-            candidates = sorted(
-                (
-                    s
-                    for s in self.steps.values()
-                    if s.status == "pending"
-                    and s.type in wanted
-                    and s.not_before_ts <= now
-                    and (s.pending_expires_at is None or s.pending_expires_at > now)
-                ),
-                key=lambda s: (-s.priority, s.created_ts, s.step_id),
-            )[: max(limit, 0)]
             claimed = []
-            for step in candidates:
+            for step in self._claimable(now, pod_id, step_types, limit):
                 step.status, step.claimed_by, step.attempt = "claimed", pod_id, step.attempt + 1
                 step.claimed_ts = step.last_update_ts = now
+                step.lease_expires_at = None
                 claimed.append(
                     ClaimedStep(
                         step.step_id,
@@ -367,6 +367,27 @@ class MemoryStore:
                     )
                 )
             return claimed
+
+    def _claimable(
+        self, now: datetime, pod_id: str, step_types: list[str], limit: int
+    ) -> list[_Step]:
+        """store/steps.py's PICK_CLAIMABLE: the best claimable steps of `step_types`,
+        nothing unless `pod_id` is registered up."""
+        pod = self.pods.get(pod_id)
+        if pod is None or pod.status != "up":
+            return []
+        wanted = set(step_types)
+        return sorted(
+            (
+                s
+                for s in self.steps.values()
+                if s.status == "pending"
+                and s.type in wanted
+                and s.not_before_ts <= now
+                and (s.pending_expires_at is None or s.pending_expires_at > now)
+            ),
+            key=lambda s: (-s.priority, s.created_ts, s.step_id),
+        )[: max(limit, 0)]
 
     async def step_next_due(self, step_types: list[str]) -> float | None:
         with self.transaction() as now:
@@ -488,9 +509,12 @@ class MemoryStore:
             pass
 
     def submit_subscription(
-        self, step_types: Iterable[str], on_submit: Callable[[], None]
+        self,
+        step_types: Iterable[str],
+        on_submit: Callable[[], None],
+        on_types: Callable[[frozenset[str] | None], None] | None = None,
     ) -> MemorySubscription:
-        subscription = MemorySubscription(self, step_types, on_submit)
+        subscription = MemorySubscription(self, step_types, on_submit, on_types)
         self._subscriptions.append(subscription)
         return subscription
 
@@ -560,7 +584,9 @@ class MemoryStore:
                 (
                     s
                     for s in self.steps.values()
-                    if s.status == "claimed" and not self._held(s, live)
+                    if s.status == "claimed"
+                    and s.lease_expires_at is None
+                    and not self._held(s, live)
                 ),
                 key=lambda s: s.step_id,
             )

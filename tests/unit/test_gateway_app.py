@@ -189,6 +189,11 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
         ("GET", "/admin/queue", "GetQueueStats"),
         ("POST", "/admin/recovery/run", "RunRecovery"),
         ("GET", "/steps/{step_id}:watch", "WatchStep"),
+        ("POST", "/workers/claim", "ClaimSteps"),
+        ("POST", "/steps/{step_id}:complete", "CompleteStep"),
+        ("POST", "/steps/{step_id}:fail", "FailStep"),
+        ("POST", "/steps/{step_id}:heartbeat", "ExtendLease"),
+        ("POST", "/steps:batchComplete", "CompleteSteps"),
     }
 
 

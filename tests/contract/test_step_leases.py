@@ -1,0 +1,173 @@
+"""The store contract for leased claims (ClaimSteps): claim order and the roster of
+workers, outcomes and extensions fenced by attempt and lease, the leader's expiry
+(retry or fail as `lease_expired`), and recovery leaving leased steps to their lease."""
+
+import pytest
+
+from fleetq_server import errors
+from fleetq_server.store.records import LeaseOutcome
+from tests.contract.conftest import Backend
+from tests.contract.test_steps import submit
+
+# A lease already over when granted: the database clock is past it at once, no waiting.
+ENDED = -1.0
+
+
+async def test_claim_leases_in_claim_order_and_records_the_worker(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("pod-a", 8)
+    low = await submit(store, priority=0)
+    high = await submit(store, priority=5)
+    await submit(store, type="other")
+    leased = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 10, 30)
+    assert [s.step_id for s in leased] == [high, low]
+    assert all(s.attempt == 1 for s in leased)
+    record = await store.step_get(high)
+    assert (record.status, record.claimed_by) == ("claimed", "w1")
+    assert leased[0].lease_expires_at > record.created_ts
+    [worker] = await store.worker_list(3600, 10)
+    assert (worker.worker_id, worker.types, worker.in_flight) == ("w1", ["hello_world"], 2)
+    assert await store.step_lease_claim("pod-a", "w1", ["hello_world"], 10, 30) == []
+
+
+async def test_a_pod_not_up_leases_nothing(backend: Backend) -> None:
+    store = backend.store
+    await submit(store)
+    assert await store.step_lease_claim("ghost", "w1", ["hello_world"], 10, 30) == []
+
+
+async def test_complete_is_fenced_by_attempt_and_explains_refusals(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("pod-a", 8)
+    step_id = await submit(store)
+    [leased] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 30)
+    stale = LeaseOutcome(step_id, leased.attempt + 1, result_json="1")
+    unknown = LeaseOutcome("step_nope", 1, result_json="1")
+    good = LeaseOutcome(step_id, leased.attempt, result_json='{"ok": 5}')
+    answers = await store.step_lease_finish_many([stale, unknown, good], [])
+    assert isinstance(answers[0], errors.StaleAttemptError)
+    assert isinstance(answers[1], errors.NotFoundError)
+    assert answers[2] == "completed"
+    record = await store.step_get(step_id)
+    assert (record.status, record.result) == ("completed", {"ok": 5})
+    [again] = await store.step_lease_finish_many([good], [])
+    assert isinstance(again, errors.StaleAttemptError) and "completed" in str(again)
+
+
+async def test_failures_retry_after_their_backoff_or_fail_when_not_retryable(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    await store.pod_register("pod-a", 8)
+    retried = await submit(store, max_retries=3)
+    final = await submit(store, max_retries=3, args={"n": 2})
+    leases = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 2, 30)
+    attempts = {s.step_id: s.attempt for s in leases}
+    error = {"type": "Boom", "message": "it broke"}
+    answers = await store.step_lease_finish_many(
+        [
+            LeaseOutcome(retried, attempts[retried], error=error),
+            LeaseOutcome(final, attempts[final], error=error, retryable=False),
+        ],
+        [100.0] * 4,
+    )
+    assert answers == ["pending", "failed"]
+    again = await store.step_get(retried)
+    assert (again.retry_count, again.error) == (1, error)
+    # In backoff for 100 s: not claimable yet.
+    assert await store.step_lease_claim("pod-a", "w1", ["hello_world"], 2, 30) == []
+    due = await store.step_next_due(["hello_world"])
+    assert due is not None and 90 < due <= 100
+    failed = await store.step_get(final)
+    assert (failed.status, failed.retry_count) == ("failed", 0)
+
+
+async def test_extend_moves_the_lease_and_is_fenced(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("pod-a", 8)
+    step_id = await submit(store)
+    [leased] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 10)
+    ends = await store.step_lease_extend(step_id, leased.attempt, 600)
+    assert (ends - leased.lease_expires_at).total_seconds() > 500
+    with pytest.raises(errors.StaleAttemptError):
+        await store.step_lease_extend(step_id, leased.attempt - 1, 600)
+    with pytest.raises(errors.NotFoundError):
+        await store.step_lease_extend("step_nope", 1, 600)
+    pod_step = await submit(store, type="pods_only")
+    [claimed] = await store.step_claim_batch("pod-a", ["pods_only"], 1)
+    with pytest.raises(errors.StaleAttemptError):  # a pod's claim has no lease to extend
+        await store.step_lease_extend(pod_step, claimed.attempt, 600)
+
+
+async def test_an_ended_lease_refuses_writes_until_the_leader_requeues_it(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    await store.pod_register("pod-a", 8)
+    step_id = await submit(store, max_retries=1)
+    [first] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, ENDED)
+    assert (await store.step_lease_next_expiry() or 0) < 0
+    [late] = await store.step_lease_finish_many([LeaseOutcome(step_id, first.attempt, "1")], [])
+    assert isinstance(late, errors.StaleAttemptError) and "expired" in str(late)
+    with pytest.raises(errors.StaleAttemptError):
+        await store.step_lease_extend(step_id, first.attempt, 30)
+
+    [expired] = await store.step_lease_expire(100)
+    assert (expired.step_id, expired.status, expired.type) == (step_id, "pending", "hello_world")
+    assert await store.step_lease_expire(100) == []  # idempotent
+    record = await store.step_get(step_id)
+    assert record.retry_count == 1 and record.error is not None
+    assert record.error["type"] == "lease_expired"
+    assert await store.step_lease_next_expiry() is None
+
+    [second] = await store.step_lease_claim("pod-a", "w2", ["hello_world"], 1, ENDED)
+    assert second.attempt == first.attempt + 1
+    [last] = await store.step_lease_expire(100)
+    assert last.status == "failed"  # past max_retries
+    final = await store.step_get(second.step_id)
+    assert final.status == "failed" and final.error is not None
+    assert final.error["type"] == "lease_expired"
+
+
+async def test_recovery_leaves_leased_steps_to_their_lease(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("leader", 8)
+    await store.pod_register("pod-b", 8)
+    leased_id = await submit(store)
+    # Leased through pod-b, which then dies: the worker still holds the step.
+    [leased] = await store.step_lease_claim("pod-b", "w1", ["hello_world"], 1, 600)
+    await backend.age_heartbeat("pod-b", 60)
+    outcome, _ = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+    assert outcome.dead_pods == ["pod-b"] and outcome.orphaned_steps_found == 0
+    assert (await store.step_get(leased_id)).status == "claimed"
+    [answer] = await store.step_lease_finish_many(
+        [LeaseOutcome(leased_id, leased.attempt, "2")], []
+    )
+    assert answer == "completed"
+
+
+async def test_a_pod_claim_after_a_lease_is_the_pods_again(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("leader", 8)
+    await store.pod_register("pod-b", 8)
+    step_id = await submit(store)
+    await store.step_lease_claim("leader", "w1", ["hello_world"], 1, ENDED)
+    await store.step_lease_expire(100)
+    [claimed] = await store.step_claim_batch("pod-b", ["hello_world"], 1)
+    assert claimed.step_id == step_id
+    await backend.age_heartbeat("pod-b", 60)
+    outcome, _ = await store.recovery_run("leader", 15, dry_run=False, trigger="manual")
+    assert outcome.requeued_steps == [step_id]  # no lease left over to shield it
+
+
+async def test_release_gives_leases_back_without_spending_a_retry(backend: Backend) -> None:
+    store = backend.store
+    await store.pod_register("pod-a", 8)
+    step_id = await submit(store)
+    [leased] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 30)
+    assert await store.step_lease_release([(step_id, leased.attempt - 1)]) == []
+    assert await store.step_lease_release([(step_id, leased.attempt)]) == [step_id]
+    record = await store.step_get(step_id)
+    assert (record.status, record.retry_count, record.claimed_by) == ("pending", 0, None)
+    [worker] = await store.worker_list(3600, 10)
+    assert worker.in_flight == 0

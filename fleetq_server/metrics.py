@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fleetq_server.runtime.state import PodState
 
 # Request latencies: about a millisecond up to a slow database.
@@ -92,6 +94,9 @@ POD_MAX_CAPACITY = Gauge("fleetq_pod_max_capacity", "Most steps this pod runs at
 POD_IS_LEADER = Gauge("fleetq_pod_is_leader", "1 while this pod is the fleet's leader")
 POD_HEALTHY = Gauge(
     "fleetq_pod_healthy", "1 while the database answers and the pod is not draining"
+)
+CLAIM_LONG_POLLS = Gauge(
+    "fleetq_claim_long_polls", "ClaimSteps calls on this pod waiting for work now"
 )
 QUEUE_STEPS = Gauge(
     "fleetq_queue_steps", "Steps in the shared queue by status (refreshed on scrape)", ("status",)
@@ -175,3 +180,8 @@ def track_pod_state(state: PodState) -> None:
     POD_MAX_CAPACITY.set_function(lambda: state.max_capacity)
     POD_IS_LEADER.set_function(lambda: float(state.is_leader))
     POD_HEALTHY.set_function(lambda: float(state.healthy))
+
+
+def track_long_polls(waiting: Callable[[], int]) -> None:
+    """Read the long-poll gauge from `waiting()` at scrape time."""
+    CLAIM_LONG_POLLS.set_function(waiting)

@@ -49,6 +49,7 @@ class RemoteClaims:
         self._poll_interval = poll_interval
         self._listening = listening
         self.waiters = ClaimWaiters()
+        metrics.track_long_polls(lambda: self.waiters.waiting)
 
     def notify(self, types: frozenset[str] | None) -> None:
         """A submit NOTIFY's types (None: any), from the pod's listener."""

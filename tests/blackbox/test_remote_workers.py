@@ -72,6 +72,15 @@ def claim_grpc(
     return list(stub.ClaimSteps(request, timeout=40).steps)
 
 
+def wait_for_long_polls(client: httpx.Client, count: int) -> None:
+    """Until the pod has `count` ClaimSteps calls asleep, waiting for work."""
+    wait_until(
+        lambda: value(scrape(client), "fleetq_claim_long_polls") == count,
+        timeout=WAIT_S,
+        description=f"{count} long polls",
+    )
+
+
 def result_value(data: object) -> struct_pb2.Value:
     value_ = struct_pb2.Value()
     value_.struct_value.update(data)  # type: ignore[arg-type]
@@ -131,7 +140,7 @@ def test_a_grpc_long_poll_is_woken_by_a_submit(
 ) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(claim_grpc, stub, "poll_job", wait_seconds=25)
-        time.sleep(0.3)  # the long poll is asleep by now; if not, it finds the step at once
+        wait_for_long_polls(client, 1)
         started = time.monotonic()
         step_id = submit(client, "poll_job")
         leased = waiting.result(timeout=WAIT_S)
@@ -152,7 +161,7 @@ def test_a_cancelled_long_poll_leaves_the_step_to_others(
 ) -> None:
     request = pb.ClaimStepsRequest(worker_id="leaver", types=["cancel_job"], wait_seconds=25)
     call = stub.ClaimSteps.future(request, timeout=40)
-    time.sleep(0.3)
+    wait_for_long_polls(client, 1)
     call.cancel()
     step_id = submit(client, "cancel_job")
 

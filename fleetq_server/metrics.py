@@ -67,7 +67,7 @@ REMOTE_CLAIMS = Counter(
 REMOTE_OUTCOMES = Counter(
     "fleetq_remote_step_outcomes",
     "Remote workers' outcome writes through this pod, by what they did (completed, pending:"
-    " retried, failed, or refused: conflict, not_found)",
+    " retried, failed, released, or refused: conflict, not_found)",
     ["outcome"],
 )
 LEASES_EXPIRED = Counter(

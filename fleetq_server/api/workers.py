@@ -175,6 +175,16 @@ class WorkerServicer:
         )
         return pb.ExtendLeaseResponse(step_id=step_id, lease_expires_at=timestamp(ends))
 
+    async def ReleaseStep(
+        self, request: pb.ReleaseStepRequest, context: Any
+    ) -> pb.ReleaseStepResponse:
+        step_id = check_step_id(request.step_id)
+        [answer] = await self._pod.store.step_lease_release([(step_id, request.attempt)])
+        if isinstance(answer, errors.FleetQError):
+            raise answer
+        metrics.REMOTE_OUTCOMES.labels("released").inc()
+        return pb.ReleaseStepResponse(step_id=step_id, status=answer)
+
     async def CompleteSteps(
         self, request: pb.CompleteStepsRequest, context: Any
     ) -> pb.CompleteStepsResponse:

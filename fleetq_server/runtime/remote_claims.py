@@ -123,5 +123,6 @@ class RemoteClaims:
         except Exception:  # the claim failed: it took nothing
             return
         if steps:
-            released = await self._store.step_lease_release([(s.step_id, s.attempt) for s in steps])
-            log.info("released %d steps claimed for a caller that left", len(released))
+            answers = await self._store.step_lease_release([(s.step_id, s.attempt) for s in steps])
+            released = sum(answer == "pending" for answer in answers)
+            log.info("released %d steps claimed for a caller that left", released)

@@ -195,8 +195,11 @@ class LeasePort(Protocol):
     async def step_lease_extend(self, step_id: str, attempt: int, lease_s: float) -> datetime:
         """The lease's new end, `lease_s` from now; NotFoundError / StaleAttemptError."""
 
-    async def step_lease_release(self, held: Sequence[tuple[str, int]]) -> list[str]:
-        """Give leased (step_id, attempt) back to pending without spending a retry."""
+    async def step_lease_release(
+        self, held: Sequence[tuple[str, int]]
+    ) -> list[str | errors.FleetQError]:
+        """Give leased (step_id, attempt) back to pending without spending a retry; per
+        pair, "pending" or the NotFoundError / StaleAttemptError saying why not."""
 
     async def step_next_due(self, step_types: list[str]) -> float | None:
         """Seconds until the next pending step of `step_types` becomes claimable."""

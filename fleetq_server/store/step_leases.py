@@ -174,9 +174,12 @@ class StepLeaseQueries(PoolHolder):
             explained = await self._lease_rows(connection, [step_id])
         raise lease_refusal(step_id, attempt, explained.get(step_id))
 
-    async def step_lease_release(self, held: Sequence[tuple[str, int]]) -> list[str]:
+    async def step_lease_release(
+        self, held: Sequence[tuple[str, int]]
+    ) -> list[str | errors.FleetQError]:
         """Give leased (step_id, attempt) pairs back to pending without spending a retry:
-        a claim whose caller left before it was answered. Returns the ids released."""
+        a worker stopping, or a claim whose caller left before it was answered. Returns,
+        per pair, "pending" or the NotFoundError / StaleAttemptError saying why not."""
         if not held:
             return []
         async with self._connection() as connection:
@@ -188,7 +191,7 @@ class StepLeaseQueries(PoolHolder):
                         last_update_ts = now(), lease_expires_at = NULL
                     FROM unnest($1::text[], $2::int[]) AS held(step_id, attempt)
                     WHERE s.step_id = held.step_id AND s.attempt = held.attempt
-                      AND s.status = 'claimed' AND s.lease_expires_at IS NOT NULL
+                      AND {_LEASE_HOLDS}
                     RETURNING s.step_id
                 )
                 SELECT step_id, pg_notify('{SUBMIT_CHANNEL}', '') FROM released
@@ -196,7 +199,15 @@ class StepLeaseQueries(PoolHolder):
                 [step_id for step_id, _ in held],
                 [attempt for _, attempt in held],
             )
-        return [row["step_id"] for row in rows]
+            released = {row["step_id"] for row in rows}
+            refused = [step_id for step_id, _ in held if step_id not in released]
+            explained = await self._lease_rows(connection, refused)
+        return [
+            "pending"
+            if step_id in released
+            else lease_refusal(step_id, attempt, explained.get(step_id))
+            for step_id, attempt in held
+        ]
 
     async def step_lease_expire(self, limit: int) -> list[ExpiredLease]:
         """Retry or fail up to `limit` leased steps whose lease has ended, earliest end

@@ -246,6 +246,19 @@ def test_a_rest_worker_claims_extends_fails_and_completes(client: httpx.Client) 
     assert missing.status_code == 404 and missing.json()["error_type"] == "not_found"
 
 
+def test_a_released_step_goes_back_without_spending_a_retry(client: httpx.Client) -> None:
+    step_id = submit(client, "release_job")
+    [step] = claim_rest(client, "release_job")
+
+    released = client.post(f"/steps/{step_id}:release", json={"attempt": step["attempt"]})
+
+    assert released.json() == {"step_id": step_id, "status": "pending"}
+    again = client.post(f"/steps/{step_id}:release", json={"attempt": step["attempt"]})
+    assert again.status_code == 409
+    [next_claim] = claim_rest(client, "release_job")
+    assert (next_claim["attempt"], next_claim["retry_count"]) == (2, 0)
+
+
 def test_complete_steps_answers_each_result_on_its_own(client: httpx.Client) -> None:
     ids = [submit(client, "batch_job", args={"n": n}) for n in range(3)]
     leased = claim_rest(client, "batch_job", max_steps=100)

@@ -165,8 +165,9 @@ async def test_release_gives_leases_back_without_spending_a_retry(backend: Backe
     await store.pod_register("pod-a", 8)
     step_id = await submit(store)
     [leased] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 30)
-    assert await store.step_lease_release([(step_id, leased.attempt - 1)]) == []
-    assert await store.step_lease_release([(step_id, leased.attempt)]) == [step_id]
+    [stale] = await store.step_lease_release([(step_id, leased.attempt - 1)])
+    assert isinstance(stale, errors.StaleAttemptError)
+    assert await store.step_lease_release([(step_id, leased.attempt)]) == ["pending"]
     record = await store.step_get(step_id)
     assert (record.status, record.retry_count, record.claimed_by) == ("pending", 0, None)
     [worker] = await store.worker_list(3600, 10)

@@ -131,23 +131,22 @@ class MemoryLeases:
             ends: datetime = step.lease_expires_at
             return ends
 
-    async def step_lease_release(self, held: Sequence[tuple[str, int]]) -> list[str]:
+    async def step_lease_release(
+        self, held: Sequence[tuple[str, int]]
+    ) -> list[str | errors.FleetQError]:
         with self.transaction() as now:
-            released = []
+            answers: list[str | errors.FleetQError] = []
             for step_id, attempt in held:
                 step = self.steps.get(step_id)
-                if (
-                    step is not None
-                    and step.status == "claimed"
-                    and step.attempt == attempt
-                    and step.lease_expires_at is not None
-                ):
-                    step.status, step.claimed_by, step.lease_expires_at = "pending", None, None
-                    step.not_before_ts = step.last_update_ts = now
-                    released.append(step_id)
-            if released:
+                if not self._holding(step, attempt, now):
+                    answers.append(_refusal(step_id, attempt, step))
+                    continue
+                step.status, step.claimed_by, step.lease_expires_at = "pending", None, None
+                step.not_before_ts = step.last_update_ts = now
+                answers.append("pending")
+            if "pending" in answers:
                 self._notify(None)
-            return released
+            return answers
 
     def _leased(self, now: datetime) -> Iterator[Any]:
         return (

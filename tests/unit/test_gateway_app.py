@@ -194,6 +194,7 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
         ("POST", "/steps/{step_id}:fail", "FailStep"),
         ("POST", "/steps/{step_id}:heartbeat", "ExtendLease"),
         ("POST", "/steps:batchComplete", "CompleteSteps"),
+        ("POST", "/steps/{step_id}:release", "ReleaseStep"),
     }
 
 

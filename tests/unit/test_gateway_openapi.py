@@ -387,6 +387,7 @@ def test_responses_carrying_an_id_link_to_the_operations_taking_it() -> None:
         "CompleteStep",
         "FailStep",
         "ExtendLease",
+        "ReleaseStep",
     }
     assert "links" not in document["paths"]["/submit/batch"]["post"]["responses"]["201"]
 

@@ -1489,6 +1489,58 @@ class WorkerInfo(_message.Message):
 
 Global___WorkerInfo: _TypeAlias = WorkerInfo  # noqa: Y015
 
+@_typing.final
+class ReleaseStepRequest(_message.Message):
+    """ReleaseStepRequest gives a lease back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    attempt: _builtins.int
+    """The attempt of the lease."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseStepRequest: _TypeAlias = ReleaseStepRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseStepResponse(_message.Message):
+    """ReleaseStepResponse acknowledges a release."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    status: _builtins.str
+    """"pending"."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseStepResponse: _TypeAlias = ReleaseStepResponse  # noqa: Y015
+
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int
 WORKER_FIELD_NUMBER: _builtins.int

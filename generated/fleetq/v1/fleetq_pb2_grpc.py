@@ -105,6 +105,11 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsResponse.FromString,
                 _registered_method=True)
+        self.ReleaseStep = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ReleaseStep',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepResponse.FromString,
+                _registered_method=True)
 
 
 class FleetQServiceServicer:
@@ -231,6 +236,14 @@ class FleetQServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseStep(self, request, context):
+        """ReleaseStep gives a leased step back to pending without spending a retry:
+        a worker shutting down before it could finish the step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetQServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -303,6 +316,11 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.CompleteSteps,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsResponse.SerializeToString,
+            ),
+            'ReleaseStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseStep,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -684,6 +702,33 @@ class FleetQService:
             '/fleetq.v1.FleetQService/CompleteSteps',
             fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ReleaseStep',
+            fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -102,6 +102,10 @@ class FleetQServiceStub:
     fenced by its own attempt and answered on its own: one stale attempt does
     not refuse the others.
     """
+    ReleaseStep: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ReleaseStepRequest, _fleetq_pb2.ReleaseStepResponse]
+    """ReleaseStep gives a leased step back to pending without spending a retry:
+    a worker shutting down before it could finish the step.
+    """
 
 @_typing.type_check_only
 class FleetQServiceAsyncStub(FleetQServiceStub):
@@ -167,6 +171,10 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     """CompleteSteps records many leased steps' results in one write. Each is
     fenced by its own attempt and answered on its own: one stale attempt does
     not refuse the others.
+    """
+    ReleaseStep: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ReleaseStepRequest, _fleetq_pb2.ReleaseStepResponse]  # type: ignore[assignment]
+    """ReleaseStep gives a leased step back to pending without spending a retry:
+    a worker shutting down before it could finish the step.
     """
 
 class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -314,6 +322,16 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         """CompleteSteps records many leased steps' results in one write. Each is
         fenced by its own attempt and answered on its own: one stale attempt does
         not refuse the others.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseStep(
+        self,
+        request: _fleetq_pb2.ReleaseStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ReleaseStepResponse, _abc.Awaitable[_fleetq_pb2.ReleaseStepResponse]]:
+        """ReleaseStep gives a leased step back to pending without spending a retry:
+        a worker shutting down before it could finish the step.
         """
 
 def add_FleetQServiceServicer_to_server(servicer: FleetQServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

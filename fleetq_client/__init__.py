@@ -19,9 +19,11 @@ from fleetq_client.errors import (
     Unavailable,
 )
 from fleetq_client.results import (
+    CompletionOutcome,
     EligiblePod,
     Health,
     LeaderInfo,
+    LeasedStep,
     PodCapacity,
     QueueStats,
     RecoverySummary,
@@ -29,9 +31,11 @@ from fleetq_client.results import (
     StepStatus,
     SubmitResult,
 )
+from fleetq_client.worker import Worker
 
 __all__ = [
     "AsyncFleetQClient",
+    "CompletionOutcome",
     "Conflict",
     "EligiblePod",
     "FleetQClient",
@@ -39,6 +43,7 @@ __all__ = [
     "Health",
     "InvalidArgument",
     "LeaderInfo",
+    "LeasedStep",
     "NotFound",
     "PermissionDenied",
     "PodCapacity",
@@ -50,4 +55,5 @@ __all__ = [
     "Timeout",
     "Unauthenticated",
     "Unavailable",
+    "Worker",
 ]

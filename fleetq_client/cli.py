@@ -1,6 +1,6 @@
-"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health),
-speaking gRPC to any pod through FleetQClient. Tables for people by default, `--json` for
-scripts.
+"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health, and
+`work`, a worker running a command per step), speaking gRPC to any pod through FleetQClient.
+Tables for people by default, `--json` for scripts.
 
 Exit codes: 0 success; 1 the step failed or was cancelled (`submit --wait`, `watch`), the
 pod is unhealthy, or any
@@ -20,6 +20,7 @@ from typing import Any
 from fleetq_client.calls import SubmitOptions
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 from fleetq_client.client import FleetQClient
+from fleetq_client.command_worker import CommandWorker
 from fleetq_client.errors import FleetQClientError, InvalidArgument, NotFound, Unavailable
 from fleetq_client.results import (
     Health,
@@ -44,6 +45,8 @@ _EXIT_FOR_ERROR: tuple[tuple[type[FleetQClientError], int], ...] = (
 # API token; each falls back to the other (the admin token also opens every other RPC).
 ADMIN_TOKEN_ENV = "FLEETQ_ADMIN_TOKEN"
 API_TOKEN_ENV = "FLEETQ_API_TOKEN"
+# `fleetq work` prefers the worker token, then the API token.
+WORKER_TOKEN_ENV = "FLEETQ_WORKER_TOKEN"
 
 Command = Callable[[FleetQClient, argparse.Namespace], int]
 
@@ -69,10 +72,17 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     )
 
     def add(
-        name: str, command: Command, help: str, *, admin: bool = False
+        name: str,
+        command: Command,
+        help: str,
+        *,
+        admin: bool = False,
+        token_envs: tuple[str, ...] = (API_TOKEN_ENV, ADMIN_TOKEN_ENV),
     ) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, parents=[common], help=help, description=help)
-        parser.set_defaults(client_command=command, admin_command=admin)
+        if admin:
+            token_envs = (ADMIN_TOKEN_ENV, API_TOKEN_ENV)
+        parser.set_defaults(client_command=command, token_envs=token_envs)
         return parser
 
     submit = add("submit", _submit, "submit a step")
@@ -115,12 +125,32 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     recover.add_argument("--dry-run", action="store_true", help="report without changing anything")
     recover.add_argument("--force", action="store_true", help="run even if a cycle just ran")
     add("health", _health, "a pod's health (exit 1 when unhealthy)")
+    work = add(
+        "work",
+        _work,
+        "run a command for each step of the given types: args on stdin, JSON result on"
+        " stdout, a non-zero exit fails the step (until SIGTERM, which drains)",
+        token_envs=(WORKER_TOKEN_ENV, API_TOKEN_ENV, ADMIN_TOKEN_ENV),
+    )
+    work.add_argument(
+        "--type", dest="types", action="append", required=True, help="a step type (repeatable)"
+    )
+    work.add_argument("--exec", dest="command", required=True, help="the command line (sh -c)")
+    work.add_argument("--concurrency", type=int, default=1, help="steps at once (default 1)")
+    work.add_argument("--worker-id", default=None, help="default: hostname-pid")
+    work.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
+    work.add_argument(
+        "--grace", type=float, default=30.0, help="seconds running steps get on SIGTERM"
+    )
+    work.add_argument(
+        "--poll-wait", type=float, default=5.0, help="long-poll seconds per claim (default 5)"
+    )
 
 
 def run_client_command(args: argparse.Namespace) -> int:
     """Run the parsed client subcommand; returns the exit code."""
     command: Command = args.client_command
-    token = args.token if args.token is not None else _token_from_environment(args.admin_command)
+    token = args.token if args.token is not None else _token_from_environment(args.token_envs)
     try:
         with FleetQClient(args.target, token=token, timeout=args.timeout) as client:
             return command(client, args)
@@ -132,9 +162,8 @@ def run_client_command(args: argparse.Namespace) -> int:
         return 130
 
 
-def _token_from_environment(admin_command: bool) -> str | None:
+def _token_from_environment(names: Sequence[str]) -> str | None:
     """The first token set among the environment variables this command prefers."""
-    names = (ADMIN_TOKEN_ENV, API_TOKEN_ENV) if admin_command else (API_TOKEN_ENV, ADMIN_TOKEN_ENV)
     for name in names:
         token = os.environ.get(name, "").strip()
         if token:
@@ -229,6 +258,27 @@ def _health(client: FleetQClient, args: argparse.Namespace) -> int:
 
 
 # -- output ----------------------------------------------------------------------------------
+
+
+def _work(client: FleetQClient, args: argparse.Namespace) -> int:
+    try:
+        worker = CommandWorker(
+            client,
+            args.types,
+            args.command,
+            worker_id=args.worker_id,
+            concurrency=args.concurrency,
+            lease_seconds=args.lease,
+            wait_seconds=args.poll_wait,
+            grace=args.grace,
+        )
+    except ValueError as error:
+        print(f"fleetq work: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"fleetq work: {worker.worker_id} running {args.command!r}", file=sys.stderr)
+    worker.run()
+    print(f"fleetq work: stopped after {worker.completed} outcomes", file=sys.stderr)
+    return EXIT_OK
 
 
 def _print(args: argparse.Namespace, result: Any, as_text: Callable[[Any], str]) -> None:

@@ -124,3 +124,29 @@ class Health:
     def healthy(self) -> bool:
         """Whether the pod serves: its database answers and it is not draining."""
         return self.status == "healthy"
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedStep:
+    """A step leased to this worker: finish it (complete, fail, release) or extend its
+    lease, with its `attempt`, before `lease_expires_at`."""
+
+    step_id: str
+    attempt: int
+    type: str
+    args: dict[str, Any]
+    metadata: dict[str, Any]
+    idempotency_key: str
+    retry_count: int
+    max_retries: int
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionOutcome:
+    """What became of one result of `complete_steps`: "completed", "conflict" (a stale or
+    expired attempt) or "not_found", with why when not completed."""
+
+    step_id: str
+    status: str
+    detail: str

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environment, report, scenarios, watch
+from benchmarks import environment, report, scenarios, watch, workers
 from benchmarks.harness import PostgresServer, find_pgbench
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -52,7 +52,16 @@ QUICK_RECOVERY_ENV = {
     "FLEETQ_RECOVERY_INTERVAL": "0.5",
 }
 _GRPCIO_CLIENT = "grpc.aio in one asyncio process, one channel (TCP connection) per client"
-SCENARIO_NAMES = ("ceiling", "drain", "submit", "latency", "recovery", "hostile", "watch")
+SCENARIO_NAMES = (
+    "ceiling",
+    "drain",
+    "submit",
+    "latency",
+    "recovery",
+    "hostile",
+    "watch",
+    "workers",
+)
 
 Scenario = Callable[[scenarios.Bench], Awaitable[scenarios.Figures]]
 
@@ -96,6 +105,12 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
                 "drain, 1 pod, watch trigger off",
                 lambda bench: scenarios.drain(bench, 1, watch_trigger=False),
             ),
+        ],
+        "workers": [
+            ("drain, 1 pod (in-pod, beside)", lambda bench: scenarios.drain(bench, 1)),
+            ("remote drain, 2 workers, 1 pod", lambda bench: workers.remote_drain(bench, 1)),
+            ("remote drain, 2 workers, 2 pods", lambda bench: workers.remote_drain(bench, 2)),
+            ("idle long polls", workers.idle_long_polls),
         ],
     }
     return runs[name]

@@ -42,6 +42,7 @@ from fleetq_server.gateway.asgi import ASGIApp
 from fleetq_server.gateway.cors import with_cors
 from fleetq_server.gateway.openapi import openapi_document, openapi_endpoint
 from fleetq_server.handlers import load_registry
+from fleetq_server.handlers.push import PushTargets
 from fleetq_server.http_server import (
     HttpLimits,
     connection_cap,
@@ -277,9 +278,14 @@ class PodProcess:
         settings = self.settings
         # Fail fast, before any I/O.
         registry = load_registry(settings.handlers, demo_handlers=settings.demo_handlers)
+        push_targets = PushTargets(settings.push_targets) if settings.push_targets else None
+        if push_targets is not None:
+            push_targets.register(registry)
         tls = load_tls_identity(settings)
         open_files = raise_open_file_limit()
         async with contextlib.AsyncExitStack() as stack:
+            if push_targets is not None:  # closed last: after the pod has drained
+                stack.push_async_callback(push_targets.aclose)
             database_url = settings.database_url
             if database_url is None:
                 data_dir = settings.data_dir or embedded_db.default_data_dir()

@@ -87,6 +87,8 @@ class StepOutcome:
     error: dict[str, str] | None = None
     # For a failure: seconds before the step may be claimed again.
     backoff_s: float = 0.0
+    # For a failure: False fails the step at once, whatever retries it has left.
+    retryable: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,13 +238,14 @@ class StepQueries(PoolHolder):
             rows = await connection.fetch(
                 f"""
                 UPDATE fleetq_steps AS s
-                SET {outcome_assignments("u.ok")},
+                SET {outcome_assignments("u.ok", may_retry="u.retryable")},
                     not_before_ts = CASE WHEN u.ok THEN s.not_before_ts
                                          ELSE now() + make_interval(secs => u.backoff) END,
                     result = u.result::jsonb, error = u.error::jsonb, last_update_ts = now()
                 FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[],
-                            $6::text[], $7::float8[]) WITH ORDINALITY
-                     AS u(step_id, attempt, pod_id, ok, result, error, backoff, position)
+                            $6::text[], $7::float8[], $8::bool[]) WITH ORDINALITY
+                     AS u(step_id, attempt, pod_id, ok, result, error, backoff, retryable,
+                          position)
                 WHERE s.step_id = u.step_id AND s.attempt = u.attempt
                   AND s.claimed_by = u.pod_id AND s.status = 'claimed'
                 RETURNING u.position, s.status
@@ -256,6 +257,7 @@ class StepQueries(PoolHolder):
                 [o.result_json if o.error is None else None for o in outcomes],
                 [_json(o.error) if o.error is not None else None for o in outcomes],
                 [o.backoff_s for o in outcomes],
+                [o.retryable for o in outcomes],
             )
         statuses = {row["position"]: row["status"] for row in rows}
         return [statuses.get(position) for position in range(1, len(outcomes) + 1)]

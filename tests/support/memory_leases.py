@@ -46,7 +46,9 @@ class MemoryLeases:
     if TYPE_CHECKING:
 
         def transaction(self) -> AbstractContextManager[datetime]: ...
-        def _end_execution(self, step: Any, now: datetime, *, succeeded: bool) -> None: ...
+        def _end_execution(
+            self, step: Any, now: datetime, *, succeeded: bool, retryable: bool = True
+        ) -> None: ...
         def _notify(self, types: set[str] | None) -> None: ...
         def _claimable(
             self, now: datetime, pod_id: str, step_types: list[str], limit: int
@@ -101,11 +103,7 @@ class MemoryLeases:
                     answers.append(_refusal(outcome.step_id, outcome.attempt, step))
                     continue
                 succeeded = outcome.error is None
-                budget = step.max_retries
-                if not succeeded and not outcome.retryable:
-                    step.max_retries = step.retry_count  # no retry for this one
-                self._end_execution(step, now, succeeded=succeeded)
-                step.max_retries = budget
+                self._end_execution(step, now, succeeded=succeeded, retryable=outcome.retryable)
                 step.lease_expires_at = None
                 if succeeded:
                     step.result = json.loads(outcome.result_json or "null")

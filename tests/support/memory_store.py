@@ -420,9 +420,12 @@ class MemoryStore(MemoryLeases):
         self._change_subscriptions.append(subscription)
         return subscription
 
-    def _end_execution(self, step: _Step, now: datetime, *, succeeded: bool) -> None:
-        """Completed, or retry or fail (fleetq_server/store/rules.py)."""
-        retried = not succeeded and step.retry_count < step.max_retries
+    def _end_execution(
+        self, step: _Step, now: datetime, *, succeeded: bool, retryable: bool = True
+    ) -> None:
+        """Completed, or retry or fail (fleetq_server/store/rules.py); a failure not
+        `retryable` fails at once."""
+        retried = not succeeded and retryable and step.retry_count < step.max_retries
         step.status = "completed" if succeeded else "pending" if retried else "failed"
         if retried:
             step.retry_count += 1
@@ -449,7 +452,9 @@ class MemoryStore(MemoryLeases):
                 ):
                     statuses.append(None)
                     continue
-                self._end_execution(step, now, succeeded=outcome.error is None)
+                self._end_execution(
+                    step, now, succeeded=outcome.error is None, retryable=outcome.retryable
+                )
                 if outcome.error is not None:
                     step.not_before_ts = now + timedelta(seconds=outcome.backoff_s)
                 step.result, step.error = result, error

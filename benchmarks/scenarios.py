@@ -205,14 +205,7 @@ async def _drain(
                 fleet.stop(loader)
                 meter.start()
             await _wait_drained(connection, within=60 + options.drain_steps / 200)
-            row = await connection.fetchrow(
-                """
-                SELECT count(*) AS completed,
-                       extract(epoch FROM max(finished_ts) - min(claimed_ts))::float8 AS seconds
-                FROM fleetq_steps WHERE status = 'completed'
-                """
-            )
-            assert row is not None  # an aggregate always returns a row
+            row = await completed_span(connection)
             # CPU over the drain itself: the pods idle before their first claim and after.
             cpu = meter.stop(busy=row["seconds"])
     if row["completed"] != options.drain_steps:
@@ -223,6 +216,20 @@ async def _drain(
         f"{name}_rss_peak_mb": memory.peak_mb,
         **_cpu_figures(name, cpu),
     }
+
+
+async def completed_span(connection: asyncpg.Connection) -> asyncpg.Record:
+    """Completed steps, and the seconds from the first claim to the last finish (both
+    from the database clock): a drain's rate."""
+    row = await connection.fetchrow(
+        """
+        SELECT count(*) AS completed,
+               extract(epoch FROM max(finished_ts) - min(claimed_ts))::float8 AS seconds
+        FROM fleetq_steps WHERE status = 'completed'
+        """
+    )
+    assert row is not None  # an aggregate always returns a row
+    return row
 
 
 def _cpu_figures(name: str, cpu: dict[str, float]) -> Figures:

@@ -53,14 +53,7 @@ async def remote_drain(bench: scenarios.Bench, pods: int) -> scenarios.Figures:
             for n in range(WORKER_PROCESSES)
         ]
         outputs = [await worker.communicate() for worker in workers]
-        row = await connection.fetchrow(
-            """
-            SELECT count(*) AS completed,
-                   extract(epoch FROM max(finished_ts) - min(claimed_ts))::float8 AS seconds
-            FROM fleetq_steps WHERE status = 'completed'
-            """
-        )
-        assert row is not None  # an aggregate always returns a row
+        row = await scenarios.completed_span(connection)
         cpu = meter.stop(busy=row["seconds"])
     reported = sum(int(out.decode().strip() or 0) for out, _ in outputs)
     if row["completed"] != options.drain_steps or reported != options.drain_steps:

@@ -4,7 +4,7 @@ pending with a retry spent, or fail as `lease_expired` past their retry budget."
 import logging
 
 from fleetq_server import metrics
-from fleetq_server.runtime.background import BackgroundLoop
+from fleetq_server.runtime.background import BackgroundLoop, until_due
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import LeaseExpiryPort
 
@@ -12,8 +12,7 @@ log = logging.getLogger(__name__)
 
 # Leases expired per statement; a larger backlog is taken at once by the next iterations.
 EXPIRY_BATCH = 1000
-# Wake this long after the earliest lease ends, so the database clock is past it; and
-# never sooner than MIN_WAIT_S, so a lease extended at its last moment does not spin us.
+# Wake this long after the earliest lease ends, so the database clock is past it.
 EXPIRY_MARGIN_S = 0.05
 MIN_WAIT_S = 0.1
 
@@ -32,9 +31,7 @@ class LeaseExpiryLoop(BackgroundLoop):
 
     def next_wait(self) -> float:
         """The interval, or less when a lease ends sooner."""
-        if self._until_expiry is None:
-            return self.interval
-        return min(self.interval, max(self._until_expiry + EXPIRY_MARGIN_S, MIN_WAIT_S))
+        return until_due(self.interval, self._until_expiry, EXPIRY_MARGIN_S, MIN_WAIT_S)
 
     async def run_once(self) -> None:
         """Expire every ended lease (if this pod leads), then learn when the next ends."""

@@ -5,6 +5,7 @@ leader, /admin/queue's workers, and the worker token."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 
@@ -15,6 +16,7 @@ from fleetq.v1 import fleetq_pb2 as pb
 from fleetq.v1 import fleetq_pb2_grpc
 from google.protobuf import struct_pb2
 
+from fleetq_client import AsyncFleetQClient, Conflict, FleetQClient
 from tests.blackbox.contract import ERROR_KEYS
 from tests.blackbox.test_metrics import scrape, value
 from tests.conftest import ServerFactory
@@ -336,3 +338,40 @@ def test_the_worker_token_guards_only_the_worker_rpcs(server_factory: ServerFact
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# ------------------------------------------------------------------------------- client
+
+
+def test_the_python_client_leases_and_reports(pod: ServerProcess, client: httpx.Client) -> None:
+    ids = [submit(client, "client_job", args={"n": n}) for n in range(3)]
+    with FleetQClient(pod.grpc_target) as fleetq:
+        leased = fleetq.claim_steps("py-worker", ["client_job"], max_steps=10, lease_seconds=5)
+        assert [s.step_id for s in leased] == ids
+        first, second, third = leased
+        assert first.args == {"n": 0} and first.lease_expires_at.tzinfo is not None
+        ends = fleetq.extend_lease(first.step_id, first.attempt, 600)
+        assert ends > first.lease_expires_at
+        assert fleetq.complete_step(first.step_id, first.attempt, {"ok": True}) == "completed"
+        with pytest.raises(Conflict):
+            fleetq.complete_step(first.step_id, first.attempt)
+        assert fleetq.fail_step(second.step_id, second.attempt, "E", "m") == "pending"
+        assert fleetq.release_step(third.step_id, third.attempt) == "pending"
+        again = fleetq.claim_steps("py-worker", ["client_job"], max_steps=10, wait_seconds=1)
+        outcomes = fleetq.complete_steps([(s.step_id, s.attempt, s.args) for s in again])
+    assert sorted(o.status for o in outcomes) == ["completed", "completed"]
+    assert status(client, third.step_id)["result"] == {"n": 2}
+    assert status(client, first.step_id)["result"] == {"ok": True}
+
+
+async def test_the_asyncio_client_long_polls(pod: ServerProcess, client: httpx.Client) -> None:
+    async with AsyncFleetQClient(pod.grpc_target, timeout=5) as fleetq:
+        # The long poll outlasts the client's 5 s call timeout: the wait is added to it.
+        polling = asyncio.ensure_future(
+            fleetq.claim_steps("aio-worker", ["aio_job"], wait_seconds=8)
+        )
+        await asyncio.to_thread(wait_for_long_polls, client, 1)
+        step_id = await asyncio.to_thread(submit, client, "aio_job")
+        [step] = await polling
+        assert await fleetq.complete_step(step.step_id, step.attempt, [1]) == "completed"
+    assert step.step_id == step_id

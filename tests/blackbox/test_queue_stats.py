@@ -66,6 +66,7 @@ def test_queue_stats_report_exact_figures_for_every_status_priority_type_and_pod
         "queue_depth_by_priority": {"5": 2, "-1": 1},
         "steps_by_type": {"hello_world": 3, "sleep": 6, "report": 2, "email": 1},
         "pod_capacity": {"pod-a": {"current": 1, "max": 1}, "pod-b": {"current": 3, "max": 3}},
+        "workers": [],
     }
     with FleetQClient(leader.grpc_target) as client:
         over_grpc = client.queue_stats()

@@ -219,7 +219,9 @@ def test_queue_counts_steps_by_status_priority_type_and_pod(
         "queue_depth_by_priority",
         "steps_by_type",
         "pod_capacity",
+        "workers",  # appended beside the contract's fields (remote workers, issue #15)
     }
+    assert body["workers"] == []
     for key in ("pending_steps", "claimed_steps", "completed_steps", "failed_steps"):
         assert assert_integer(body[key]) >= 0
     assert assert_integer(body["pending_steps"]) >= 3

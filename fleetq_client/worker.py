@@ -65,6 +65,8 @@ class Worker:
         self._running: dict[str, LeasedStep] = {}  # by step id
         self._lock = threading.Condition()
         self._stopping = threading.Event()
+        # Set once drained: leases are kept until then, through the grace period too.
+        self._drained = threading.Event()
         self.completed = 0
 
     # -- the loop ----------------------------------------------------------------------
@@ -156,8 +158,8 @@ class Worker:
     # -- leases and shutdown ----------------------------------------------------------
 
     def _keep_leases(self) -> None:
-        """Extend every running step's lease a few times per lease period."""
-        while not self._stopping.wait(self._lease_seconds / 3):
+        """Extend every running step's lease a few times per lease period, until drained."""
+        while not self._drained.wait(self._lease_seconds / 3):
             with self._lock:
                 running = list(self._running.values())
             for step in running:
@@ -174,6 +176,7 @@ class Worker:
         with self._lock:
             self._lock.wait_for(lambda: not self._running, timeout=self._grace)
             left = list(self._running.values())
+        self._drained.set()
         for step in left:
             self._abandon(step)
             self._give_back(step)

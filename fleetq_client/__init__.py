@@ -30,6 +30,7 @@ from fleetq_client.results import (
     StepError,
     StepStatus,
     SubmitResult,
+    WorkerInfo,
 )
 from fleetq_client.worker import Worker
 
@@ -56,4 +57,5 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Worker",
+    "WorkerInfo",
 ]

@@ -24,6 +24,7 @@ from fleetq_client.results import (
     StepError,
     StepStatus,
     SubmitResult,
+    WorkerInfo,
 )
 from fleetq_common.json_values import (
     dict_to_struct,
@@ -141,6 +142,15 @@ def _queue_stats(response: pb.GetQueueStatsResponse) -> QueueStats:
             pod_id: PodCapacity(current=capacity.current, max=capacity.max)
             for pod_id, capacity in response.pod_capacity.items()
         },
+        workers=tuple(
+            WorkerInfo(
+                worker_id=worker.worker_id,
+                types=tuple(worker.types),
+                in_flight=worker.in_flight,
+                last_seen=_time(worker.last_seen),
+            )
+            for worker in response.workers
+        ),
     )
 
 

@@ -384,7 +384,16 @@ def _queue_text(stats: QueueStats) -> str:
         ],
         ("POD", "RUNNING", "CAPACITY", "LEADER"),
     )
-    return "\n\n".join([counts, priorities, types, pods])
+    if not stats.workers:
+        return "\n\n".join([counts, priorities, types, pods])
+    workers = _table(
+        [
+            (w.worker_id, ",".join(w.types), w.in_flight, w.last_seen.isoformat())
+            for w in stats.workers
+        ],
+        ("WORKER", "TYPES", "LEASED", "LAST SEEN"),
+    )
+    return "\n\n".join([counts, priorities, types, pods, workers])
 
 
 def _leader_text(info: LeaderInfo) -> str:

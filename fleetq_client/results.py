@@ -59,6 +59,16 @@ class PodCapacity:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A remote worker as its last claim or lease extension left it."""
+
+    worker_id: str
+    types: tuple[str, ...]
+    in_flight: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """Step counts by status, pending depth by priority, steps by type, and pod capacity."""
 
@@ -71,6 +81,8 @@ class QueueStats:
     queue_depth_by_priority: dict[int, int]
     steps_by_type: dict[str, int]
     pod_capacity: dict[str, PodCapacity]
+    # Remote workers seen in the last hour or holding leases, most recently seen first.
+    workers: tuple[WorkerInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from google.protobuf import struct_pb2
 
 from fleetq_client import AsyncFleetQClient, Conflict, FleetQClient
 from tests.blackbox.contract import ERROR_KEYS
+from tests.blackbox.test_cli_client import fleetq as fleetq_command
 from tests.blackbox.test_metrics import scrape, value
 from tests.conftest import ServerFactory
 from tests.support.server_process import ServerProcess
@@ -298,7 +299,9 @@ def test_a_worker_paused_past_its_lease_is_refused_and_the_step_requeued(
     assert again["attempt"] == 2
 
 
-def test_admin_queue_lists_workers_and_metrics_count_remote_work(client: httpx.Client) -> None:
+def test_admin_queue_lists_workers_and_metrics_count_remote_work(
+    pod: ServerProcess, client: httpx.Client
+) -> None:
     submit(client, "roster_job")
     [step] = claim_rest(client, "roster_job")
 
@@ -307,6 +310,11 @@ def test_admin_queue_lists_workers_and_metrics_count_remote_work(client: httpx.C
     [worker] = [w for w in workers if w["worker_id"] == "rest-worker"]
     assert "roster_job" in worker["types"] and worker["in_flight"] >= 1
     assert worker["last_seen"].endswith("Z")
+    with FleetQClient(pod.grpc_target) as fleetq:
+        [seen] = [w for w in fleetq.queue_stats().workers if w.worker_id == "rest-worker"]
+    assert seen.types == ("roster_job",) and seen.in_flight >= 1
+    table = fleetq_command("queue", target=pod)
+    assert table.returncode == 0 and "WORKER" in table.stdout and "rest-worker" in table.stdout
     client.post(f"/steps/{step['step_id']}:complete", json={"attempt": step["attempt"]})
     metrics = scrape(client)
     assert value(metrics, "fleetq_remote_steps_claimed_total", step_type="roster_job") == 1

@@ -21,9 +21,11 @@ from fleetq_client.errors import (
 )
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
+    CompletionOutcome,
     EligiblePod,
     Health,
     LeaderInfo,
+    LeasedStep,
     PodCapacity,
     QueueStats,
     RecoverySummary,
@@ -33,11 +35,14 @@ from fleetq_client.results import (
     StepStatus,
     SubmitBatchResult,
     SubmitResult,
+    WorkerInfo,
 )
 from fleetq_client.schedule_calls import Schedule
+from fleetq_client.worker import Worker
 
 __all__ = [
     "AsyncFleetQClient",
+    "CompletionOutcome",
     "Conflict",
     "EligiblePod",
     "FleetQClient",
@@ -45,6 +50,7 @@ __all__ = [
     "Health",
     "InvalidArgument",
     "LeaderInfo",
+    "LeasedStep",
     "NotFound",
     "PermissionDenied",
     "PodCapacity",
@@ -62,4 +68,6 @@ __all__ = [
     "TypeLimit",
     "Unauthenticated",
     "Unavailable",
+    "Worker",
+    "WorkerInfo",
 ]

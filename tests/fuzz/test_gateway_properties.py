@@ -329,6 +329,24 @@ class CannedServicer(pb_grpc.FleetQServiceServicer):
     async def RetryStep(self, request: Any, context: Any) -> pb.RetryStepResponse:
         return pb.RetryStepResponse(step=pb.GetStepStatusResponse(step_id=request.step_id))
 
+    async def ClaimSteps(self, request: Any, context: Any) -> pb.ClaimStepsResponse:
+        return pb.ClaimStepsResponse()
+
+    async def CompleteStep(self, request: Any, context: Any) -> pb.CompleteStepResponse:
+        return pb.CompleteStepResponse(step_id=request.step_id, status="completed")
+
+    async def FailStep(self, request: Any, context: Any) -> pb.FailStepResponse:
+        return pb.FailStepResponse(step_id=request.step_id, status="failed")
+
+    async def ExtendLease(self, request: Any, context: Any) -> pb.ExtendLeaseResponse:
+        raise errors.NotFoundError(f"Step {request.step_id} not found")
+
+    async def CompleteSteps(self, request: Any, context: Any) -> pb.CompleteStepsResponse:
+        return pb.CompleteStepsResponse()
+
+    async def ReleaseStep(self, request: Any, context: Any) -> pb.ReleaseStepResponse:
+        return pb.ReleaseStepResponse(step_id=request.step_id, status="pending")
+
 
 GATEWAY = Gateway(
     SERVICE,

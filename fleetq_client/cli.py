@@ -24,6 +24,13 @@ from fleetq_client.cli_limits import add_limit_commands
 from fleetq_client.cli_output import cell, json_default, table
 from fleetq_client.cli_schedules import add_schedule_commands
 from fleetq_client.cli_steps import add_step_commands
+from fleetq_client.cli_tokens import (
+    ADMIN_TOKEN_ENV,
+    ADMIN_TOKEN_ENVS,
+    API_TOKEN_ENV,
+    API_TOKEN_ENVS,
+    WORKER_TOKEN_ENVS,
+)
 from fleetq_client.client import FleetQClient
 from fleetq_client.command_worker import CommandWorker
 from fleetq_client.errors import FleetQClientError, InvalidArgument, NotFound, Unavailable
@@ -46,12 +53,6 @@ _EXIT_FOR_ERROR: tuple[tuple[type[FleetQClientError], int], ...] = (
     (NotFound, EXIT_NOT_FOUND),
     (Unavailable, EXIT_UNAVAILABLE),
 )
-# Where --token defaults from: the admin commands prefer the admin token, the others the
-# API token; each falls back to the other (the admin token also opens every other RPC).
-ADMIN_TOKEN_ENV = "FLEETQ_ADMIN_TOKEN"
-API_TOKEN_ENV = "FLEETQ_API_TOKEN"
-# `fleetq work` prefers the worker token, then the API token.
-WORKER_TOKEN_ENV = "FLEETQ_WORKER_TOKEN"
 
 Command = Callable[[FleetQClient, argparse.Namespace], int]
 
@@ -82,11 +83,11 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
         help: str,
         *,
         admin: bool = False,
-        token_envs: tuple[str, ...] = (API_TOKEN_ENV, ADMIN_TOKEN_ENV),
+        token_envs: tuple[str, ...] = API_TOKEN_ENVS,
     ) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, parents=[common], help=help, description=help)
         if admin:
-            token_envs = (ADMIN_TOKEN_ENV, API_TOKEN_ENV)
+            token_envs = ADMIN_TOKEN_ENVS
         parser.set_defaults(client_command=command, token_envs=token_envs)
         return parser
 
@@ -138,7 +139,7 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
         _work,
         "run a command for each step of the given types: args on stdin, JSON result on"
         " stdout, a non-zero exit fails the step (until SIGTERM, which drains)",
-        token_envs=(WORKER_TOKEN_ENV, API_TOKEN_ENV, ADMIN_TOKEN_ENV),
+        token_envs=WORKER_TOKEN_ENVS,
     )
     work.add_argument(
         "--type", dest="types", action="append", required=True, help="a step type (repeatable)"

@@ -3,7 +3,6 @@
 import asyncio
 import collections
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
@@ -19,6 +18,7 @@ from fleetq_client.results import (
     Health,
     LeaderInfo,
     LeasedStep,
+    LeaseExtension,
     QueueStats,
     RecoverySummary,
     StepPage,
@@ -276,8 +276,9 @@ class AsyncFleetQClient(Connection):
 
     async def extend_lease(
         self, step_id: str, attempt: int, lease_seconds: float = 30.0
-    ) -> datetime:
-        """Move the lease's end to `lease_seconds` from now; returns the new end."""
+    ) -> LeaseExtension:
+        """Move the lease's end to `lease_seconds` from now; returns the new end and
+        whether the step's cancel was requested (the worker should stop)."""
         return await self._send(calls.extend_lease(step_id, attempt, lease_seconds))
 
     async def complete_steps(

@@ -20,6 +20,7 @@ from fleetq_client.results import (
     Health,
     LeaderInfo,
     LeasedStep,
+    LeaseExtension,
     PodCapacity,
     QueueStats,
     RecoverySummary,
@@ -432,10 +433,17 @@ def _status_word(response: pb.CompleteStepResponse) -> str:
     return response.status
 
 
-def extend_lease(step_id: str, attempt: int, lease_seconds: float = 30.0) -> Call[datetime]:
-    """Move a lease's end to `lease_seconds` from now; returns the new end."""
+def extend_lease(step_id: str, attempt: int, lease_seconds: float = 30.0) -> Call[LeaseExtension]:
+    """Move a lease's end to `lease_seconds` from now; returns the new end and whether the
+    step's cancel was requested."""
     request = pb.ExtendLeaseRequest(step_id=step_id, attempt=attempt, lease_seconds=lease_seconds)
-    return Call("ExtendLease", request, lambda response: _time(response.lease_expires_at))
+    return Call(
+        "ExtendLease",
+        request,
+        lambda response: LeaseExtension(
+            _time(response.lease_expires_at), response.cancel_requested
+        ),
+    )
 
 
 def complete_many(results: Sequence[tuple[str, int, Any]]) -> Call[list[CompletionOutcome]]:

@@ -3,7 +3,6 @@
 import collections
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
@@ -18,6 +17,7 @@ from fleetq_client.results import (
     Health,
     LeaderInfo,
     LeasedStep,
+    LeaseExtension,
     QueueStats,
     RecoverySummary,
     StepPage,
@@ -244,8 +244,11 @@ class FleetQClient(Connection):
         """Give a leased step back to pending without spending a retry."""
         return self._send(calls.release(step_id, attempt))
 
-    def extend_lease(self, step_id: str, attempt: int, lease_seconds: float = 30.0) -> datetime:
-        """Move the lease's end to `lease_seconds` from now; returns the new end."""
+    def extend_lease(
+        self, step_id: str, attempt: int, lease_seconds: float = 30.0
+    ) -> LeaseExtension:
+        """Move the lease's end to `lease_seconds` from now; returns the new end and
+        whether the step's cancel was requested (the worker should stop)."""
         return self._send(calls.extend_lease(step_id, attempt, lease_seconds))
 
     def complete_steps(self, results: Sequence[tuple[str, int, Any]]) -> list[CompletionOutcome]:

@@ -190,6 +190,16 @@ class LeasedStep:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseExtension:
+    """A lease after `extend_lease`: its new end, and whether the step's cancel was
+    requested (CancelStep): the worker should stop; whatever it writes next ends the step
+    cancelled."""
+
+    lease_expires_at: datetime
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionOutcome:
     """What became of one result of `complete_steps`: "completed", "conflict" (a stale or
     expired attempt) or "not_found", with why when not completed."""

@@ -164,7 +164,11 @@ class Worker:
                 running = list(self._running.values())
             for step in running:
                 try:
-                    self._client.extend_lease(step.step_id, step.attempt, self._lease_seconds)
+                    lease = self._client.extend_lease(
+                        step.step_id, step.attempt, self._lease_seconds
+                    )
+                    if lease.cancel_requested:  # its outcome will end the step cancelled
+                        log.info("step %s: cancel requested", step.step_id)
                 except (Conflict, NotFound) as error:
                     log.warning("lease of step %s lost: %s", step.step_id, error.message)
                     self._abandon(step)

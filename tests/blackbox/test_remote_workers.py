@@ -249,6 +249,45 @@ def test_a_rest_worker_claims_extends_fails_and_completes(client: httpx.Client) 
     assert missing.status_code == 404 and missing.json()["error_type"] == "not_found"
 
 
+def test_a_cancelled_leased_step_is_told_by_its_heartbeat_and_ends_cancelled(
+    client: httpx.Client,
+) -> None:
+    step_id = submit(client, "cancel_leased_job")
+    [step] = claim_rest(client, "cancel_leased_job", lease_seconds=30)
+    cancelled = client.post(f"/steps/{step_id}:cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+    heartbeat = client.post(f"/steps/{step_id}:heartbeat", json={"attempt": step["attempt"]})
+    assert heartbeat.status_code == 200, heartbeat.text
+    assert heartbeat.json()["cancel_requested"] is True
+    done = client.post(f"/steps/{step_id}:complete", json={"attempt": step["attempt"]})
+    assert done.status_code == 200 and done.json()["status"] == "cancelled"
+    final = status(client, step_id)
+    assert final["status"] == "cancelled"
+    [attempt] = final["attempts"]  # type: ignore[misc]
+    assert (attempt["pod_id"], attempt["outcome"]) == ("rest-worker", "cancelled")
+
+
+def test_leased_attempts_are_recorded_and_leases_respect_type_limits(
+    client: httpx.Client,
+) -> None:
+    put = client.put("/admin/limits/limited_lease_job", json={"max_concurrency": 1})
+    assert put.status_code == 200, put.text
+    first_id, second_id = (submit(client, "limited_lease_job") for _ in range(2))
+    [held] = claim_rest(client, "limited_lease_job", max_steps=10)
+    assert held["step_id"] == first_id  # the limit of 1 leaves no room for the second
+    assert claim_rest(client, "limited_lease_job", max_steps=10) == []
+    released = client.post(f"/steps/{first_id}:release", json={"attempt": held["attempt"]})
+    assert released.status_code == 200, released.text
+    [again] = claim_rest(client, "limited_lease_job", max_steps=10)
+    assert again["step_id"] == first_id and again["attempt"] == held["attempt"] + 1
+    done = client.post(f"/steps/{first_id}:complete", json={"attempt": again["attempt"]})
+    assert done.status_code == 200, done.text
+    outcomes = [a["outcome"] for a in status(client, first_id)["attempts"]]  # type: ignore[attr-defined]
+    assert outcomes == ["released", "completed"]
+    [last] = claim_rest(client, "limited_lease_job", max_steps=10)
+    assert last["step_id"] == second_id
+
+
 def test_a_released_step_goes_back_without_spending_a_retry(client: httpx.Client) -> None:
     step_id = submit(client, "release_job")
     [step] = claim_rest(client, "release_job")
@@ -358,8 +397,9 @@ def test_the_python_client_leases_and_reports(pod: ServerProcess, client: httpx.
         assert [s.step_id for s in leased] == ids
         first, second, third = leased
         assert first.args == {"n": 0} and first.lease_expires_at.tzinfo is not None
-        ends = fleetq.extend_lease(first.step_id, first.attempt, 600)
-        assert ends > first.lease_expires_at
+        lease = fleetq.extend_lease(first.step_id, first.attempt, 600)
+        assert lease.lease_expires_at > first.lease_expires_at
+        assert lease.cancel_requested is False
         assert fleetq.complete_step(first.step_id, first.attempt, {"ok": True}) == "completed"
         with pytest.raises(Conflict):
             fleetq.complete_step(first.step_id, first.attempt)

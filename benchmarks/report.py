@@ -110,6 +110,28 @@ _BASE_METRICS: tuple[Metric, ...] = (
     Metric("list_page_max_ms", "ListSteps pages", "slowest page at any depth, ms", 2),
     Metric("list_typed_page_median_ms", "ListSteps pages", "filtered by type, median ms", 2),
     Metric("list_typed_page_max_ms", "ListSteps pages", "filtered by type, slowest ms", 2),
+    Metric(
+        "remote_drain_1pod_steps_per_s",
+        "remote drain, 2 workers, 1 pod",
+        "steps/s",
+        throughput=True,
+    ),
+    Metric("remote_drain_1pod_cpu_pods", "remote drain, 2 workers, 1 pod", "CPU cores: pod", 2),
+    Metric(
+        "remote_drain_1pod_cpu_postgres",
+        "remote drain, 2 workers, 1 pod",
+        "CPU cores: PostgreSQL",
+        2,
+    ),
+    Metric(
+        "remote_drain_2pod_steps_per_s",
+        "remote drain, 2 workers, 2 pods",
+        "steps/s",
+        throughput=True,
+    ),
+    Metric("long_polls_idle_none_cpu_pods", "idle long polls", "CPU cores: pod, none", 3),
+    Metric("long_polls_idle_cpu_pods", "idle long polls", "CPU cores: pod, 500 polls", 3),
+    Metric("long_polls_idle_cpu_postgres", "idle long polls", "CPU cores: PostgreSQL", 3),
     Metric("drain_1pod_rss_idle_mb", "memory", "idle pod RSS, MiB", 1),
     Metric("drain_1pod_rss_peak_mb", "memory", "peak RSS draining alone, MiB", 1),
     Metric("drain_2pod_rss_peak_mb", "memory", "peak RSS per pod, 2 draining, MiB", 1),
@@ -150,6 +172,8 @@ TARGETS: tuple[Target, ...] = (
     Target("watch_idle_cpu_pods", "1,000 idle watchers on one pod (cores)", "<=", 0.05),
     Target("list_deepest_page_ms", "ListSteps page at the deepest end (ms)", "<=", 20),
     Target("list_page_max_ms", "slowest ListSteps page at any depth (ms)", "<=", 20),
+    Target("remote_drain_1pod_steps_per_s", "remote drain, 2 workers (steps/s)", ">=", 10000),
+    Target("long_polls_idle_cpu_pods", "500 idle long polls on one pod (cores)", "<=", 0.05),
     Target("hostile_rss_growth_mb", "RSS growth, 20 concurrent 1 MiB submits (MiB)", "<=", 100),
 )
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environment, listing, report, scenarios, watch
+from benchmarks import environment, listing, report, scenarios, watch, workers
 from benchmarks.harness import bench_session, find_pgbench
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -62,6 +62,7 @@ SCENARIO_NAMES = (
     "hostile",
     "watch",
     "list",
+    "workers",
 )
 
 Scenario = Callable[[scenarios.Bench], Awaitable[scenarios.Figures]]
@@ -108,6 +109,12 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
             ),
         ],
         "list": [("ListSteps pages", listing.list_pages)],
+        "workers": [
+            ("drain, 1 pod (in-pod, beside)", lambda bench: scenarios.drain(bench, 1)),
+            ("remote drain, 2 workers, 1 pod", lambda bench: workers.remote_drain(bench, 1)),
+            ("remote drain, 2 workers, 2 pods", lambda bench: workers.remote_drain(bench, 2)),
+            ("idle long polls", workers.idle_long_polls),
+        ],
     }
     return runs[name]
 

@@ -207,14 +207,7 @@ async def _drain(
                 fleet.stop(loader)
                 meter.start()
             await _wait_drained(connection, within=60 + options.drain_steps / 200)
-            row = await connection.fetchrow(
-                """
-                SELECT count(*) AS completed,
-                       extract(epoch FROM max(finished_ts) - min(claimed_ts))::float8 AS seconds
-                FROM fleetq_steps WHERE status = 'completed'
-                """
-            )
-            assert row is not None  # an aggregate always returns a row
+            row = await completed_span(connection)
             # CPU over the drain itself: the pods idle before their first claim and after.
             cpu = meter.stop(busy=row["seconds"])
     if row["completed"] != options.drain_steps:
@@ -234,6 +227,20 @@ def rate_figures(name: str, steps_per_s: float, cpu: dict[str, float]) -> Figure
         figures[f"{name}_cpu_{role}"] = cores
         figures[f"{name}_cpu_{role}_ms_per_1k"] = cores / steps_per_s * 1_000_000
     return figures
+
+
+async def completed_span(connection: asyncpg.Connection) -> asyncpg.Record:
+    """Completed steps, and the seconds from the first claim to the last finish (both
+    from the database clock): a drain's rate."""
+    row = await connection.fetchrow(
+        """
+        SELECT count(*) AS completed,
+               extract(epoch FROM max(finished_ts) - min(claimed_ts))::float8 AS seconds
+        FROM fleetq_steps WHERE status = 'completed'
+        """
+    )
+    assert row is not None  # an aggregate always returns a row
+    return row
 
 
 async def submit(bench: Bench, name: str, client: str) -> Figures:

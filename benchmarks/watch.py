@@ -19,7 +19,7 @@ IDLE_MEASURE_S = 10.0
 STREAMS_PER_CHANNEL = 100
 
 
-async def _cores(bench: scenarios.Bench, pid: int) -> dict[str, float]:
+async def pod_cores(bench: scenarios.Bench, pid: int) -> dict[str, float]:
     meter = CpuMeter([pid], bench.postmaster, client=False)
     meter.start()
     await asyncio.sleep(IDLE_MEASURE_S)  # measuring an idle span: there is nothing to await
@@ -42,13 +42,13 @@ async def idle_watchers(bench: scenarios.Bench) -> scenarios.Figures:
         try:
             stubs = [fleetq_pb2_grpc.FleetQServiceStub(channel) for channel in channels]
             batch = await stubs[0].SubmitBatch(clients.batch_request(NOOP_TYPE, IDLE_WATCHERS))
-            alone = await _cores(bench, pod.pid)
+            alone = await pod_cores(bench, pod.pid)
             streams = [
                 stubs[n // STREAMS_PER_CHANNEL].WatchStep(pb.WatchStepRequest(step_id=s.step_id))
                 for n, s in enumerate(batch.steps)
             ]
             await asyncio.gather(*(stream.read() for stream in streams))  # each one's first state
-            watched = await _cores(bench, pod.pid)
+            watched = await pod_cores(bench, pod.pid)
             for stream in streams:
                 stream.cancel()
         finally:

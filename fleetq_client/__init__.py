@@ -21,9 +21,12 @@ from fleetq_client.errors import (
 )
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
+    CompletionOutcome,
     EligiblePod,
     Health,
     LeaderInfo,
+    LeasedStep,
+    LeaseExtension,
     PodCapacity,
     QueueStats,
     RecoverySummary,
@@ -33,11 +36,14 @@ from fleetq_client.results import (
     StepStatus,
     SubmitBatchResult,
     SubmitResult,
+    WorkerInfo,
 )
 from fleetq_client.schedule_calls import Schedule
+from fleetq_client.worker import Worker
 
 __all__ = [
     "AsyncFleetQClient",
+    "CompletionOutcome",
     "Conflict",
     "EligiblePod",
     "FleetQClient",
@@ -45,6 +51,8 @@ __all__ = [
     "Health",
     "InvalidArgument",
     "LeaderInfo",
+    "LeaseExtension",
+    "LeasedStep",
     "NotFound",
     "PermissionDenied",
     "PodCapacity",
@@ -62,4 +70,6 @@ __all__ = [
     "TypeLimit",
     "Unauthenticated",
     "Unavailable",
+    "Worker",
+    "WorkerInfo",
 ]

@@ -20,8 +20,11 @@ from fleetq_client.errors import (
 )
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
+    CompletionOutcome,
     Health,
     LeaderInfo,
+    LeasedStep,
+    LeaseExtension,
     QueueStats,
     RecoverySummary,
     StepPage,
@@ -244,6 +247,56 @@ class AsyncFleetQClient(Connection):
         """Lift a step type's limit."""
         await self._send(limit_calls.delete(step_type))
 
+    async def claim_steps(
+        self,
+        worker_id: str,
+        step_types: Sequence[str],
+        *,
+        max_steps: int = 1,
+        wait_seconds: float = 0.0,
+        lease_seconds: float = 30.0,
+    ) -> list[LeasedStep]:
+        """Lease up to `max_steps` steps of `step_types` to `worker_id`, waiting up to
+        `wait_seconds` for some when there are none (a long poll woken by submits)."""
+        return await self._send(
+            calls.claim(
+                worker_id,
+                step_types,
+                max_steps=max_steps,
+                wait_seconds=wait_seconds,
+                lease_seconds=lease_seconds,
+            )
+        )
+
+    async def complete_step(self, step_id: str, attempt: int, result: Any = None) -> str:
+        """Record a leased step's result; Conflict when the attempt no longer holds it."""
+        return await self._send(calls.complete(step_id, attempt, result))
+
+    async def fail_step(
+        self, step_id: str, attempt: int, error_type: str, message: str, *, retryable: bool = True
+    ) -> str:
+        """Record a leased step's failure; "pending" (retried) or "failed"."""
+        return await self._send(
+            calls.fail(step_id, attempt, error_type, message, retryable=retryable)
+        )
+
+    async def release_step(self, step_id: str, attempt: int) -> str:
+        """Give a leased step back to pending without spending a retry."""
+        return await self._send(calls.release(step_id, attempt))
+
+    async def extend_lease(
+        self, step_id: str, attempt: int, lease_seconds: float = 30.0
+    ) -> LeaseExtension:
+        """Move the lease's end to `lease_seconds` from now; returns the new end and
+        whether the step's cancel was requested (the worker should stop)."""
+        return await self._send(calls.extend_lease(step_id, attempt, lease_seconds))
+
+    async def complete_steps(
+        self, results: Sequence[tuple[str, int, Any]]
+    ) -> list[CompletionOutcome]:
+        """Record many (step_id, attempt, result) in one write, each answered on its own."""
+        return await self._send(calls.complete_many(results))
+
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close(None)
@@ -262,7 +315,7 @@ class AsyncFleetQClient(Connection):
     async def _send(self, call: calls.Call[T]) -> T:
         method = getattr(self._stub, call.method)
         try:
-            response = await method(call.request, **self._settings.call_options())
+            response = await method(call.request, **self._settings.call_options(call.wait))
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
         return call.read(response)

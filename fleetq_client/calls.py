@@ -15,9 +15,12 @@ from google.protobuf.message import Message
 
 from fleetq_client.errors import FleetQClientError, Timeout, error_from_code
 from fleetq_client.results import (
+    CompletionOutcome,
     EligiblePod,
     Health,
     LeaderInfo,
+    LeasedStep,
+    LeaseExtension,
     PodCapacity,
     QueueStats,
     RecoverySummary,
@@ -27,8 +30,13 @@ from fleetq_client.results import (
     StepStatus,
     SubmitBatchResult,
     SubmitResult,
+    WorkerInfo,
 )
-from fleetq_common.json_values import struct_to_dict, value_to_python
+from fleetq_common.json_values import (
+    python_to_value,
+    struct_to_dict,
+    value_to_python,
+)
 
 T = TypeVar("T")
 
@@ -41,6 +49,8 @@ class Call(Generic[T]):
     method: str
     request: Message
     read: Callable[[Any], T]
+    # Seconds the server may take by design (a long poll's wait): added to the deadline.
+    wait: float = 0.0
 
 
 def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
@@ -282,6 +292,15 @@ def _queue_stats(response: pb.GetQueueStatsResponse) -> QueueStats:
             pod_id: PodCapacity(current=capacity.current, max=capacity.max)
             for pod_id, capacity in response.pod_capacity.items()
         },
+        workers=tuple(
+            WorkerInfo(
+                worker_id=worker.worker_id,
+                types=tuple(worker.types),
+                in_flight=worker.in_flight,
+                last_seen=_time(worker.last_seen),
+            )
+            for worker in response.workers
+        ),
     )
 
 
@@ -343,6 +362,107 @@ def _health(response: pb.GetHealthResponse) -> Health:
         is_leader=response.is_leader,
         version=response.version,
     )
+
+
+def claim(
+    worker_id: str,
+    step_types: Sequence[str],
+    *,
+    max_steps: int = 1,
+    wait_seconds: float = 0.0,
+    lease_seconds: float = 30.0,
+) -> Call[list[LeasedStep]]:
+    """Lease up to `max_steps` steps of `step_types`, waiting up to `wait_seconds` for
+    some when there are none (a long poll)."""
+    request = pb.ClaimStepsRequest(
+        worker_id=worker_id,
+        types=list(step_types),
+        max_steps=max_steps,
+        wait_seconds=wait_seconds,
+        lease_seconds=lease_seconds,
+    )
+    return Call("ClaimSteps", request, _leased_steps, wait=wait_seconds)
+
+
+def _leased_steps(response: pb.ClaimStepsResponse) -> list[LeasedStep]:
+    return [
+        LeasedStep(
+            step_id=step.step_id,
+            attempt=step.attempt,
+            type=step.type,
+            args=struct_to_dict(step.args),
+            metadata=struct_to_dict(step.metadata),
+            idempotency_key=step.idempotency_key,
+            retry_count=step.retry_count,
+            max_retries=step.max_retries,
+            lease_expires_at=_time(step.lease_expires_at),
+        )
+        for step in response.steps
+    ]
+
+
+def complete(step_id: str, attempt: int, result: Any = None) -> Call[str]:
+    """Record a leased step's result (any JSON value); Conflict when the attempt no longer
+    holds the step (stale, or its lease expired)."""
+    request = pb.CompleteStepRequest(
+        step_id=step_id, attempt=attempt, result=python_to_value(result)
+    )
+    return Call("CompleteStep", request, _status_word)
+
+
+def fail(
+    step_id: str, attempt: int, error_type: str, message: str, *, retryable: bool = True
+) -> Call[str]:
+    """Record a leased step's failure: "pending" when it will be retried, else "failed"."""
+    request = pb.FailStepRequest(
+        step_id=step_id,
+        attempt=attempt,
+        error=pb.StepError(type=error_type, message=message),
+        retryable=retryable,
+    )
+    return Call("FailStep", request, _status_word)
+
+
+def release(step_id: str, attempt: int) -> Call[str]:
+    """Give a leased step back to pending without spending a retry."""
+    request = pb.ReleaseStepRequest(step_id=step_id, attempt=attempt)
+    return Call("ReleaseStep", request, _status_word)
+
+
+def _status_word(response: pb.CompleteStepResponse) -> str:
+    return response.status
+
+
+def extend_lease(step_id: str, attempt: int, lease_seconds: float = 30.0) -> Call[LeaseExtension]:
+    """Move a lease's end to `lease_seconds` from now; returns the new end and whether the
+    step's cancel was requested."""
+    request = pb.ExtendLeaseRequest(step_id=step_id, attempt=attempt, lease_seconds=lease_seconds)
+    return Call(
+        "ExtendLease",
+        request,
+        lambda response: LeaseExtension(
+            _time(response.lease_expires_at), response.cancel_requested
+        ),
+    )
+
+
+def complete_many(results: Sequence[tuple[str, int, Any]]) -> Call[list[CompletionOutcome]]:
+    """Record many leased steps' results, (step_id, attempt, result) each, in one write;
+    each is answered on its own."""
+    request = pb.CompleteStepsRequest(
+        completions=[
+            pb.StepCompletion(step_id=step_id, attempt=attempt, result=python_to_value(result))
+            for step_id, attempt, result in results
+        ]
+    )
+    return Call("CompleteSteps", request, _completion_outcomes)
+
+
+def _completion_outcomes(response: pb.CompleteStepsResponse) -> list[CompletionOutcome]:
+    return [
+        CompletionOutcome(step_id=o.step_id, status=o.status, detail=o.detail)
+        for o in response.outcomes
+    ]
 
 
 class StepWatch:

@@ -29,10 +29,11 @@ class ChannelSettings:
         credentials = grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
         return channels.secure_channel(self.target, credentials)
 
-    def call_options(self) -> dict[str, Any]:
-        """Keyword arguments of every call: deadline, and the bearer token when set."""
+    def call_options(self, wait: float = 0.0) -> dict[str, Any]:
+        """Keyword arguments of every call: deadline (`wait` seconds later for a call
+        that waits by design, a long poll), and the bearer token when set."""
         metadata = (("authorization", f"Bearer {self.token}"),) if self.token else ()
-        return {"timeout": self.timeout, "metadata": metadata}
+        return {"timeout": self.timeout + wait, "metadata": metadata}
 
 
 class Connection:

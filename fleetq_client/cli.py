@@ -1,7 +1,7 @@
-"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health; list,
-cancel and retry in cli_steps.py; schedules and limits in cli_schedules.py and cli_limits.py),
-speaking gRPC to any pod through FleetQClient. Tables for people by default, `--json` for
-scripts.
+"""The `fleetq` client commands (submit, status, watch, queue, leader, recover, health, and
+`work`, a worker running a command per step; list, cancel and retry in cli_steps.py;
+schedules and limits in cli_schedules.py and cli_limits.py), speaking gRPC to any pod
+through FleetQClient. Tables for people by default, `--json` for scripts.
 
 Exit codes: 0 success; 1 the step failed or was cancelled (`submit --wait`, `watch`), the
 pod is unhealthy, or any
@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,15 @@ from fleetq_client.cli_limits import add_limit_commands
 from fleetq_client.cli_output import cell, json_default, table
 from fleetq_client.cli_schedules import add_schedule_commands
 from fleetq_client.cli_steps import add_step_commands
+from fleetq_client.cli_tokens import (
+    ADMIN_TOKEN_ENV,
+    ADMIN_TOKEN_ENVS,
+    API_TOKEN_ENV,
+    API_TOKEN_ENVS,
+    WORKER_TOKEN_ENVS,
+)
 from fleetq_client.client import FleetQClient
+from fleetq_client.command_worker import CommandWorker
 from fleetq_client.errors import FleetQClientError, InvalidArgument, NotFound, Unavailable
 from fleetq_client.results import (
     Health,
@@ -45,10 +53,6 @@ _EXIT_FOR_ERROR: tuple[tuple[type[FleetQClientError], int], ...] = (
     (NotFound, EXIT_NOT_FOUND),
     (Unavailable, EXIT_UNAVAILABLE),
 )
-# Where --token defaults from: the admin commands prefer the admin token, the others the
-# API token; each falls back to the other (the admin token also opens every other RPC).
-ADMIN_TOKEN_ENV = "FLEETQ_ADMIN_TOKEN"
-API_TOKEN_ENV = "FLEETQ_API_TOKEN"
 
 Command = Callable[[FleetQClient, argparse.Namespace], int]
 
@@ -74,10 +78,17 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     )
 
     def add(
-        name: str, command: Command, help: str, *, admin: bool = False
+        name: str,
+        command: Command,
+        help: str,
+        *,
+        admin: bool = False,
+        token_envs: tuple[str, ...] = API_TOKEN_ENVS,
     ) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, parents=[common], help=help, description=help)
-        parser.set_defaults(client_command=command, admin_command=admin)
+        if admin:
+            token_envs = ADMIN_TOKEN_ENVS
+        parser.set_defaults(client_command=command, token_envs=token_envs)
         return parser
 
     submit = add("submit", _submit, "submit a step")
@@ -123,12 +134,32 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     add_schedule_commands(commands, common, _print, table, _json_object)
     add_limit_commands(commands, common, _print, table)
     add_step_commands(add, _aware_time)
+    work = add(
+        "work",
+        _work,
+        "run a command for each step of the given types: args on stdin, JSON result on"
+        " stdout, a non-zero exit fails the step (until SIGTERM, which drains)",
+        token_envs=WORKER_TOKEN_ENVS,
+    )
+    work.add_argument(
+        "--type", dest="types", action="append", required=True, help="a step type (repeatable)"
+    )
+    work.add_argument("--exec", dest="command", required=True, help="the command line (sh -c)")
+    work.add_argument("--concurrency", type=int, default=1, help="steps at once (default 1)")
+    work.add_argument("--worker-id", default=None, help="default: hostname-pid")
+    work.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
+    work.add_argument(
+        "--grace", type=float, default=30.0, help="seconds running steps get on SIGTERM"
+    )
+    work.add_argument(
+        "--poll-wait", type=float, default=5.0, help="long-poll seconds per claim (default 5)"
+    )
 
 
 def run_client_command(args: argparse.Namespace) -> int:
     """Run the parsed client subcommand; returns the exit code."""
     command: Command = args.client_command
-    token = args.token if args.token is not None else _token_from_environment(args.admin_command)
+    token = args.token if args.token is not None else _token_from_environment(args.token_envs)
     try:
         with FleetQClient(args.target, token=token, timeout=args.timeout) as client:
             return command(client, args)
@@ -140,9 +171,8 @@ def run_client_command(args: argparse.Namespace) -> int:
         return 130
 
 
-def _token_from_environment(admin_command: bool) -> str | None:
+def _token_from_environment(names: Sequence[str]) -> str | None:
     """The first token set among the environment variables this command prefers."""
-    names = (ADMIN_TOKEN_ENV, API_TOKEN_ENV) if admin_command else (API_TOKEN_ENV, ADMIN_TOKEN_ENV)
     for name in names:
         token = os.environ.get(name, "").strip()
         if token:
@@ -239,6 +269,27 @@ def _health(client: FleetQClient, args: argparse.Namespace) -> int:
 # -- output ----------------------------------------------------------------------------------
 
 
+def _work(client: FleetQClient, args: argparse.Namespace) -> int:
+    try:
+        worker = CommandWorker(
+            client,
+            args.types,
+            args.command,
+            worker_id=args.worker_id,
+            concurrency=args.concurrency,
+            lease_seconds=args.lease,
+            wait_seconds=args.poll_wait,
+            grace=args.grace,
+        )
+    except ValueError as error:
+        print(f"fleetq work: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"fleetq work: {worker.worker_id} running {args.command!r}", file=sys.stderr)
+    worker.run()
+    print(f"fleetq work: stopped after {worker.completed} outcomes", file=sys.stderr)
+    return EXIT_OK
+
+
 def _print(args: argparse.Namespace, result: Any, as_text: Callable[[Any], str]) -> None:
     if args.json:
         print(json.dumps(asdict(result), default=json_default, indent=2))
@@ -311,7 +362,16 @@ def _queue_text(stats: QueueStats) -> str:
         ],
         ("POD", "RUNNING", "CAPACITY", "LEADER"),
     )
-    return "\n\n".join([counts, priorities, types, pods])
+    if not stats.workers:
+        return "\n\n".join([counts, priorities, types, pods])
+    workers = table(
+        [
+            (w.worker_id, ",".join(w.types), w.in_flight, w.last_seen.isoformat())
+            for w in stats.workers
+        ],
+        ("WORKER", "TYPES", "LEASED", "LAST SEEN"),
+    )
+    return "\n\n".join([counts, priorities, types, pods, workers])
 
 
 def _leader_text(info: LeaderInfo) -> str:

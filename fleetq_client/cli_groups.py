@@ -5,6 +5,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from fleetq_client.cli_tokens import ADMIN_TOKEN_ENVS
 from fleetq_client.client import FleetQClient
 
 Show = Callable[[argparse.Namespace, Any, Callable[[Any], str]], None]
@@ -42,5 +43,5 @@ class CommandGroup:
             return 0
 
         parser = self._actions.add_parser(name, parents=[self._common], help=help, description=help)
-        parser.set_defaults(client_command=command, admin_command=True)
+        parser.set_defaults(client_command=command, token_envs=ADMIN_TOKEN_ENVS)
         return parser

@@ -2,7 +2,7 @@
 
 import collections
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
@@ -13,8 +13,11 @@ from fleetq_client.channel import Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
+    CompletionOutcome,
     Health,
     LeaderInfo,
+    LeasedStep,
+    LeaseExtension,
     QueueStats,
     RecoverySummary,
     StepPage,
@@ -206,6 +209,52 @@ class FleetQClient(Connection):
         """Lift a step type's limit."""
         self._send(limit_calls.delete(step_type))
 
+    def claim_steps(
+        self,
+        worker_id: str,
+        step_types: Sequence[str],
+        *,
+        max_steps: int = 1,
+        wait_seconds: float = 0.0,
+        lease_seconds: float = 30.0,
+    ) -> list[LeasedStep]:
+        """Lease up to `max_steps` steps of `step_types` to `worker_id`, waiting up to
+        `wait_seconds` for some when there are none (a long poll woken by submits)."""
+        return self._send(
+            calls.claim(
+                worker_id,
+                step_types,
+                max_steps=max_steps,
+                wait_seconds=wait_seconds,
+                lease_seconds=lease_seconds,
+            )
+        )
+
+    def complete_step(self, step_id: str, attempt: int, result: Any = None) -> str:
+        """Record a leased step's result; Conflict when the attempt no longer holds it."""
+        return self._send(calls.complete(step_id, attempt, result))
+
+    def fail_step(
+        self, step_id: str, attempt: int, error_type: str, message: str, *, retryable: bool = True
+    ) -> str:
+        """Record a leased step's failure; "pending" (retried) or "failed"."""
+        return self._send(calls.fail(step_id, attempt, error_type, message, retryable=retryable))
+
+    def release_step(self, step_id: str, attempt: int) -> str:
+        """Give a leased step back to pending without spending a retry."""
+        return self._send(calls.release(step_id, attempt))
+
+    def extend_lease(
+        self, step_id: str, attempt: int, lease_seconds: float = 30.0
+    ) -> LeaseExtension:
+        """Move the lease's end to `lease_seconds` from now; returns the new end and
+        whether the step's cancel was requested (the worker should stop)."""
+        return self._send(calls.extend_lease(step_id, attempt, lease_seconds))
+
+    def complete_steps(self, results: Sequence[tuple[str, int, Any]]) -> list[CompletionOutcome]:
+        """Record many (step_id, attempt, result) in one write, each answered on its own."""
+        return self._send(calls.complete_many(results))
+
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
@@ -224,7 +273,7 @@ class FleetQClient(Connection):
     def _send(self, call: calls.Call[T]) -> T:
         method = getattr(self._stub, call.method)
         try:
-            response = method(call.request, **self._settings.call_options())
+            response = method(call.request, **self._settings.call_options(call.wait))
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
         return call.read(response)

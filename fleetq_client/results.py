@@ -85,6 +85,16 @@ class PodCapacity:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A remote worker as its last claim or lease extension left it."""
+
+    worker_id: str
+    types: tuple[str, ...]
+    in_flight: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """Step counts by status, pending depth by priority, steps by type, and pod capacity."""
 
@@ -98,6 +108,8 @@ class QueueStats:
     steps_by_type: dict[str, int]
     pod_capacity: dict[str, PodCapacity]
     cancelled_steps: int = 0
+    # Remote workers seen in the last hour or holding leases, most recently seen first.
+    workers: tuple[WorkerInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +171,39 @@ class StepPage:
 
     steps: tuple[StepStatus, ...]
     next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedStep:
+    """A step leased to this worker: finish it (complete, fail, release) or extend its
+    lease, with its `attempt`, before `lease_expires_at`."""
+
+    step_id: str
+    attempt: int
+    type: str
+    args: dict[str, Any]
+    metadata: dict[str, Any]
+    idempotency_key: str
+    retry_count: int
+    max_retries: int
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseExtension:
+    """A lease after `extend_lease`: its new end, and whether the step's cancel was
+    requested (CancelStep): the worker should stop; whatever it writes next ends the step
+    cancelled."""
+
+    lease_expires_at: datetime
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionOutcome:
+    """What became of one result of `complete_steps`: "completed", "conflict" (a stale or
+    expired attempt) or "not_found", with why when not completed."""
+
+    step_id: str
+    status: str
+    detail: str

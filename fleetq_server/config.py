@@ -5,6 +5,7 @@ variable, rather than surfacing later as a confusing runtime failure.
 """
 
 import dataclasses
+import json
 import math
 import os
 import secrets
@@ -21,6 +22,16 @@ MAX_REQUEST_BYTES = 1 << 20
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """Steps of `step_type` are POSTed to `url` (FLEETQ_PUSH_TARGETS); `timeout` seconds
+    without an answer is a retryable failure."""
+
+    step_type: str
+    url: str
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,12 @@ class Settings:
     # Required by every RPC except health when set; the admin token is accepted too.
     api_token: str | None = dataclasses.field(default=None, repr=False)
     api_token_file: Path | None = None
+    # Required by the worker RPCs (ClaimSteps and the leased outcomes) when set, instead of
+    # the API token; the admin token is accepted too.
+    worker_token: str | None = dataclasses.field(default=None, repr=False)
+    worker_token_file: Path | None = None
+    # HTTP push targets: steps of these types are POSTed to a URL instead of run here.
+    push_targets: tuple[PushTarget, ...] = ()
     # Seconds a step may wait pending before it fails with error type `expired`; 0: never.
     # A submit's own pending_expiry_seconds overrides it.
     pending_expiry: float = 0.0
@@ -180,6 +197,32 @@ def _parse_token(raw: str) -> str:
     return token
 
 
+def _parse_push_targets(raw: str) -> tuple[PushTarget, ...]:
+    """A JSON object: step type -> URL, or -> {"url": URL, "timeout": seconds}."""
+    if not raw.strip():
+        return ()
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"must be a JSON object of step type -> URL: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValueError("must be a JSON object of step type -> URL")
+    targets = []
+    for step_type, spec in document.items():
+        target = {"url": spec} if isinstance(spec, str) else spec
+        if not isinstance(target, dict) or set(target) - {"url", "timeout"}:
+            raise ValueError(f"{step_type}: give a URL, or an object with url and timeout")
+        url, timeout = target.get("url"), target.get("timeout", 30.0)
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"{step_type}: url must be an http:// or https:// URL")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise ValueError(f"{step_type}: timeout must be a number of seconds")
+        if not 0 < timeout <= 3600:
+            raise ValueError(f"{step_type}: timeout must be above 0 and at most 3600 seconds")
+        targets.append(PushTarget(step_type, url, float(timeout)))
+    return tuple(targets)
+
+
 def _parse_optional_path(raw: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
@@ -238,6 +281,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "admin_token_file": _parse_optional_path,
     "api_token": _parse_token,
     "api_token_file": _parse_optional_path,
+    "worker_token": _parse_token,
+    "worker_token_file": _parse_optional_path,
+    "push_targets": _parse_push_targets,
     "pending_expiry": _parse_positive(float, allow_zero=True),
     "tls_cert": _parse_optional_path,
     "tls_key": _parse_optional_path,
@@ -279,7 +325,7 @@ def load_settings(
             values[field.name] = _PARSERS[field.name](raw)
         except ValueError as exc:
             raise ConfigError(f"{source}={raw!r} is invalid: {exc}") from None
-    for name in ("admin_token", "api_token"):
+    for name in ("admin_token", "api_token", "worker_token"):
         _read_token_file(values, name)
     settings = Settings(**values)
     _check_consistency(settings)

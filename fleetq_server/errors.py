@@ -27,6 +27,10 @@ class RecoveryInProgressError(ConflictError):
     """Another pod holds the recovery lock."""
 
 
+class StaleAttemptError(ConflictError):
+    """A fenced write whose attempt no longer holds the step: stale, expired or ended."""
+
+
 class PermissionDeniedError(FleetQError):
     """The caller may not do this here (e.g. recovery on a non-leader)."""
 

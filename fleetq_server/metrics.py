@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fleetq_server.runtime.state import PodState
 
 # Request latencies: about a millisecond up to a slow database.
@@ -77,6 +79,20 @@ STEPS_RELEASED = Counter(
     " claimed by a claim whose answer was lost",
     _STEP_TYPE,
 )
+REMOTE_CLAIMS = Counter(
+    "fleetq_remote_steps_claimed", "Steps this pod leased to remote workers", _STEP_TYPE
+)
+REMOTE_OUTCOMES = Counter(
+    "fleetq_remote_step_outcomes",
+    "Remote workers' outcome writes through this pod, by what they did (completed, pending:"
+    " retried, failed, released, or refused: conflict, not_found)",
+    ["outcome"],
+)
+LEASES_EXPIRED = Counter(
+    "fleetq_leases_expired",
+    "Leased steps whose lease ended, requeued or failed by this pod as leader",
+    [*_STEP_TYPE, "outcome"],
+)
 STEP_RUN_SECONDS = Histogram(
     "fleetq_step_run_seconds",
     "Handler run time, from its start to its result or error",
@@ -96,6 +112,9 @@ POD_MAX_CAPACITY = Gauge("fleetq_pod_max_capacity", "Most steps this pod runs at
 POD_IS_LEADER = Gauge("fleetq_pod_is_leader", "1 while this pod is the fleet's leader")
 POD_HEALTHY = Gauge(
     "fleetq_pod_healthy", "1 while the database answers and the pod is not draining"
+)
+CLAIM_LONG_POLLS = Gauge(
+    "fleetq_claim_long_polls", "ClaimSteps calls on this pod waiting for work now"
 )
 QUEUE_STEPS = Gauge(
     "fleetq_queue_steps", "Steps in the shared queue by status (refreshed on scrape)", ("status",)
@@ -202,3 +221,8 @@ def track_pod_state(state: PodState) -> None:
     POD_MAX_CAPACITY.set_function(lambda: state.max_capacity)
     POD_IS_LEADER.set_function(lambda: float(state.is_leader))
     POD_HEALTHY.set_function(lambda: float(state.healthy))
+
+
+def track_long_polls(waiting: Callable[[], int]) -> None:
+    """Read the long-poll gauge from `waiting()` at scrape time."""
+    CLAIM_LONG_POLLS.set_function(waiting)

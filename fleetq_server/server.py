@@ -19,7 +19,12 @@ from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fleetq_server import __version__, embedded_db
-from fleetq_server.api.auth import BearerTokenInterceptor, admin_methods, open_methods
+from fleetq_server.api.auth import (
+    BearerTokenInterceptor,
+    admin_methods,
+    open_methods,
+    worker_methods,
+)
 from fleetq_server.api.interceptors import (
     ErrorTranslationInterceptor,
     UnaryInterceptor,
@@ -39,6 +44,7 @@ from fleetq_server.gateway.asgi import ASGIApp
 from fleetq_server.gateway.cors import with_cors
 from fleetq_server.gateway.openapi import openapi_document, openapi_endpoint
 from fleetq_server.handlers import load_registry
+from fleetq_server.handlers.push import PushTargets
 from fleetq_server.http_server import (
     HttpLimits,
     connection_cap,
@@ -116,12 +122,15 @@ def build_handlers(settings: Settings, pod: Pod) -> tuple[dict[str, MethodHandle
     if pod.tracing is not None:  # outermost: the span sees the final status
         interceptors.insert(0, TracingInterceptor(pod.tracing))
     protected: frozenset[str] = frozenset()
-    if settings.admin_token is not None or settings.api_token is not None:
+    tokens = (settings.admin_token, settings.api_token, settings.worker_token)
+    if any(token is not None for token in tokens):
         auth = BearerTokenInterceptor(
             admin_token=settings.admin_token,
             api_token=settings.api_token,
             admin_methods=admin_methods(SERVICE),
             open_methods=open_methods(SERVICE),
+            worker_token=settings.worker_token,
+            worker_methods=worker_methods(SERVICE),
         )
         protected = auth.protected_methods(
             f"/{SERVICE.full_name}/{method.name}" for method in SERVICE.methods
@@ -274,12 +283,17 @@ class PodProcess:
         settings = self.settings
         # Fail fast, before any I/O.
         registry = load_registry(settings.handlers, demo_handlers=settings.demo_handlers)
+        push_targets = PushTargets(settings.push_targets) if settings.push_targets else None
+        if push_targets is not None:
+            push_targets.register(registry)
         tls = load_tls_identity(settings)
         open_files = raise_open_file_limit()
         tracing = tracing_from_environment(os.environ, __version__)
         async with contextlib.AsyncExitStack() as stack:
             if tracing is not None:  # last out: exports the spans of everything else's stop
                 stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
+            if push_targets is not None:  # closed after the pod has drained
+                stack.push_async_callback(push_targets.aclose)
             database_url = settings.database_url
             if database_url is None:
                 data_dir = settings.data_dir or embedded_db.default_data_dir()

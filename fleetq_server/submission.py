@@ -24,7 +24,7 @@ from fleetq_server.store.records import NewStep
 from fleetq_server.store.storable import holds_unstorable_text
 
 
-def _rules(message: type[Message], field: str) -> fleetq_pb2.FieldRules:
+def rules_of(message: type[Message], field: str) -> fleetq_pb2.FieldRules:
     """A request field's `(fleetq.v1.rules)` from the proto: the limits live there, once,
     for these checks and the OpenAPI document alike."""
     options = message.DESCRIPTOR.fields_by_name[field].GetOptions()
@@ -32,22 +32,24 @@ def _rules(message: type[Message], field: str) -> fleetq_pb2.FieldRules:
     return rules
 
 
-_TYPE = _rules(fleetq_pb2.SubmitStepRequest, "type")
-_PRIORITY = _rules(fleetq_pb2.SubmitStepRequest, "priority")
-_MAX_RETRIES = _rules(fleetq_pb2.SubmitStepRequest, "max_retries")
+_TYPE = rules_of(fleetq_pb2.SubmitStepRequest, "type")
+_PRIORITY = rules_of(fleetq_pb2.SubmitStepRequest, "priority")
+_MAX_RETRIES = rules_of(fleetq_pb2.SubmitStepRequest, "max_retries")
 TYPE_PATTERN = re.compile(_TYPE.pattern)
 MAX_TYPE_LENGTH = _TYPE.max_length
 PRIORITY_RANGE = (_PRIORITY.minimum, _PRIORITY.maximum)
 MAX_RETRIES_RANGE = (_MAX_RETRIES.minimum, _MAX_RETRIES.maximum)
 DEFAULT_MAX_RETRIES = 3
-MAX_IDEMPOTENCY_KEY_LENGTH = _rules(fleetq_pb2.SubmitStepRequest, "idempotency_key").max_length
+MAX_IDEMPOTENCY_KEY_LENGTH = rules_of(fleetq_pb2.SubmitStepRequest, "idempotency_key").max_length
 # How far ahead a step may be scheduled (run_at or delay_seconds): 366 days, so a date a
 # calendar year ahead is accepted in a leap year too.
-MAX_SCHEDULE_AHEAD_S = float(_rules(fleetq_pb2.SubmitStepRequest, "delay_seconds").maximum)
+MAX_SCHEDULE_AHEAD_S = float(rules_of(fleetq_pb2.SubmitStepRequest, "delay_seconds").maximum)
 # Steps in one SubmitBatch: all-or-nothing, in one transaction.
-MAX_BATCH_STEPS = _rules(fleetq_pb2.SubmitBatchRequest, "steps").max_items
+MAX_BATCH_STEPS = rules_of(fleetq_pb2.SubmitBatchRequest, "steps").max_items
 # The longest pending expiry in seconds, a submit's own and FLEETQ_PENDING_EXPIRY alike.
-MAX_PENDING_EXPIRY_S = float(_rules(fleetq_pb2.SubmitStepRequest, "pending_expiry_seconds").maximum)
+MAX_PENDING_EXPIRY_S = float(
+    rules_of(fleetq_pb2.SubmitStepRequest, "pending_expiry_seconds").maximum
+)
 NUL = "\x00"
 # What in a payload's JSON text may hide unstorable content (see _canonical_json).
 _SUSPECT_JSON = re.compile(rb"\\u0000|[0-9]{16}|[0-9][eE]")
@@ -57,7 +59,7 @@ CanonicalPayload = tuple[bytes, bytes]
 # JSON parsers in most languages do too. Larger numbers are refused rather than rounded.
 MAX_EXACT_INTEGER = 2**53 - 1
 # Real ids are 37 characters; anything far longer is not worth a query.
-MAX_STEP_ID_LENGTH = _rules(fleetq_pb2.GetStepStatusRequest, "step_id").max_length
+MAX_STEP_ID_LENGTH = rules_of(fleetq_pb2.GetStepStatusRequest, "step_id").max_length
 # The contract's id shape is step_<UTC timestamp>_<hex>; 64 random bits make
 # collisions practically impossible even at millions of steps per second.
 _STEP_ID_RANDOM_BYTES = 8
@@ -132,15 +134,31 @@ def payload_hash(request: SubmitRequest, max_retries: int, payload: CanonicalPay
     return hashlib.sha256(canonical).hexdigest()
 
 
+def check_type(step_type: str) -> None:
+    """Raise ValidationError unless `step_type` is a valid step type (a submit's `type`)."""
+    if not step_type:
+        raise ValidationError("type: is required and must not be empty")
+    if len(step_type) > MAX_TYPE_LENGTH:
+        raise ValidationError(f"type: must be at most {MAX_TYPE_LENGTH} characters")
+    if not TYPE_PATTERN.fullmatch(step_type):  # match() lets "$" accept a final "\n"
+        raise ValidationError("type: may contain only letters, digits, '_', '-' and '.'")
+
+
+def check_step_id(raw: str) -> str:
+    """Reject ids no step can have before touching the database."""
+    if not raw:
+        raise ValidationError("step_id: is required")
+    if len(raw) > MAX_STEP_ID_LENGTH:
+        raise ValidationError(f"step_id: must be at most {MAX_STEP_ID_LENGTH} characters")
+    if NUL in raw:  # PostgreSQL text cannot even hold it: no query can match
+        raise ValidationError("step_id: must not contain NUL characters")
+    return raw
+
+
 def validate(request: SubmitRequest) -> CanonicalPayload:
     """Raise ValidationError naming the first invalid field; return args and metadata as
     canonical JSON (sorted keys) for the payload fingerprint."""
-    if not request.type:
-        raise ValidationError("type: is required and must not be empty")
-    if len(request.type) > MAX_TYPE_LENGTH:
-        raise ValidationError(f"type: must be at most {MAX_TYPE_LENGTH} characters")
-    if not TYPE_PATTERN.fullmatch(request.type):  # match() lets "$" accept a final "\n"
-        raise ValidationError("type: may contain only letters, digits, '_', '-' and '.'")
+    check_type(request.type)
     if request.args is None:
         raise ValidationError("args: is required and must be a JSON object")
     payload = (

@@ -1,5 +1,5 @@
-"""Bearer-token access control: FLEETQ_API_TOKEN for every RPC but health, and
-FLEETQ_ADMIN_TOKEN for the admin RPCs.
+"""Bearer-token access control: FLEETQ_API_TOKEN for every RPC but health,
+FLEETQ_ADMIN_TOKEN for the admin RPCs and FLEETQ_WORKER_TOKEN for the worker RPCs.
 
 Which RPCs are admin is declared in the proto (`option (fleetq.v1.admin) = true`), so a new
 admin RPC is protected by its own declaration; a new RPC of any other kind is covered by
@@ -9,6 +9,8 @@ wrapped handlers, where the `Authorization` header arrives as `authorization` me
 Which token a method accepts:
 - health (GetHealth): none needed, ever (probes and load balancers carry no token);
 - admin RPCs: the admin token when one is set, else the API token when one is set;
+- worker RPCs (`option (fleetq.v1.worker) = true`): the worker token or the admin token
+  when a worker token is set; otherwise as every other RPC;
 - every other RPC: the API token or the admin token when an API token is set (the admin
   token is the stronger of the two, so it grants everything); open otherwise.
 """
@@ -32,13 +34,24 @@ AUTHORIZATION_KEY = "authorization"
 _BEARER_SCHEME = "bearer"  # RFC 7235: the scheme is case-insensitive
 
 
-def admin_methods(service: ServiceDescriptor) -> frozenset[str]:
-    """Full method names (`/package.Service/Method`) of the RPCs marked admin in the proto."""
+def _marked(service: ServiceDescriptor, option: Any) -> frozenset[str]:
+    """Full method names (`/package.Service/Method`) of the RPCs with the boolean
+    method option `option` set in the proto."""
     return frozenset(
         f"/{service.full_name}/{method.name}"
         for method in service.methods
-        if method.GetOptions().Extensions[fleetq_pb2.admin]
+        if method.GetOptions().Extensions[option]
     )
+
+
+def admin_methods(service: ServiceDescriptor) -> frozenset[str]:
+    """The RPCs marked admin in the proto."""
+    return _marked(service, fleetq_pb2.admin)
+
+
+def worker_methods(service: ServiceDescriptor) -> frozenset[str]:
+    """The RPCs marked worker in the proto (leased claims and their outcomes)."""
+    return _marked(service, fleetq_pb2.worker)
 
 
 def open_methods(service: ServiceDescriptor) -> frozenset[str]:
@@ -75,13 +88,17 @@ class BearerTokenInterceptor(UnaryInterceptor):
         api_token: str | None,
         admin_methods: Iterable[str],
         open_methods: Iterable[str],
+        worker_token: str | None = None,
+        worker_methods: Iterable[str] = (),
     ) -> None:
-        if admin_token == "" or api_token == "":
+        if "" in (admin_token, api_token, worker_token):
             raise ValueError("a bearer token must not be empty")
         self._admin = admin_token.encode() if admin_token is not None else None
         self._api = api_token.encode() if api_token is not None else None
+        self._worker = worker_token.encode() if worker_token is not None else None
         self._admin_methods = frozenset(admin_methods)
         self._open_methods = frozenset(open_methods)
+        self._worker_methods = frozenset(worker_methods)
 
     def accepted_tokens(self, method: str) -> tuple[bytes, ...]:
         """The tokens that open `method`; empty when it needs none."""
@@ -90,6 +107,8 @@ class BearerTokenInterceptor(UnaryInterceptor):
         if method in self._admin_methods:
             strongest = self._admin if self._admin is not None else self._api
             return () if strongest is None else (strongest,)
+        if method in self._worker_methods and self._worker is not None:
+            return tuple(token for token in (self._worker, self._admin) if token is not None)
         if self._api is None:
             return ()
         return tuple(token for token in (self._api, self._admin) if token is not None)
@@ -104,7 +123,8 @@ class BearerTokenInterceptor(UnaryInterceptor):
         accepted = self.accepted_tokens(method)
         if not accepted:
             return None
-        needed = "admin token" if accepted[0] is self._admin else "API token"
+        named = ((self._admin, "admin token"), (self._worker, "worker token"))
+        needed = next((name for token, name in named if token is accepted[0]), "API token")
 
         def check(context: Any) -> None:
             presented = bearer_token(context.invocation_metadata())

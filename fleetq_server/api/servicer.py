@@ -19,6 +19,7 @@ from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
 from fleetq_server.api.schedules import ScheduleRpcs
 from fleetq_server.api.status_codes import status_code_for
 from fleetq_server.api.type_limits import TypeLimitRpcs
+from fleetq_server.api.workers import WorkerServicer
 from fleetq_server.gateway import HTTP_CODE_KEY
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.store.records import InsertOutcome, NewStep
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 # The metadata by which a call says an HTTP gateway forwarded it.
 FORWARDED_HOST_KEY = "x-forwarded-host"
+_step_id = submission.check_step_id
 
 
 def _metadata_value(context: Any, name: str) -> str | None:
@@ -173,7 +175,9 @@ def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
     }
 
 
-class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceServicer):
+class FleetQServicer(
+    ScheduleRpcs, TypeLimitRpcs, WorkerServicer, fleetq_pb2_grpc.FleetQServiceServicer
+):
     """Implements the RPCs over the pod's store and state. Domain errors propagate as
     exceptions; the error interceptor maps them to status codes."""
 
@@ -304,7 +308,9 @@ class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceS
         self, request: pb.GetQueueStatsRequest, context: Any
     ) -> pb.GetQueueStatsResponse:
         stats = await self._store.queue_stats(self._settings.dead_pod_threshold)
-        return await self._with_limits(messages.queue_stats(stats))
+        response = await self._with_limits(messages.queue_stats(stats))
+        response.workers.extend(await self.worker_list())
+        return response
 
     async def RunRecovery(
         self, request: pb.RunRecoveryRequest, context: Any
@@ -324,16 +330,3 @@ class FleetQServicer(ScheduleRpcs, TypeLimitRpcs, fleetq_pb2_grpc.FleetQServiceS
             message=message,
             recovery_summary=messages.recovery_summary(outcome),
         )
-
-
-def _step_id(raw: str) -> str:
-    """Reject ids no step can have before touching the database."""
-    if not raw:
-        raise errors.ValidationError("step_id: is required")
-    if len(raw) > submission.MAX_STEP_ID_LENGTH:
-        raise errors.ValidationError(
-            f"step_id: must be at most {submission.MAX_STEP_ID_LENGTH} characters"
-        )
-    if submission.NUL in raw:  # PostgreSQL text cannot even hold it: no query can match
-        raise errors.ValidationError("step_id: must not contain NUL characters")
-    return raw

@@ -9,6 +9,7 @@ _EXCEPTION_TO_CODE: tuple[tuple[type[errors.FleetQError], grpc.StatusCode], ...]
     (errors.ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.RecoveryInProgressError, grpc.StatusCode.ABORTED),
+    (errors.StaleAttemptError, grpc.StatusCode.ABORTED),
     (errors.ConflictError, grpc.StatusCode.ALREADY_EXISTS),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),

@@ -14,6 +14,15 @@ from abc import ABC, abstractmethod
 log = logging.getLogger(__name__)
 
 
+def until_due(interval: float, due_in: float | None, margin: float, minimum: float) -> float:
+    """A loop's wait when something falls due in `due_in` seconds (None: nothing known):
+    just past it (`margin`), never past the interval, and never less than `minimum`, so a
+    deadline that keeps moving (a heartbeat, an extended lease) does not spin the loop."""
+    if due_in is None:
+        return interval
+    return min(interval, max(due_in + margin, minimum))
+
+
 class BackgroundLoop(ABC):
     """Runs `run_once()` every `interval` seconds, or sooner when woken."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fleetq_server import errors, metrics
-from fleetq_server.handlers import HandlerRegistry, StepContext
+from fleetq_server.handlers import HandlerRegistry, PermanentFailure, RetryAfter, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
 from fleetq_server.runtime.completer import OutcomeCompleter
 from fleetq_server.runtime.retry_policy import RetryPolicy
@@ -237,7 +237,13 @@ class StepExecutor:
             message = storable_text(str(exc) or repr(exc))
             error = {"type": type(exc).__name__, "message": message}
             step_log.warning("step failed (attempt %d): %s", step.attempt, error["message"])
-            outcome = self._retry_policy.failure(step, claim_pod_id, error)
+            outcome = self._retry_policy.failure(
+                step,
+                claim_pod_id,
+                error,
+                retryable=not isinstance(exc, PermanentFailure),
+                at_least_s=exc.seconds if isinstance(exc, RetryAfter) else 0.0,
+            )
         else:
             outcome = StepOutcome(step, claim_pod_id, result_json=result_json)
         metrics.child(metrics.STEP_RUN_SECONDS, step.type).observe(time.monotonic() - started)

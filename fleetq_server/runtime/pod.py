@@ -15,8 +15,10 @@ from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.health import HealthMonitor
 from fleetq_server.runtime.heartbeat import HeartbeatLoop
 from fleetq_server.runtime.lag_monitor import LagMonitor
+from fleetq_server.runtime.lease_expiry import LeaseExpiryLoop
 from fleetq_server.runtime.listener import WakeupListener
 from fleetq_server.runtime.recovery import RecoveryLoop
+from fleetq_server.runtime.remote_claims import RemoteClaims
 from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.scheduler import ScheduleLoop
@@ -97,10 +99,17 @@ class Pod:
         # WatchStep's streams; its periodic re-read is a safety net like the claim poll's.
         self.watches = StepWatchHub(store, self.state, settings.poll_interval)
         self.cancels = CancelListener(store, self.state, self.executor, settings.poll_interval)
+        # Leased claims (ClaimSteps): the leader expires ended leases on the recovery
+        # loop's schedule; long polls wake on the claim loop's own LISTEN connection.
+        self.lease_expiry = LeaseExpiryLoop(store, self.state, settings.recovery_interval)
+        subscription = store.submit_subscription(
+            registry.step_types, on_submit=self.claimer.wake, on_types=self._on_submit_types
+        )
+        self.remote_claims = RemoteClaims(
+            store, self.state, settings.poll_interval, listening=lambda: subscription.connected
+        )
         self.listener = WakeupListener(
-            store.submit_subscription(registry.step_types, on_submit=self.claimer.wake),
-            LISTENER_CHECK_INTERVAL_S,
-            on_reconnect=self.claimer.wake,
+            subscription, LISTENER_CHECK_INTERVAL_S, on_reconnect=self._on_listen_reconnect
         )
 
     @property
@@ -113,11 +122,27 @@ class Pod:
             self.listener,
             self.claimer,
             self.recovery,
+            self.lease_expiry,
             self.retention,
             self.scheduler,
             self.watches,
             self.cancels,
         ]
+
+    def _on_leadership(self) -> None:
+        """Just became leader: recover dead pods' steps, expire ended leases and fire due
+        ticks now, not an interval later."""
+        self.recovery.wake()
+        self.lease_expiry.wake()
+        self.scheduler.wake()
+
+    def _on_submit_types(self, types: frozenset[str] | None) -> None:
+        self.remote_claims.notify(types)
+
+    def _on_listen_reconnect(self) -> None:
+        """Notifications may have been missed while disconnected: everyone looks again."""
+        self.claimer.wake()
+        self.remote_claims.notify(None)
 
     async def start(self) -> None:
         """Reconcile the schedules file, register, learn the leader, start every loop."""
@@ -144,11 +169,6 @@ class Pod:
         )
         for loop in self.loops:
             loop.start()
-
-    def _on_leadership(self) -> None:
-        """Just became leader: recover and fire due ticks now, not an interval later."""
-        self.recovery.wake()
-        self.scheduler.wake()
 
     async def _reregister(self) -> None:
         """Presumed dead: drop in-flight work unwritten, come back as a new pod.
@@ -182,8 +202,10 @@ class Pod:
             return
         self.state.draining = True
         self._on_health_change()
+        self.remote_claims.notify(None)  # long polls answer now, with nothing
         await self.claimer.stop()
         await self.recovery.stop()
+        await self.lease_expiry.stop()
         await self.retention.stop()
         await self.scheduler.stop()
         log.info("draining %d running steps (grace %gs)", self.state.current_capacity, grace)

@@ -4,7 +4,7 @@ import logging
 import time
 
 from fleetq_server import errors, metrics
-from fleetq_server.runtime.background import BackgroundLoop
+from fleetq_server.runtime.background import BackgroundLoop, until_due
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import RecoveryPort
 from fleetq_server.store.records import RecoveryOutcome
@@ -48,9 +48,7 @@ class RecoveryLoop(BackgroundLoop):
 
     def next_wait(self) -> float:
         """The interval, or less when a live pod's heartbeat expires sooner."""
-        if self._until_expiry is None:
-            return self.interval
-        return min(self.interval, max(self._until_expiry + EXPIRY_MARGIN_S, MIN_WAIT_S))
+        return until_due(self.interval, self._until_expiry, EXPIRY_MARGIN_S, MIN_WAIT_S)
 
     async def run_once(self) -> None:
         """One automatic cycle; a no-op on non-leaders and while draining."""

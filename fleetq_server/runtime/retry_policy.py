@@ -23,7 +23,17 @@ class RetryPolicy:
         ceiling: float = min(self.max_s, self.base_s * 2.0 ** min(retry_count, 30))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def failure(self, step: ClaimedStep, claim_pod_id: str, error: dict[str, str]) -> StepOutcome:
-        """The outcome of an execution that ended in `error`, with this step's backoff
-        (used only if the store's retry-or-fail rule sends it back to pending)."""
-        return StepOutcome(step, claim_pod_id, error=error, backoff_s=self.delay(step.retry_count))
+    def failure(
+        self,
+        step: ClaimedStep,
+        claim_pod_id: str,
+        error: dict[str, str],
+        *,
+        retryable: bool = True,
+        at_least_s: float = 0.0,
+    ) -> StepOutcome:
+        """The outcome of an execution that ended in `error`, with this step's backoff, or
+        `at_least_s` when longer (used only if the store's retry-or-fail rule sends it
+        back to pending, which a failure not `retryable` never is)."""
+        backoff = max(self.delay(step.retry_count), at_least_s)
+        return StepOutcome(step, claim_pod_id, error=error, backoff_s=backoff, retryable=retryable)

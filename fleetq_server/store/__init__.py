@@ -19,6 +19,7 @@ from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
 from fleetq_server.store.retention import RetentionQueries
 from fleetq_server.store.schedules import ScheduleQueries
+from fleetq_server.store.step_leases import StepLeaseQueries
 from fleetq_server.store.step_lifecycle import StepCancelSubscription, StepLifecycleQueries
 from fleetq_server.store.step_listing import StepListingQueries
 from fleetq_server.store.step_orphans import StepOrphanQueries
@@ -36,6 +37,7 @@ class Store(
     StepListingQueries,
     StepLifecycleQueries,
     StepOrphanQueries,
+    StepLeaseQueries,
     StepScheduleQueries,
     StepTraceQueries,
     StepWatchQueries,
@@ -58,14 +60,19 @@ class Store(
         return self._listen_dsn is None
 
     def submit_subscription(
-        self, step_types: Iterable[str], on_submit: Callable[[], None]
+        self,
+        step_types: Iterable[str],
+        on_submit: Callable[[], None],
+        on_types: Callable[[frozenset[str] | None], None] | None = None,
     ) -> Subscription:
         """A LISTEN for submits of `step_types` (and releases and requeues of any type),
         on a connection of its own; it connects on its first `ensure()`. Without a URL
-        to LISTEN on (behind a pooler), a subscription that never wakes anyone."""
+        to LISTEN on (behind a pooler), a subscription that never wakes anyone. `on_types`
+        hears every notification's types (None: any), for waiters of other types
+        (ClaimSteps' long polls) sharing the connection."""
         if self._listen_dsn is None:
             return PollingOnly()
-        return SubmitSubscription(self._listen_dsn, step_types, on_submit)
+        return SubmitSubscription(self._listen_dsn, step_types, on_submit, on_types)
 
     def step_change_subscription(
         self, on_change: Callable[[list[str] | None], None]

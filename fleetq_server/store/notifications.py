@@ -61,19 +61,29 @@ class ListenConnection:
 
 class SubmitSubscription(ListenConnection):
     """Calls `on_submit()` whenever any pod inserts, releases or requeues steps that may be
-    of `step_types`."""
+    of `step_types`, and `on_types(types)` with every notification's types (None: any)."""
 
     channel = SUBMIT_CHANNEL
 
-    def __init__(self, dsn: str, step_types: Iterable[str], on_submit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        step_types: Iterable[str],
+        on_submit: Callable[[], None],
+        on_types: Callable[[frozenset[str] | None], None] | None = None,
+    ) -> None:
         super().__init__(dsn)
         self._step_types = frozenset(step_types)
         self._on_submit = on_submit
+        self._on_types = on_types
 
     def on_payload(self, payload: str) -> None:
         # The payload lists the new steps' types; empty means any type (see SUBMIT_CHANNEL).
-        if not payload or not self._step_types.isdisjoint(payload.split(",")):
+        types = frozenset(payload.split(",")) if payload else None
+        if types is None or not self._step_types.isdisjoint(types):
             self._on_submit()
+        if self._on_types is not None:
+            self._on_types(types)
 
 
 class PollingOnly:

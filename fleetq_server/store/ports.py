@@ -13,9 +13,13 @@ from typing import Protocol
 from fleetq_server import errors
 from fleetq_server.store.records import (
     ClaimedStep,
+    ExpiredLease,
     HeartbeatOutcome,
     InsertOutcome,
     LeaderView,
+    LeasedStep,
+    LeaseExtension,
+    LeaseOutcome,
     NewStep,
     PodRecord,
     QueueStats,
@@ -28,6 +32,7 @@ from fleetq_server.store.records import (
     StepRecord,
     TypeLimit,
     TypeLimitRecord,
+    WorkerRecord,
 )
 
 
@@ -166,9 +171,13 @@ class PodPort(Protocol):
         """Raise DatabaseUnavailableError unless the store answers."""
 
     def submit_subscription(
-        self, step_types: Iterable[str], on_submit: Callable[[], None]
+        self,
+        step_types: Iterable[str],
+        on_submit: Callable[[], None],
+        on_types: Callable[[frozenset[str] | None], None] | None = None,
     ) -> Subscription:
-        """A wake-up for submits of `step_types`, not yet connected."""
+        """A wake-up for submits of `step_types`, not yet connected; `on_types` hears every
+        notification's types, whatever they are (None: any type)."""
 
 
 class RecoveryPort(Protocol):
@@ -298,6 +307,48 @@ class TypeLimitPort(Protocol):
         """Make the file's limits what is stored; the types whose file limits were lifted."""
 
 
+class LeasePort(Protocol):
+    """Leased claims for workers outside the pods (the worker RPCs)."""
+
+    async def step_lease_claim(
+        self, pod_id: str, worker_id: str, step_types: list[str], limit: int, lease_s: float
+    ) -> list[LeasedStep]:
+        """Lease up to `limit` steps of `step_types` to `worker_id` for `lease_s` seconds,
+        in claim order, through the pod `pod_id` (nothing unless it is registered up)."""
+
+    async def step_lease_finish_many(
+        self, outcomes: Sequence[LeaseOutcome], backoffs: Sequence[float]
+    ) -> list[str | errors.FleetQError]:
+        """Per outcome, the step's new status, or the NotFoundError / StaleAttemptError
+        saying why it changed nothing. A retried failure waits `backoffs[retry_count]`."""
+
+    async def step_lease_extend(self, step_id: str, attempt: int, lease_s: float) -> LeaseExtension:
+        """The lease's new end, `lease_s` from now, and whether a cancel was requested;
+        NotFoundError / StaleAttemptError."""
+
+    async def step_lease_release(
+        self, held: Sequence[tuple[str, int]]
+    ) -> list[str | errors.FleetQError]:
+        """Give leased (step_id, attempt) back to pending without spending a retry; per
+        pair, "pending" or the NotFoundError / StaleAttemptError saying why not."""
+
+    async def step_next_due(self, step_types: list[str]) -> float | None:
+        """Seconds until the next pending step of `step_types` becomes claimable."""
+
+    async def worker_list(self, seen_within_s: float, limit: int) -> list[WorkerRecord]:
+        """Workers seen lately or holding leases, most recently seen first."""
+
+
+class LeaseExpiryPort(Protocol):
+    """The leader's: retry or fail leased steps whose lease ended."""
+
+    async def step_lease_expire(self, limit: int) -> list[ExpiredLease]:
+        """Up to `limit` ended leases, earliest first, as `lease_expired`."""
+
+    async def step_lease_next_expiry(self) -> float | None:
+        """Seconds until the earliest lease ends; None when none is held."""
+
+
 class StorePort(
     SubmitPort,
     ListPort,
@@ -314,6 +365,8 @@ class StorePort(
     ScheduleAdminPort,
     ScheduleFirePort,
     TypeLimitPort,
+    LeasePort,
+    LeaseExpiryPort,
     Protocol,
 ):
     """Everything a pod uses: what `Pod` is built on."""

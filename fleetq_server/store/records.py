@@ -108,6 +108,8 @@ class StepOutcome:
     error: dict[str, str] | None = None
     # For a failure: seconds before the step may be claimed again.
     backoff_s: float = 0.0
+    # For a failure: False fails the step at once, whatever retries it has left.
+    retryable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,3 +245,60 @@ class StepListPosition:
 
     created_ts: datetime
     step_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedStep:
+    """A step leased to a worker outside the pods (ClaimSteps): its lease ends at
+    `lease_expires_at` unless the worker extends it."""
+
+    step_id: str
+    type: str
+    args: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    max_retries: int
+    retry_count: int
+    attempt: int
+    idempotency_key: str
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOutcome:
+    """How a worker says its leased execution ended: `error` None means success with
+    `result_json`; a failure is retried (if retries are left) only when `retryable`."""
+
+    step_id: str
+    attempt: int
+    result_json: str | None = None
+    error: dict[str, str] | None = None
+    retryable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseExtension:
+    """A lease after ExtendLease: its new end, and whether CancelStep asked the step to
+    stop (the worker should give up its execution)."""
+
+    lease_expires_at: datetime
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredLease:
+    """A leased step whose lease ended: back to pending, or failed as `lease_expired`."""
+
+    step_id: str
+    type: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A remote worker as its last claim or lease extension left it."""
+
+    worker_id: str
+    types: list[str]
+    in_flight: int
+    last_seen_ts: datetime

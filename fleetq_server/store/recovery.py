@@ -24,9 +24,10 @@ RECOVERY_LOCK_KEY = 0x466C_5130_0002
 # A claim is held only by the live incarnation of its pod that made it: a pod restarted
 # under the same FLEETQ_POD_ID re-registers with a new birth_ts, and whatever its previous
 # process had claimed before that is orphaned, not held by the newcomer, which knows nothing
-# of it. (claimed_ts is NULL only on rows claimed before migration 0002.)
+# of it. (claimed_ts is NULL only on rows claimed before migration 0002.) A worker's leased
+# claim is no pod's: its lease decides (store/step_leases.py), not any pod's liveness.
 _NOT_HELD_BY_LIVE_POD = f"""
-    s.status = 'claimed' AND NOT EXISTS (
+    s.status = 'claimed' AND s.lease_expires_at IS NULL AND NOT EXISTS (
         SELECT 1 FROM fleetq_pods AS p
         WHERE p.pod_id = s.claimed_by AND {pod_is_live("p")}
           AND p.birth_ts <= coalesce(s.claimed_ts, p.birth_ts))

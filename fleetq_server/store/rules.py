@@ -10,15 +10,17 @@ RETRIES_LEFT = "s.retry_count < s.max_retries"
 CANCEL_REQUESTED = "s.cancel_requested_ts IS NOT NULL"
 
 
-def outcome_assignments(succeeded: str) -> str:
+def outcome_assignments(succeeded: str, may_retry: str | None = None) -> str:
     """SET assignments for a claimed step `s` whose execution ended: cancelled when a cancel
     was requested, completed when the SQL boolean `succeeded` holds, else retry or fail
-    (see RETRIES_LEFT)."""
-    retried = f"NOT ({succeeded}) AND {RETRIES_LEFT} AND NOT {CANCEL_REQUESTED}"
+    (see RETRIES_LEFT); with `may_retry`, a failure is retried only where that SQL boolean
+    holds too (a worker's or handler's non-retryable error fails at once)."""
+    retries_left = RETRIES_LEFT if may_retry is None else f"({may_retry}) AND {RETRIES_LEFT}"
+    retried = f"NOT ({succeeded}) AND {retries_left} AND NOT {CANCEL_REQUESTED}"
     return f"""
         status = CASE WHEN {CANCEL_REQUESTED} THEN 'cancelled'
                       WHEN {succeeded} THEN 'completed'
-                      WHEN {RETRIES_LEFT} THEN 'pending' ELSE 'failed' END,
+                      WHEN {retries_left} THEN 'pending' ELSE 'failed' END,
         retry_count = CASE WHEN {retried} THEN s.retry_count + 1 ELSE s.retry_count END,
         claimed_by = CASE WHEN {retried} THEN NULL ELSE s.claimed_by END,
         finished_ts = CASE WHEN {retried} THEN NULL ELSE now() END"""

@@ -47,6 +47,48 @@ RECORD_ATTEMPTS = """
     SELECT step_id, attempt, pod_id, claimed_ts, now(), outcome, error FROM ended
 """
 
+# The claim's choice of steps, shared by a pod's claim and a worker's leased claim ($1: the
+# claiming pod, which must be registered up; $2: the types; $3: the limit), after the
+# `room` CTE of LIMIT_ROOM_CTES. Each type is read from its own index range and the best
+# `$3` of all are kept, so steps of other types are never scanned. (The rows a type's scan
+# locked but the final LIMIT dropped are unlocked when the statement ends, still pending.)
+# Types with a fleet-wide limit (store/type_limits.py) take at most the room their limit
+# leaves, decided under their limit row's lock; other types lock nothing.
+PICK_CLAIMABLE = """
+    SELECT candidate.step_id
+    FROM unnest($2::text[]) AS wanted(type)
+    LEFT JOIN room ON room.type = wanted.type
+    CROSS JOIN LATERAL (
+        SELECT step_id, priority, created_ts FROM fleetq_steps
+        WHERE status = 'pending' AND type = wanted.type
+          AND not_before_ts <= now()
+          AND (pending_expires_at IS NULL OR pending_expires_at > now())
+        ORDER BY priority DESC, created_ts, step_id
+        LIMIT LEAST($3, COALESCE(room.room, $3))
+        FOR UPDATE SKIP LOCKED
+    ) AS candidate
+    WHERE EXISTS (SELECT 1 FROM fleetq_pods WHERE pod_id = $1 AND status = 'up')
+    ORDER BY candidate.priority DESC, candidate.created_ts, candidate.step_id
+    LIMIT $3
+"""
+
+
+def claim_statement(assignments: str, returning: str, before: str = "") -> str:
+    """The one claim, shared by a pod's claim and a worker's leased claim: the steps
+    PICK_CLAIMABLE chooses become `claimed` at their next attempt with the extra SET
+    `assignments`, the type limits' tokens are spent, and the claimed rows' `returning`
+    columns (which must include s.type) are selected. `before` adds leading CTEs."""
+    return f"""
+        WITH {before}{LIMIT_ROOM_CTES}, picked AS ({PICK_CLAIMABLE}), claimed AS (
+            UPDATE fleetq_steps AS s
+            SET status = 'claimed', attempt = s.attempt + 1, claimed_ts = now(),
+                last_update_ts = now(), {assignments}
+            FROM picked WHERE s.step_id = picked.step_id
+            RETURNING {returning}
+        ), {LIMIT_SPEND_CTE}
+        SELECT * FROM claimed
+        """
+
 
 def _json(value: Any) -> str:
     """JSON text for jsonb array parameters: asyncpg would read a list value as a
@@ -91,7 +133,7 @@ def release_statement(fence: str, pod_id: str, source: str = "") -> str:
         WITH ended AS (
             UPDATE fleetq_steps AS s
             SET status = 'pending', claimed_by = NULL, not_before_ts = now(),
-                last_update_ts = now()
+                last_update_ts = now(), lease_expires_at = NULL
             {f"FROM {source}" if source else ""}
             WHERE s.status = 'claimed' AND {fence}
             RETURNING s.step_id, s.type, s.attempt, {pod_id}::text AS pod_id, s.claimed_ts,
@@ -231,44 +273,18 @@ class StepQueries(PoolHolder):
 
         One statement: SKIP LOCKED lets pods claim concurrently without waiting on each
         other, and the pod must still be registered up, so a pod presumed dead cannot
-        claim. Each type is read from its own index range and the best `limit` of all
-        are kept, so steps of other types are never scanned. (The rows a type's scan
-        locked but the final LIMIT dropped are unlocked when the statement ends, still
-        pending.) Returned in claim order (priority DESC, created_ts).
-
-        Types with a fleet-wide limit (store/type_limits.py) take at most the room their
-        limit leaves, decided under their limit row's lock; other types lock nothing.
+        claim (PICK_CLAIMABLE, which also applies the fleet-wide type limits). A leased
+        claim's end is cleared: this claim is the pod's. Returned in claim order (priority
+        DESC, created_ts).
         """
         async with self._claiming() as connection:
             rows = await connection.fetch(
-                f"""
-                WITH {LIMIT_ROOM_CTES}, picked AS (
-                    SELECT candidate.step_id
-                    FROM unnest($2::text[]) AS wanted(type)
-                    LEFT JOIN room ON room.type = wanted.type
-                    CROSS JOIN LATERAL (
-                        SELECT step_id, priority, created_ts FROM fleetq_steps
-                        WHERE status = 'pending' AND type = wanted.type
-                          AND not_before_ts <= now()
-                          AND (pending_expires_at IS NULL OR pending_expires_at > now())
-                        ORDER BY priority DESC, created_ts, step_id
-                        LIMIT LEAST($3, COALESCE(room.room, $3))
-                        FOR UPDATE SKIP LOCKED
-                    ) AS candidate
-                    WHERE EXISTS (SELECT 1 FROM fleetq_pods WHERE pod_id = $1 AND status = 'up')
-                    ORDER BY candidate.priority DESC, candidate.created_ts, candidate.step_id
-                    LIMIT $3
-                ), claimed AS (
-                    UPDATE fleetq_steps AS s
-                    SET status = 'claimed', claimed_by = $1, attempt = s.attempt + 1,
-                        claimed_ts = now(), last_update_ts = now()
-                    FROM picked WHERE s.step_id = picked.step_id
-                    RETURNING s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
-                              s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
-                              s.not_before_ts, s.claimed_ts
-                ), {LIMIT_SPEND_CTE}
-                SELECT * FROM claimed
-                """,
+                claim_statement(
+                    "claimed_by = $1, lease_expires_at = NULL",
+                    """s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
+                    s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
+                    s.not_before_ts, s.claimed_ts""",
+                ),
                 pod_id,
                 step_types,
                 limit,
@@ -294,13 +310,14 @@ class StepQueries(PoolHolder):
                 f"""
                 WITH ended AS (
                     UPDATE fleetq_steps AS s
-                    SET {outcome_assignments("u.ok")},
+                    SET {outcome_assignments("u.ok", may_retry="u.retryable")},
                         not_before_ts = CASE WHEN u.ok THEN s.not_before_ts
                                              ELSE now() + make_interval(secs => u.backoff) END,
                         result = u.result::jsonb, error = u.error::jsonb, last_update_ts = now()
                     FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[],
-                                $6::text[], $7::float8[]) WITH ORDINALITY
-                         AS u(step_id, attempt, pod_id, ok, result, error, backoff, position)
+                                $6::text[], $7::float8[], $8::bool[]) WITH ORDINALITY
+                         AS u(step_id, attempt, pod_id, ok, result, error, backoff, retryable,
+                              position)
                     WHERE s.step_id = u.step_id AND s.attempt = u.attempt
                       AND s.claimed_by = u.pod_id AND s.status = 'claimed'
                     RETURNING u.position, s.status, s.step_id, s.attempt, u.pod_id, s.claimed_ts,
@@ -317,6 +334,7 @@ class StepQueries(PoolHolder):
                 [o.result_json if o.error is None else None for o in outcomes],
                 [_json(o.error) if o.error is not None else None for o in outcomes],
                 [o.backoff_s for o in outcomes],
+                [o.retryable for o in outcomes],
             )
         statuses = {row["position"]: row["status"] for row in rows}
         return [statuses.get(position) for position in range(1, len(outcomes) + 1)]

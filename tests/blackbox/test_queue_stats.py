@@ -68,6 +68,7 @@ def test_queue_stats_report_exact_figures_for_every_status_priority_type_and_pod
         "steps_by_type": {"hello_world": 3, "sleep": 6, "report": 2, "email": 1},
         "pod_capacity": {"pod-a": {"current": 1, "max": 1}, "pod-b": {"current": 3, "max": 3}},
         "type_limits": {},  # no step type has a fleet-wide limit here (issue 16)
+        "workers": [],
     }
     with FleetQClient(leader.grpc_target) as client:
         over_grpc = client.queue_stats()

@@ -220,8 +220,10 @@ def test_queue_counts_steps_by_status_priority_type_and_pod(
         "steps_by_type",
         "pod_capacity",
         "type_limits",  # appended by issue 16: each limited step type's limit and in-flight
-        "cancelled_steps",  # appended by issue 14
+        "cancelled_steps",  # appended by issue 14 (CancelStep)
+        "workers",  # appended beside the contract's fields (remote workers, issue #15)
     }
+    assert body["workers"] == []
     for key in ("pending_steps", "claimed_steps", "completed_steps", "failed_steps"):
         assert assert_integer(body[key]) >= 0
     assert assert_integer(body["pending_steps"]) >= 3

@@ -329,6 +329,54 @@ class CannedServicer(pb_grpc.FleetQServiceServicer):
     async def RetryStep(self, request: Any, context: Any) -> pb.RetryStepResponse:
         return pb.RetryStepResponse(step=pb.GetStepStatusResponse(step_id=request.step_id))
 
+    async def CreateSchedule(self, request: Any, context: Any) -> pb.CreateScheduleResponse:
+        return pb.CreateScheduleResponse(schedule=pb.Schedule(name=request.name))
+
+    async def ListSchedules(self, request: Any, context: Any) -> pb.ListSchedulesResponse:
+        return pb.ListSchedulesResponse()
+
+    async def GetSchedule(self, request: Any, context: Any) -> pb.GetScheduleResponse:
+        raise errors.NotFoundError(f"Schedule {request.name} not found")
+
+    async def UpdateSchedule(self, request: Any, context: Any) -> pb.UpdateScheduleResponse:
+        return pb.UpdateScheduleResponse(schedule=pb.Schedule(name=request.name))
+
+    async def DeleteSchedule(self, request: Any, context: Any) -> pb.DeleteScheduleResponse:
+        return pb.DeleteScheduleResponse()
+
+    async def PauseSchedule(self, request: Any, context: Any) -> pb.PauseScheduleResponse:
+        return pb.PauseScheduleResponse(schedule=pb.Schedule(name=request.name, paused=True))
+
+    async def ResumeSchedule(self, request: Any, context: Any) -> pb.ResumeScheduleResponse:
+        return pb.ResumeScheduleResponse(schedule=pb.Schedule(name=request.name))
+
+    async def SetTypeLimit(self, request: Any, context: Any) -> pb.SetTypeLimitResponse:
+        return pb.SetTypeLimitResponse()
+
+    async def ListTypeLimits(self, request: Any, context: Any) -> pb.ListTypeLimitsResponse:
+        return pb.ListTypeLimitsResponse()
+
+    async def DeleteTypeLimit(self, request: Any, context: Any) -> pb.DeleteTypeLimitResponse:
+        raise errors.NotFoundError(f"Type {request.type} has no limit")
+
+    async def ClaimSteps(self, request: Any, context: Any) -> pb.ClaimStepsResponse:
+        return pb.ClaimStepsResponse()
+
+    async def CompleteStep(self, request: Any, context: Any) -> pb.CompleteStepResponse:
+        return pb.CompleteStepResponse(step_id=request.step_id, status="completed")
+
+    async def FailStep(self, request: Any, context: Any) -> pb.FailStepResponse:
+        return pb.FailStepResponse(step_id=request.step_id, status="failed")
+
+    async def ExtendLease(self, request: Any, context: Any) -> pb.ExtendLeaseResponse:
+        raise errors.NotFoundError(f"Step {request.step_id} not found")
+
+    async def CompleteSteps(self, request: Any, context: Any) -> pb.CompleteStepsResponse:
+        return pb.CompleteStepsResponse()
+
+    async def ReleaseStep(self, request: Any, context: Any) -> pb.ReleaseStepResponse:
+        return pb.ReleaseStepResponse(step_id=request.step_id, status="pending")
+
 
 def _empty_answer(response_class: type[Any]) -> Any:
     async def answer(self: CannedServicer, request: Any, context: Any) -> Any:

@@ -38,17 +38,40 @@ HOOKS = "tests.fuzz.schemathesis_hooks"
 RUN_TIMEOUT_S = 600
 
 
+# The worker RPCs (issue #15) are fuzzed in a run of their own, with fewer examples, so
+# that each run stays within the test timeout: they need no stateful phase (their ids
+# come from a claim, which no link supplies), and 30 examples cover their field rules.
+WORKER_OPERATIONS = (
+    "ClaimSteps",
+    "CompleteStep",
+    "FailStep",
+    "ExtendLease",
+    "CompleteSteps",
+    "ReleaseStep",
+)
+RUNS = {
+    "service": (
+        ["--phases", "examples,coverage,fuzzing,stateful", "--max-examples", str(MAX_EXAMPLES)]
+        + [arg for op in WORKER_OPERATIONS for arg in ("--exclude-operation-id", op)]
+    ),
+    "workers": (
+        ["--phases", "examples,coverage,fuzzing", "--max-examples", "30"]
+        + [arg for op in WORKER_OPERATIONS for arg in ("--include-operation-id", op)]
+    ),
+}
+
+
 @pytest.mark.timeout(RUN_TIMEOUT_S + 60)
+@pytest.mark.parametrize("run_name", sorted(RUNS))
 def test_fuzzed_requests_get_documented_answers_and_never_a_5xx(
-    server_factory: ServerFactory, tmp_path: Path
+    server_factory: ServerFactory, tmp_path: Path, run_name: str
 ) -> None:
     server = server_factory(env={"FLEETQ_HEARTBEAT_INTERVAL": "0.2"})
     validate(httpx.get(f"{server.http_url}/openapi.json", timeout=10).json())  # as served
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "run", f"{server.http_url}/openapi.json"),
         *("--checks", ",".join(CHECKS)),
-        *("--phases", "examples,coverage,fuzzing,stateful"),
-        *("--max-examples", str(MAX_EXAMPLES)),
+        *RUNS[run_name],
         "--generation-deterministic",  # also: no example database
         *("--workers", "1"),
         *("--request-timeout", "10"),
@@ -74,4 +97,5 @@ def test_fuzzed_requests_get_documented_answers_and_never_a_5xx(
     assert server.returncode is None, "the pod died under fuzzing"
     queue = httpx.get(f"{server.http_url}/admin/queue", timeout=10).json()
     created = sum(queue[key] for key in ("pending_steps", "claimed_steps", "completed_steps"))
-    assert created + queue["failed_steps"] > 0, "fuzzing never got a step accepted"
+    if run_name == "service":
+        assert created + queue["failed_steps"] > 0, "fuzzing never got a step accepted"

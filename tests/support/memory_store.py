@@ -43,6 +43,7 @@ from fleetq_server.store.records import (
 )
 from fleetq_server.store.recovery import new_cycle_id
 from fleetq_server.store.storable import holds_unstorable_text
+from tests.support.memory_leases import MemoryLeases
 from tests.support.memory_schedules import MemorySchedules, _Schedule
 from tests.support.memory_type_limits import MemoryTypeLimits, _Limit
 
@@ -74,6 +75,8 @@ class _Step:
     traceparent: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
     cancel_requested_ts: datetime | None = None
+    # A worker's leased claim (ClaimSteps) ends then; None for a pod's claim.
+    lease_expires_at: datetime | None = None
     last_update_ts: datetime = field(init=False)
     not_before_ts: datetime = field(init=False)
 
@@ -149,16 +152,26 @@ class MemorySubscription(_MemoryListen):
     NOTIFY arrives after its commit)."""
 
     def __init__(
-        self, store: MemoryStore, step_types: Iterable[str], on_submit: Callable[[], None]
+        self,
+        store: MemoryStore,
+        step_types: Iterable[str],
+        on_submit: Callable[[], None],
+        on_types: Callable[[frozenset[str] | None], None] | None = None,
     ) -> None:
         super().__init__(store)
         self._step_types = frozenset(step_types)
         self._on_submit = on_submit
+        self._on_types = on_types
 
     def notify(self, types: set[str] | None) -> None:
         """`types` None: any type (a release or a requeue)."""
-        if self.connected and (types is None or not self._step_types.isdisjoint(types)):
-            asyncio.get_running_loop().call_soon(self._on_submit)
+        if not self.connected:
+            return
+        loop = asyncio.get_running_loop()
+        if types is None or not self._step_types.isdisjoint(types):
+            loop.call_soon(self._on_submit)
+        if self._on_types is not None:
+            loop.call_soon(self._on_types, None if types is None else frozenset(types))
 
 
 class MemoryChangeSubscription(_MemoryListen):
@@ -185,10 +198,11 @@ class MemoryCancelSubscription(_MemoryListen):
             asyncio.get_running_loop().call_soon(self._on_cancel, step_id)
 
 
-class MemoryStore(MemorySchedules, MemoryTypeLimits):
+class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
     """The store's contract in a few dicts (see the module docstring)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.steps: dict[str, _Step] = {}
         self.pods: dict[str, _Pod] = {}
         self.cycles: list[_Cycle] = []
@@ -430,26 +444,11 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
         self, pod_id: str, step_types: list[str], limit: int
     ) -> list[ClaimedStep]:
         with self.transaction() as now:
-            pod = self.pods.get(pod_id)
-            if pod is None or pod.status != "up":
-                return []
-            wanted = set(step_types)
-            candidates = sorted(
-                (
-                    s
-                    for s in self.steps.values()
-                    if s.status == "pending"
-                    and s.type in wanted
-                    and s.not_before_ts <= now
-                    and (s.pending_expires_at is None or s.pending_expires_at > now)
-                ),
-                key=lambda s: (-s.priority, s.created_ts, s.step_id),
-            )
-            candidates = self.within_limits(candidates, max(limit, 0), now)
             claimed = []
-            for step in candidates:
+            for step in self._claimable(now, pod_id, step_types, limit):
                 step.status, step.claimed_by, step.attempt = "claimed", pod_id, step.attempt + 1
                 step.claimed_ts = step.last_update_ts = now
+                step.lease_expires_at = None
                 claimed.append(
                     ClaimedStep(
                         step.step_id,
@@ -467,6 +466,29 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
                     )
                 )
             return claimed
+
+    def _claimable(
+        self, now: datetime, pod_id: str, step_types: list[str], limit: int
+    ) -> list[_Step]:
+        """store/steps.py's PICK_CLAIMABLE: the best claimable steps of `step_types` within
+        the fleet-wide type limits (their tokens spent), nothing unless `pod_id` is
+        registered up."""
+        pod = self.pods.get(pod_id)
+        if pod is None or pod.status != "up":
+            return []
+        wanted = set(step_types)
+        candidates = sorted(
+            (
+                s
+                for s in self.steps.values()
+                if s.status == "pending"
+                and s.type in wanted
+                and s.not_before_ts <= now
+                and (s.pending_expires_at is None or s.pending_expires_at > now)
+            ),
+            key=lambda s: (-s.priority, s.created_ts, s.step_id),
+        )
+        return self.within_limits(candidates, max(limit, 0), now)
 
     async def step_next_due(self, step_types: list[str]) -> float | None:
         with self.transaction() as now:
@@ -524,15 +546,24 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
         return subscription
 
     def _end_execution(
-        self, step: _Step, now: datetime, *, succeeded: bool, outcome: str, error: Any = None
+        self,
+        step: _Step,
+        now: datetime,
+        *,
+        succeeded: bool,
+        outcome: str,
+        error: Any = None,
+        retryable: bool = True,
     ) -> None:
         """Completed, or retry or fail (fleetq_server/store/rules.py), and the attempt's row
-        (store/steps.py RECORD_ATTEMPTS)."""
+        (store/steps.py RECORD_ATTEMPTS); a failure not `retryable` fails at once."""
         step.attempts.append(
             AttemptRecord(step.attempt, step.claimed_by, step.claimed_ts, now, outcome, error)
         )
         cancelled = step.cancel_requested_ts is not None
-        retried = not succeeded and step.retry_count < step.max_retries and not cancelled
+        retried = (
+            not succeeded and retryable and step.retry_count < step.max_retries and not cancelled
+        )
         step.status = (
             "cancelled"
             if cancelled
@@ -589,6 +620,7 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
                         else "failed"
                     ),
                     error=copy.deepcopy(error),
+                    retryable=outcome.retryable,
                 )
                 if outcome.error is not None:
                     step.not_before_ts = now + timedelta(seconds=outcome.backoff_s)
@@ -648,9 +680,12 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
             pass
 
     def submit_subscription(
-        self, step_types: Iterable[str], on_submit: Callable[[], None]
+        self,
+        step_types: Iterable[str],
+        on_submit: Callable[[], None],
+        on_types: Callable[[frozenset[str] | None], None] | None = None,
     ) -> MemorySubscription:
-        subscription = MemorySubscription(self, step_types, on_submit)
+        subscription = MemorySubscription(self, step_types, on_submit, on_types)
         self._subscriptions.append(subscription)
         return subscription
 
@@ -720,7 +755,9 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits):
                 (
                     s
                     for s in self.steps.values()
-                    if s.status == "claimed" and not self._held(s, live)
+                    if s.status == "claimed"
+                    and s.lease_expires_at is None
+                    and not self._held(s, live)
                 ),
                 key=lambda s: s.step_id,
             )

@@ -202,6 +202,12 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
         ("GET", "/steps", "ListSteps"),
         ("POST", "/steps/{step_id}:cancel", "CancelStep"),
         ("POST", "/steps/{step_id}:retry", "RetryStep"),
+        ("POST", "/workers/claim", "ClaimSteps"),
+        ("POST", "/steps/{step_id}:complete", "CompleteStep"),
+        ("POST", "/steps/{step_id}:fail", "FailStep"),
+        ("POST", "/steps/{step_id}:heartbeat", "ExtendLease"),
+        ("POST", "/steps:batchComplete", "CompleteSteps"),
+        ("POST", "/steps/{step_id}:release", "ReleaseStep"),
     }
 
 

@@ -379,12 +379,17 @@ def test_responses_carrying_an_id_link_to_the_operations_taking_it() -> None:
         "operationId": "GetStepStatus",
         "parameters": {"step_id": "$response.body#/step_id"},
     }
+    # Every operation on a step by its id, the worker RPCs' outcomes among them.
     assert set(created["links"]) == {
         "GetStepStatus",
         "GetIdempotencyKey",
         "WatchStep",
         "CancelStep",
         "RetryStep",
+        "CompleteStep",
+        "FailStep",
+        "ExtendLease",
+        "ReleaseStep",
     }
     assert "links" not in document["paths"]["/submit/batch"]["post"]["responses"]["201"]
 

@@ -891,6 +891,7 @@ class GetQueueStatsResponse(_message.Message):
     POD_CAPACITY_FIELD_NUMBER: _builtins.int
     TYPE_LIMITS_FIELD_NUMBER: _builtins.int
     CANCELLED_STEPS_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
     pending_steps: _builtins.int
     """Steps waiting to be claimed."""
     claimed_steps: _builtins.int
@@ -920,6 +921,10 @@ class GetQueueStatsResponse(_message.Message):
     def type_limits(self) -> _containers.MessageMap[_builtins.str, Global___TypeLimit]:
         """Every step type with a fleet-wide limit: the limit and its claimed steps now."""
 
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerInfo]:
+        """Remote workers seen in the last hour, or holding leases, most recent first."""
+
     def __init__(
         self,
         *,
@@ -934,10 +939,11 @@ class GetQueueStatsResponse(_message.Message):
         pod_capacity: _abc.Mapping[_builtins.str, Global___PodCapacity] | None = ...,
         type_limits: _abc.Mapping[_builtins.str, Global___TypeLimit] | None = ...,
         cancelled_steps: _builtins.int = ...,
+        workers: _abc.Iterable[Global___WorkerInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["current_leader", b"current_leader", "optional_current_leader", b"optional_current_leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "cancelled_steps", b"cancelled_steps", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "optional_current_leader", b"optional_current_leader", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type", "type_limits", b"type_limits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pods", b"active_pods", "cancelled_steps", b"cancelled_steps", "claimed_steps", b"claimed_steps", "completed_steps", b"completed_steps", "current_leader", b"current_leader", "failed_steps", b"failed_steps", "optional_current_leader", b"optional_current_leader", "pending_steps", b"pending_steps", "pod_capacity", b"pod_capacity", "queue_depth_by_priority", b"queue_depth_by_priority", "steps_by_type", b"steps_by_type", "type_limits", b"type_limits", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_optional_current_leader: _TypeAlias = _typing.Literal["current_leader"]  # noqa: Y015
     _WhichOneofArgType_optional_current_leader: _TypeAlias = _typing.Literal["optional_current_leader", b"optional_current_leader"]  # noqa: Y015
@@ -2119,8 +2125,526 @@ class RetryStepResponse(_message.Message):
 
 Global___RetryStepResponse: _TypeAlias = RetryStepResponse  # noqa: Y015
 
+@_typing.final
+class ClaimStepsRequest(_message.Message):
+    """ClaimStepsRequest asks for leased steps."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    MAX_STEPS_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """Who claims: shown in /admin/queue and as the steps' claimed_by."""
+    max_steps: _builtins.int
+    wait_seconds: _builtins.float
+    """Seconds to wait for work when there is none; 0..30, default 0."""
+    lease_seconds: _builtins.float
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Step types the worker runs (1 to 100)."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        types: _abc.Iterable[_builtins.str] | None = ...,
+        max_steps: _builtins.int = ...,
+        wait_seconds: _builtins.float = ...,
+        lease_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_seconds", b"lease_seconds", "max_steps", b"max_steps", "optional_lease_seconds", b"optional_lease_seconds", "optional_max_steps", b"optional_max_steps"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_seconds", b"lease_seconds", "max_steps", b"max_steps", "optional_lease_seconds", b"optional_lease_seconds", "optional_max_steps", b"optional_max_steps", "types", b"types", "wait_seconds", b"wait_seconds", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_optional_lease_seconds: _TypeAlias = _typing.Literal["lease_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_lease_seconds: _TypeAlias = _typing.Literal["optional_lease_seconds", b"optional_lease_seconds"]  # noqa: Y015
+    _WhichOneofReturnType_optional_max_steps: _TypeAlias = _typing.Literal["max_steps"]  # noqa: Y015
+    _WhichOneofArgType_optional_max_steps: _TypeAlias = _typing.Literal["optional_max_steps", b"optional_max_steps"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_lease_seconds) -> _WhichOneofReturnType_optional_lease_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_max_steps) -> _WhichOneofReturnType_optional_max_steps | None: ...
+
+Global___ClaimStepsRequest: _TypeAlias = ClaimStepsRequest  # noqa: Y015
+
+@_typing.final
+class LeasedStep(_message.Message):
+    """LeasedStep is a step leased to a worker."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    attempt: _builtins.int
+    """The lease's fencing token: every outcome and extension carries it."""
+    type: _builtins.str
+    """Step type."""
+    idempotency_key: _builtins.str
+    """Stable across retries and requeues: for the worker's own de-duplication."""
+    retry_count: _builtins.int
+    """Executions retried so far."""
+    max_retries: _builtins.int
+    """Retries allowed after the first execution."""
+    @_builtins.property
+    def args(self) -> _struct_pb2.Struct:
+        """Handler arguments."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Free-form metadata."""
+
+    @_builtins.property
+    def lease_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the lease ends unless extended."""
+
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        type: _builtins.str = ...,
+        args: _struct_pb2.Struct | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        idempotency_key: _builtins.str = ...,
+        retry_count: _builtins.int = ...,
+        max_retries: _builtins.int = ...,
+        lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "lease_expires_at", b"lease_expires_at", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "attempt", b"attempt", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "max_retries", b"max_retries", "metadata", b"metadata", "retry_count", b"retry_count", "step_id", b"step_id", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeasedStep: _TypeAlias = LeasedStep  # noqa: Y015
+
+@_typing.final
+class ClaimStepsResponse(_message.Message):
+    """ClaimStepsResponse holds the leased steps (none when the wait ran out)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeasedStep]:
+        """The leased steps, best first."""
+
+    def __init__(
+        self,
+        *,
+        steps: _abc.Iterable[Global___LeasedStep] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimStepsResponse: _TypeAlias = ClaimStepsResponse  # noqa: Y015
+
+@_typing.final
+class CompleteStepRequest(_message.Message):
+    """CompleteStepRequest records a leased step's result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    attempt: _builtins.int
+    """The attempt of the lease."""
+    @_builtins.property
+    def result(self) -> _struct_pb2.Value:
+        """The result (any JSON value)."""
+
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        result: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "result", b"result", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteStepRequest: _TypeAlias = CompleteStepRequest  # noqa: Y015
+
+@_typing.final
+class CompleteStepResponse(_message.Message):
+    """CompleteStepResponse acknowledges a result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    status: _builtins.str
+    """"completed"."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteStepResponse: _TypeAlias = CompleteStepResponse  # noqa: Y015
+
+@_typing.final
+class FailStepRequest(_message.Message):
+    """FailStepRequest records a leased step's failure."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RETRYABLE_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    attempt: _builtins.int
+    """The attempt of the lease."""
+    retryable: _builtins.bool
+    @_builtins.property
+    def error(self) -> Global___StepError:
+        """What went wrong."""
+
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        error: Global___StepError | None = ...,
+        retryable: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "optional_retryable", b"optional_retryable", "retryable", b"retryable"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "optional_retryable", b"optional_retryable", "retryable", b"retryable", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_optional_retryable: _TypeAlias = _typing.Literal["retryable"]  # noqa: Y015
+    _WhichOneofArgType_optional_retryable: _TypeAlias = _typing.Literal["optional_retryable", b"optional_retryable"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_retryable) -> _WhichOneofReturnType_optional_retryable | None: ...
+
+Global___FailStepRequest: _TypeAlias = FailStepRequest  # noqa: Y015
+
+@_typing.final
+class FailStepResponse(_message.Message):
+    """FailStepResponse says what became of the step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    status: _builtins.str
+    """"pending" (to be retried) or "failed"."""
+    retry_count: _builtins.int
+    """Executions retried so far."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        retry_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retry_count", b"retry_count", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailStepResponse: _TypeAlias = FailStepResponse  # noqa: Y015
+
+@_typing.final
+class ExtendLeaseRequest(_message.Message):
+    """ExtendLeaseRequest extends a lease."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    attempt: _builtins.int
+    """The attempt of the lease."""
+    lease_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        lease_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_seconds", b"lease_seconds", "optional_lease_seconds", b"optional_lease_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "lease_seconds", b"lease_seconds", "optional_lease_seconds", b"optional_lease_seconds", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_optional_lease_seconds: _TypeAlias = _typing.Literal["lease_seconds"]  # noqa: Y015
+    _WhichOneofArgType_optional_lease_seconds: _TypeAlias = _typing.Literal["optional_lease_seconds", b"optional_lease_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_lease_seconds) -> _WhichOneofReturnType_optional_lease_seconds | None: ...
+
+Global___ExtendLeaseRequest: _TypeAlias = ExtendLeaseRequest  # noqa: Y015
+
+@_typing.final
+class ExtendLeaseResponse(_message.Message):
+    """ExtendLeaseResponse gives the lease's new end."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    cancel_requested: _builtins.bool
+    """Whether cancellation of the step was requested (the worker should stop)."""
+    @_builtins.property
+    def lease_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the lease ends now."""
+
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        cancel_requested: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_requested", b"cancel_requested", "lease_expires_at", b"lease_expires_at", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExtendLeaseResponse: _TypeAlias = ExtendLeaseResponse  # noqa: Y015
+
+@_typing.final
+class StepCompletion(_message.Message):
+    """StepCompletion is one result of a CompleteSteps batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    attempt: _builtins.int
+    """The attempt of the lease."""
+    @_builtins.property
+    def result(self) -> _struct_pb2.Value:
+        """The result (any JSON value)."""
+
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        result: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "result", b"result", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepCompletion: _TypeAlias = StepCompletion  # noqa: Y015
+
+@_typing.final
+class CompleteStepsRequest(_message.Message):
+    """CompleteStepsRequest records many results at once."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPLETIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def completions(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepCompletion]:
+        """The results, 1 to 1,000."""
+
+    def __init__(
+        self,
+        *,
+        completions: _abc.Iterable[Global___StepCompletion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completions", b"completions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteStepsRequest: _TypeAlias = CompleteStepsRequest  # noqa: Y015
+
+@_typing.final
+class StepCompletionOutcome(_message.Message):
+    """StepCompletionOutcome is what became of one result of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    status: _builtins.str
+    """"completed", "conflict" (stale or expired attempt) or "not_found"."""
+    detail: _builtins.str
+    """Why, when not completed."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepCompletionOutcome: _TypeAlias = StepCompletionOutcome  # noqa: Y015
+
+@_typing.final
+class CompleteStepsResponse(_message.Message):
+    """CompleteStepsResponse answers each result, in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepCompletionOutcome]:
+        """One outcome per completion, in order."""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___StepCompletionOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteStepsResponse: _TypeAlias = CompleteStepsResponse  # noqa: Y015
+
+@_typing.final
+class WorkerInfo(_message.Message):
+    """WorkerInfo is a remote worker as last seen by a claim or a lease extension."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """The worker's id."""
+    in_flight: _builtins.int
+    """Steps it holds leased now."""
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The types of its last claim."""
+
+    @_builtins.property
+    def last_seen(self) -> _timestamp_pb2.Timestamp:
+        """When it last claimed or extended a lease."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        types: _abc.Iterable[_builtins.str] | None = ...,
+        in_flight: _builtins.int = ...,
+        last_seen: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_flight", b"in_flight", "last_seen", b"last_seen", "types", b"types", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerInfo: _TypeAlias = WorkerInfo  # noqa: Y015
+
+@_typing.final
+class ReleaseStepRequest(_message.Message):
+    """ReleaseStepRequest gives a lease back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    attempt: _builtins.int
+    """The attempt of the lease."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseStepRequest: _TypeAlias = ReleaseStepRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseStepResponse(_message.Message):
+    """ReleaseStepResponse acknowledges a release."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """Identifier of the step."""
+    status: _builtins.str
+    """"pending"."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseStepResponse: _TypeAlias = ReleaseStepResponse  # noqa: Y015
+
 ADMIN_FIELD_NUMBER: _builtins.int
 HTTP_STATUSES_FIELD_NUMBER: _builtins.int
+WORKER_FIELD_NUMBER: _builtins.int
 RULES_FIELD_NUMBER: _builtins.int
 admin: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
 """Marks an admin RPC. When the pod has an admin token (FLEETQ_ADMIN_TOKEN),
@@ -2130,6 +2654,12 @@ Authorization header over REST); without a token every RPC is open.
 http_statuses: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___HttpStatuses]
 """What the RPC answers over REST beyond its descriptor (the OpenAPI document
 reads it).
+"""
+worker: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
+"""Marks a worker RPC (leased claims and their outcomes). When the pod has a
+worker token (FLEETQ_WORKER_TOKEN), a worker RPC requires it (or the admin
+token) as "authorization: Bearer <token>"; without one it is guarded like
+any other RPC.
 """
 rules: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___FieldRules]
 """Rules a request field's value must keep beyond its type: the servicer

@@ -145,6 +145,36 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.RetryStepRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RetryStepResponse.FromString,
                 _registered_method=True)
+        self.ClaimSteps = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ClaimSteps',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ClaimStepsRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ClaimStepsResponse.FromString,
+                _registered_method=True)
+        self.CompleteStep = channel.unary_unary(
+                '/fleetq.v1.FleetQService/CompleteStep',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepResponse.FromString,
+                _registered_method=True)
+        self.FailStep = channel.unary_unary(
+                '/fleetq.v1.FleetQService/FailStep',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.FailStepRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.FailStepResponse.FromString,
+                _registered_method=True)
+        self.ExtendLease = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ExtendLease',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ExtendLeaseRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ExtendLeaseResponse.FromString,
+                _registered_method=True)
+        self.CompleteSteps = channel.unary_unary(
+                '/fleetq.v1.FleetQService/CompleteSteps',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsResponse.FromString,
+                _registered_method=True)
+        self.ReleaseStep = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ReleaseStep',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepResponse.FromString,
+                _registered_method=True)
 
 
 class FleetQServiceServicer:
@@ -333,6 +363,58 @@ class FleetQServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimSteps(self, request, context):
+        """ClaimSteps leases up to max_steps pending steps of the given types to a
+        worker outside the pod, best first. With nothing to claim it waits up to
+        wait_seconds (a long poll, woken by submits) and answers an empty list.
+        Each step must be completed, failed or its lease extended (by its attempt)
+        before lease_expires_at; an expired lease is requeued by the leader,
+        spending a retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteStep(self, request, context):
+        """CompleteStep records a leased step's result. A stale or expired attempt is
+        refused (409 / ABORTED); an unknown step is 404.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailStep(self, request, context):
+        """FailStep records a leased step's failure: retried after a backoff while it
+        has retries left and the error is retryable, else failed for good.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExtendLease(self, request, context):
+        """ExtendLease moves a leased step's lease end to lease_seconds from now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteSteps(self, request, context):
+        """CompleteSteps records many leased steps' results in one write. Each is
+        fenced by its own attempt and answered on its own: one stale attempt does
+        not refuse the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseStep(self, request, context):
+        """ReleaseStep gives a leased step back to pending without spending a retry:
+        a worker shutting down before it could finish the step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetQServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -445,6 +527,36 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.RetryStep,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RetryStepRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.RetryStepResponse.SerializeToString,
+            ),
+            'ClaimSteps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimSteps,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ClaimStepsRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ClaimStepsResponse.SerializeToString,
+            ),
+            'CompleteStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteStep,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepResponse.SerializeToString,
+            ),
+            'FailStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailStep,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.FailStepRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.FailStepResponse.SerializeToString,
+            ),
+            'ExtendLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtendLease,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ExtendLeaseRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ExtendLeaseResponse.SerializeToString,
+            ),
+            'CompleteSteps': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteSteps,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsResponse.SerializeToString,
+            ),
+            'ReleaseStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseStep,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1042,6 +1154,168 @@ class FleetQService:
             '/fleetq.v1.FleetQService/RetryStep',
             fleetq_dot_v1_dot_fleetq__pb2.RetryStepRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.RetryStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimSteps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ClaimSteps',
+            fleetq_dot_v1_dot_fleetq__pb2.ClaimStepsRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ClaimStepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/CompleteStep',
+            fleetq_dot_v1_dot_fleetq__pb2.CompleteStepRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.CompleteStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/FailStep',
+            fleetq_dot_v1_dot_fleetq__pb2.FailStepRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.FailStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtendLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ExtendLease',
+            fleetq_dot_v1_dot_fleetq__pb2.ExtendLeaseRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ExtendLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteSteps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/CompleteSteps',
+            fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.CompleteStepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ReleaseStep',
+            fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ReleaseStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -133,6 +133,33 @@ class FleetQServiceStub:
     """RetryStep puts a failed or cancelled step back to pending with a fresh retry budget;
     its attempt history is kept. Any other status is a conflict.
     """
+    ClaimSteps: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ClaimStepsRequest, _fleetq_pb2.ClaimStepsResponse]
+    """ClaimSteps leases up to max_steps pending steps of the given types to a
+    worker outside the pod, best first. With nothing to claim it waits up to
+    wait_seconds (a long poll, woken by submits) and answers an empty list.
+    Each step must be completed, failed or its lease extended (by its attempt)
+    before lease_expires_at; an expired lease is requeued by the leader,
+    spending a retry.
+    """
+    CompleteStep: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.CompleteStepRequest, _fleetq_pb2.CompleteStepResponse]
+    """CompleteStep records a leased step's result. A stale or expired attempt is
+    refused (409 / ABORTED); an unknown step is 404.
+    """
+    FailStep: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.FailStepRequest, _fleetq_pb2.FailStepResponse]
+    """FailStep records a leased step's failure: retried after a backoff while it
+    has retries left and the error is retryable, else failed for good.
+    """
+    ExtendLease: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ExtendLeaseRequest, _fleetq_pb2.ExtendLeaseResponse]
+    """ExtendLease moves a leased step's lease end to lease_seconds from now."""
+    CompleteSteps: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.CompleteStepsRequest, _fleetq_pb2.CompleteStepsResponse]
+    """CompleteSteps records many leased steps' results in one write. Each is
+    fenced by its own attempt and answered on its own: one stale attempt does
+    not refuse the others.
+    """
+    ReleaseStep: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ReleaseStepRequest, _fleetq_pb2.ReleaseStepResponse]
+    """ReleaseStep gives a leased step back to pending without spending a retry:
+    a worker shutting down before it could finish the step.
+    """
 
 @_typing.type_check_only
 class FleetQServiceAsyncStub(FleetQServiceStub):
@@ -223,6 +250,33 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     RetryStep: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.RetryStepRequest, _fleetq_pb2.RetryStepResponse]  # type: ignore[assignment]
     """RetryStep puts a failed or cancelled step back to pending with a fresh retry budget;
     its attempt history is kept. Any other status is a conflict.
+    """
+    ClaimSteps: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ClaimStepsRequest, _fleetq_pb2.ClaimStepsResponse]  # type: ignore[assignment]
+    """ClaimSteps leases up to max_steps pending steps of the given types to a
+    worker outside the pod, best first. With nothing to claim it waits up to
+    wait_seconds (a long poll, woken by submits) and answers an empty list.
+    Each step must be completed, failed or its lease extended (by its attempt)
+    before lease_expires_at; an expired lease is requeued by the leader,
+    spending a retry.
+    """
+    CompleteStep: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.CompleteStepRequest, _fleetq_pb2.CompleteStepResponse]  # type: ignore[assignment]
+    """CompleteStep records a leased step's result. A stale or expired attempt is
+    refused (409 / ABORTED); an unknown step is 404.
+    """
+    FailStep: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.FailStepRequest, _fleetq_pb2.FailStepResponse]  # type: ignore[assignment]
+    """FailStep records a leased step's failure: retried after a backoff while it
+    has retries left and the error is retryable, else failed for good.
+    """
+    ExtendLease: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ExtendLeaseRequest, _fleetq_pb2.ExtendLeaseResponse]  # type: ignore[assignment]
+    """ExtendLease moves a leased step's lease end to lease_seconds from now."""
+    CompleteSteps: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.CompleteStepsRequest, _fleetq_pb2.CompleteStepsResponse]  # type: ignore[assignment]
+    """CompleteSteps records many leased steps' results in one write. Each is
+    fenced by its own attempt and answered on its own: one stale attempt does
+    not refuse the others.
+    """
+    ReleaseStep: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ReleaseStepRequest, _fleetq_pb2.ReleaseStepResponse]  # type: ignore[assignment]
+    """ReleaseStep gives a leased step back to pending without spending a retry:
+    a worker shutting down before it could finish the step.
     """
 
 class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -443,6 +497,69 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fleetq_pb2.RetryStepResponse, _abc.Awaitable[_fleetq_pb2.RetryStepResponse]]:
         """RetryStep puts a failed or cancelled step back to pending with a fresh retry budget;
         its attempt history is kept. Any other status is a conflict.
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimSteps(
+        self,
+        request: _fleetq_pb2.ClaimStepsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ClaimStepsResponse, _abc.Awaitable[_fleetq_pb2.ClaimStepsResponse]]:
+        """ClaimSteps leases up to max_steps pending steps of the given types to a
+        worker outside the pod, best first. With nothing to claim it waits up to
+        wait_seconds (a long poll, woken by submits) and answers an empty list.
+        Each step must be completed, failed or its lease extended (by its attempt)
+        before lease_expires_at; an expired lease is requeued by the leader,
+        spending a retry.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteStep(
+        self,
+        request: _fleetq_pb2.CompleteStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.CompleteStepResponse, _abc.Awaitable[_fleetq_pb2.CompleteStepResponse]]:
+        """CompleteStep records a leased step's result. A stale or expired attempt is
+        refused (409 / ABORTED); an unknown step is 404.
+        """
+
+    @_abc_1.abstractmethod
+    def FailStep(
+        self,
+        request: _fleetq_pb2.FailStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.FailStepResponse, _abc.Awaitable[_fleetq_pb2.FailStepResponse]]:
+        """FailStep records a leased step's failure: retried after a backoff while it
+        has retries left and the error is retryable, else failed for good.
+        """
+
+    @_abc_1.abstractmethod
+    def ExtendLease(
+        self,
+        request: _fleetq_pb2.ExtendLeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ExtendLeaseResponse, _abc.Awaitable[_fleetq_pb2.ExtendLeaseResponse]]:
+        """ExtendLease moves a leased step's lease end to lease_seconds from now."""
+
+    @_abc_1.abstractmethod
+    def CompleteSteps(
+        self,
+        request: _fleetq_pb2.CompleteStepsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.CompleteStepsResponse, _abc.Awaitable[_fleetq_pb2.CompleteStepsResponse]]:
+        """CompleteSteps records many leased steps' results in one write. Each is
+        fenced by its own attempt and answered on its own: one stale attempt does
+        not refuse the others.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseStep(
+        self,
+        request: _fleetq_pb2.ReleaseStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ReleaseStepResponse, _abc.Awaitable[_fleetq_pb2.ReleaseStepResponse]]:
+        """ReleaseStep gives a leased step back to pending without spending a retry:
+        a worker shutting down before it could finish the step.
         """
 
 def add_FleetQServiceServicer_to_server(servicer: FleetQServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

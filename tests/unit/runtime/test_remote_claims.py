@@ -1,0 +1,118 @@
+"""RemoteClaims and LeaseExpiryLoop on the in-memory store: a long poll sleeps until a
+notification names its types, a claim whose caller leaves gives its steps back, a
+deadline cuts the wait short, and the leader expires ended leases."""
+
+import asyncio
+import time
+
+from fleetq_server.runtime.lease_expiry import LeaseExpiryLoop
+from fleetq_server.runtime.remote_claims import ClaimRequest, RemoteClaims
+from fleetq_server.runtime.state import PodState
+from fleetq_server.store.records import LeasedStep
+from tests.support.memory_store import MemoryStore
+from tests.support.waiting import until
+from tests.unit.runtime.helpers import submit
+
+POLL_S = 60.0
+
+
+def request(wait_s: float = 0.0, step_type: str = "echo") -> ClaimRequest:
+    return ClaimRequest("w1", [step_type], max_steps=10, wait_s=wait_s, lease_s=30)
+
+
+async def remote_claims(store: MemoryStore, state: PodState) -> RemoteClaims:
+    """RemoteClaims woken by the store's submit notifications, as the pod wires it."""
+    claims: RemoteClaims
+    subscription = store.submit_subscription(
+        [], on_submit=lambda: None, on_types=lambda types: claims.notify(types)
+    )
+    await subscription.ensure()
+    claims = RemoteClaims(store, state, POLL_S, listening=lambda: subscription.connected)
+    return claims
+
+
+def no_deadline() -> float | None:
+    return None
+
+
+async def test_a_long_poll_sleeps_until_a_submit_of_its_type(
+    store: MemoryStore, state: PodState
+) -> None:
+    claims = await remote_claims(store, state)
+    waiting = asyncio.create_task(claims.claim(request(wait_s=30), no_deadline))
+    await until(lambda: claims.waiters.waiting == 1, description="the poll to wait")
+    await submit(store, type="other")  # not its type: it sleeps on
+    await asyncio.sleep(0)
+    assert not waiting.done()
+
+    step_id = await submit(store)
+
+    [leased] = await asyncio.wait_for(waiting, 5)
+    assert (leased.step_id, leased.attempt) == (step_id, 1)
+    assert claims.waiters.waiting == 0
+
+
+async def test_a_wait_ends_empty_before_the_callers_deadline(
+    store: MemoryStore, state: PodState
+) -> None:
+    claims = await remote_claims(store, state)
+    ends = time.monotonic() + 0.7
+
+    started = time.monotonic()
+    steps = await claims.claim(request(wait_s=30), lambda: ends - time.monotonic())
+
+    assert steps == []
+    assert time.monotonic() - started < 0.6  # the margin before the deadline
+
+
+class SlowClaims(MemoryStore):
+    """Holds each leased claim until `proceed` is set, as a slow statement would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = asyncio.Event()
+        self.proceed = asyncio.Event()
+
+    async def step_lease_claim(
+        self, pod_id: str, worker_id: str, step_types: list[str], limit: int, lease_s: float
+    ) -> list[LeasedStep]:
+        self.claiming.set()
+        await self.proceed.wait()
+        return await super().step_lease_claim(pod_id, worker_id, step_types, limit, lease_s)
+
+
+async def test_a_claim_whose_caller_left_gives_its_steps_back(state: PodState) -> None:
+    store = SlowClaims()
+    await store.pod_register("pod-a", 4)
+    step_id = await submit(store)
+    claims = await remote_claims(store, state)
+    call = asyncio.create_task(claims.claim(request(), no_deadline))
+    await store.claiming.wait()
+
+    call.cancel()  # the client left while the statement ran; the statement still commits
+    await asyncio.sleep(0)
+    store.proceed.set()
+
+    await until(lambda: call.done(), description="the cancelled call to end")
+    assert call.cancelled()
+    record = await store.step_get(step_id)
+    assert (record.status, record.attempt, record.retry_count) == ("pending", 1, 0)
+
+
+async def test_the_leader_expires_ended_leases(store: MemoryStore, state: PodState) -> None:
+    step_id = await submit(store)
+    await store.step_lease_claim("pod-a", "w1", ["echo"], 1, 0.5)
+    loop = LeaseExpiryLoop(store, state, interval=POLL_S)
+
+    await loop.run_once()  # not the leader: nothing happens
+    assert (await store.step_get(step_id)).status == "claimed"
+    state.is_leader = True
+    await loop.run_once()
+    assert 0 < loop.next_wait() <= 0.6  # wakes as the lease ends
+    store.advance(1)
+    await loop.run_once()
+
+    record = await store.step_get(step_id)
+    assert (record.status, record.retry_count) == ("pending", 1)
+    assert record.error is not None and record.error["type"] == "lease_expired"
+    assert loop.next_wait() == POLL_S

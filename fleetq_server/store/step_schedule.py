@@ -18,6 +18,7 @@ class StepScheduleQueries(PoolHolder):
                 CROSS JOIN LATERAL (
                     SELECT not_before_ts AS ts FROM fleetq_steps
                     WHERE status = 'pending' AND type = wanted.type AND not_before_ts > now()
+                      AND not_before_ts > created_ts  -- the index's predicate (0012)
                     ORDER BY not_before_ts LIMIT 1
                 ) AS due
                 """,

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # Steps per re-read: one statement's worth of ids.
 READ_CHUNK = 1000
+# A write whose statement began before a watch's registration committed cannot see it, so
+# its trigger notifies nothing; when it commits after the watcher's first read, only a
+# re-read finds the change. One re-read this long after each registration bounds that gap.
+REGISTRATION_SETTLE_S = 1.0
 
 
 def _version(step: StepRecord) -> tuple[str, datetime]:
@@ -93,6 +97,7 @@ class StepWatchHub(BackgroundLoop):
             await asyncio.shield(registration)
             if not self._subscription.connected and await self._subscription.ensure():
                 self.wake()
+            asyncio.get_running_loop().call_later(REGISTRATION_SETTLE_S, self.wake)
         except BaseException:
             await self._discard(step_id, queue)
             raise

@@ -51,6 +51,7 @@ from fleetq_server.http_server import (
     protocol_class,
     raise_open_file_limit,
 )
+from fleetq_server.interpreter import tune_for_serving
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store import open_store
@@ -372,6 +373,7 @@ async def serve(settings: Settings) -> int:
     process = PodProcess(settings)
     try:
         await process.start()
+        tune_for_serving()
         await stop.wait()
         log.info("shutdown requested")
     finally:

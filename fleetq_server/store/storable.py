@@ -28,13 +28,48 @@ def storable_text(text: str) -> str:
     return _UNSTORABLE_TEXT.sub("\ufffd", text)
 
 
+# A step's result must come back in a status answer that every gRPC client accepts by
+# default (4 MiB). The answer also carries args + metadata (at most ~1.2 MiB as a Struct),
+# and a Struct spends about 11 bytes on each number however short its JSON is, so both
+# the text and the number of values are bounded: 1 MiB + 50,000 x 11 bytes + 1.2 MiB stays
+# under 3 MiB.
+RESULT_MAX_BYTES = 1024 * 1024
+RESULT_MAX_VALUES = 50_000
+
+
+def _count_values(value: Any, limit: int) -> int:
+    """JSON values in `value` (containers and scalars), counting stops past `limit`."""
+    count = 1
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        count += len(children)
+        if count > limit:
+            return count
+        pending.extend(child for child in children if isinstance(child, dict | list | tuple))
+    return count
+
+
 def storable_json(value: Any) -> str:
-    """`value` as the JSON text of a jsonb column, the one time it is serialised.
+    """`value`, a step's result, as the JSON text of a jsonb column, serialised once.
 
     Raises ValueError for what PostgreSQL cannot store: NaN and infinities (not JSON), and
-    text `holds_unstorable_text` finds; TypeError for what JSON cannot represent.
+    text `holds_unstorable_text` finds; for a result over RESULT_MAX_BYTES of JSON or
+    RESULT_MAX_VALUES values, which no status answer could carry to a default gRPC client;
+    TypeError for what JSON cannot represent.
     """
     text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    # A character is at most 4 bytes of UTF-8: encode only when the text might be too long.
+    if len(text) > RESULT_MAX_BYTES // 4 and len(text.encode()) > RESULT_MAX_BYTES:
+        raise ValueError(f"result is larger than {RESULT_MAX_BYTES} bytes of JSON")
+    if _count_values(value, RESULT_MAX_VALUES) > RESULT_MAX_VALUES:
+        raise ValueError(f"result holds more than {RESULT_MAX_VALUES} JSON values")
     if holds_unstorable_text(value):
         raise ValueError("result holds text the database cannot store (NUL or lone surrogate)")
     return text

@@ -146,9 +146,17 @@ class RequestDecoder:
                 _parse_into({self._body_field.name: value}, message)
         for field_path, text in path_vars.items():
             ref = self._path_fields[field_path]
+            # The path wins over the body (as in grpc-gateway), but a body that names the
+            # same field with another value is a contradiction, refused rather than dropped:
+            # its value was never checked, and the client may believe it was used.
+            in_body = _set_value(message, ref) if self._body_rule == "*" else None
             _set_leaf(
                 message, ref, [_convert_text(ref.leaf, text, f"path variable {quote(ref.name)}")]
             )
+            if in_body is not None and in_body != _set_value(message, ref):
+                raise DecodeError(
+                    f"field {quote(ref.name)} is given in the path and, differently, in the body"
+                )
         for ref, texts in self._query_fields(query_string):
             where = f"query parameter {quote(ref.name)}"
             if not ref.leaf.is_repeated and len(texts) > 1:
@@ -273,6 +281,20 @@ def _convert_text(field: FieldDescriptor, text: str, where: str) -> Any:
             raise DecodeError(f"{where} is out of range, got {quote(text)}")
         return value
     return text  # string, bytes (base64) and enum names: ParseDict checks them
+
+
+def _set_value(message: Message, ref: _FieldRef) -> Any:
+    """The value `ref` names in `message`, or None when it is unset (or proto3's default)."""
+    target = message
+    for field in ref.fields[:-1]:
+        if not target.HasField(field.name):
+            return None
+        target = getattr(target, field.name)
+    leaf = ref.leaf
+    if leaf.message_type is not None or leaf.has_presence:
+        return getattr(target, leaf.name) if target.HasField(leaf.name) else None
+    value = getattr(target, leaf.name)
+    return None if value == leaf.default_value else value
 
 
 def _set_leaf(message: Message, ref: _FieldRef, values: list[Any]) -> None:

@@ -239,6 +239,22 @@ def test_query_parameter_may_not_repeat_a_path_variable() -> None:
         STATUS.decode(b"", {"step_id": "s"}, b"step_id=t")
 
 
+CANCEL = RequestDecoder(pb.CancelStepRequest.DESCRIPTOR, "*", ("step_id",))
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"step_id": "step_1"}', b'{"stepId": "step_1"}'])
+def test_a_whole_message_body_may_leave_out_or_repeat_a_path_variable(body: bytes) -> None:
+    message = CANCEL.decode(body, {"step_id": "step_1"}, b"")
+
+    assert message == pb.CancelStepRequest(step_id="step_1")
+
+
+@pytest.mark.parametrize("body", [b'{"step_id": "step_2"}', b'{"stepId": "x' + b"y" * 200 + b'"}'])
+def test_a_whole_message_body_contradicting_a_path_variable_is_refused(body: bytes) -> None:
+    with pytest.raises(DecodeError, match='"step_id" is given in the path and, differently'):
+        CANCEL.decode(body, {"step_id": "step_1"}, b"")
+
+
 def test_query_scalars_are_converted_to_the_field_type() -> None:
     message = SUMMARY_BY_QUERY.decode(
         b"", {}, b"cycle_id=c%201&dead_pods_found=3&dead_pods=a&dead_pods=b&durationMs=-4"

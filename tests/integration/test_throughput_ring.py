@@ -34,7 +34,8 @@ async def fill_current_slot(store: Store, minutes_away: int, completed: int) -> 
         await connection.execute(
             f"""
             INSERT INTO fleetq_throughput (slot, stripe, minute_ts, completed, failed)
-            SELECT {CURRENT_SLOT}, stripe, date_trunc('minute', now()) + make_interval(mins => $1), $2, 0
+            SELECT {CURRENT_SLOT}, stripe,
+                   date_trunc('minute', now()) + make_interval(mins => $1), $2, 0
             FROM generate_series(0, 15) AS stripe
             """,
             minutes_away,

@@ -48,10 +48,10 @@ $$;
 -- steps back to pending and finishes none), so a status's net delta, when positive, is
 -- what the statement finished.
 --
--- Lock order: the throughput row before the counts rows, in every statement. Within a
--- transaction now() is fixed, so every finishing statement of it takes the same throughput
--- row first; two transactions on one stripe queue on that row before either takes a
--- counts row, and cannot deadlock across them.
+-- Lock order: within a statement, the throughput row before the counts rows, so two
+-- finishing statements on one stripe queue on the throughput row before either takes a
+-- counts row. No store transaction ends steps in more than one statement, so none holds
+-- counts rows while it waits for a throughput row.
 CREATE OR REPLACE FUNCTION fleetq_finished_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     statuses text[];

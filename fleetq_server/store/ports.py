@@ -6,7 +6,7 @@ use: tests/support/memory_store.py; tests/contract checks both keep it). Every m
 raises only `fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep.
 """
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -174,10 +174,10 @@ class PodPort(Protocol):
         self,
         step_types: Iterable[str],
         on_submit: Callable[[], None],
-        on_types: Callable[[frozenset[str] | None], None] | None = None,
+        on_counts: Callable[[Mapping[str, int] | None], None] | None = None,
     ) -> Subscription:
-        """A wake-up for submits of `step_types`, not yet connected; `on_types` hears every
-        notification's types, whatever they are (None: any type)."""
+        """A wake-up for submits of `step_types`, not yet connected; `on_counts` hears
+        every notification's new steps by type, whatever the types (None: any type)."""
 
 
 class RecoveryPort(Protocol):

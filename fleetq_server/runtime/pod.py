@@ -90,7 +90,11 @@ class Pod:
             on_expiry=settings.recovery_on_expiry,
         )
         self.retention = RetentionLoop(
-            store, self.state, settings.retention_interval, settings.retention
+            store,
+            self.state,
+            settings.retention_interval,
+            settings.retention,
+            worker_retention_s=settings.worker_retention,
         )
         self.scheduler = ScheduleLoop(
             store, self.state, settings.schedule_interval, settings.pending_expiry

@@ -213,6 +213,9 @@ class RetentionPort(Protocol):
     async def pod_delete_down_before(self, age_s: float, limit: int) -> int:
         """Pods marked down, last seen more than `age_s` ago."""
 
+    async def worker_delete_unseen_before(self, age_s: float, limit: int) -> int:
+        """Remote workers last seen more than `age_s` ago that hold no lease."""
+
     async def step_expire_pending(self, limit: int) -> int:
         """Fail up to `limit` pending steps past their pending expiry as `expired`."""
 

@@ -1,8 +1,9 @@
 """A benchmark worker process: `python -m benchmarks.remote_worker TARGET TYPE LOOPS`.
 
 LOOPS concurrent loops on one gRPC channel, each leasing up to 100 steps with ClaimSteps
-and completing them with one CompleteSteps, until a claim that waited a second for work
-found none (the queue is drained). What a worker in another language would do, minus
+and completing them with one CompleteSteps, the next claim already in flight meanwhile (as
+a high-throughput worker would), until a claim that waited a second for work found none
+(the queue is drained). What a worker in another language would do, minus
 the work itself: the benchmark measures the queue's side.
 """
 
@@ -20,6 +21,9 @@ LEASE_S = 60.0
 
 
 async def _loop(stub: fleetq_pb2_grpc.FleetQServiceStub, worker_id: str, step_type: str) -> int:
+    """Claim and complete until the queue is drained, pipelined: the next ClaimSteps is
+    in flight while the previous batch's CompleteSteps is, so neither the pod nor the
+    worker waits out a round trip between them."""
     done = 0
     request = pb.ClaimStepsRequest(
         worker_id=worker_id,
@@ -28,10 +32,12 @@ async def _loop(stub: fleetq_pb2_grpc.FleetQServiceStub, worker_id: str, step_ty
         wait_seconds=1.0,
         lease_seconds=LEASE_S,
     )
+    claim = stub.ClaimSteps(request, timeout=30)  # a grpc.aio call starts when made
     while True:
-        steps = (await stub.ClaimSteps(request, timeout=30)).steps
+        steps = (await claim).steps
         if not steps:
             return done
+        claim = stub.ClaimSteps(request, timeout=30)
         completions = [pb.StepCompletion(step_id=s.step_id, attempt=s.attempt) for s in steps]
         answer = await stub.CompleteSteps(pb.CompleteStepsRequest(completions=completions))
         done += sum(outcome.status == "completed" for outcome in answer.outcomes)

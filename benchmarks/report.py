@@ -132,6 +132,18 @@ _BASE_METRICS: tuple[Metric, ...] = (
     Metric("long_polls_idle_none_cpu_pods", "idle long polls", "CPU cores: pod, none", 3),
     Metric("long_polls_idle_cpu_pods", "idle long polls", "CPU cores: pod, 500 polls", 3),
     Metric("long_polls_idle_cpu_postgres", "idle long polls", "CPU cores: PostgreSQL", 3),
+    Metric(
+        "long_polls_submits_pod_ms",
+        "500 long polls, single submits",
+        "CPU ms per submit: pod",
+        1,
+    ),
+    Metric(
+        "long_polls_submits_postgres_ms",
+        "500 long polls, single submits",
+        "CPU ms per submit: PostgreSQL",
+        1,
+    ),
     Metric("drain_1pod_rss_idle_mb", "memory", "idle pod RSS, MiB", 1),
     Metric("drain_1pod_rss_peak_mb", "memory", "peak RSS draining alone, MiB", 1),
     Metric("drain_2pod_rss_peak_mb", "memory", "peak RSS per pod, 2 draining, MiB", 1),

@@ -114,6 +114,7 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
             ("remote drain, 2 workers, 1 pod", lambda bench: workers.remote_drain(bench, 1)),
             ("remote drain, 2 workers, 2 pods", lambda bench: workers.remote_drain(bench, 2)),
             ("idle long polls", workers.idle_long_polls),
+            ("500 long polls, single submits", workers.long_polls_single_submits),
         ],
     }
     return runs[name]

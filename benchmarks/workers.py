@@ -1,10 +1,12 @@
 """Remote workers' cost: a drain by worker processes using ClaimSteps(max_steps=100) and
-CompleteSteps (beside the in-pod drain), and idle long polls held open on one pod."""
+CompleteSteps (beside the in-pod drain), idle long polls held open on one pod, and single
+submits made while those polls wait."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import grpc
 import httpx
@@ -21,6 +23,8 @@ WORKER_PROCESSES = 2
 LOOPS_PER_WORKER = 4
 IDLE_LONG_POLLS = 500
 LOAD_BATCH = 1000
+# Single submits made one at a time while IDLE_LONG_POLLS polls wait for their type.
+SINGLE_SUBMITS = 200
 
 
 async def remote_drain(bench: scenarios.Bench, pods: int) -> scenarios.Figures:
@@ -71,6 +75,69 @@ async def _long_polls_waiting(url: str, count: int) -> None:
             if wanted in (await client.get("/metrics")).text:
                 return
             await asyncio.sleep(scenarios.POLL_S)
+
+
+async def _poll_forever(
+    stub: fleetq_pb2_grpc.FleetQServiceStub,
+    request: pb.ClaimStepsRequest,
+    received: list[int],
+    got_one: asyncio.Event,
+) -> None:
+    """One worker's long poll, made again as soon as it answers; counts steps received."""
+    while True:
+        steps = (await stub.ClaimSteps(request, timeout=60)).steps
+        if steps:
+            received[0] += len(steps)
+            got_one.set()
+
+
+async def long_polls_single_submits(bench: scenarios.Bench) -> scenarios.Figures:
+    """IDLE_LONG_POLLS ClaimSteps long polls (max_steps=100) waiting for one type on one
+    pod, then SINGLE_SUBMITS single submits of it, each made once the previous one was
+    handed to a poll: the pod's and PostgreSQL's CPU milliseconds per submit. What a
+    submit costs beyond its insert is the waiters it wakes: each runs a claim statement."""
+    async with scenarios._scenario(bench) as (_connection, fleet):
+        (pod,) = fleet.start(1, scenarios.pod_env(bench.options, run_steps=False))
+        channels = [
+            grpc.aio.insecure_channel(pod.grpc_target, options=clients.GRPC_OPTIONS)
+            for _ in range(-(-IDLE_LONG_POLLS // STREAMS_PER_CHANNEL) + 1)
+        ]
+        stubs = [fleetq_pb2_grpc.FleetQServiceStub(channel) for channel in channels]
+        request = pb.ClaimStepsRequest(
+            worker_id="waiting", types=[NOOP_TYPE], max_steps=100, wait_seconds=30
+        )
+        received, got_one = [0], asyncio.Event()
+        polls = [
+            asyncio.create_task(
+                _poll_forever(stubs[n // STREAMS_PER_CHANNEL], request, received, got_one)
+            )
+            for n in range(IDLE_LONG_POLLS)
+        ]
+        try:
+            await _long_polls_waiting(pod.http_url, IDLE_LONG_POLLS)
+            submitter = stubs[-1]  # a channel of its own
+            meter = CpuMeter([pod.pid], bench.postmaster, client=False)
+            meter.start()
+            started = time.perf_counter()
+            for n in range(SINGLE_SUBMITS):
+                got_one.clear()
+                await submitter.SubmitStep(clients.step_request(NOOP_TYPE, {"n": n}))
+                async with asyncio.timeout(60):
+                    while received[0] <= n:  # handed to a poll: the next submit may go
+                        await got_one.wait()
+                        got_one.clear()
+            cores = meter.stop()
+            seconds = time.perf_counter() - started
+        finally:
+            for poll in polls:
+                poll.cancel()
+            await asyncio.gather(*polls, return_exceptions=True)
+            await asyncio.gather(*(channel.close() for channel in channels))
+    per_submit_ms = seconds / SINGLE_SUBMITS * 1000
+    return {
+        "long_polls_submits_pod_ms": cores["pods"] * per_submit_ms,
+        "long_polls_submits_postgres_ms": cores.get("postgres", 0.0) * per_submit_ms,
+    }
 
 
 async def idle_long_polls(bench: scenarios.Bench) -> scenarios.Figures:

@@ -97,6 +97,15 @@ def dict_to_struct(data: Mapping[str, Any]) -> struct_pb2.Struct:
     return struct
 
 
+def fill_struct(struct: struct_pb2.Struct, data: Mapping[str, Any]) -> None:
+    """Fill `struct`, a message's field, from a JSON object in place (cheaper than building
+    a Struct apart and copying it in); the field is set even when `data` is empty."""
+    if data:
+        struct.update(data)
+    else:
+        struct.SetInParent()
+
+
 def python_to_value(data: Any) -> struct_pb2.Value:
     """Convert any JSON value to a Value."""
     value = struct_pb2.Value()

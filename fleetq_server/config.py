@@ -79,6 +79,8 @@ class Settings:
     retention: float = 604800.0
     # How often the leader deletes finished steps older than `retention`.
     retention_interval: float = 60.0
+    # Remote workers unseen this long (and holding no lease) are forgotten; 0: never.
+    worker_retention: float = 86400.0
     log_format: str = "json"
     log_level: str = "INFO"
     # Secrets: kept out of repr() so that logging the settings cannot leak them. Each can
@@ -275,6 +277,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "shutdown_grace": _parse_positive(float, allow_zero=True),
     "retention": _parse_positive(float, allow_zero=True),
     "retention_interval": _parse_positive(float),
+    "worker_retention": _parse_positive(float, allow_zero=True),
     "log_format": _parse_choice("json", "console"),
     "log_level": _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"),
     "admin_token": _parse_token,

@@ -2,11 +2,15 @@
 and lease extensions. Protobuf in, domain calls, protobuf out; no SQL here."""
 
 import re
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from fleetq.v1 import fleetq_pb2 as pb
+from google.protobuf import timestamp_pb2
 
-from fleetq_common.json_values import TooManyValues, ValueBudget, dict_to_struct, value_to_python
+from fleetq_common.json_values import TooManyValues, ValueBudget, fill_struct, value_to_python
 from fleetq_server import errors, metrics, submission
 from fleetq_server.api.messages import timestamp
 from fleetq_server.runtime.pod import Pod
@@ -31,6 +35,8 @@ _MAX_RETRIES = submission.MAX_RETRIES_RANGE[1] or 0
 # Workers /admin/queue lists: those seen within the last hour, or holding leases.
 WORKERS_SEEN_WITHIN_S = 3600.0
 MAX_WORKERS_LISTED = 100
+# The stored result of a completion that sets none, as converting it would make it.
+_NULL_JSON = storable_json(None)
 # Characters of a worker's error type and message kept.
 MAX_ERROR_TYPE_CHARS = 256
 MAX_ERROR_MESSAGE_CHARS = 8192
@@ -76,23 +82,36 @@ def claim_request(request: pb.ClaimStepsRequest) -> ClaimRequest:
     )
 
 
-def leased_step(step: LeasedStep) -> pb.LeasedStep:
-    """A leased step as the worker receives it."""
-    return pb.LeasedStep(
-        step_id=step.step_id,
-        attempt=step.attempt,
-        type=step.type,
-        args=dict_to_struct(step.args),
-        metadata=dict_to_struct(step.metadata),
-        idempotency_key=step.idempotency_key,
-        retry_count=step.retry_count,
-        max_retries=step.max_retries,
-        lease_expires_at=timestamp(step.lease_expires_at),
-    )
+def claim_answer(steps: Sequence[LeasedStep]) -> pb.ClaimStepsResponse:
+    """The leased steps as the worker receives them, built in place: each step added
+    to the answer and filled there (nested messages built apart are copied in again), and
+    each distinct lease end converted once (one claim's steps share theirs)."""
+    answer = pb.ClaimStepsResponse()
+    add = answer.steps.add
+    stamps: dict[datetime, timestamp_pb2.Timestamp] = {}
+    for step in steps:
+        item = add(
+            step_id=step.step_id,
+            attempt=step.attempt,
+            type=step.type,
+            idempotency_key=step.idempotency_key,
+            retry_count=step.retry_count,
+            max_retries=step.max_retries,
+        )
+        fill_struct(item.args, step.args)
+        fill_struct(item.metadata, step.metadata)
+        stamp = stamps.get(step.lease_expires_at)
+        if stamp is None:
+            stamp = stamps[step.lease_expires_at] = timestamp(step.lease_expires_at)
+        item.lease_expires_at.CopyFrom(stamp)
+    return answer
 
 
 def _result_json(request: pb.CompleteStepRequest | pb.StepCompletion, budget: ValueBudget) -> str:
     """The result as the JSON text to store (null when unset)."""
+    if not request.HasField("result"):
+        budget.spend()  # what converting the unset value would have spent
+        return _NULL_JSON
     try:
         return storable_json(value_to_python(request.result, budget))
     except TooManyValues:
@@ -142,7 +161,7 @@ class WorkerServicer:
     ) -> pb.ClaimStepsResponse:
         claim = claim_request(request)
         steps = await self._pod.remote_claims.claim(claim, context.time_remaining)
-        return pb.ClaimStepsResponse(steps=[leased_step(step) for step in steps])
+        return claim_answer(steps)
 
     async def CompleteStep(
         self, request: pb.CompleteStepRequest, context: Any
@@ -206,12 +225,17 @@ class WorkerServicer:
                 raise errors.ValidationError(f"completions[{index}].{exc}") from None
         answers = await self._pod.store.step_lease_finish_many(outcomes, [])
         response = pb.CompleteStepsResponse()
+        add = response.outcomes.add
+        counts: Counter[str] = Counter()
         for outcome, answer in zip(outcomes, answers, strict=True):
             if isinstance(answer, errors.FleetQError):
                 status = "not_found" if isinstance(answer, errors.NotFoundError) else "conflict"
-                detail = str(answer)
+                add(step_id=outcome.step_id, status=status, detail=str(answer))
             else:
-                status, detail = answer, ""
-            metrics.REMOTE_OUTCOMES.labels(status).inc()
-            response.outcomes.add(step_id=outcome.step_id, status=status, detail=detail)
+                status = answer
+                add(step_id=outcome.step_id, status=status)
+            counts[status] += 1
+        # One increment per status, not per step: each takes the counter's lock.
+        for status, count in counts.items():
+            metrics.child(metrics.REMOTE_OUTCOMES, status).inc(count)
         return response

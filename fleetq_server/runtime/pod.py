@@ -1,7 +1,7 @@
 """A pod: registration, its loops, re-registration when fenced, graceful shutdown."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from fleetq_server import errors, metrics
@@ -90,7 +90,11 @@ class Pod:
             on_expiry=settings.recovery_on_expiry,
         )
         self.retention = RetentionLoop(
-            store, self.state, settings.retention_interval, settings.retention
+            store,
+            self.state,
+            settings.retention_interval,
+            settings.retention,
+            worker_retention_s=settings.worker_retention,
         )
         self.scheduler = ScheduleLoop(
             store, self.state, settings.schedule_interval, settings.pending_expiry
@@ -103,7 +107,7 @@ class Pod:
         # loop's schedule; long polls wake on the claim loop's own LISTEN connection.
         self.lease_expiry = LeaseExpiryLoop(store, self.state, settings.recovery_interval)
         subscription = store.submit_subscription(
-            registry.step_types, on_submit=self.claimer.wake, on_types=self._on_submit_types
+            registry.step_types, on_submit=self.claimer.wake, on_counts=self._on_submit_counts
         )
         self.remote_claims = RemoteClaims(
             store, self.state, settings.poll_interval, listening=lambda: subscription.connected
@@ -136,8 +140,8 @@ class Pod:
         self.lease_expiry.wake()
         self.scheduler.wake()
 
-    def _on_submit_types(self, types: frozenset[str] | None) -> None:
-        self.remote_claims.notify(types)
+    def _on_submit_counts(self, counts: Mapping[str, int] | None) -> None:
+        self.remote_claims.notify(counts)
 
     def _on_listen_reconnect(self) -> None:
         """Notifications may have been missed while disconnected: everyone looks again."""

@@ -4,11 +4,12 @@ submit of the worker's types, and never hand steps to a caller that has left."""
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetq_server import errors, metrics
-from fleetq_server.runtime.claim_waiters import ClaimWaiters, wait_for
+from fleetq_server.runtime.claim_waiters import ClaimWaiters
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import LeasePort
 from fleetq_server.store.records import LeasedStep
@@ -51,9 +52,9 @@ class RemoteClaims:
         self.waiters = ClaimWaiters()
         metrics.track_long_polls(lambda: self.waiters.waiting)
 
-    def notify(self, types: frozenset[str] | None) -> None:
-        """A submit NOTIFY's types (None: any), from the pod's listener."""
-        self.waiters.notify(types)
+    def notify(self, counts: Mapping[str, int] | None) -> None:
+        """A submit NOTIFY's new steps by type (None: any), from the pod's listener."""
+        self.waiters.notify(counts)
 
     async def claim(
         self, request: ClaimRequest, time_left: Callable[[], float | None]
@@ -68,9 +69,9 @@ class RemoteClaims:
         if not self._state.may_claim:
             raise errors.DatabaseUnavailableError("this pod is not serving claims now")
         ends = time.monotonic() + request.wait_s
-        with self.waiters.watching(request.step_types) as woken:
+        with self.waiters.watching(request.step_types, request.max_steps) as waiter:
             while True:
-                woken.clear()
+                waiter.begin_claim()
                 steps = await self._claim_once(request)
                 if steps:
                     return steps
@@ -82,7 +83,7 @@ class RemoteClaims:
                     wait = min(wait, max(due, 0.0))
                 if not self._listening():
                     wait = min(wait, self._poll_interval)
-                await wait_for(woken, wait)
+                await waiter.wait(wait)
                 if self._wait_budget(ends, time_left) <= 0 or not self._state.may_claim:
                     return []
 
@@ -112,8 +113,9 @@ class RemoteClaims:
         except asyncio.CancelledError:
             await self._release_abandoned(claiming)
             raise
-        for step in steps:
-            metrics.child(metrics.REMOTE_CLAIMS, step.type).inc()
+        # One increment per type, not per step: each takes the counter's lock.
+        for step_type, count in Counter(step.type for step in steps).items():
+            metrics.child(metrics.REMOTE_CLAIMS, step_type).inc(count)
         return steps
 
     async def _release_abandoned(self, claiming: "asyncio.Future[list[LeasedStep]]") -> None:

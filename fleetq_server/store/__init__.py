@@ -1,6 +1,6 @@
 """The store: the only place with SQL. Callers get plain records and our own exceptions."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -65,16 +65,16 @@ class Store(
         self,
         step_types: Iterable[str],
         on_submit: Callable[[], None],
-        on_types: Callable[[frozenset[str] | None], None] | None = None,
+        on_counts: Callable[[Mapping[str, int] | None], None] | None = None,
     ) -> Subscription:
         """A LISTEN for submits of `step_types` (and releases and requeues of any type),
         on a connection of its own; it connects on its first `ensure()`. Without a URL
-        to LISTEN on (behind a pooler), a subscription that never wakes anyone. `on_types`
-        hears every notification's types (None: any), for waiters of other types
-        (ClaimSteps' long polls) sharing the connection."""
+        to LISTEN on (behind a pooler), a subscription that never wakes anyone. `on_counts`
+        hears every notification's new steps by type (None: any), for waiters of other
+        types (ClaimSteps' long polls) sharing the connection."""
         if self._listen_dsn is None:
             return PollingOnly()
-        return SubmitSubscription(self._listen_dsn, step_types, on_submit, on_types)
+        return SubmitSubscription(self._listen_dsn, step_types, on_submit, on_counts)
 
     def step_change_subscription(
         self, on_change: Callable[[list[str] | None], None]

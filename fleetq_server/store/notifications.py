@@ -2,7 +2,7 @@
 would be handed to other work and its LISTEN lost)."""
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import asyncpg
 
@@ -59,9 +59,22 @@ class ListenConnection:
         raise NotImplementedError
 
 
+def submit_counts(payload: str) -> dict[str, int] | None:
+    """A submit NOTIFY's payload as new steps per type (see SUBMIT_CHANNEL): each item is
+    one step of a type ("a"), or more of it ("a:3"), and they add up. None: any type."""
+    if not payload:
+        return None
+    counts: dict[str, int] = {}
+    for item in payload.split(","):
+        step_type, _, count = item.partition(":")
+        counts[step_type] = counts.get(step_type, 0) + (int(count) if count.isdigit() else 1)
+    return counts
+
+
 class SubmitSubscription(ListenConnection):
     """Calls `on_submit()` whenever any pod inserts, releases or requeues steps that may be
-    of `step_types`, and `on_types(types)` with every notification's types (None: any)."""
+    of `step_types`, and `on_counts(counts)` with every notification's new steps by type
+    (None: any type, any number)."""
 
     channel = SUBMIT_CHANNEL
 
@@ -70,20 +83,19 @@ class SubmitSubscription(ListenConnection):
         dsn: str,
         step_types: Iterable[str],
         on_submit: Callable[[], None],
-        on_types: Callable[[frozenset[str] | None], None] | None = None,
+        on_counts: Callable[[Mapping[str, int] | None], None] | None = None,
     ) -> None:
         super().__init__(dsn)
         self._step_types = frozenset(step_types)
         self._on_submit = on_submit
-        self._on_types = on_types
+        self._on_counts = on_counts
 
     def on_payload(self, payload: str) -> None:
-        # The payload lists the new steps' types; empty means any type (see SUBMIT_CHANNEL).
-        types = frozenset(payload.split(",")) if payload else None
-        if types is None or not self._step_types.isdisjoint(types):
+        counts = submit_counts(payload)
+        if counts is None or not self._step_types.isdisjoint(counts):
             self._on_submit()
-        if self._on_types is not None:
-            self._on_types(types)
+        if self._on_counts is not None:
+            self._on_counts(counts)
 
 
 class PollingOnly:

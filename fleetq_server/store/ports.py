@@ -6,7 +6,7 @@ use: tests/support/memory_store.py; tests/contract checks both keep it). Every m
 raises only `fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep.
 """
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -177,10 +177,10 @@ class PodPort(Protocol):
         self,
         step_types: Iterable[str],
         on_submit: Callable[[], None],
-        on_types: Callable[[frozenset[str] | None], None] | None = None,
+        on_counts: Callable[[Mapping[str, int] | None], None] | None = None,
     ) -> Subscription:
-        """A wake-up for submits of `step_types`, not yet connected; `on_types` hears every
-        notification's types, whatever they are (None: any type)."""
+        """A wake-up for submits of `step_types`, not yet connected; `on_counts` hears
+        every notification's new steps by type, whatever the types (None: any type)."""
 
 
 class RecoveryPort(Protocol):
@@ -215,6 +215,9 @@ class RetentionPort(Protocol):
 
     async def pod_delete_down_before(self, age_s: float, limit: int) -> int:
         """Pods marked down, last seen more than `age_s` ago."""
+
+    async def worker_delete_unseen_before(self, age_s: float, limit: int) -> int:
+        """Remote workers last seen more than `age_s` ago that hold no lease."""
 
     async def step_expire_pending(self, limit: int) -> int:
         """Fail up to `limit` pending steps past their pending expiry as `expired`."""

@@ -1,4 +1,5 @@
-"""SQL for retention: delete finished steps, recovery records and down pods past an age.
+"""SQL for retention: delete finished steps, recovery records, down pods and remote
+workers unseen past an age.
 
 Each call deletes one bounded batch in its own short transaction, oldest first, so a large
 backlog is worked off in many small statements instead of one that holds locks for long.
@@ -45,6 +46,18 @@ _DELETE_OLD_RECOVERY_RECORDS = _DELETE_OLDEST.format(
 _DELETE_OLD_DOWN_PODS = _DELETE_OLDEST.format(
     table="fleetq_pods", finished="status = 'down'", since="last_heartbeat_ts"
 )
+# A remote worker's row (migration 0009) says what /admin/queue shows of it; one holding a
+# lease stays, however long since it was seen, until its leases end (the steps it holds
+# name it; fleetq_steps_claimed_by_idx finds them). A worker that claims again gets its row
+# back from the claim's upsert.
+_DELETE_UNSEEN_WORKERS = _DELETE_OLDEST.format(
+    table="fleetq_workers",
+    finished="""NOT EXISTS (
+        SELECT 1 FROM fleetq_steps AS s
+        WHERE s.status = 'claimed' AND s.claimed_by = fleetq_workers.worker_id
+          AND s.lease_expires_at IS NOT NULL)""",
+    since="last_seen_ts",
+)
 
 
 class RetentionQueries(PoolHolder):
@@ -66,6 +79,11 @@ class RetentionQueries(PoolHolder):
         """Delete up to `limit` pods marked down whose last heartbeat is more than `age_s`
         seconds old; returns how many were deleted."""
         return await self._delete_batch(_DELETE_OLD_DOWN_PODS, age_s, limit)
+
+    async def worker_delete_unseen_before(self, age_s: float, limit: int) -> int:
+        """Delete up to `limit` remote workers last seen more than `age_s` seconds ago
+        that hold no lease; returns how many were deleted."""
+        return await self._delete_batch(_DELETE_UNSEEN_WORKERS, age_s, limit)
 
     async def _delete_batch(self, statement: str, age_s: float, limit: int) -> int:
         async with self._connection() as connection:

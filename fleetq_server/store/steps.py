@@ -21,9 +21,12 @@ from fleetq_server.store.rules import outcome_assignments
 from fleetq_server.store.type_limits import LIMIT_ROOM_CTES, LIMIT_SPEND_CTE
 
 # NOTIFY channel idle pods LISTEN on. A submit's payload names the new steps' types,
-# comma-separated (types cannot hold commas), so pods that run none of them stay asleep.
-# Empty means "any type": releases, requeues, and batches whose type list would not fit
-# PostgreSQL's 8,000-byte payload.
+# comma-separated (types hold neither commas nor colons), so pods that run none of them
+# stay asleep, and says how many: an item is one step of its type ("a") or n more
+# ("a:n"), and a type of n > 1 steps is written "a,a:(n-1)", so a pod that reads the
+# payload as a bare list of types (the previous version) still sees "a". Long polls
+# wake as many waiters as the counts need. Empty means "any type": releases, requeues,
+# and batches whose payload would not fit PostgreSQL's 8,000-byte limit.
 SUBMIT_CHANNEL = "fleetq_step_submitted"
 MAX_NOTIFY_TYPES_CHARS = 7000
 
@@ -205,7 +208,12 @@ class StepQueries(PoolHolder):
                 ), notified AS (  -- one NOTIFY for the batch, and none when nothing is new
                     SELECT pg_notify('{SUBMIT_CHANNEL}',
                         CASE WHEN length(types) <= {MAX_NOTIFY_TYPES_CHARS} THEN types ELSE '' END)
-                    FROM (SELECT string_agg(DISTINCT type, ',') AS types FROM inserted) AS batch
+                    FROM (
+                        SELECT string_agg(CASE WHEN n = 1 THEN type
+                                               ELSE type || ',' || type || ':' || (n - 1) END,
+                                          ',') AS types
+                        FROM (SELECT type, count(*) AS n FROM inserted GROUP BY type) AS per_type
+                    ) AS batch
                     WHERE types IS NOT NULL
                 )
                 SELECT step_id FROM inserted

@@ -25,6 +25,7 @@ class Backend(Protocol):
     async def age_heartbeat(self, pod_id: str, seconds: float) -> None: ...
     async def age_step(self, step_id: str, seconds: float) -> None: ...
     async def age_recovery_records(self, count: int, seconds: float) -> None: ...
+    async def age_worker(self, worker_id: str, seconds: float) -> None: ...
     async def pod_ids(self) -> list[str]: ...
     def recovery_lock_held(self) -> contextlib.AbstractAsyncContextManager[None]: ...
 
@@ -41,6 +42,9 @@ class PostgresBackend:
 
     async def age_recovery_records(self, count: int, seconds: float) -> None:
         await backdating.age_recovery_records(self.store, count, seconds)
+
+    async def age_worker(self, worker_id: str, seconds: float) -> None:
+        await backdating.age_worker(self.store, worker_id, seconds)
 
     async def pod_ids(self) -> list[str]:
         async with self.store._connection() as connection:
@@ -67,6 +71,9 @@ class MemoryBackend:
 
     async def age_recovery_records(self, count: int, seconds: float) -> None:
         self.memory.age_recovery_records(count, seconds)
+
+    async def age_worker(self, worker_id: str, seconds: float) -> None:
+        self.memory.age_worker(worker_id, seconds)
 
     async def pod_ids(self) -> list[str]:
         return sorted(self.memory.pods)

@@ -92,3 +92,21 @@ async def test_deletes_pods_marked_down_whose_last_heartbeat_is_older_than_the_a
     assert await store.pod_delete_down_before(7 * DAY_S, 1000) == 1
 
     assert await backend.pod_ids() == ["gone-lately", "pod-a", "silent-but-up"]
+
+
+async def test_deletes_workers_unseen_past_the_age_unless_they_hold_a_lease(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    step = prepare_step(replace(REQUEST, type="leased_type"))
+    await store.step_insert_many([step])
+    assert await store.step_lease_claim("pod-a", "holding", ["leased_type"], 1, 3600) != []
+    for worker_id in ("unseen", "seen-lately"):  # their claims found nothing: no lease
+        assert await store.step_lease_claim("pod-a", worker_id, ["other_type"], 1, 60) == []
+    for worker_id in ("unseen", "holding"):
+        await backend.age_worker(worker_id, 2 * DAY_S)
+
+    assert await store.worker_delete_unseen_before(DAY_S, 1000) == 1
+
+    workers = await store.worker_list(10 * DAY_S, 100)
+    assert sorted(w.worker_id for w in workers) == ["holding", "seen-lately"]

@@ -6,13 +6,13 @@ later submit has arrived, an earlier one that did not wake the pod never will.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 import pytest
 
 from fleetq_server.store import Store
-from fleetq_server.store.notifications import SubmitSubscription
+from fleetq_server.store.notifications import SubmitSubscription, submit_counts
 from fleetq_server.store.steps import MAX_NOTIFY_TYPES_CHARS
 from fleetq_server.submission import prepare_step
 from tests.integration.conftest import REQUEST
@@ -78,3 +78,40 @@ async def test_releases_wake_pods_whatever_the_type(store: Store, wakeups: Wakeu
     claimed = await store.step_claim_batch("pod-a", ["theirs"], 1)
     assert await store.step_release(claimed, "pod-a") == [claimed[0].step_id]
     assert await wakeups.next() == 1
+
+
+async def test_a_batch_notifies_how_many_steps_of_each_type_it_added(
+    store: Store, database_url: str
+) -> None:
+    heard: asyncio.Queue[Mapping[str, int] | None] = asyncio.Queue()
+    subscription = SubmitSubscription(database_url, [], lambda: None, heard.put_nowait)
+    assert await subscription.ensure()
+    try:
+        await submit(store, "mine", "theirs", "mine", "mine")
+        counts = await asyncio.wait_for(heard.get(), WAKE_TIMEOUT_S)
+    finally:
+        await subscription.close()
+
+    assert counts == {"mine": 3, "theirs": 1}
+
+
+async def test_a_pod_of_the_previous_version_still_reads_the_types(
+    store: Store, database_url: str
+) -> None:
+    """It split the payload on commas and woke for any type it runs."""
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+
+    class Raw(SubmitSubscription):
+        def on_payload(self, payload: str) -> None:
+            payloads.put_nowait(payload)
+
+    subscription = Raw(database_url, [], lambda: None)
+    assert await subscription.ensure()
+    try:
+        await submit(store, "mine", "mine", "theirs")
+        payload = await asyncio.wait_for(payloads.get(), WAKE_TIMEOUT_S)
+    finally:
+        await subscription.close()
+
+    assert {"mine", "theirs"} <= set(payload.split(","))
+    assert submit_counts(payload) == {"mine": 2, "theirs": 1}

@@ -40,3 +40,14 @@ async def age_recovery_records(store: Store, count: int, seconds: float) -> None
             count,
             seconds,
         )
+
+
+async def age_worker(store: Store, worker_id: str, seconds: float) -> None:
+    """Make a remote worker look last seen `seconds` earlier."""
+    async with store._connection() as connection:
+        await connection.execute(
+            "UPDATE fleetq_workers SET last_seen_ts = last_seen_ts - make_interval(secs => $2)"
+            " WHERE worker_id = $1",
+            worker_id,
+            seconds,
+        )

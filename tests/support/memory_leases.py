@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class _Worker:
+    worker_id: str
     types: list[str]
     last_seen_ts: datetime
 
@@ -64,7 +65,15 @@ class MemoryLeases:
         ) -> None: ...
         @staticmethod
         def _release(step: Any, now: datetime) -> None: ...
-        def _notify(self, types: set[str] | None) -> None: ...
+        def _notify(self, counts: Mapping[str, int] | None) -> None: ...
+        def _delete_oldest(
+            self,
+            table: dict[str, Any],
+            finished: Callable[[Any], bool],
+            since: Callable[[Any], datetime | None],
+            age_s: float,
+            limit: int,
+        ) -> int: ...
         def _claimable(
             self, now: datetime, pod_id: str, step_types: list[str], limit: int
         ) -> list[Any]: ...
@@ -81,11 +90,29 @@ class MemoryLeases:
             and step.lease_expires_at > now
         )
 
+    async def worker_delete_unseen_before(self, age_s: float, limit: int) -> int:
+        leasing = {
+            step.claimed_by
+            for step in self.steps.values()
+            if step.status == "claimed" and step.lease_expires_at is not None
+        }
+        return self._delete_oldest(
+            self.workers,
+            lambda w: w.worker_id not in leasing,
+            lambda w: w.last_seen_ts,
+            age_s,
+            limit,
+        )
+
+    def age_worker(self, worker_id: str, seconds: float) -> None:
+        """Make a worker look last seen `seconds` earlier."""
+        self.workers[worker_id].last_seen_ts -= timedelta(seconds=seconds)
+
     async def step_lease_claim(
         self, pod_id: str, worker_id: str, step_types: list[str], limit: int, lease_s: float
     ) -> list[LeasedStep]:
         with self.transaction() as now:
-            self.workers[worker_id] = _Worker(list(step_types), now)
+            self.workers[worker_id] = _Worker(worker_id, list(step_types), now)
             leased = []
             for step in self._claimable(now, pod_id, step_types, limit):
                 step.status, step.claimed_by, step.attempt = "claimed", worker_id, step.attempt + 1

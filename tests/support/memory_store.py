@@ -18,7 +18,7 @@ import asyncio
 import copy
 import json
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -160,22 +160,22 @@ class MemorySubscription(_MemoryListen):
         store: MemoryStore,
         step_types: Iterable[str],
         on_submit: Callable[[], None],
-        on_types: Callable[[frozenset[str] | None], None] | None = None,
+        on_counts: Callable[[Mapping[str, int] | None], None] | None = None,
     ) -> None:
         super().__init__(store)
         self._step_types = frozenset(step_types)
         self._on_submit = on_submit
-        self._on_types = on_types
+        self._on_counts = on_counts
 
-    def notify(self, types: set[str] | None) -> None:
-        """`types` None: any type (a release or a requeue)."""
+    def notify(self, counts: Mapping[str, int] | None) -> None:
+        """New steps by type; None: any type (a release or a requeue)."""
         if not self.connected:
             return
         loop = asyncio.get_running_loop()
-        if types is None or not self._step_types.isdisjoint(types):
+        if counts is None or not self._step_types.isdisjoint(counts):
             loop.call_soon(self._on_submit)
-        if self._on_types is not None:
-            loop.call_soon(self._on_types, None if types is None else frozenset(types))
+        if self._on_counts is not None:
+            loop.call_soon(self._on_counts, None if counts is None else dict(counts))
 
 
 class MemoryChangeSubscription(_MemoryListen):
@@ -279,9 +279,9 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
         ]
         return sorted(live, key=lambda p: (p.birth_ts, p.pod_id))
 
-    def _notify(self, types: set[str] | None) -> None:
+    def _notify(self, counts: Mapping[str, int] | None) -> None:
         for subscription in self._subscriptions:
-            subscription.notify(types)
+            subscription.notify(counts)
 
     # -- SubmitPort ----------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
                     outcomes.append(InsertOutcome(holder.step_id, created=False))
             self.steps.update(new)
             if new:
-                self._notify({row.type for row in new.values()})
+                self._notify(Counter(row.type for row in new.values()))
         return outcomes
 
     async def step_get(self, step_id: str) -> StepRecord:
@@ -425,7 +425,7 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
             step.status, step.retry_count, step.claimed_by = "pending", 0, None
             step.finished_ts = step.cancel_requested_ts = None
             step.not_before_ts = step.last_update_ts = now
-            self._notify({step.type})
+            self._notify({step.type: 1})
 
     async def step_cancels_requested(self, pod_id: str) -> list[str]:
         with self.transaction():
@@ -695,9 +695,9 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
         self,
         step_types: Iterable[str],
         on_submit: Callable[[], None],
-        on_types: Callable[[frozenset[str] | None], None] | None = None,
+        on_counts: Callable[[Mapping[str, int] | None], None] | None = None,
     ) -> MemorySubscription:
-        subscription = MemorySubscription(self, step_types, on_submit, on_types)
+        subscription = MemorySubscription(self, step_types, on_submit, on_counts)
         self._subscriptions.append(subscription)
         return subscription
 

@@ -15,6 +15,7 @@ def test_defaults_match_the_design_table() -> None:
     assert settings.max_capacity == 8
     assert settings.heartbeat_interval == 5 and settings.dead_pod_threshold == 15
     assert settings.shutdown_grace == 30 and settings.retention == 604800
+    assert settings.worker_retention == 86400
     assert settings.recovery_interval == 5 and settings.recovery_on_expiry is True
     assert settings.pod_id.startswith("pod-")
 
@@ -33,8 +34,10 @@ def test_environment_values_are_parsed() -> None:
             "FLEETQ_LOG_FORMAT": "Console",
             "FLEETQ_POD_ID": "pod-x",
             "FLEETQ_RECOVERY_ON_EXPIRY": " False",
+            "FLEETQ_WORKER_RETENTION": "0",
         }
     )
+    assert settings.worker_retention == 0
     assert settings.recovery_on_expiry is False
     assert settings.handlers == ("a.b", "c")
     assert settings.max_capacity == 2
@@ -56,6 +59,8 @@ def test_environment_values_are_parsed() -> None:
         ("FLEETQ_GRPC_MAX_CONNECTION_IDLE", "-1"),
         ("FLEETQ_GRPC_MAX_CONNECTION_AGE", "inf"),
         ("FLEETQ_LOG_REPEAT_INTERVAL", "-5"),
+        ("FLEETQ_WORKER_RETENTION", "-1"),
+        ("FLEETQ_WORKER_RETENTION", "a day"),
     ],
 )
 def test_invalid_value_names_the_variable(variable: str, value: str) -> None:

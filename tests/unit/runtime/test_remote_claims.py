@@ -24,7 +24,7 @@ async def remote_claims(store: MemoryStore, state: PodState) -> RemoteClaims:
     """RemoteClaims woken by the store's submit notifications, as the pod wires it."""
     claims: RemoteClaims
     subscription = store.submit_subscription(
-        [], on_submit=lambda: None, on_types=lambda types: claims.notify(types)
+        [], on_submit=lambda: None, on_counts=lambda counts: claims.notify(counts)
     )
     await subscription.ensure()
     claims = RemoteClaims(store, state, POLL_S, listening=lambda: subscription.connected)
@@ -63,6 +63,77 @@ async def test_a_wait_ends_empty_before_the_callers_deadline(
 
     assert steps == []
     assert time.monotonic() - started < 0.6  # the margin before the deadline
+
+
+class CountedClaims(MemoryStore):
+    """Counts leased claim statements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statements = 0
+
+    async def step_lease_claim(
+        self, pod_id: str, worker_id: str, step_types: list[str], limit: int, lease_s: float
+    ) -> list[LeasedStep]:
+        self.statements += 1
+        return await super().step_lease_claim(pod_id, worker_id, step_types, limit, lease_s)
+
+
+async def test_a_submit_wakes_only_as_many_long_polls_as_it_has_steps(state: PodState) -> None:
+    store = CountedClaims()
+    await store.pod_register("pod-a", 4)
+    claims = await remote_claims(store, state)
+    polls = [asyncio.create_task(claims.claim(request(wait_s=30), no_deadline)) for _ in range(5)]
+    await until(lambda: claims.waiters.waiting == 5, description="the polls to wait")
+    before = store.statements  # one empty claim each
+
+    await submit(store)
+
+    [answered] = await next(asyncio.as_completed(polls, timeout=5))
+    assert answered.attempt == 1
+    for _ in range(10):  # a poll woken too would claim (and find nothing) within these turns
+        await asyncio.sleep(0)
+    assert store.statements == before + 1
+    assert claims.waiters.waiting == 4
+    for poll in polls:
+        poll.cancel()
+    await asyncio.gather(*polls, return_exceptions=True)
+
+
+async def test_a_woken_long_poll_whose_caller_left_passes_the_step_to_another(
+    store: MemoryStore, state: PodState
+) -> None:
+    claims = await remote_claims(store, state)
+    first = asyncio.create_task(claims.claim(request(wait_s=30), no_deadline))
+    await until(lambda: claims.waiters.waiting == 1, description="the first poll to wait")
+    second = asyncio.create_task(claims.claim(request(wait_s=30), no_deadline))
+    await until(lambda: claims.waiters.waiting == 2, description="the second poll to wait")
+
+    step_id = await submit(store)
+    await asyncio.sleep(0)  # the notification wakes the first poll (it takes 10)...
+    first.cancel()  # ...whose caller leaves before it claims
+
+    [leased] = await asyncio.wait_for(second, 5)
+    assert (leased.step_id, leased.attempt) == (step_id, 1)
+    assert first.cancelled()
+
+
+async def test_a_woken_long_poll_out_of_time_answers_empty_and_passes_the_step_on(
+    store: MemoryStore, state: PodState
+) -> None:
+    claims = await remote_claims(store, state)
+    time_left = [60.0]
+    late = asyncio.create_task(claims.claim(request(wait_s=30), lambda: time_left[0]))
+    await until(lambda: claims.waiters.waiting == 1, description="the first poll to wait")
+    other = asyncio.create_task(claims.claim(request(wait_s=30), no_deadline))
+    await until(lambda: claims.waiters.waiting == 2, description="the second poll to wait")
+
+    step_id = await submit(store)
+    time_left[0] = 0.1  # the first call's deadline is upon it as the wake arrives
+
+    assert await asyncio.wait_for(late, 5) == []
+    [leased] = await asyncio.wait_for(other, 5)
+    assert leased.step_id == step_id
 
 
 class SlowClaims(MemoryStore):

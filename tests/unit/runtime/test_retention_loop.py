@@ -33,6 +33,30 @@ async def test_deletes_only_on_the_leader_and_when_enabled(
     assert len(store.steps) == kept
 
 
+@pytest.mark.parametrize(
+    ("retention_s", "worker_retention_s", "kept"),
+    [(0, DAY_S, ["holding", "seen-lately"]), (7 * DAY_S, 0, ["holding", "seen-lately", "unseen"])],
+    ids=["workers-by-their-own-age", "worker-retention-zero-keeps"],
+)
+async def test_the_leader_forgets_workers_unseen_for_the_worker_retention(
+    store: MemoryStore, retention_s: float, worker_retention_s: float, kept: list[str]
+) -> None:
+    await submit(store, type="leased")
+    await store.step_lease_claim("pod-a", "holding", ["leased"], 1, 3600)
+    for worker_id in ("unseen", "seen-lately"):
+        await store.step_lease_claim("pod-a", worker_id, ["nothing"], 1, 60)
+    for worker_id in ("unseen", "holding"):
+        store.age_worker(worker_id, 2 * DAY_S)
+    state = PodState(base_pod_id="pod-a", max_capacity=4, is_leader=True)
+    loop = RetentionLoop(
+        store, state, interval=60, retention_s=retention_s, worker_retention_s=worker_retention_s
+    )
+
+    await loop.run_once()
+
+    assert sorted(store.workers) == kept
+
+
 async def test_a_run_that_spends_its_budget_runs_again_at_once(
     store: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ fields and unset `optional` scalars become `null`), and integral doubles print a
 as Go's protojson does.
 """
 
+import functools
 import json
 import math
 from typing import Any, cast
@@ -26,18 +27,47 @@ from fleetq_server.gateway.descriptor_facts import (
 _MAX_EXACT_INT = 2**53
 
 
+# Field types whose protojson form is the Python value itself: no int64 (a string in
+# JSON), no float (NaN, integral doubles), no bytes (base64), no enum (its name).
+_PLAIN_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_BOOL,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_FIXED32,
+    }
+)
+
+
+@functools.cache
+def _is_plain(descriptor: Descriptor) -> bool:
+    """Whether every field is a singular plain scalar without presence: then the message's
+    JSON is each field's value by name, and json_format's walk (most of the cost of a small
+    answer such as a submit's acknowledgement) can be skipped."""
+    return all(
+        field.type in _PLAIN_TYPES and not field.is_repeated and field.containing_oneof is None
+        for field in descriptor.fields
+    )
+
+
 def encode_message(message: Message) -> dict[str, Any]:
     """A message as grpc-gateway renders it with UseProtoNames + EmitUnpopulated.
 
     Fields come in field-number order; unset message fields and unset `optional`
     scalars are null; integral doubles (Struct numbers included) are integers.
     """
+    descriptor = cast(Descriptor, message.DESCRIPTOR)
+    if _is_plain(descriptor):
+        return {field.name: getattr(message, field.name) for field in descriptor.fields}
     data = json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
     )
-    filled = _fill_unpopulated(cast(Descriptor, message.DESCRIPTOR), data)
+    filled = _fill_unpopulated(descriptor, data)
     result: dict[str, Any] = normalise_numbers(filled)
     return result
 

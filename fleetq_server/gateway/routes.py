@@ -13,7 +13,12 @@ from typing import Any
 from google.api import annotations_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from fleetq_server.gateway.path_templates import PathTemplate, compile_template, split_path
+from fleetq_server.gateway.path_templates import (
+    Literal,
+    PathTemplate,
+    compile_template,
+    split_path,
+)
 from fleetq_server.gateway.request_binding import BindingError, RequestDecoder
 
 _PATTERN_KINDS = ("get", "put", "post", "delete", "patch")
@@ -105,6 +110,24 @@ class Router:
                 )
             seen[key] = route
         self._routes: Sequence[Route] = ordered
+        # A request is tried only against the templates that could match it: same number of
+        # segments, and the same first segment unless the template starts with a variable.
+        # Walking every route cost a match attempt per RPC on every request.
+        self._variable_first: dict[int, tuple[Route, ...]] = {}
+        self._by_first: dict[tuple[int, str], tuple[Route, ...]] = {}
+        for route in ordered:
+            size, first = len(route.template.segments), _first_literal(route.template)
+            if first is None:
+                self._variable_first[size] = (*self._variable_first.get(size, ()), route)
+            else:
+                self._by_first[(size, first)] = ()
+        for size, first in self._by_first:
+            self._by_first[(size, first)] = tuple(
+                route
+                for route in ordered
+                if len(route.template.segments) == size
+                and _first_literal(route.template) in (first, None)
+            )
 
     @property
     def routes(self) -> Sequence[Route]:
@@ -124,7 +147,11 @@ class Router:
         wanted = "GET" if http_method == "HEAD" else http_method
         allowed: list[str] = []
         template = ""
-        for route in self._routes:
+        size = len(segments)
+        candidates = self._by_first.get((size, segments[0]))
+        if candidates is None:
+            candidates = self._variable_first.get(size, ())
+        for route in candidates:
             path_vars = route.template.match_segments(segments)
             if path_vars is None:
                 continue
@@ -137,6 +164,17 @@ class Router:
             if route.template.template == template:
                 allowed += [m for m in _with_head(route.http_method) if m not in allowed]
         return MethodNotAllowed(allowed=tuple(allowed), template=template) if allowed else None
+
+
+def _first_literal(template: PathTemplate) -> str | None:
+    """The first segment a path must have to match `template`, None if any will do. A
+    one-segment template's verb is part of that segment (`/things:pause`)."""
+    first = template.segments[0]
+    if not isinstance(first, Literal):
+        return None
+    if template.verb and len(template.segments) == 1:
+        return f"{first.value}:{template.verb}"
+    return first.value
 
 
 def _with_head(http_method: str) -> tuple[str, ...]:

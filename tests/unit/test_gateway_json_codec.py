@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from fleetq.v1 import fleetq_pb2 as pb
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from fleetq_common.json_values import dict_to_struct, python_to_value
 from fleetq_server.gateway.json_parse import MAX_JSON_DEPTH, DecodeError, parse_json
@@ -362,6 +364,32 @@ def test_every_field_is_present_with_nulls_for_unset_presence_fields() -> None:
         "cancel_requested": False,
     }
     assert list(encoded) == [field.name for field in pb.GetStepStatusResponse.DESCRIPTOR.fields]
+
+
+def _filled(message_class: Any) -> Message:
+    """An instance with every singular string, bool and 32-bit integer field set."""
+    message = message_class()
+    for field in message.DESCRIPTOR.fields:
+        if field.is_repeated or field.message_type is not None:
+            continue
+        value = {FieldDescriptor.TYPE_STRING: "x", FieldDescriptor.TYPE_BOOL: True}
+        setattr(message, field.name, value.get(field.type, 7) if field.enum_type is None else 1)
+    return message
+
+
+@pytest.mark.parametrize("name", sorted(pb.DESCRIPTOR.message_types_by_name))
+def test_every_message_encodes_as_json_format_renders_it_where_no_filling_is_due(name: str) -> None:
+    message_class = getattr(pb, name)
+    for message in (message_class(), _filled(message_class)):
+        reference = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        encoded = encode_message(message)
+        # Filling and number normalising change only nulls and integral doubles.
+        for key, value in reference.items():
+            if not isinstance(value, dict | list | float):
+                assert encoded[key] == value, (name, key)
+        assert set(reference) <= set(encoded)
 
 
 def test_set_optional_scalar_is_emitted_even_when_empty() -> None:

@@ -142,6 +142,28 @@ def test_router_reports_allowed_methods_for_a_known_path() -> None:
     assert router.resolve("GET", "/things/x") is None
 
 
+def test_routes_starting_with_a_variable_still_compete_with_literal_ones() -> None:
+    service = build_service(
+        [
+            ("Fetch", {"get": "/{id}/items"}),
+            ("List", {"get": "/all/items"}),
+            ("Pause", {"post": "/items:pause", "body": "*"}),
+            ("Make", {"post": "/items", "body": "*"}),
+        ]
+    )
+    router = Router(routes_for_service(service))
+
+    def method(path: str, http_method: str = "GET") -> str:
+        match = router.resolve(http_method, path)
+        assert isinstance(match, RouteMatch), path
+        return match.route.method.name
+
+    assert (method("/all/items"), method("/other/items")) == ("List", "Fetch")
+    assert (method("/items:pause", "POST"), method("/items", "POST")) == ("Pause", "Make")
+    assert router.resolve("DELETE", "/all/items") == MethodNotAllowed(allowed=("GET", "HEAD"))
+    assert router.resolve("GET", "/all/items/more") is None
+
+
 def test_head_resolves_to_the_get_route_of_its_path_and_nothing_else() -> None:
     service = build_service([("Fetch", {"get": "/items/{id}"}), ("Make", {"post": "/new"})])
     router = Router(routes_for_service(service))

@@ -33,8 +33,12 @@ from fleetq_server.store.steps import (
     release_statement,
 )
 
-# The lease a write may act on: still this attempt's, and not ended.
-_LEASE_HOLDS = "s.status = 'claimed' AND s.lease_expires_at > now()"
+# The lease a write may act on: still this attempt's, and not ended. Every write names its
+# steps by id; `IS TRUE` hides the status test from the planner's partial-index matching,
+# which otherwise read every claimed step (fleetq_steps_claimed_by_idx or _lease_idx) and
+# hash-joined them to the batch (1 ms per 100-step complete with 2,100 leases held), not
+# one primary-key probe per step. The meaning is the same: NULL is not TRUE either.
+_LEASE_HOLDS = "(s.status = 'claimed') IS TRUE AND s.lease_expires_at > now()"
 
 
 def lease_refusal(step_id: str, attempt: int, row: Mapping[str, Any] | None) -> errors.FleetQError:

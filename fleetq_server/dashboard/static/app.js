@@ -582,8 +582,10 @@ const stepView = {
 };
 
 function renderStep(step) {
+  // The flag outlives the cancel; it only says something while the step still runs.
+  const stopping = step.status === "claimed" && step.cancel_requested;
   const facts = [
-    ["Status", step.status + (step.cancel_requested ? " (cancel requested)" : "")],
+    ["Status", step.status + (stopping ? " (cancel requested)" : "")],
     ["Type", step.payload?.type || "–"],
     ["Priority", step.priority],
     ["Retries", `${step.retry_count} of ${step.max_retries}`],
@@ -607,8 +609,7 @@ function renderStep(step) {
   setText($("#step-metadata"), json(step.payload?.metadata));
   setText($("#step-result"), json(step.result));
   setText($("#step-error"), step.error ? `${step.error.type}: ${step.error.message}` : "–");
-  $("#cancel-step").disabled =
-    !(step.status === "pending" || step.status === "claimed") || step.cancel_requested;
+  $("#cancel-step").disabled = !(step.status === "pending" || step.status === "claimed") || stopping;
   $("#retry-step").disabled = !(step.status === "failed" || step.status === "cancelled");
   renderAttempts(step);
 }

@@ -1,0 +1,40 @@
+"""What the browser tests read off the dashboard, and the REST calls they compare it with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests.support.server_process import ServerProcess
+
+
+def open_view(page: Page, pod: ServerProcess, route: str) -> None:
+    """Load the dashboard at `route` (e.g. `#/steps`) and wait for its first refresh."""
+    page.goto(f"{pod.http_url}/ui/{route}")
+    view = route.removeprefix("#/").split("?")[0].split("/")[0] or "overview"
+    expect(page.locator("body")).to_have_attribute("data-loaded", view)
+
+
+def number(text: str) -> int:
+    """A number as the page shows it ("100,000")."""
+    return int(text.replace(",", ""))
+
+
+def submit(client: httpx.Client, step_type: str, args: dict[str, Any], **fields: Any) -> str:
+    response = client.post("/submit", json={"type": step_type, "args": args, **fields})
+    assert response.status_code == 201, response.text
+    step_id: str = response.json()["step_id"]
+    return step_id
+
+
+def status(client: httpx.Client, step_id: str) -> dict[str, Any]:
+    response = client.get(f"/status/{step_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def step_ids_shown(page: Page) -> list[str]:
+    return page.locator("#steps-table tbody tr td:first-child a").all_inner_texts()

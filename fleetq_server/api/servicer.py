@@ -13,7 +13,7 @@ from fleetq.v1 import fleetq_pb2_grpc
 from fleetq_common.coalescer import Coalescer
 from fleetq_common.json_values import ValueBudget
 from fleetq_server import __version__, errors, metrics, submission
-from fleetq_server.api import messages, step_lifecycle, step_listing, watch
+from fleetq_server.api import history, messages, step_lifecycle, step_listing, watch
 from fleetq_server.api.json_fields import json_object
 from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
 from fleetq_server.api.schedules import ScheduleRpcs
@@ -311,6 +311,16 @@ class FleetQServicer(
         response = await self._with_limits(messages.queue_stats(stats))
         response.workers.extend(await self.worker_list())
         return response
+
+    async def GetThroughput(
+        self, request: pb.GetThroughputRequest, context: Any
+    ) -> pb.GetThroughputResponse:
+        return await history.get_throughput(self._store, request)
+
+    async def ListRecoveryCycles(
+        self, request: pb.ListRecoveryCyclesRequest, context: Any
+    ) -> pb.ListRecoveryCyclesResponse:
+        return await history.list_recovery_cycles(self._store, request)
 
     async def RunRecovery(
         self, request: pb.RunRecoveryRequest, context: Any

@@ -1,16 +1,13 @@
 """ListSteps: request checks, opaque page tokens, and the page as status messages."""
 
-import base64
-import binascii
 import functools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import orjson
 from fleetq.v1 import fleetq_pb2 as pb
 from google.protobuf import timestamp_pb2
 
 from fleetq_server import errors
-from fleetq_server.api import messages
+from fleetq_server.api import messages, page_tokens
 from fleetq_server.api.offload import off_loop
 from fleetq_server.store.ports import ListPort
 from fleetq_server.store.records import StepListFilter, StepListPosition, StepRecord
@@ -18,7 +15,6 @@ from fleetq_server.store.records import StepListFilter, StepListPosition, StepRe
 STATUSES = ("pending", "claimed", "completed", "failed", "cancelled")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The request's field rules, as the proto (and so the OpenAPI document) states them.
 _RULES = {
     field.name: field.GetOptions().Extensions[pb.rules]
@@ -27,27 +23,14 @@ _RULES = {
 
 
 def encode_token(position: StepListPosition) -> str:
-    """An opaque token for the position after `position` (microseconds since the epoch and
-    the step id, as JSON in URL-safe base64 without padding)."""
-    micros = (position.created_ts - _EPOCH) // timedelta(microseconds=1)
-    raw = orjson.dumps([micros, position.step_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """An opaque token for the position after `position`."""
+    return page_tokens.encode_position(position.created_ts, position.step_id)
 
 
 def decode_token(token: str) -> StepListPosition:
     """The position a token names; ValidationError for anything this service did not
-    issue (a token is only ever parsed, never trusted for more than a position)."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        micros, step_id = orjson.loads(raw)
-        if not (isinstance(micros, int) and isinstance(step_id, str) and step_id):
-            raise ValueError
-        created_ts = _EPOCH + timedelta(microseconds=micros)
-    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
-        raise errors.ValidationError("page_token: is not a token this service issued") from None
-    if "\x00" in step_id:
-        raise errors.ValidationError("page_token: is not a token this service issued")
-    return StepListPosition(created_ts, step_id)
+    issue."""
+    return StepListPosition(*page_tokens.decode_position(token))
 
 
 def _time(request: pb.ListStepsRequest, field: str) -> datetime | None:

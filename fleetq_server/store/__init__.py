@@ -27,6 +27,7 @@ from fleetq_server.store.step_schedule import StepScheduleQueries
 from fleetq_server.store.step_traces import StepTraceQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
 from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
+from fleetq_server.store.throughput import ThroughputQueries
 from fleetq_server.store.type_limits import TypeLimitQueries
 
 __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_store"]
@@ -45,6 +46,7 @@ class Store(
     RecoveryQueries,
     RetentionQueries,
     ScheduleQueries,
+    ThroughputQueries,
     TypeLimitQueries,
 ):
     """All of FLEET-Q's database access, grouped by entity in the base classes."""

@@ -24,12 +24,15 @@ from fleetq_server.store.records import (
     PodRecord,
     QueueStats,
     RecoveryOutcome,
+    RecoveryRecord,
+    RecoveryRecordPosition,
     ScheduleRecord,
     ScheduleSpec,
     StepListFilter,
     StepListPosition,
     StepOutcome,
     StepRecord,
+    ThroughputMinute,
     TypeLimit,
     TypeLimitRecord,
     WorkerRecord,
@@ -229,6 +232,16 @@ class StatsPort(Protocol):
 
     async def leader_get(self, dead_threshold_s: float) -> LeaderView:
         """The live pods, eldest (the leader) first."""
+
+    async def throughput_list(self, minutes: int) -> list[ThroughputMinute]:
+        """Steps completed and failed in each of the last `minutes` minutes (at most 120),
+        oldest first, the current minute last, zeros included."""
+
+    async def recovery_record_list_page(
+        self, after: RecoveryRecordPosition | None, limit: int
+    ) -> list[RecoveryRecord]:
+        """Up to `limit` recorded cycles, newest first (finished_ts, then cycle_id,
+        descending), strictly after `after` in that order when it is given."""
 
 
 class TracePort(Protocol):

@@ -170,6 +170,34 @@ class RecoveryOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class RecoveryRecord:
+    """The durable record of a recovery cycle that ran."""
+
+    outcome: RecoveryOutcome
+    leader_pod_id: str
+    trigger: str
+    started_ts: datetime
+    finished_ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryRecordPosition:
+    """Where a page of recovery records ended: its last, in (finished_ts, cycle_id)."""
+
+    finished_ts: datetime
+    cycle_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputMinute:
+    """Steps that completed and failed in the minute starting at `minute_ts`."""
+
+    minute_ts: datetime
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleSpec:
     """A periodic schedule as declared (API or schedules file), already validated: exactly
     one of `cron` and `interval_seconds`; the step template's fields as a submit's."""

@@ -14,7 +14,7 @@ import asyncpg
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.liveness import pod_is_live, pod_is_stale
-from fleetq_server.store.records import RecoveryOutcome
+from fleetq_server.store.records import RecoveryOutcome, RecoveryRecord, RecoveryRecordPosition
 from fleetq_server.store.rules import CANCEL_REQUESTED, RETRIES_LEFT, outcome_assignments
 from fleetq_server.store.steps import RECORD_ATTEMPTS, SUBMIT_CHANNEL
 
@@ -81,28 +81,37 @@ async def _check_leader(
         )
 
 
+# A recorded cycle's outcome columns, its duration as `ms`.
+_RECORDED_OUTCOME = """
+    cycle_id, dead_pods, requeued_steps, terminal_steps, orphaned_steps_found,
+    (extract(epoch FROM finished_ts - started_ts) * 1000)::int AS ms
+"""
+
+
+def _recorded_outcome(row: asyncpg.Record) -> RecoveryOutcome:
+    """The outcome of a recorded cycle, read with _RECORDED_OUTCOME."""
+    return RecoveryOutcome(
+        cycle_id=row["cycle_id"],
+        dead_pods=list(row["dead_pods"]),
+        orphaned_steps_found=row["orphaned_steps_found"],
+        requeued_steps=list(row["requeued_steps"]),
+        terminal_steps=list(row["terminal_steps"]),
+        duration_ms=row["ms"],
+    )
+
+
 async def _recent_cycle(connection: asyncpg.Connection, min_gap_s: float) -> RecoveryOutcome | None:
     """The outcome of a cycle that finished less than `min_gap_s` ago, if any."""
     recent = await connection.fetchrow(
-        """
-        SELECT cycle_id, dead_pods, requeued_steps, terminal_steps, orphaned_steps_found,
-               (extract(epoch FROM finished_ts - started_ts) * 1000)::int AS ms
+        f"""
+        SELECT {_RECORDED_OUTCOME}
         FROM fleetq_recovery_cycles
         WHERE finished_ts > now() - make_interval(secs => $1)
         ORDER BY finished_ts DESC LIMIT 1
         """,
         min_gap_s,
     )
-    if recent is None:
-        return None
-    return RecoveryOutcome(
-        cycle_id=recent["cycle_id"],
-        dead_pods=list(recent["dead_pods"]),
-        orphaned_steps_found=recent["orphaned_steps_found"],
-        requeued_steps=list(recent["requeued_steps"]),
-        terminal_steps=list(recent["terminal_steps"]),
-        duration_ms=recent["ms"],
-    )
+    return None if recent is None else _recorded_outcome(recent)
 
 
 async def _find_stale_pods(
@@ -262,3 +271,36 @@ class RecoveryQueries(PoolHolder):
                     await connection.execute("SELECT pg_notify($1, '')", SUBMIT_CHANNEL)
                 await _record_cycle(connection, outcome, leader_pod_id, trigger, started_ts)
         return outcome, True
+
+    async def recovery_record_list_page(
+        self, after: RecoveryRecordPosition | None, limit: int
+    ) -> list[RecoveryRecord]:
+        """Up to `limit` recorded cycles, newest first (finished_ts, then cycle_id,
+        descending), strictly after `after` in that order when it is given."""
+        # Two statements rather than "$1 IS NULL OR ...": a generic plan of that would
+        # not walk the index from the token.
+        condition = "TRUE"
+        params: list[object] = [limit]
+        if after is not None:
+            condition = "(finished_ts, cycle_id) < ($2, $3)"
+            params += [after.finished_ts, after.cycle_id]
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                f"""
+                SELECT leader_pod_id, trigger, started_ts, finished_ts, {_RECORDED_OUTCOME}
+                FROM fleetq_recovery_cycles WHERE {condition}
+                ORDER BY finished_ts DESC, cycle_id DESC
+                LIMIT $1
+                """,
+                *params,
+            )
+        return [
+            RecoveryRecord(
+                _recorded_outcome(row),
+                row["leader_pod_id"],
+                row["trigger"],
+                row["started_ts"],
+                row["finished_ts"],
+            )
+            for row in rows
+        ]

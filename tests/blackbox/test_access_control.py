@@ -29,6 +29,8 @@ ADMIN_ROUTES = [
     ("POST", "/admin/recovery/run", {"dry_run": True}),
     ("GET", "/admin/schedules", None),
     ("GET", "/admin/limits", None),
+    ("GET", "/admin/throughput", None),
+    ("GET", "/admin/recovery/cycles", None),
 ]
 ADMIN_RPCS: list[tuple[str, Any, type[Any]]] = [
     ("GetLeader", pb.GetLeaderRequest(), pb.GetLeaderResponse),
@@ -36,6 +38,8 @@ ADMIN_RPCS: list[tuple[str, Any, type[Any]]] = [
     ("RunRecovery", pb.RunRecoveryRequest(dry_run=True), pb.RunRecoveryResponse),
     ("ListSchedules", pb.ListSchedulesRequest(), pb.ListSchedulesResponse),
     ("ListTypeLimits", pb.ListTypeLimitsRequest(), pb.ListTypeLimitsResponse),
+    ("GetThroughput", pb.GetThroughputRequest(), pb.GetThroughputResponse),
+    ("ListRecoveryCycles", pb.ListRecoveryCyclesRequest(), pb.ListRecoveryCyclesResponse),
 ]
 # Authorization headers that must not open an admin route.
 REFUSED_HEADERS = {

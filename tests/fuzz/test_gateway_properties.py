@@ -320,6 +320,12 @@ class CannedServicer(pb_grpc.FleetQServiceServicer):
     async def RunRecovery(self, request: Any, context: Any) -> pb.RunRecoveryResponse:
         return pb.RunRecoveryResponse(status="dry_run" if request.dry_run else "completed")
 
+    async def GetThroughput(self, request: Any, context: Any) -> pb.GetThroughputResponse:
+        return pb.GetThroughputResponse(minutes=[pb.ThroughputMinute(completed_steps=1)])
+
+    async def ListRecoveryCycles(self, request: Any, context: Any) -> pb.ListRecoveryCyclesResponse:
+        return pb.ListRecoveryCyclesResponse(next_page_token=request.page_token)
+
     async def ListSteps(self, request: Any, context: Any) -> pb.ListStepsResponse:
         return pb.ListStepsResponse(next_page_token=request.page_token)
 

@@ -36,13 +36,17 @@ from fleetq_server.store.records import (
     PodRecord,
     QueueStats,
     RecoveryOutcome,
+    RecoveryRecord,
+    RecoveryRecordPosition,
     StepListFilter,
     StepListPosition,
     StepOutcome,
     StepRecord,
+    ThroughputMinute,
 )
 from fleetq_server.store.recovery import new_cycle_id
 from fleetq_server.store.storable import holds_unstorable_text
+from fleetq_server.store.throughput import RING_MINUTES
 from tests.support.memory_leases import MemoryLeases
 from tests.support.memory_schedules import MemorySchedules, _Schedule
 from tests.support.memory_type_limits import MemoryTypeLimits, _Limit
@@ -219,6 +223,8 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
         self._change_subscriptions: list[MemoryChangeSubscription] = []
         self.schedules: dict[str, _Schedule] = {}
         self.type_limits: dict[str, _Limit] = {}
+        # Migration 0013's ring: (minute start, "completed" or "failed") -> steps finished.
+        self.throughput: Counter[tuple[datetime, str]] = Counter()
 
     # -- the clock and the "transaction" every call runs in ------------------------------
 
@@ -578,6 +584,12 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
             step.claimed_by = None
         step.finished_ts = None if retried else now
         step.last_update_ts = now
+        self._count_finished(step.status, now)
+
+    def _count_finished(self, status: str, now: datetime) -> None:
+        """The twin of migration 0013's trigger: a step completed or failed now."""
+        if status in ("completed", "failed"):
+            self.throughput[(_minute(now), status)] += 1
 
     @staticmethod
     def _release(step: _Step, now: datetime) -> None:
@@ -724,6 +736,31 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
                 live_pods=[p.record() for p in self._live(dead_threshold_s)],
             )
 
+    async def throughput_list(self, minutes: int) -> list[ThroughputMinute]:
+        with self.transaction() as now:
+            current = _minute(now)
+            series = [current - timedelta(minutes=n) for n in range(minutes - 1, -1, -1)]
+            return [
+                ThroughputMinute(
+                    m, self.throughput[(m, "completed")], self.throughput[(m, "failed")]
+                )
+                for m in series[-RING_MINUTES:]
+            ]
+
+    async def recovery_record_list_page(
+        self, after: RecoveryRecordPosition | None, limit: int
+    ) -> list[RecoveryRecord]:
+        with self.transaction():
+            newest_first = sorted(
+                self.cycles, key=lambda c: (c.finished_ts, c.outcome.cycle_id), reverse=True
+            )
+            return [
+                RecoveryRecord(c.outcome, c.leader_pod_id, c.trigger, c.started_ts, c.finished_ts)
+                for c in newest_first
+                if after is None
+                or (c.finished_ts, c.outcome.cycle_id) < (after.finished_ts, after.cycle_id)
+            ][:limit]
+
     async def recovery_run(
         self,
         leader_pod_id: str,
@@ -848,6 +885,7 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
             )[: max(limit, 0)]
             for step in due:
                 step.status, step.finished_ts, step.last_update_ts = "failed", now, now
+                self._count_finished(step.status, now)
                 step.error = {
                     "type": "expired",
                     "message": "the step was still pending at its expiry",
@@ -897,6 +935,10 @@ def _scheduled(step: NewStep, now: datetime) -> datetime | None:
     if step.run_at is not None:
         return step.run_at
     return None if step.delay_s is None else now + timedelta(seconds=step.delay_s)
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
 
 
 def _seconds(seconds: float) -> timedelta:

@@ -13,11 +13,13 @@ SERVICE = fleetq_pb2.DESCRIPTOR.services_by_name["FleetQService"]
 SCHEDULE_RPCS = ("Create", "List", "Get", "Update", "Delete", "Pause", "Resume")
 
 
-def test_the_leader_queue_recovery_schedule_and_limit_rpcs_are_the_admin_methods() -> None:
+def test_the_leader_queue_history_recovery_schedule_and_limit_rpcs_are_the_admin_methods() -> None:
     assert admin_methods(SERVICE) == {
         "/fleetq.v1.FleetQService/GetLeader",
         "/fleetq.v1.FleetQService/GetQueueStats",
+        "/fleetq.v1.FleetQService/GetThroughput",
         "/fleetq.v1.FleetQService/RunRecovery",
+        "/fleetq.v1.FleetQService/ListRecoveryCycles",
         *(
             f"/fleetq.v1.FleetQService/{verb}Schedule{'s' if verb == 'List' else ''}"
             for verb in SCHEDULE_RPCS

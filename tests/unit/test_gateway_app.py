@@ -188,6 +188,8 @@ def test_every_annotated_rpc_gets_its_contract_route(servicer: FakeServicer) -> 
         ("GET", "/admin/leader", "GetLeader"),
         ("GET", "/admin/queue", "GetQueueStats"),
         ("POST", "/admin/recovery/run", "RunRecovery"),
+        ("GET", "/admin/throughput", "GetThroughput"),
+        ("GET", "/admin/recovery/cycles", "ListRecoveryCycles"),
         ("GET", "/steps/{step_id}:watch", "WatchStep"),
         ("POST", "/admin/schedules", "CreateSchedule"),
         ("GET", "/admin/schedules", "ListSchedules"),

@@ -1070,6 +1070,185 @@ class RunRecoveryResponse(_message.Message):
 Global___RunRecoveryResponse: _TypeAlias = RunRecoveryResponse  # noqa: Y015
 
 @_typing.final
+class GetThroughputRequest(_message.Message):
+    """GetThroughputRequest chooses how many minutes GetThroughput reports."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINUTES_FIELD_NUMBER: _builtins.int
+    minutes: _builtins.int
+    def __init__(
+        self,
+        *,
+        minutes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["minutes", b"minutes", "optional_minutes", b"optional_minutes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["minutes", b"minutes", "optional_minutes", b"optional_minutes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_optional_minutes: _TypeAlias = _typing.Literal["minutes"]  # noqa: Y015
+    _WhichOneofArgType_optional_minutes: _TypeAlias = _typing.Literal["optional_minutes", b"optional_minutes"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_optional_minutes) -> _WhichOneofReturnType_optional_minutes | None: ...
+
+Global___GetThroughputRequest: _TypeAlias = GetThroughputRequest  # noqa: Y015
+
+@_typing.final
+class ThroughputMinute(_message.Message):
+    """ThroughputMinute is what finished in one minute."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINUTE_TS_FIELD_NUMBER: _builtins.int
+    COMPLETED_STEPS_FIELD_NUMBER: _builtins.int
+    FAILED_STEPS_FIELD_NUMBER: _builtins.int
+    completed_steps: _builtins.int
+    """Steps that completed in it."""
+    failed_steps: _builtins.int
+    """Steps that failed terminally in it."""
+    @_builtins.property
+    def minute_ts(self) -> _timestamp_pb2.Timestamp:
+        """The minute's start (UTC, whole minutes)."""
+
+    def __init__(
+        self,
+        *,
+        minute_ts: _timestamp_pb2.Timestamp | None = ...,
+        completed_steps: _builtins.int = ...,
+        failed_steps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["minute_ts", b"minute_ts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_steps", b"completed_steps", "failed_steps", b"failed_steps", "minute_ts", b"minute_ts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThroughputMinute: _TypeAlias = ThroughputMinute  # noqa: Y015
+
+@_typing.final
+class GetThroughputResponse(_message.Message):
+    """GetThroughputResponse is the series, oldest minute first, ending with the current one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINUTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def minutes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThroughputMinute]:
+        """One entry per minute, minutes without finished steps included."""
+
+    def __init__(
+        self,
+        *,
+        minutes: _abc.Iterable[Global___ThroughputMinute] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["minutes", b"minutes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetThroughputResponse: _TypeAlias = GetThroughputResponse  # noqa: Y015
+
+@_typing.final
+class ListRecoveryCyclesRequest(_message.Message):
+    """ListRecoveryCyclesRequest asks for one page of recovery cycles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Cycles per page: 0 to 100, 20 when 0."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecoveryCyclesRequest: _TypeAlias = ListRecoveryCyclesRequest  # noqa: Y015
+
+@_typing.final
+class RecoveryCycle(_message.Message):
+    """RecoveryCycle is the durable record of one recovery cycle that ran (dry runs are not
+    recorded).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERY_SUMMARY_FIELD_NUMBER: _builtins.int
+    LEADER_POD_ID_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    STARTED_TS_FIELD_NUMBER: _builtins.int
+    FINISHED_TS_FIELD_NUMBER: _builtins.int
+    leader_pod_id: _builtins.str
+    """The pod that ran it, as leader."""
+    trigger: _builtins.str
+    """"automatic" (the leader's own) or "manual" (RunRecovery)."""
+    @_builtins.property
+    def recovery_summary(self) -> Global___RecoverySummary:
+        """What the cycle found and did."""
+
+    @_builtins.property
+    def started_ts(self) -> _timestamp_pb2.Timestamp:
+        """When it started."""
+
+    @_builtins.property
+    def finished_ts(self) -> _timestamp_pb2.Timestamp:
+        """When it finished."""
+
+    def __init__(
+        self,
+        *,
+        recovery_summary: Global___RecoverySummary | None = ...,
+        leader_pod_id: _builtins.str = ...,
+        trigger: _builtins.str = ...,
+        started_ts: _timestamp_pb2.Timestamp | None = ...,
+        finished_ts: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_ts", b"finished_ts", "recovery_summary", b"recovery_summary", "started_ts", b"started_ts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finished_ts", b"finished_ts", "leader_pod_id", b"leader_pod_id", "recovery_summary", b"recovery_summary", "started_ts", b"started_ts", "trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoveryCycle: _TypeAlias = RecoveryCycle  # noqa: Y015
+
+@_typing.final
+class ListRecoveryCyclesResponse(_message.Message):
+    """ListRecoveryCyclesResponse is one page of recovery cycles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CYCLES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty after the last page."""
+    @_builtins.property
+    def cycles(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecoveryCycle]:
+        """The cycles, newest first."""
+
+    def __init__(
+        self,
+        *,
+        cycles: _abc.Iterable[Global___RecoveryCycle] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecoveryCyclesResponse: _TypeAlias = ListRecoveryCyclesResponse  # noqa: Y015
+
+@_typing.final
 class SubmitBatchItem(_message.Message):
     """SubmitBatchItem is one step's outcome in an independent SubmitBatch."""
 

@@ -80,6 +80,16 @@ class FleetQServiceStub:
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.SerializeToString,
                 response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.FromString,
                 _registered_method=True)
+        self.GetThroughput = channel.unary_unary(
+                '/fleetq.v1.FleetQService/GetThroughput',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetThroughputRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.GetThroughputResponse.FromString,
+                _registered_method=True)
+        self.ListRecoveryCycles = channel.unary_unary(
+                '/fleetq.v1.FleetQService/ListRecoveryCycles',
+                request_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListRecoveryCyclesRequest.SerializeToString,
+                response_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListRecoveryCyclesResponse.FromString,
+                _registered_method=True)
         self.CreateSchedule = channel.unary_unary(
                 '/fleetq.v1.FleetQService/CreateSchedule',
                 request_serializer=fleetq_dot_v1_dot_fleetq__pb2.CreateScheduleRequest.SerializeToString,
@@ -254,6 +264,24 @@ class FleetQServiceServicer:
 
     def RunRecovery(self, request, context):
         """RunRecovery runs a recovery cycle now. Only the leader may run it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetThroughput(self, request, context):
+        """GetThroughput reports the steps completed and failed in each of the last minutes,
+        oldest first, one entry per minute including the minutes with none. It reads
+        per-minute counters kept as steps finish, never the steps table.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecoveryCycles(self, request, context):
+        """ListRecoveryCycles lists the recorded recovery cycles newest first (finished_ts,
+        then cycle_id, descending), a page at a time; a page token continues the walk where
+        the previous page ended (keyset, never an offset).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -462,6 +490,16 @@ def add_FleetQServiceServicer_to_server(servicer, server):
                     servicer.RunRecovery,
                     request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.FromString,
                     response_serializer=fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.SerializeToString,
+            ),
+            'GetThroughput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThroughput,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.GetThroughputRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.GetThroughputResponse.SerializeToString,
+            ),
+            'ListRecoveryCycles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecoveryCycles,
+                    request_deserializer=fleetq_dot_v1_dot_fleetq__pb2.ListRecoveryCyclesRequest.FromString,
+                    response_serializer=fleetq_dot_v1_dot_fleetq__pb2.ListRecoveryCyclesResponse.SerializeToString,
             ),
             'CreateSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSchedule,
@@ -803,6 +841,60 @@ class FleetQService:
             '/fleetq.v1.FleetQService/RunRecovery',
             fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryRequest.SerializeToString,
             fleetq_dot_v1_dot_fleetq__pb2.RunRecoveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThroughput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/GetThroughput',
+            fleetq_dot_v1_dot_fleetq__pb2.GetThroughputRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.GetThroughputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecoveryCycles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetq.v1.FleetQService/ListRecoveryCycles',
+            fleetq_dot_v1_dot_fleetq__pb2.ListRecoveryCyclesRequest.SerializeToString,
+            fleetq_dot_v1_dot_fleetq__pb2.ListRecoveryCyclesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -87,6 +87,16 @@ class FleetQServiceStub:
     """GetQueueStats reports step counts and per-pod capacity."""
     RunRecovery: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.RunRecoveryRequest, _fleetq_pb2.RunRecoveryResponse]
     """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+    GetThroughput: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.GetThroughputRequest, _fleetq_pb2.GetThroughputResponse]
+    """GetThroughput reports the steps completed and failed in each of the last minutes,
+    oldest first, one entry per minute including the minutes with none. It reads
+    per-minute counters kept as steps finish, never the steps table.
+    """
+    ListRecoveryCycles: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.ListRecoveryCyclesRequest, _fleetq_pb2.ListRecoveryCyclesResponse]
+    """ListRecoveryCycles lists the recorded recovery cycles newest first (finished_ts,
+    then cycle_id, descending), a page at a time; a page token continues the walk where
+    the previous page ended (keyset, never an offset).
+    """
     CreateSchedule: _grpc.UnaryUnaryMultiCallable[_fleetq_pb2.CreateScheduleRequest, _fleetq_pb2.CreateScheduleResponse]
     """CreateSchedule adds a periodic schedule: a cron expression (5 fields, or 6 with
     seconds first) or a fixed interval, in an IANA time zone, and the step each tick submits.
@@ -205,6 +215,16 @@ class FleetQServiceAsyncStub(FleetQServiceStub):
     """GetQueueStats reports step counts and per-pod capacity."""
     RunRecovery: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.RunRecoveryRequest, _fleetq_pb2.RunRecoveryResponse]  # type: ignore[assignment]
     """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+    GetThroughput: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.GetThroughputRequest, _fleetq_pb2.GetThroughputResponse]  # type: ignore[assignment]
+    """GetThroughput reports the steps completed and failed in each of the last minutes,
+    oldest first, one entry per minute including the minutes with none. It reads
+    per-minute counters kept as steps finish, never the steps table.
+    """
+    ListRecoveryCycles: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.ListRecoveryCyclesRequest, _fleetq_pb2.ListRecoveryCyclesResponse]  # type: ignore[assignment]
+    """ListRecoveryCycles lists the recorded recovery cycles newest first (finished_ts,
+    then cycle_id, descending), a page at a time; a page token continues the walk where
+    the previous page ended (keyset, never an offset).
+    """
     CreateSchedule: _aio.UnaryUnaryMultiCallable[_fleetq_pb2.CreateScheduleRequest, _fleetq_pb2.CreateScheduleResponse]  # type: ignore[assignment]
     """CreateSchedule adds a periodic schedule: a cron expression (5 fields, or 6 with
     seconds first) or a fixed interval, in an IANA time zone, and the step each tick submits.
@@ -374,6 +394,28 @@ class FleetQServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fleetq_pb2.RunRecoveryResponse, _abc.Awaitable[_fleetq_pb2.RunRecoveryResponse]]:
         """RunRecovery runs a recovery cycle now. Only the leader may run it."""
+
+    @_abc_1.abstractmethod
+    def GetThroughput(
+        self,
+        request: _fleetq_pb2.GetThroughputRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.GetThroughputResponse, _abc.Awaitable[_fleetq_pb2.GetThroughputResponse]]:
+        """GetThroughput reports the steps completed and failed in each of the last minutes,
+        oldest first, one entry per minute including the minutes with none. It reads
+        per-minute counters kept as steps finish, never the steps table.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRecoveryCycles(
+        self,
+        request: _fleetq_pb2.ListRecoveryCyclesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleetq_pb2.ListRecoveryCyclesResponse, _abc.Awaitable[_fleetq_pb2.ListRecoveryCyclesResponse]]:
+        """ListRecoveryCycles lists the recorded recovery cycles newest first (finished_ts,
+        then cycle_id, descending), a page at a time; a page token continues the walk where
+        the previous page ended (keyset, never an offset).
+        """
 
     @_abc_1.abstractmethod
     def CreateSchedule(

@@ -35,7 +35,8 @@ class Seeded:
 
 @pytest.fixture(scope="module")
 def pod(module_server_factory: ServerFactory) -> ServerProcess:
-    return module_server_factory(env=FAST_POD_ENV)
+    # A short grace: the running `sleep` step would hold the pod 30 s at teardown.
+    return module_server_factory(env={**FAST_POD_ENV, "FLEETQ_SHUTDOWN_GRACE": "0.5"})
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,34 @@ def test_overview_lists_each_pod_with_its_capacity_and_the_leader_marked(
     expect(row.locator(".leader")).to_be_visible()  # the only pod leads
     expect(row.locator("td").nth(2)).to_have_text(f"{capacity['current']} / {capacity['max']}")
     expect(row.locator("td").nth(3)).to_have_text(re.compile(r"^\d+(\.\d)? (ms|s)$"))
+
+
+def test_overview_chart_totals_the_api_throughput(
+    page: Page, pod: ServerProcess, api: httpx.Client, seeded: Seeded
+) -> None:
+    minutes = api.get("/admin/throughput", params={"minutes": 60}).json()["minutes"]
+    completed = sum(minute["completed_steps"] for minute in minutes)
+    failed = sum(minute["failed_steps"] for minute in minutes)
+    assert completed >= COMPLETED_STEPS and failed >= 1
+    open_view(page, pod, "#/overview")
+    chart = page.get_by_role("img", name=re.compile("^Last 60 minutes"))
+    expect(chart).to_have_attribute(
+        "aria-label", f"Last 60 minutes: {completed:,} completed, {failed:,} failed"
+    )
+    expect(chart.locator("g.bars > g")).to_have_count(len(minutes))
+
+
+def test_overview_lists_the_recovery_cycles_of_the_api(
+    page: Page, pod: ServerProcess, api: httpx.Client
+) -> None:
+    ran = api.post("/admin/recovery/run", json={"force": True})
+    assert ran.status_code == 200, ran.text
+    cycles = api.get("/admin/recovery/cycles", params={"page_size": 20}).json()["cycles"]
+    open_view(page, pod, "#/overview")
+    rows = page.locator("#cycles-table tbody tr")
+    expect(rows).to_have_count(len(cycles))
+    expect(rows.first.locator("td").nth(1)).to_have_text(cycles[0]["leader_pod_id"])
+    expect(rows.first.locator("td").nth(2)).to_have_text("manual")
 
 
 def test_steps_view_pages_through_the_api_listing(

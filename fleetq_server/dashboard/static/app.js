@@ -253,48 +253,18 @@ function renderPods(stats, leader) {
   );
 }
 
-/** Renders `text` in place of a panel's content when its route is missing on this pod. */
-function unavailable(container, text) {
-  if (container.dataset.state !== "unavailable") {
-    container.replaceChildren(h("p", { class: "muted" }, text));
-    container.dataset.state = "unavailable";
-  }
-}
-
 async function renderThroughput() {
-  const container = $("#throughput");
-  let series;
-  try {
-    series = await api(`/admin/throughput?minutes=${CHART_MINUTES}`);
-  } catch (error) {
-    if (error.status === 404 || error.status === 405) {
-      unavailable(container, "Not available: this pod has no throughput route.");
-      return;
-    }
-    throw error;
-  }
-  drawChart(container, throughputPoints(series));
+  const series = await api(`/admin/throughput?minutes=${CHART_MINUTES}`);
+  drawChart($("#throughput"), throughputPoints(series));
 }
 
-/** [{t: ms, completed, failed}] for each of the last CHART_MINUTES minutes, oldest first;
- * minutes the series leaves out count zero. */
+/** [{t: ms, completed, failed}], oldest first: the API sends every minute, empty ones too. */
 function throughputPoints(series) {
-  const byMinute = new Map();
-  for (const point of series.points || series.minutes || []) {
-    const t = Date.parse(point.minute || point.start_time || point.time);
-    byMinute.set(t, point);
-  }
-  const end = series.end_time || series.now;
-  let last = end ? Date.parse(end) : Math.max(Date.now(), ...byMinute.keys());
-  last -= last % 60000;
-  if (byMinute.size && Math.max(...byMinute.keys()) > last) last = Math.max(...byMinute.keys());
-  const points = [];
-  for (let i = CHART_MINUTES - 1; i >= 0; i--) {
-    const t = last - i * 60000;
-    const point = byMinute.get(t) || {};
-    points.push({ t, completed: point.completed || 0, failed: point.failed || 0 });
-  }
-  return points;
+  return series.minutes.map((minute) => ({
+    t: Date.parse(minute.minute_ts),
+    completed: minute.completed_steps,
+    failed: minute.failed_steps,
+  }));
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -317,7 +287,6 @@ function drawChart(container, points) {
     });
     chart.append(svg("title"), svg("g", { class: "axis" }), svg("g", { class: "bars" }));
     container.replaceChildren(chart);
-    container.dataset.state = "chart";
   }
   const completed = points.reduce((sum, p) => sum + p.completed, 0);
   const failed = points.reduce((sum, p) => sum + p.failed, 0);
@@ -377,16 +346,7 @@ function drawChart(container, points) {
 
 async function renderCycles() {
   const container = $("#cycles");
-  let page;
-  try {
-    page = await api("/admin/recovery/cycles?page_size=20");
-  } catch (error) {
-    if (error.status === 404 || error.status === 405) {
-      unavailable(container, "Not available: this pod has no recovery-cycle route.");
-      return;
-    }
-    throw error;
-  }
+  const page = await api("/admin/recovery/cycles?page_size=20");
   let table = $("table", container);
   if (!table) {
     table = h(
@@ -398,31 +358,31 @@ async function renderCycles() {
         h(
           "tr",
           {},
-          ...["Started", "Pod", "Dead pods", "Requeued", "Failed", "Duration"].map((title, i) =>
-            h("th", { scope: "col", class: i >= 2 ? "num" : "" }, title),
+          ...["Started", "Leader", "Trigger", "Dead pods", "Requeued", "Failed", "Took"].map(
+            (title, i) => h("th", { scope: "col", class: i >= 3 ? "num" : "" }, title),
           ),
         ),
       ),
       h("tbody"),
     );
     container.replaceChildren(table, h("p", { class: "muted", hidden: "" }, "No cycles yet."));
-    container.dataset.state = "table";
   }
-  const cycles = page.cycles || [];
+  const cycles = page.cycles;
   $("p", container).hidden = cycles.length > 0;
   syncChildren(
     $("tbody", table),
     cycles,
-    (c) => c.cycle_id,
-    () => row(6, { 1: "id", 2: "num", 3: "num", 4: "num", 5: "num" }),
+    (c) => c.recovery_summary.cycle_id,
+    () => row(7, { 1: "id mono", 3: "num", 4: "num", 5: "num", 6: "num" }),
     (tr, c) => {
-      const summary = c.recovery_summary || c.summary || c;
-      setText(cell(tr, 0), fmtTime(c.started_at || c.start_time || c.started_ts));
-      setText(cell(tr, 1), c.leader_pod_id || c.pod_id || "–");
-      setText(cell(tr, 2), fmtNumber(summary.dead_pods_found));
-      setText(cell(tr, 3), fmtNumber(summary.steps_requeued));
-      setText(cell(tr, 4), fmtNumber(summary.steps_marked_terminal));
-      setText(cell(tr, 5), `${fmtNumber(summary.duration_ms)} ms`);
+      const summary = c.recovery_summary;
+      setText(cell(tr, 0), fmtTime(c.started_ts));
+      setText(cell(tr, 1), c.leader_pod_id);
+      setText(cell(tr, 2), c.trigger);
+      setText(cell(tr, 3), fmtNumber(summary.dead_pods_found));
+      setText(cell(tr, 4), fmtNumber(summary.steps_requeued));
+      setText(cell(tr, 5), fmtNumber(summary.steps_marked_terminal));
+      setText(cell(tr, 6), `${fmtNumber(summary.duration_ms)} ms`);
     },
   );
 }

@@ -773,7 +773,9 @@ function refreshNow() {
       setText($("#live"), "Offline");
     })
     .finally(() => {
-      if (mine === generation) timer = setTimeout(refreshNow, REFRESH_MS);
+      // A hidden tab stops polling (each overview refresh has the pod count its pending
+      // steps); it refreshes at once when shown again.
+      if (mine === generation && !document.hidden) timer = setTimeout(refreshNow, REFRESH_MS);
     });
 }
 
@@ -800,6 +802,9 @@ function start() {
   );
   $("#token-dialog").addEventListener("cancel", (event) => event.preventDefault());
   window.addEventListener("hashchange", navigate);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) refreshNow();
+  });
   navigate();
 }
 

@@ -38,3 +38,32 @@ def status(client: httpx.Client, step_id: str) -> dict[str, Any]:
 
 def step_ids_shown(page: Page) -> list[str]:
     return page.locator("#steps-table tbody tr td:first-child a").all_inner_texts()
+
+
+# Text colour and the first opaque background behind it, for every element matching a
+# selector; the page's own JavaScript is not involved.
+_COLOURS_JS = """(selector) => [...document.querySelectorAll(selector)].map((el) => {
+    let back = el;
+    let bg = getComputedStyle(back).backgroundColor;
+    while (back.parentElement && (bg === "rgba(0, 0, 0, 0)" || bg === "transparent")) {
+        back = back.parentElement;
+        bg = getComputedStyle(back).backgroundColor;
+    }
+    return [getComputedStyle(el).color, bg];
+})"""
+
+
+def _luminance(rgb: str) -> float:
+    """WCAG 2 relative luminance of a computed `rgb(r, g, b)` colour."""
+    channels = [int(part) / 255 for part in rgb[rgb.index("(") + 1 : -1].split(",")[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratios(page: Page, selector: str) -> list[float]:
+    """The WCAG contrast ratio of each element matching `selector` against its background."""
+    ratios = []
+    for colour, background in page.evaluate(_COLOURS_JS, selector):
+        light, dark = sorted((_luminance(colour), _luminance(background)), reverse=True)
+        ratios.append((light + 0.05) / (dark + 0.05))
+    return ratios

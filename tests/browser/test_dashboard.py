@@ -12,7 +12,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.blackbox.contract import FAST_POD_ENV
-from tests.browser.pages import number, open_view, status, step_ids_shown, submit
+from tests.browser.pages import (
+    contrast_ratios,
+    number,
+    open_view,
+    status,
+    step_ids_shown,
+    submit,
+)
 from tests.conftest import ServerFactory
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import wait_until
@@ -294,3 +301,27 @@ def test_every_view_is_reachable_from_the_keyboard(page: Page, pod: ServerProces
         expect(page.get_by_role("link", name=name, exact=True)).to_have_attribute(
             "aria-current", "page"
         )
+
+
+# Text the overview and the steps view show, by kind; WCAG AA asks 4.5:1 of normal text.
+TEXT_SELECTORS = {
+    "#/overview": (".top nav a", ".card dt", ".card dd", "th", "td", ".leader", ".legend"),
+    "#/steps": (".badge", "td a", ".toolbar label", "legend", "button:not(:disabled)"),
+}
+AA_RATIO = 4.5
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_keeps_aa_contrast_in_both_colour_schemes(
+    page: Page, pod: ServerProcess, seeded: Seeded, scheme: str
+) -> None:
+    page.emulate_media(color_scheme=scheme)
+    for route, selectors in TEXT_SELECTORS.items():
+        open_view(page, pod, route)
+        for selector in selectors:
+            ratios = contrast_ratios(page, selector)
+            assert ratios, f"nothing matches {selector} on {route}"
+            assert min(ratios) >= AA_RATIO, f"{selector} on {route} ({scheme}): {min(ratios):.2f}"
+    page.evaluate("document.querySelector('#banner').hidden = false")
+    (ratio,) = contrast_ratios(page, "#banner")
+    assert ratio >= AA_RATIO, f"the error banner ({scheme}): {ratio:.2f}"

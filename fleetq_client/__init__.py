@@ -19,6 +19,7 @@ from fleetq_client.errors import (
     Unauthenticated,
     Unavailable,
 )
+from fleetq_client.history_calls import RecoveryCycle, RecoveryCyclePage, ThroughputMinute
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     CompletionOutcome,
@@ -57,6 +58,8 @@ __all__ = [
     "PermissionDenied",
     "PodCapacity",
     "QueueStats",
+    "RecoveryCycle",
+    "RecoveryCyclePage",
     "RecoverySummary",
     "Schedule",
     "StepAttempt",
@@ -66,6 +69,7 @@ __all__ = [
     "StepStatus",
     "SubmitBatchResult",
     "SubmitResult",
+    "ThroughputMinute",
     "Timeout",
     "TypeLimit",
     "Unauthenticated",

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar, Unpack
 import grpc
 from fleetq.v1 import fleetq_pb2 as pb
 
-from fleetq_client import calls, limit_calls, schedule_calls
+from fleetq_client import calls, history_calls, limit_calls, schedule_calls
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, Connection
 from fleetq_client.errors import (
     FleetQClientError,
@@ -18,6 +18,7 @@ from fleetq_client.errors import (
     Unavailable,
     error_from_rpc,
 )
+from fleetq_client.history_calls import RecoveryCyclePage, ThroughputMinute
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     CompletionOutcome,
@@ -189,6 +190,15 @@ class AsyncFleetQClient(Connection):
     async def recover(self, *, dry_run: bool = False, force: bool = False) -> RecoverySummary:
         """Run a recovery cycle; PermissionDenied unless this pod leads."""
         return await self._send(calls.recover(dry_run=dry_run, force=force))
+
+    async def throughput(self, minutes: int | None = None) -> list[ThroughputMinute]:
+        """Steps completed and failed per minute over the last `minutes` (1 to 120, default
+        60), oldest first, zero minutes included."""
+        return await self._send(history_calls.throughput(minutes))
+
+    async def recovery_cycles(self, page_size: int = 0, page_token: str = "") -> RecoveryCyclePage:
+        """One page of recorded recovery cycles, newest first (pass next_page_token back)."""
+        return await self._send(history_calls.recovery_cycles(page_size, page_token))
 
     async def health(self) -> Health:
         """This pod's health."""

@@ -1,6 +1,7 @@
 """The `fleetq` client commands (submit, status, watch, queue, leader, recover, health, and
 `work`, a worker running a command per step; list, cancel and retry in cli_steps.py;
-schedules and limits in cli_schedules.py and cli_limits.py), speaking gRPC to any pod
+throughput and recovery-cycles in cli_history.py; schedules and limits in cli_schedules.py
+and cli_limits.py), speaking gRPC to any pod
 through FleetQClient. Tables for people by default, `--json` for scripts.
 
 Exit codes: 0 success; 1 the step failed or was cancelled (`submit --wait`, `watch`), the
@@ -20,6 +21,11 @@ from typing import Any
 
 from fleetq_client.calls import SubmitOptions
 from fleetq_client.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from fleetq_client.cli_history import (
+    add_history_arguments,
+    show_recovery_cycles,
+    show_throughput,
+)
 from fleetq_client.cli_limits import add_limit_commands
 from fleetq_client.cli_output import cell, json_default, table
 from fleetq_client.cli_schedules import add_schedule_commands
@@ -68,7 +74,8 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
         "--token",
         default=None,
         help=f"bearer token (default: ${API_TOKEN_ENV}, or ${ADMIN_TOKEN_ENV} for the admin"
-        " commands queue, leader and recover, each falling back to the other)",
+        " commands queue, leader, recover, throughput and recovery-cycles, each falling back"
+        " to the other)",
     )
     common.add_argument(
         "--timeout",
@@ -130,6 +137,15 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     recover = add("recover", _recover, "run a recovery cycle on the leader", admin=True)
     recover.add_argument("--dry-run", action="store_true", help="report without changing anything")
     recover.add_argument("--force", action="store_true", help="run even if a cycle just ran")
+    add_history_arguments(
+        add("throughput", show_throughput, "steps completed and failed per minute", admin=True),
+        add(
+            "recovery-cycles",
+            show_recovery_cycles,
+            "recorded recovery cycles, newest first (one page; --page-token for more)",
+            admin=True,
+        ),
+    )
     add("health", _health, "a pod's health (exit 1 when unhealthy)")
     add_schedule_commands(commands, common, _print, table, _json_object)
     add_limit_commands(commands, common, _print, table)

@@ -8,9 +8,10 @@ from typing import Any, ClassVar, TypeVar, Unpack
 
 import grpc
 
-from fleetq_client import calls, limit_calls, schedule_calls
+from fleetq_client import calls, history_calls, limit_calls, schedule_calls
 from fleetq_client.channel import Connection
 from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
+from fleetq_client.history_calls import RecoveryCyclePage, ThroughputMinute
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
     CompletionOutcome,
@@ -151,6 +152,15 @@ class FleetQClient(Connection):
     def recover(self, *, dry_run: bool = False, force: bool = False) -> RecoverySummary:
         """Run a recovery cycle; PermissionDenied unless this pod leads."""
         return self._send(calls.recover(dry_run=dry_run, force=force))
+
+    def throughput(self, minutes: int | None = None) -> list[ThroughputMinute]:
+        """Steps completed and failed per minute over the last `minutes` (1 to 120, default
+        60), oldest first, zero minutes included."""
+        return self._send(history_calls.throughput(minutes))
+
+    def recovery_cycles(self, page_size: int = 0, page_token: str = "") -> RecoveryCyclePage:
+        """One page of recorded recovery cycles, newest first (pass next_page_token back)."""
+        return self._send(history_calls.recovery_cycles(page_size, page_token))
 
     def health(self) -> Health:
         """This pod's health."""

@@ -122,6 +122,21 @@ def test_admin_commands_print_tables_and_json(
     assert json_output("health", target=follower)["is_leader"] is False
 
 
+def test_history_commands_print_tables_and_json(leader: ServerProcess) -> None:
+    cycle = json_output("recover", "--force", target=leader)
+    [listed] = json_output("recovery-cycles", "--page-size", "1", target=leader)["cycles"]
+    assert (listed["cycle_id"], listed["leader_pod_id"]) == (cycle["cycle_id"], "cli-leader")
+    cycles = fleetq("recovery-cycles", target=leader)
+    assert cycles.returncode == 0 and cycle["cycle_id"] in cycles.stdout
+
+    minutes = json_output("throughput", "--minutes", "3", target=leader)["minutes"]
+    assert len(minutes) == 3
+    assert set(minutes[0]) == {"minute_ts", "completed_steps", "failed_steps"}
+    series = fleetq("throughput", "--minutes", "2", target=leader)
+    assert series.returncode == 0 and len(series.stdout.splitlines()) == 3
+    assert "COMPLETED" in series.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "exit_code", "message"),
     [
@@ -130,8 +145,16 @@ def test_admin_commands_print_tables_and_json(
         (("submit", "hello_world", "--args", "{not json"), 2, "not valid JSON"),
         (("submit", "hello_world", "--args", "[1]"), 2, "must be a JSON object"),
         (("recover",), 1, "Unauthenticated"),
+        (("throughput", "--minutes", "0", "--token", ADMIN_TOKEN), 2, "minutes"),
     ],
-    ids=["not-found", "invalid-type", "bad-json", "args-not-object", "no-admin-token"],
+    ids=[
+        "not-found",
+        "invalid-type",
+        "bad-json",
+        "args-not-object",
+        "no-admin-token",
+        "minutes-out-of-range",
+    ],
 )
 def test_failures_exit_non_zero_with_a_clear_message(
     follower: ServerProcess, args: tuple[str, ...], exit_code: int, message: str

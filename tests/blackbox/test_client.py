@@ -117,6 +117,24 @@ def test_admin_calls_report_the_fleet(
     assert (health.pod_id, health.healthy, health.is_leader) == ("client-leader", True, True)
 
 
+def test_history_calls_report_finished_steps_and_recovery_cycles(client: FleetQClient) -> None:
+    submitted = client.submit("hello_world", {"message": "counted"})
+    client.wait(submitted.step_id, timeout=15)
+    cycle = client.recover(force=True)
+
+    series = client.throughput(minutes=5)
+    page = client.recovery_cycles(page_size=1)
+
+    assert len(series) == 5 and series[0].minute_ts < series[-1].minute_ts
+    assert sum(m.completed_steps for m in client.throughput()) >= 1
+    assert [c.cycle_id for c in page.cycles] == [cycle.cycle_id]
+    assert page.cycles[0].leader_pod_id == "client-leader" and page.next_page_token
+    older = client.recovery_cycles(page_size=100, page_token=page.next_page_token)
+    assert cycle.cycle_id not in [c.cycle_id for c in older.cycles]
+    with pytest.raises(InvalidArgument, match="minutes"):
+        client.throughput(minutes=121)
+
+
 def test_the_admin_token_is_sent_and_recovery_is_refused_off_the_leader(
     follower: ServerProcess,
 ) -> None:
@@ -146,6 +164,9 @@ async def test_the_asyncio_client_makes_the_same_calls(
         assert (await client.queue_stats()).current_leader == "client-leader"
         assert (await client.leader()).active_pods == 2
         assert (await client.recover(dry_run=True)).status == "dry_run"
+        assert len(await client.throughput(3)) == 3
+        cycle = await client.recover(force=True)
+        assert (await client.recovery_cycles()).cycles[0].cycle_id == cycle.cycle_id
         assert (await client.health()).is_leader
         with pytest.raises(NotFound):
             await client.status("step_20240101000000_0000000000000000")

@@ -40,7 +40,8 @@ $$;
 
 -- The finished-counts trigger (0003, 0007) already aggregates every UPDATE statement's
 -- transition tables into per-status deltas; the throughput takes its completed and failed
--- deltas from that same aggregate, so a statement pays one more upsert, not another pass.
+-- deltas from that same aggregate (one query), so a statement pays one more upsert, not
+-- another pass over its rows.
 -- A statement that finishes nothing (a claim) returns before either write.
 --
 -- A step enters completed or failed once per statement that finishes it, and no statement
@@ -48,10 +49,10 @@ $$;
 -- steps back to pending and finishes none), so a status's net delta, when positive, is
 -- what the statement finished.
 --
--- Lock order: the throughput row before the counts rows, in every statement. Within a
--- transaction now() is fixed, so every finishing statement of it takes the same throughput
--- row first; two transactions on one stripe queue on that row before either takes a
--- counts row, and cannot deadlock across them.
+-- Lock order: within a statement, the throughput row before the counts rows, so two
+-- finishing statements on one stripe queue on the throughput row before either takes a
+-- counts row. No store transaction ends steps in more than one statement, so none holds
+-- counts rows while it waits for a throughput row.
 CREATE OR REPLACE FUNCTION fleetq_finished_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     statuses text[];
@@ -66,8 +67,10 @@ BEGIN
         PERFORM fleetq_finished_counts_add(array_agg(status), array_agg(type), array_agg(-1))
         FROM old_rows WHERE status IN ('completed', 'failed', 'cancelled');
     ELSE
-        SELECT array_agg(status), array_agg(type), array_agg(delta)
-        INTO statuses, types, deltas
+        SELECT array_agg(status), array_agg(type), array_agg(delta),
+               coalesce(sum(delta) FILTER (WHERE status = 'completed'), 0),
+               coalesce(sum(delta) FILTER (WHERE status = 'failed'), 0)
+        INTO statuses, types, deltas, completed_n, failed_n
         FROM (SELECT status, type, -1 AS delta FROM old_rows
               UNION ALL
               SELECT status, type, 1 FROM new_rows) AS changed
@@ -75,12 +78,9 @@ BEGIN
         IF statuses IS NULL THEN
             RETURN NULL;
         END IF;
-        SELECT greatest(coalesce(sum(d) FILTER (WHERE s = 'completed'), 0), 0),
-               greatest(coalesce(sum(d) FILTER (WHERE s = 'failed'), 0), 0)
-        INTO completed_n, failed_n
-        FROM unnest(statuses, deltas) AS u(s, d);
         IF completed_n > 0 OR failed_n > 0 THEN
-            PERFORM fleetq_throughput_add(completed_n, failed_n);
+            -- A negative delta (RetryStep) is no throughput: only what a statement added.
+            PERFORM fleetq_throughput_add(greatest(completed_n, 0), greatest(failed_n, 0));
         END IF;
         PERFORM fleetq_finished_counts_add(statuses, types, deltas);
     END IF;

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.blackbox.contract import FAST_POD_ENV
 from tests.browser.pages import (
@@ -178,6 +178,33 @@ def test_status_filter_from_the_form_shows_only_those_steps(
     expect(page).to_have_url(re.compile(r"#/steps\?status=failed$"))
     expect(page.locator("#steps-table tbody tr")).to_have_count(1)
     expect(page.locator("#steps-table tbody tr")).to_contain_text(seeded.failed)
+
+
+def test_created_between_filters_reach_the_api_as_utc_times(
+    browser: Browser, pod: ServerProcess, seeded: Seeded
+) -> None:
+    # Midnight in Paris, in winter, is 23:00 UTC the day before.
+    context = browser.new_context(timezone_id="Europe/Paris")
+    try:
+        page = context.new_page()
+        open_view(page, pod, "#/steps")
+        page.get_by_label("Created before").fill("2020-01-01T00:00:00")
+        page.get_by_role("button", name="Apply").click()
+        expect(page).to_have_url(re.compile(r"created_before=2019-12-31T23%3A00%3A00\.000Z"))
+        expect(page.locator("#steps-empty")).to_be_visible()
+        expect(page.locator("#steps-table tbody tr")).to_have_count(0)
+
+        page.get_by_label("Created before").fill("")
+        page.get_by_label("Created after").fill("2020-01-01T00:00:00")
+        page.get_by_role("button", name="Apply").click()
+        expect(page).to_have_url(re.compile(r"created_after=2019-12-31T23%3A00%3A00\.000Z"))
+        expect(page.get_by_role("link", name=seeded.failed)).to_be_visible()
+        # The form shows the filter back in local time.
+        expect(page.get_by_label("Created after")).to_have_value(
+            re.compile(r"^2020-01-01T00:00(:00)?$")
+        )
+    finally:
+        context.close()
 
 
 def test_search_finds_a_step_by_id_and_by_idempotency_key(

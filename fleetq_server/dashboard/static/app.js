@@ -8,7 +8,6 @@ const REFRESH_MS = 2000;
 const TOKEN_KEY = "fleetq.adminToken";
 const CHART_MINUTES = 60;
 const FIRST_RENDER_MARK = "fleetq-first-render";
-const STATUSES = ["pending", "claimed", "completed", "failed", "cancelled"];
 const $ = (selector, root = document) => root.querySelector(selector);
 const numberFormat = new Intl.NumberFormat("en-US");
 
@@ -147,7 +146,7 @@ function json(value) {
   return value === null || value === undefined ? "–" : JSON.stringify(value, null, 2);
 }
 
-/** The time stamp as a link to its step, or a dash. */
+/** A step id as a link to its detail page, or a dash when there is none. */
 function stepLink(parent, stepId) {
   let link = parent.firstElementChild;
   if (!stepId) {
@@ -168,27 +167,34 @@ function showEmpty(id, empty) {
 }
 
 // ---- views --------------------------------------------------------------------------
-// Each view: `enter(params)` when navigated to, `refresh()` every REFRESH_MS while shown.
+// Each view: `enter(params)` when navigated to, and `load()` every REFRESH_MS while shown.
+// `load()` fetches, then resolves to a function that draws what it fetched: the loop draws
+// only the answers of its latest load, so a slow answer of a page the user has left (or
+// paged away from) never overwrites the current one.
 
 const overview = {
-  async refresh() {
+  async load() {
     const [stats, leader, series, cycles] = await Promise.all([
       api("/admin/queue"),
       api("/admin/leader"),
       api(`/admin/throughput?minutes=${CHART_MINUTES}`),
       api("/admin/recovery/cycles?page_size=20"),
     ]);
-    for (const dd of document.querySelectorAll("#status-cards [data-stat]")) {
-      const value = stats[dd.dataset.stat];
-      setText(dd, typeof value === "number" ? fmtNumber(value) : value || "none");
-    }
-    renderTypes(stats.steps_by_type);
-    renderDepth(stats.queue_depth_by_priority);
-    renderPods(stats, leader);
-    drawChart($("#throughput"), throughputPoints(series));
-    renderCycles(cycles.cycles);
+    return () => drawOverview(stats, leader, series, cycles);
   },
 };
+
+function drawOverview(stats, leader, series, cycles) {
+  for (const dd of document.querySelectorAll("#status-cards [data-stat]")) {
+    const value = stats[dd.dataset.stat];
+    setText(dd, typeof value === "number" ? fmtNumber(value) : value || "none");
+  }
+  renderTypes(stats.steps_by_type);
+  renderDepth(stats.queue_depth_by_priority);
+  renderPods(stats, leader);
+  drawChart($("#throughput"), throughputPoints(series));
+  renderCycles(cycles.cycles);
+}
 
 function renderTypes(byType) {
   const items = Object.entries(byType).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
@@ -405,16 +411,20 @@ const stepsView = {
     fillForm(params);
   },
 
-  async refresh() {
+  async load() {
     const q = this.filters.get("q");
-    const steps = q ? await searchSteps(q) : await this.listPage();
-    syncChildren($("#steps-table tbody"), steps, (s) => s.step_id, createStepRow, updateStepRow);
-    showEmpty("#steps-empty", steps.length === 0);
-    $("#page-newer").disabled = q !== null || this.page === 0;
-    $("#page-older").disabled = q !== null || !this.nextToken;
-    setText($("#page-number"), q ? "Search" : `Page ${this.page + 1}`);
+    const [steps, nextToken] = q ? [await searchSteps(q), ""] : await this.listPage();
+    return () => {
+      this.nextToken = nextToken;
+      syncChildren($("#steps-table tbody"), steps, (s) => s.step_id, createStepRow, updateStepRow);
+      showEmpty("#steps-empty", steps.length === 0);
+      $("#page-newer").disabled = q !== null || this.page === 0;
+      $("#page-older").disabled = q !== null || !nextToken;
+      setText($("#page-number"), q ? "Search" : `Page ${this.page + 1}`);
+    };
   },
 
+  /** The current page's steps and the token of the page after it. */
   async listPage() {
     const query = new URLSearchParams();
     for (const [name, value] of this.filters) {
@@ -425,8 +435,7 @@ const stepsView = {
     const token = this.tokens[this.page];
     if (token) query.set("page_token", token);
     const page = await api(`/steps?${query}`);
-    this.nextToken = page.next_page_token;
-    return page.steps;
+    return [page.steps, page.next_page_token];
   },
 
   turn(delta) {
@@ -515,18 +524,14 @@ function formParams() {
 
 const stepView = {
   stepId: null,
-  step: null,
 
   enter(params, stepId) {
-    if (stepId !== this.stepId) {
-      this.step = null;
-      setText($("#action-result"), "");
-    }
+    if (stepId !== this.stepId) setText($("#action-result"), "");
     this.stepId = stepId;
     setText($("#step-id"), stepId);
   },
 
-  async refresh() {
+  async load() {
     let step;
     try {
       step = await api(`/status/${encodeURIComponent(this.stepId)}`);
@@ -534,10 +539,11 @@ const stepView = {
       if (error.status !== 404 && error.status !== 400) throw error;
       step = null;
     }
-    this.step = step;
-    $("#step-missing").hidden = step !== null;
-    $("#step-body").hidden = step === null;
-    if (step) renderStep(step);
+    return () => {
+      $("#step-missing").hidden = step !== null;
+      $("#step-body").hidden = step === null;
+      if (step) renderStep(step);
+    };
   },
 };
 
@@ -646,68 +652,76 @@ async function stepAction(verb, title, text) {
 // -- Workers, schedules and limits
 
 const workersView = {
-  async refresh() {
+  async load() {
     const stats = await api("/admin/queue");
-    const now = Date.now();
-    syncChildren(
-      $("#workers-table tbody"),
-      stats.workers || [],
-      (w) => w.worker_id,
-      () => row(4, { 0: "id mono", 2: "num" }),
-      (tr, worker) => {
-        setText(cell(tr, 0), worker.worker_id);
-        setText(cell(tr, 1), worker.types.join(", "));
-        setText(cell(tr, 2), fmtNumber(worker.in_flight));
-        setText(cell(tr, 3), fmtTime(worker.last_seen));
-        setAttr(cell(tr, 3), "title", `${fmtSeconds(Math.max(0, now - Date.parse(worker.last_seen)) / 1000)} ago`);
-      },
-    );
-    showEmpty("#workers-empty", !(stats.workers || []).length);
+    return () => drawWorkers(stats.workers);
   },
 };
 
+function drawWorkers(workers) {
+  const now = Date.now();
+  syncChildren(
+    $("#workers-table tbody"),
+    workers,
+    (w) => w.worker_id,
+    () => row(4, { 0: "id mono", 2: "num" }),
+    (tr, worker) => {
+      setText(cell(tr, 0), worker.worker_id);
+      setText(cell(tr, 1), worker.types.join(", "));
+      setText(cell(tr, 2), fmtNumber(worker.in_flight));
+      setText(cell(tr, 3), fmtTime(worker.last_seen));
+      setAttr(cell(tr, 3), "title", `${fmtSeconds(Math.max(0, now - Date.parse(worker.last_seen)) / 1000)} ago`);
+    },
+  );
+  showEmpty("#workers-empty", workers.length === 0);
+}
+
 const schedulesView = {
-  async refresh() {
+  async load() {
     const [schedules, limits] = await Promise.all([api("/admin/schedules"), api("/admin/limits")]);
-    syncChildren(
-      $("#schedules-table tbody"),
-      schedules.schedules,
-      (s) => s.name,
-      () => {
-        const tr = row(7, { 0: "id" });
-        cell(tr, 3).append(h("span"));
-        return tr;
-      },
-      (tr, s) => {
-        setText(cell(tr, 0), s.name);
-        const when = s.cron ? `cron ${s.cron} (${s.timezone})` : `every ${s.interval_seconds} s`;
-        setText(cell(tr, 1), when);
-        setText(cell(tr, 2), s.type);
-        statusBadge($("span", cell(tr, 3)), s.paused ? "paused" : "active");
-        setText(cell(tr, 4), fmtTime(s.next_fire_time));
-        setText(cell(tr, 5), fmtTime(s.last_fire_time));
-        stepLink(cell(tr, 6), s.last_step_id);
-      },
-    );
-    showEmpty("#schedules-empty", schedules.schedules.length === 0);
-    const dash = (value) => (value === null || value === undefined ? "–" : fmtNumber(value));
-    syncChildren(
-      $("#limits-table tbody"),
-      limits.limits,
-      (l) => l.type,
-      () => row(6, { 1: "num", 2: "num", 3: "num", 4: "num" }),
-      (tr, l) => {
-        setText(cell(tr, 0), l.type);
-        setText(cell(tr, 1), dash(l.max_concurrency));
-        setText(cell(tr, 2), l.rate_per_second ?? "–");
-        setText(cell(tr, 3), dash(l.burst));
-        setText(cell(tr, 4), fmtNumber(l.in_flight));
-        setText(cell(tr, 5), l.source);
-      },
-    );
-    showEmpty("#limits-empty", limits.limits.length === 0);
+    return () => drawSchedules(schedules.schedules, limits.limits);
   },
 };
+
+function drawSchedules(schedules, limits) {
+  syncChildren(
+    $("#schedules-table tbody"),
+    schedules,
+    (s) => s.name,
+    () => {
+      const tr = row(7, { 0: "id" });
+      cell(tr, 3).append(h("span"));
+      return tr;
+    },
+    (tr, s) => {
+      setText(cell(tr, 0), s.name);
+      const when = s.cron ? `cron ${s.cron} (${s.timezone})` : `every ${s.interval_seconds} s`;
+      setText(cell(tr, 1), when);
+      setText(cell(tr, 2), s.type);
+      statusBadge($("span", cell(tr, 3)), s.paused ? "paused" : "active");
+      setText(cell(tr, 4), fmtTime(s.next_fire_time));
+      setText(cell(tr, 5), fmtTime(s.last_fire_time));
+      stepLink(cell(tr, 6), s.last_step_id);
+    },
+  );
+  showEmpty("#schedules-empty", schedules.length === 0);
+  const dash = (value) => (value === null || value === undefined ? "–" : fmtNumber(value));
+  syncChildren(
+    $("#limits-table tbody"),
+    limits,
+    (l) => l.type,
+    () => row(6, { 1: "num", 2: "num", 3: "num", 4: "num" }),
+    (tr, l) => {
+      setText(cell(tr, 0), l.type);
+      setText(cell(tr, 1), dash(l.max_concurrency));
+      setText(cell(tr, 2), l.rate_per_second ?? "–");
+      setText(cell(tr, 3), dash(l.burst));
+      setText(cell(tr, 4), fmtNumber(l.in_flight));
+      setText(cell(tr, 5), l.source);
+    },
+  );
+  showEmpty("#limits-empty", limits.length === 0);
+}
 
 // ---- routing and the refresh loop ----------------------------------------------------
 
@@ -721,7 +735,7 @@ const VIEWS = {
 
 let current = null;
 let timer = null;
-let generation = 0; // answers of a refresh started before the last navigation are dropped
+let generation = 0; // the latest load: only its answers are drawn
 
 /** "#/steps?status=failed" -> ["steps", URLSearchParams, undefined];
  * "#/step/<id>" -> ["step", URLSearchParams, id]. */
@@ -756,9 +770,10 @@ function refreshNow() {
   const mine = generation;
   const view = VIEWS[current];
   view
-    .refresh()
-    .then(() => {
+    .load()
+    .then((draw) => {
       if (mine !== generation) return;
+      draw();
       $("#banner").hidden = true;
       // What benchmarks/dashboard.py times: navigation start to the first full render.
       if (!performance.getEntriesByName(FIRST_RENDER_MARK).length) performance.mark(FIRST_RENDER_MARK);

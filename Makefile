@@ -38,6 +38,11 @@ $(BIN)/promtool: | $(VENV)/.installed
 /usr/sbin/pgbouncer:
 	apt-get install -y -q pgbouncer || { apt-get update -qq && apt-get install -y -q pgbouncer; }
 
+# Debian's Chromium for the dashboard's browser tests (tests/browser): Playwright drives it
+# through executable_path, so nothing downloads a browser of its own.
+/usr/bin/chromium:
+	apt-get install -y -q chromium || { apt-get update -qq && apt-get install -y -q chromium; }
+
 # grpc-gateway v1 and what builds it, offline: Debian's Go toolchain, protoc, the generators
 # and the Go libraries in GOPATH form (/usr/share/gocode). Only for `make gateway-test`.
 GATEWAY_PACKAGES := golang-go protobuf-compiler golang-grpc-gateway \
@@ -47,7 +52,7 @@ GATEWAY_PACKAGES := golang-go protobuf-compiler golang-grpc-gateway \
 		{ apt-get update -qq && apt-get install -y -q $(GATEWAY_PACKAGES); }
 
 .PHONY: install
-install: $(VENV)/.installed $(NODE_BIN)/buf $(BIN)/promtool /usr/sbin/pgbouncer ## Create .venv and install everything (pip, npm for buf, promtool, pgbouncer)
+install: $(VENV)/.installed $(NODE_BIN)/buf $(BIN)/promtool /usr/sbin/pgbouncer /usr/bin/chromium ## Create .venv and install everything (pip, npm for buf, promtool, pgbouncer, chromium)
 
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate generated/ from proto/

@@ -39,6 +39,7 @@ from fleetq_server.api.request_metrics import GrpcMetricsInterceptor, HttpMetric
 from fleetq_server.api.servicer import IDEMPOTENCY_KEY_HEADER, FleetQServicer
 from fleetq_server.api.tracing import TracingInterceptor
 from fleetq_server.config import MAX_REQUEST_BYTES, Settings
+from fleetq_server.dashboard import dashboard_mounts
 from fleetq_server.gateway import Gateway
 from fleetq_server.gateway.asgi import ASGIApp
 from fleetq_server.gateway.cors import with_cors
@@ -166,8 +167,8 @@ def build_http_app(
     store: StatsPort,
     protected: frozenset[str],
 ) -> ASGIApp:
-    """The REST/JSON app: the gateway over the same handlers, /metrics, /openapi.json and
-    the probes, CORS and request metrics around them."""
+    """The REST/JSON app: the gateway over the same handlers, /metrics, /openapi.json, the
+    dashboard (/ui) and the probes, CORS and request metrics around them."""
     api_document = openapi_document(
         SERVICE,
         title="FLEET-Q",
@@ -178,6 +179,7 @@ def build_http_app(
     mounts: dict[str, ASGIApp] = {
         "/metrics": MetricsEndpoint(store, settings.dead_pod_threshold),
         "/openapi.json": openapi_endpoint(api_document),
+        **dashboard_mounts(),
     }
     gateway = Gateway(
         SERVICE,

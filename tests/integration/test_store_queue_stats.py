@@ -40,8 +40,9 @@ async def finish(store: Store, pod_id: str, step_type: str, ok: int, failed: int
     )
 
 
-async def scanned(store: Store) -> tuple[dict[str, int], dict[str, int]]:
-    """Counts by status and by type the slow way: a full scan (test-only SQL)."""
+async def scanned(store: Store) -> tuple[dict[str, int], dict[str, int], dict[int, int]]:
+    """Counts by status, by type and pending by priority the slow way: a full scan
+    (test-only SQL)."""
     async with store._connection() as connection:
         by_status = await connection.fetch(
             "SELECT status, count(*) AS n FROM fleetq_steps GROUP BY status"
@@ -49,17 +50,26 @@ async def scanned(store: Store) -> tuple[dict[str, int], dict[str, int]]:
         by_type = await connection.fetch(
             "SELECT type, count(*) AS n FROM fleetq_steps GROUP BY type"
         )
-    return {r["status"]: r["n"] for r in by_status}, {r["type"]: r["n"] for r in by_type}
+        by_priority = await connection.fetch(
+            "SELECT priority, count(*) AS n FROM fleetq_steps"
+            " WHERE status = 'pending' GROUP BY priority"
+        )
+    return (
+        {r["status"]: r["n"] for r in by_status},
+        {r["type"]: r["n"] for r in by_type},
+        {r["priority"]: r["n"] for r in by_priority},
+    )
 
 
 async def assert_stats_match_a_scan(store: Store) -> None:
     stats = await store.queue_stats(15)
-    assert (stats.counts_by_status, stats.steps_by_type) == await scanned(store)
+    counted = (stats.counts_by_status, stats.steps_by_type, stats.pending_by_priority)
+    assert counted == await scanned(store)
 
 
 async def test_counts_follow_completion_failure_recovery_and_deletion(store: Store) -> None:
     await submit(store, 5)
-    await submit(store, 4, type="beta", max_retries=1)
+    await submit(store, 4, type="beta", max_retries=1, priority=-3)
     await finish(store, "leader", "alpha", ok=3, failed=1)
     await finish(store, "leader", "beta", ok=1, failed=2)  # both failures are retried
     await assert_stats_match_a_scan(store)

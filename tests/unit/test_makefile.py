@@ -31,3 +31,8 @@ def test_make_run_needs_only_python_and_make() -> None:
 def test_make_test_still_installs_buf_and_promtool() -> None:
     commands = planned_commands("test")
     assert "npm install" in commands and "promtool" in commands
+
+
+def test_make_install_installs_debians_chromium_for_the_browser_tests() -> None:
+    commands = planned_commands("install")
+    assert "apt-get install -y -q chromium" in commands

@@ -19,20 +19,17 @@ import statistics
 import time
 
 from benchmarks.harness import bench_session
+from benchmarks.scenarios import THROUGHPUT_RING_OFF
 from fleetq_server.store import Store, open_store
 from fleetq_server.store.records import ClaimedStep, NewStep, StepOutcome
 from fleetq_server.submission import SubmitRequest, new_step_ids, prepare_step
 
 _RING_ON = "ring"
 _RING_OFF = "no ring (upsert stubbed)"
-# fleetq_throughput_add doing nothing; the shipped definition is read back to restore it.
-_STUB = """
-CREATE OR REPLACE FUNCTION fleetq_throughput_add(completed_n bigint, failed_n bigint)
-RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$
-"""
 
 
 async def _shipped_body(store: Store) -> str:
+    """fleetq_throughput_add as migrated, to restore it after THROUGHPUT_RING_OFF."""
     async with store._connection() as connection:
         definition: str = await connection.fetchval(
             "SELECT pg_get_functiondef('fleetq_throughput_add(bigint, bigint)'::regprocedure)"
@@ -95,7 +92,7 @@ async def main(args: argparse.Namespace) -> None:
             figures: dict[str, list[float]] = {_RING_ON: [], _RING_OFF: []}
             for n in range(args.rounds * 2):
                 variant = (_RING_ON, _RING_OFF)[n % 2]
-                await _set_ring(store, shipped if variant == _RING_ON else _STUB)
+                await _set_ring(store, shipped if variant == _RING_ON else THROUGHPUT_RING_OFF)
                 figures[variant].append(await _round(store, args.steps, args.finishers, args.batch))
             await _set_ring(store, shipped)
             series = await store.throughput_list(120)

@@ -104,6 +104,18 @@ _BASE_METRICS: tuple[Metric, ...] = (
         "CPU cores: PostgreSQL",
         2,
     ),
+    Metric(
+        "drain_1pod_no_throughput_ring_steps_per_s",
+        "drain, 1 pod, throughput ring off",
+        "steps/s",
+        throughput=True,
+    ),
+    Metric(
+        "drain_1pod_no_throughput_ring_cpu_postgres",
+        "drain, 1 pod, throughput ring off",
+        "CPU cores: PostgreSQL",
+        2,
+    ),
     Metric("list_seed_s", "ListSteps pages", "seeding the finished steps, s", 0),
     Metric("list_first_page_ms", "ListSteps pages", "first page of 50, median ms", 2),
     Metric("list_deepest_page_ms", "ListSteps pages", "deepest page of 50, median ms", 2),

@@ -61,6 +61,7 @@ SCENARIO_NAMES = (
     "recovery",
     "hostile",
     "watch",
+    "throughput",
     "list",
     "workers",
 )
@@ -106,6 +107,13 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
             (
                 "drain, 1 pod, watch trigger off",
                 lambda bench: scenarios.drain(bench, 1, watch_trigger=False),
+            ),
+        ],
+        "throughput": [
+            ("drain, 1 pod (throughput ring, beside)", lambda bench: scenarios.drain(bench, 1)),
+            (
+                "drain, 1 pod, throughput ring off",
+                lambda bench: scenarios.drain(bench, 1, throughput_ring=False),
             ),
         ],
         "list": [("ListSteps pages", listing.list_pages)],
@@ -250,6 +258,10 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
             f"{watch.IDLE_WATCHERS} WatchStep streams (grpc.aio, a channel per 100) on one pod, "
             f"one per pending step, CPU over {watch.IDLE_MEASURE_S:g} s with and without them; and "
             "`drain, 1 pod` again with the watched-steps trigger disabled, side by side"
+        ),
+        "throughput": (
+            "`drain, 1 pod` twice, side by side: as shipped, and with migration 0013's "
+            "per-minute throughput upsert replaced by a no-op"
         ),
         "list": (
             f"{options.list_steps} completed steps seeded by generate_series (triggers off), "

@@ -97,6 +97,14 @@ def pod_env(options: Options, *, run_steps: bool) -> dict[str, str]:
     return env
 
 
+# Migration 0013's per-minute throughput upsert made a no-op, everything else unchanged: the
+# side-by-side of what the ring costs (benchmarks.finish_cost times the statement alone).
+THROUGHPUT_RING_OFF = """
+CREATE OR REPLACE FUNCTION fleetq_throughput_add(completed_n bigint, failed_n bigint)
+RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$
+"""
+
+
 @contextlib.asynccontextmanager
 async def _scenario(bench: Bench) -> AsyncIterator[tuple[asyncpg.Connection, PodFleet]]:
     """A fresh database, a connection to it, and a fleet that is stopped on the way out."""
@@ -149,7 +157,12 @@ def _batch_sizes(total: int, size: int) -> list[int]:
 
 
 async def drain(
-    bench: Bench, pods: int, *, pgbouncer: bool = False, watch_trigger: bool = True
+    bench: Bench,
+    pods: int,
+    *,
+    pgbouncer: bool = False,
+    watch_trigger: bool = True,
+    throughput_ring: bool = True,
 ) -> Figures:
     """Drain N pre-submitted no-op steps with `pods` pods: N / (last finish - first claim),
     both from the database clock. Also the pods' idle and peak RSS and their CPU use.
@@ -159,12 +172,14 @@ async def drain(
     With `pgbouncer` the draining pods reach the database through PgBouncer in transaction
     mode (LISTEN still direct), as README "Production database" describes. Without
     `watch_trigger`, the trigger that notifies watched steps' changes is disabled: the
-    side-by-side figure of what it costs a drain nobody watches.
+    side-by-side figure of what it costs a drain nobody watches. Without `throughput_ring`,
+    the per-minute throughput upsert is a no-op (THROUGHPUT_RING_OFF): what it costs.
     """
     name = f"drain_{pods}pod" + ("_pgbouncer" if pgbouncer else "")
     name += "" if watch_trigger else "_no_watch_trigger"
+    name += "" if throughput_ring else "_no_throughput_ring"
     with contextlib.ExitStack() as stack:
-        return await _drain(bench, pods, name, stack, pgbouncer, watch_trigger)
+        return await _drain(bench, pods, name, stack, pgbouncer, watch_trigger, throughput_ring)
 
 
 async def _drain(
@@ -174,6 +189,7 @@ async def _drain(
     stack: contextlib.ExitStack,
     pgbouncer: bool,
     watch_trigger: bool,
+    throughput_ring: bool,
 ) -> Figures:
     options = bench.options
     async with _scenario(bench) as (connection, fleet):
@@ -193,6 +209,8 @@ async def _drain(
             await connection.execute(
                 "ALTER TABLE fleetq_steps DISABLE TRIGGER fleetq_watched_steps_update"
             )
+        if not throughput_ring:
+            await connection.execute(THROUGHPUT_RING_OFF)
         pids = [worker.pid for worker in workers]
         idle_mb = await asyncio.to_thread(sample_rss_peak_mb, pids, IDLE_SAMPLE_S)
         meter = CpuMeter(pids, bench.postmaster, client=False)

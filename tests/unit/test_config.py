@@ -16,6 +16,7 @@ def test_defaults_match_the_design_table() -> None:
     assert settings.heartbeat_interval == 5 and settings.dead_pod_threshold == 15
     assert settings.shutdown_grace == 30 and settings.retention == 604800
     assert settings.recovery_interval == 5 and settings.recovery_on_expiry is True
+    assert settings.durable_claims is False
     assert settings.pod_id.startswith("pod-")
 
 
@@ -33,9 +34,11 @@ def test_environment_values_are_parsed() -> None:
             "FLEETQ_LOG_FORMAT": "Console",
             "FLEETQ_POD_ID": "pod-x",
             "FLEETQ_RECOVERY_ON_EXPIRY": " False",
+            "FLEETQ_DURABLE_CLAIMS": "true",
         }
     )
     assert settings.recovery_on_expiry is False
+    assert settings.durable_claims is True
     assert settings.handlers == ("a.b", "c")
     assert settings.max_capacity == 2
     assert settings.log_format == "console"
@@ -52,6 +55,7 @@ def test_environment_values_are_parsed() -> None:
         ("FLEETQ_CAPACITY_THRESHOLD", "1.5"),
         ("FLEETQ_LOG_LEVEL", "LOUD"),
         ("FLEETQ_RECOVERY_ON_EXPIRY", "maybe"),
+        ("FLEETQ_DURABLE_CLAIMS", "always"),
         ("FLEETQ_GRPC_MAX_STREAMS", "0"),
         ("FLEETQ_GRPC_MAX_CONNECTION_IDLE", "-1"),
         ("FLEETQ_GRPC_MAX_CONNECTION_AGE", "inf"),

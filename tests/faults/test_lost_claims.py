@@ -14,6 +14,7 @@ flushes the claims' WAL by chance.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 from collections.abc import Iterator
@@ -114,7 +115,7 @@ def server() -> Iterator[CrashableServer]:
 
 @pytest.fixture
 def database(server: CrashableServer, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"fleetq_{request.node.name.removeprefix('test_')[:40]}"
+    name = "fleetq_" + re.sub(r"\W", "_", request.node.name.removeprefix("test_"))[:40]
     server.sql(f"CREATE DATABASE {name}")
     try:
         yield name
@@ -210,18 +211,34 @@ def test_a_lost_claim_made_again_by_its_own_pod_runs_its_handler_once(
     assert metric_total(pod, "fleetq_steps_fenced_total") == 0
 
 
+@pytest.mark.parametrize("durable_by", ["the setting", "a type limit"])
 def test_durable_claims_survive_the_crash(
-    server: CrashableServer, server_factory: ServerFactory, database: str, tmp_path: Path
+    server: CrashableServer,
+    server_factory: ServerFactory,
+    database: str,
+    tmp_path: Path,
+    durable_by: str,
 ) -> None:
-    pod = start_pod(server, server_factory, database, FLEETQ_DURABLE_CLAIMS="true")
+    setting = {"FLEETQ_DURABLE_CLAIMS": "true"} if durable_by == "the setting" else {}
+    pod = start_pod(server, server_factory, database, **setting)
+    if durable_by == "a type limit":  # handlers on lost claims would escape the limit
+        response = httpx.put(
+            f"{pod.http_url}/admin/limits/{GATED_STEP_TYPE}",
+            json={"max_concurrency": 10},
+            timeout=REQUEST_TIMEOUT_S,
+        )
+        assert response.status_code == 200, response.text
     gate = tmp_path / "gate"
     server.stop_wal_writer()
     [step_id] = submit_together(pod, {"gate": str(gate)})
     wait_all_claimed(pod, [step_id])
+    [claim] = server.sql("SELECT status, attempt, claimed_ts FROM fleetq_steps", database)
 
     server.crash()
 
-    assert claims(server, database) == {step_id: ("claimed", 1)}
+    # The very same claim (not one made again since), still the running execution's.
+    assert server.sql("SELECT status, attempt, claimed_ts FROM fleetq_steps", database) == [claim]
+    assert (claim["status"], claim["attempt"]) == ("claimed", 1)
     gate.touch()
     [done] = wait_all_finished(pod, [step_id], timeout=30).values()
     assert (done["status"], done["result"]["attempt"]) == ("completed", 1)

@@ -55,6 +55,9 @@ class Settings:
     database_pool_size: int = 10
     # What sits between the pods and PostgreSQL: "none", or "pgbouncer" in transaction mode.
     database_pooler: str = "none"
+    # Whether a pod's claims wait for their WAL flush: off, a crash (or a promotion) may
+    # lose a claim, and the step is then claimed again (store.steps.UNFLUSHED_CTE).
+    durable_claims: bool = False
     # A direct URL for LISTEN when the database URL is a pooler's; unset: the database URL
     # when it is direct, and polling only behind a pooler.
     listen_database_url: str | None = None
@@ -262,6 +265,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _parse_optional_text,
     "database_pool_size": _parse_positive(int),
     "database_pooler": _parse_choice("none", "pgbouncer"),
+    "durable_claims": _parse_bool,
     "listen_database_url": _parse_optional_text,
     "data_dir": _parse_optional_path,
     "embedded_db_keep_running": _parse_bool,

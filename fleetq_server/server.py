@@ -318,6 +318,7 @@ class PodProcess:
                 pooler=settings.database_pooler,
                 listen_dsn=settings.listen_database_url,
                 query_logger=tracing.query_logger() if tracing is not None else None,
+                durable_claims=settings.durable_claims,
             )
             stack.push_async_callback(store.close)
             if store.polls_only:

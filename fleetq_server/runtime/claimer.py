@@ -75,7 +75,12 @@ class ClaimLoop(BackgroundLoop):
                 # Both timestamps come from the database clock: no skew between pods.
                 waited = (step.claimed_ts - step.not_before_ts).total_seconds()
                 metrics.child(metrics.STEP_QUEUE_WAIT_SECONDS, step.type).observe(max(0.0, waited))
-                self._executor.launch(step)
+                if not self._executor.launch(step):
+                    # A lost claim made again under a token that runs here: should that
+                    # execution's outcome be fenced out before this claim committed, the
+                    # step would stay held with nothing running it. The orphan watch
+                    # gives it back once nothing runs it.
+                    self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
         if len(claimed) == free:
             self.wake()  # a full batch: there may be more waiting for the next free slot
         else:

@@ -86,13 +86,33 @@ class StepExecutor:
         """Steps executing now or having their outcome written."""
         return list(self._running.values())
 
-    def launch(self, step: ClaimedStep) -> None:
-        """Start executing `step` in the background."""
-        task = asyncio.create_task(self._execute(step, self._state.pod_id), name=step.step_id)
-        self._running[step.step_id] = RunningStep(step, self._state.pod_id, task)
+    def launch(self, step: ClaimedStep) -> bool:
+        """Start executing `step` in the background; False, starting nothing, when this
+        same claim token (step, pod, attempt) runs here already.
+
+        That happens only after a claim was lost (a claim's commit does not wait for its
+        WAL flush: store.steps.UNFLUSHED_CTE): the step went back to its previous attempt,
+        and this pod claimed it again under the token its running execution holds. That
+        execution's outcome ends the new claim, so a second run would only be fenced out.
+        """
+        pod_id = self._state.pod_id
+        running = self._running.get(step.step_id)
+        if running is not None and (running.step.attempt, running.claim_pod_id) == (
+            step.attempt,
+            pod_id,
+        ):
+            log.warning(
+                "%s claimed again at attempt %d, which runs here already: its claim was lost",
+                step.step_id,
+                step.attempt,
+            )
+            return False
+        task = asyncio.create_task(self._execute(step, pod_id), name=step.step_id)
+        self._running[step.step_id] = RunningStep(step, pod_id, task)
         self._in_handler.add(step.step_id)
         self._state.current_capacity = len(self._in_handler)
         task.add_done_callback(functools.partial(self._finished, step.step_id))
+        return True
 
     def _handler_done(self, step_id: str) -> None:
         """A handler returned: its slot is free even while the outcome is being written,

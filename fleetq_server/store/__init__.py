@@ -103,6 +103,7 @@ async def open_store(
     pooler: str = DIRECT,
     listen_dsn: str | None = None,
     query_logger: Callable[[Any], None] | None = None,
+    durable_claims: bool = False,
 ) -> Store:
     """Connect, apply pending migrations under the advisory lock, and return the store.
 
@@ -110,11 +111,13 @@ async def open_store(
     `listen_dsn`; when it is None, to `dsn` itself if that is PostgreSQL directly, and
     nowhere behind a pooler (which cannot keep a LISTEN): pods then only poll.
     `query_logger` sees every query of the pool (tracing's database spans).
+    With `durable_claims` a pod's claims wait for their WAL flush like every other write
+    (FLEETQ_DURABLE_CLAIMS); by default they do not (`steps.claim_statement`).
     """
     if listen_dsn is None and pooler == DIRECT:
         listen_dsn = dsn
     pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout, pooler, query_logger)
-    store = Store(pool, dsn, listen_dsn, pooler)
+    store = Store(pool, dsn, listen_dsn, pooler, durable_claims=durable_claims)
     try:
         await apply_migrations(dsn, pooler)
     except BaseException:

@@ -141,7 +141,13 @@ class PoolHolder:
     """Base of the store's query classes: owns the pool and lends connections."""
 
     def __init__(
-        self, pool: asyncpg.Pool, dsn: str, listen_dsn: str | None, pooler: str = DIRECT
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        listen_dsn: str | None,
+        pooler: str = DIRECT,
+        *,
+        durable_claims: bool = False,
     ) -> None:
         self._pool = pool
         # For the heartbeat's connection, outside the pool.
@@ -152,6 +158,9 @@ class PoolHolder:
         # For the connection outside the pool that LISTEN needs; None: no LISTEN (polling).
         self._listen_dsn = listen_dsn
         self._pooler = pooler
+        # Whether a pod's claim waits for its WAL flush like every other commit (see
+        # `claim_statement`'s `unflushed`); FLEETQ_DURABLE_CLAIMS.
+        self._durable_claims = durable_claims
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:

@@ -76,20 +76,42 @@ PICK_CLAIMABLE = """
 """
 
 
-def claim_statement(assignments: str, returning: str, before: str = "") -> str:
+# A claim's commit that does not wait for its WAL flush: `synchronous_commit` off for its
+# own transaction only (set_config's `true`, as SET LOCAL), unless the claim involves a
+# type with a fleet-wide limit. A crash can then lose the claim (the step is pending at its
+# previous attempt again), which is harmless for a pod: the outcome of the execution it
+# launched is fenced by (step, pod, attempt), so it either ends the claim that replaces the
+# lost one under the same token (the executor refuses to run a token twice) or is fenced
+# out, and the step is claimed again. A limited type's claims stay durable, since handlers
+# running on lost claims would not count against its limit.
+UNFLUSHED_CTE = """
+    unflushed AS (
+        SELECT set_config('synchronous_commit', 'off', true)
+        WHERE NOT EXISTS (SELECT 1 FROM limited)
+    )"""
+
+
+def claim_statement(
+    assignments: str, returning: str, before: str = "", *, unflushed: bool = False
+) -> str:
     """The one claim, shared by a pod's claim and a worker's leased claim: the steps
     PICK_CLAIMABLE chooses become `claimed` at their next attempt with the extra SET
     `assignments`, the type limits' tokens are spent, and the claimed rows' `returning`
-    columns (which must include s.type) are selected. `before` adds leading CTEs."""
+    columns (which must include s.type) are selected. `before` adds leading CTEs. With
+    `unflushed` the commit does not wait for its WAL flush (UNFLUSHED_CTE): for pods'
+    claims only, never a worker's lease, whose fence (step, attempt) names no holder."""
+    # Joined to the claimed rows so that PostgreSQL evaluates it (a CTE nobody reads is
+    # skipped); with nothing claimed there is nothing to commit fast.
+    after, join = (f", {UNFLUSHED_CTE}", " LEFT JOIN unflushed ON true") if unflushed else ("", "")
     return f"""
-        WITH {before}{LIMIT_ROOM_CTES}, picked AS ({PICK_CLAIMABLE}), claimed AS (
+        WITH {before}{LIMIT_ROOM_CTES}{after}, picked AS ({PICK_CLAIMABLE}), claimed AS (
             UPDATE fleetq_steps AS s
             SET status = 'claimed', attempt = s.attempt + 1, claimed_ts = now(),
                 last_update_ts = now(), {assignments}
             FROM picked WHERE s.step_id = picked.step_id
             RETURNING {returning}
         ), {LIMIT_SPEND_CTE}
-        SELECT * FROM claimed
+        SELECT claimed.* FROM claimed{join}
         """
 
 
@@ -292,6 +314,7 @@ class StepQueries(PoolHolder):
                     """s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
                     s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
                     s.not_before_ts, s.claimed_ts""",
+                    unflushed=not self._durable_claims,
                 ),
                 pod_id,
                 step_types,

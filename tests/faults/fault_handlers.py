@@ -31,7 +31,11 @@ async def hold(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
 
 def gated(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     """Wait until the file ``args.gate`` exists (the test opens the gate). A plain
-    function: the pod runs it in a thread, where polling the file blocks nothing."""
+    function: the pod runs it in a thread, where polling the file blocks nothing. With
+    ``args.runs``, each execution first appends a line to that file: a test counts them."""
+    if "runs" in args:
+        with Path(args["runs"]).open("a") as runs:
+            runs.write(f"{context.step_id} {context.attempt}\n")
     gate = Path(args["gate"])
     while not gate.exists():
         time.sleep(_GATE_POLL_S)

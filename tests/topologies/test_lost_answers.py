@@ -33,8 +33,10 @@ from tests.support.topologies import PostgresNode, scratch_dir
 from tests.support.waiting import wait_until
 
 # The pod's own heartbeat and recovery stay out of the way: only the statement under test
-# commits while commits wait.
+# commits while commits wait. Claims wait for their flush too (and so for the standby), as
+# with FLEETQ_DURABLE_CLAIMS only: otherwise a claim never waits to have its answer cut.
 QUIET = {
+    "FLEETQ_DURABLE_CLAIMS": "true",
     "FLEETQ_HEARTBEAT_INTERVAL": "5",
     "FLEETQ_DEAD_POD_THRESHOLD": "30",
     "FLEETQ_RECOVERY_INTERVAL": "3600",

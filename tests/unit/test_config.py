@@ -17,6 +17,7 @@ def test_defaults_match_the_design_table() -> None:
     assert settings.shutdown_grace == 30 and settings.retention == 604800
     assert settings.worker_retention == 86400
     assert settings.recovery_interval == 5 and settings.recovery_on_expiry is True
+    assert settings.durable_claims is False
     assert settings.pod_id.startswith("pod-")
 
 
@@ -35,10 +36,12 @@ def test_environment_values_are_parsed() -> None:
             "FLEETQ_POD_ID": "pod-x",
             "FLEETQ_RECOVERY_ON_EXPIRY": " False",
             "FLEETQ_WORKER_RETENTION": "0",
+            "FLEETQ_DURABLE_CLAIMS": "true",
         }
     )
     assert settings.worker_retention == 0
     assert settings.recovery_on_expiry is False
+    assert settings.durable_claims is True
     assert settings.handlers == ("a.b", "c")
     assert settings.max_capacity == 2
     assert settings.log_format == "console"
@@ -55,6 +58,7 @@ def test_environment_values_are_parsed() -> None:
         ("FLEETQ_CAPACITY_THRESHOLD", "1.5"),
         ("FLEETQ_LOG_LEVEL", "LOUD"),
         ("FLEETQ_RECOVERY_ON_EXPIRY", "maybe"),
+        ("FLEETQ_DURABLE_CLAIMS", "always"),
         ("FLEETQ_GRPC_MAX_STREAMS", "0"),
         ("FLEETQ_GRPC_MAX_CONNECTION_IDLE", "-1"),
         ("FLEETQ_GRPC_MAX_CONNECTION_AGE", "inf"),

@@ -58,3 +58,12 @@ def lose_next_answer(
         raise errors.DatabaseUnavailableError("database unavailable")
 
     setattr(store, method, unanswered)
+
+
+def lose_claim(store: MemoryStore, step_id: str) -> None:
+    """Undo the claim of `step_id` as a database crash does to a claim whose commit was not
+    yet flushed: the step is pending at its previous attempt, held by nobody."""
+    step = store.steps[step_id]
+    assert step.status == "claimed"
+    step.status, step.claimed_by, step.claimed_ts = "pending", None, None
+    step.attempt -= 1

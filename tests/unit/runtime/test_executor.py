@@ -1,6 +1,7 @@
 """StepExecutor on the in-memory store: outcomes, retry or fail, fencing, and a database
 that comes back."""
 
+import asyncio
 from typing import Any
 
 from fleetq_server.handlers import StepContext
@@ -9,7 +10,7 @@ from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from tests.support.memory_store import MemoryStore
 from tests.support.waiting import until
-from tests.unit.runtime.helpers import claim_one, registry
+from tests.unit.runtime.helpers import claim_one, lose_claim, registry
 
 NO_BACKOFF = RetryPolicy(base_s=0.0, max_s=0.0)
 
@@ -95,3 +96,32 @@ async def test_an_outcome_is_written_once_the_database_is_back(
     store.available = True
     await until(lambda: not run_steps.running, description="the outcome write")
     assert (await store.step_get(step.step_id)).status == "completed"
+
+
+async def test_a_lost_claim_made_again_under_a_running_token_does_not_run_twice(
+    store: MemoryStore, state: PodState
+) -> None:
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def counted(args: dict[str, Any], context: StepContext) -> int:
+        calls.append(context.attempt)
+        await release.wait()
+        return len(calls)
+
+    run_steps = executor(store, state, echo=counted)
+    step = await claim_one(store)
+    assert run_steps.launch(step)
+    await until(lambda: calls, description="the handler to start")
+    lose_claim(store, step.step_id)
+    [again] = await store.step_claim_batch("pod-a", ["echo"], 1)
+    assert (again.step_id, again.attempt) == (step.step_id, step.attempt)
+
+    assert not run_steps.launch(again)
+
+    release.set()
+    await until(lambda: not run_steps.running, description="the outcome write")
+    record = await store.step_get(step.step_id)
+    # The one execution's outcome ended the claim that replaced the lost one.
+    assert (record.status, record.result, record.attempt) == ("completed", 1, step.attempt)
+    assert calls == [step.attempt]

@@ -18,7 +18,7 @@ from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.records import StepOutcome
 from tests.support.memory_store import MemoryStore
-from tests.unit.runtime.helpers import claim_one, lose_next_answer, registry, submit
+from tests.unit.runtime.helpers import claim_one, lose_claim, lose_next_answer, registry, submit
 
 NO_BACKOFF = RetryPolicy(base_s=0.0, max_s=0.0)
 STEP_LOG = logging.LoggerAdapter(logging.getLogger(__name__))
@@ -129,3 +129,23 @@ async def test_an_unanswered_outcome_of_a_claim_taken_away_meanwhile_is_fenced_o
     outcome = StepOutcome(step, "pod-a", result_json="1")
     assert await OutcomeCompleter(store, NO_BACKOFF).complete(outcome, STEP_LOG) is None
     assert (await store.step_get(step.step_id)).claimed_by == "pod-b"
+
+
+async def test_a_lost_claim_made_again_and_left_unrecorded_is_given_back_and_run(
+    store: MemoryStore, loop: ClaimLoop
+) -> None:
+    await submit(store)
+    await loop.run_once()
+    [(step_id, attempt)] = running(loop).items()
+    lose_claim(store, step_id)  # a crash lost the claim before its WAL flush
+    await loop.run_once()  # claimed again under the token that runs here: not launched
+    assert running(loop) == {step_id: attempt}
+    # The execution ends without an outcome of its own for the new claim (as when its
+    # write was fenced out just before the claim was made again).
+    await loop._executor.cancel_all()
+
+    await loop.run_once()
+
+    assert running(loop) == {step_id: attempt + 1}
+    step = await store.step_get(step_id)
+    assert (step.status, step.claimed_by, step.retry_count) == ("claimed", "pod-a", 0)

@@ -114,10 +114,17 @@ class StepExecutor:
         task.add_done_callback(functools.partial(self._finished, step.step_id))
         return True
 
-    def _handler_done(self, step_id: str) -> None:
+    def _is_current(self, step_id: str, task: "asyncio.Task[None] | None") -> bool:
+        """Whether `task` is the execution this executor tracks for `step_id`. An earlier
+        attempt of a step given back and claimed here again may still be finishing (its
+        outcome fenced out): its end must not untrack the attempt that replaced it."""
+        running = self._running.get(step_id)
+        return running is None or running.task is task
+
+    def _handler_done(self, step_id: str, task: "asyncio.Task[None] | None") -> None:
         """A handler returned: its slot is free even while the outcome is being written,
         so the next claim overlaps the previous batch's write."""
-        if step_id in self._in_handler:
+        if step_id in self._in_handler and self._is_current(step_id, task):
             self._in_handler.discard(step_id)
             self._state.current_capacity = len(self._in_handler)
             self._on_slot_free()
@@ -137,8 +144,9 @@ class StepExecutor:
         return True
 
     def _finished(self, step_id: str, task: asyncio.Task[None]) -> None:
-        self._running.pop(step_id, None)
-        self._handler_done(step_id)  # for a task cancelled before its handler started
+        self._handler_done(step_id, task)  # for a task cancelled before its handler started
+        if self._is_current(step_id, task):
+            self._running.pop(step_id, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("executor for %s crashed", step_id, exc_info=task.exception())
 
@@ -176,7 +184,7 @@ class StepExecutor:
             else:
                 outcome = await self._run_traced(step, claim_pod_id, step_log, self._tracing)
         finally:
-            self._handler_done(step.step_id)
+            self._handler_done(step.step_id, asyncio.current_task())
         if await self._completer.complete(outcome, step_log) == "pending":
             # Back in the queue after its backoff: the claimer's next claim learns when it
             # falls due (its claim at the freed slot may have run before this write).

@@ -125,3 +125,36 @@ async def test_a_lost_claim_made_again_under_a_running_token_does_not_run_twice(
     # The one execution's outcome ended the claim that replaced the lost one.
     assert (record.status, record.result, record.attempt) == ("completed", 1, step.attempt)
     assert calls == [step.attempt]
+
+
+async def test_an_earlier_attempt_finishing_leaves_the_later_attempt_of_its_step_tracked(
+    store: MemoryStore, state: PodState
+) -> None:
+    releases: dict[int, asyncio.Event] = {}
+
+    async def held(args: dict[str, Any], context: StepContext) -> int:
+        releases[context.attempt] = asyncio.Event()
+        await releases[context.attempt].wait()
+        return context.attempt
+
+    run_steps = executor(store, state, echo=held)
+    first = await claim_one(store)
+    assert run_steps.launch(first)
+    [first_task] = [running.task for running in run_steps.running]
+    await until(lambda: first.attempt in releases, description="the first handler")
+    # The step is given back and claimed again here while its first attempt still runs.
+    await store.step_release([first], "pod-a")
+    [second] = await store.step_claim_batch("pod-a", ["echo"], 1)
+    assert second.attempt == first.attempt + 1
+    assert run_steps.launch(second)
+    await until(lambda: second.attempt in releases, description="the second handler")
+
+    releases[first.attempt].set()
+    await first_task  # its outcome is fenced out: the step's attempt has moved on
+
+    assert [r.step.attempt for r in run_steps.running] == [second.attempt]
+    assert state.current_capacity == 1
+    releases[second.attempt].set()
+    await until(lambda: not run_steps.running, description="the second outcome")
+    record = await store.step_get(first.step_id)
+    assert (record.status, record.result) == ("completed", second.attempt)

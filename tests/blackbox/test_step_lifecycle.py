@@ -99,7 +99,10 @@ def test_grpc_retry_keeps_the_attempt_history(
     wait_for_status(client, step_id, "failed")
 
     retried = stub.RetryStep(pb.RetryStepRequest(step_id=step_id)).step
-    assert (retried.status, retried.retry_count) == ("pending", 0)
+    # The answer is the step as it now stands: the pod runs this type, so the retried step
+    # may be claimed, or even failed again, by the time it is read back.
+    assert retried.retry_count == 0
+    assert retried.status in ("pending", "claimed") or len(retried.attempts) == 2
     final = wait_for_status(client, step_id, "failed")
 
     assert [(a["number"], a["outcome"]) for a in final["attempts"]] == [

@@ -2,7 +2,8 @@
 message, following the method's google.api.http rule.
 
 The body is parsed strictly (`json_parse`) and checked against the descriptor
-(`body_check`) before `json_format.ParseDict` runs; path and query text is converted by
+(`body_check`) before it is set into the message (`message_fill`, with
+`json_format.ParseDict` for what is not plain assignment); path and query text is converted by
 the field's type here. Every refusal is a DecodeError naming the field.
 """
 
@@ -35,6 +36,7 @@ from fleetq_server.gateway.json_parse import (
     parse_json,
     quote,
 )
+from fleetq_server.gateway.message_fill import fill_message
 
 # Query strings with more parameters than this are refused outright.
 MAX_QUERY_PARAMETERS = 100
@@ -308,7 +310,7 @@ def _set_leaf(message: Message, ref: _FieldRef, values: list[Any]) -> None:
 
 def _parse_into(value: dict[str, Any], message: Message, prefix: str = "") -> None:
     try:
-        json_format.ParseDict(value, message, ignore_unknown_fields=False)
+        fill_message(message, value)
     except json_format.ParseError as error:
         raise DecodeError(_parse_error_detail(str(error), prefix)) from None
 

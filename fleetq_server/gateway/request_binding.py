@@ -130,11 +130,18 @@ class RequestDecoder:
             skip.add(self._body_field.name)
         return dict(_text_settable_fields(self._descriptor, "", skip, frozenset()))
 
-    def decode(self, body: bytes, path_vars: Mapping[str, str], query_string: bytes) -> Message:
-        """The request message, or DecodeError naming what is wrong."""
+    def decode(
+        self,
+        body: bytes,
+        path_vars: Mapping[str, str],
+        query_string: bytes,
+        max_values: int | None = None,
+    ) -> Message:
+        """The request message, or DecodeError naming what is wrong (a body holding more
+        than `max_values` JSON values is refused before it is parsed)."""
         message = self._message_class()
         if self._body_rule == "*":
-            value = parse_json(body, self._max_depth)
+            value = parse_json(body, self._max_depth, max_values)
             if value is None:
                 value = {}
             if not isinstance(value, dict):
@@ -142,7 +149,7 @@ class RequestDecoder:
             check_message(self._descriptor, value, "")
             _parse_into(value, message)
         elif self._body_field is not None:
-            value = parse_json(body, self._max_depth)
+            value = parse_json(body, self._max_depth, max_values)
             if value is not None:
                 check_field(self._body_field, value, self._body_field.name)
                 _parse_into({self._body_field.name: value}, message)

@@ -210,7 +210,7 @@ class Gateway:
         try:  # held until answered: the decoded request lives as long as its handler
             return await self._handle(scope, receive, route, resolved.path_vars)
         finally:
-            await self._bodies.release(reserved)
+            self._bodies.release(reserved)
 
     async def _handle(
         self, scope: Scope, receive: Receive, route: Route, path_vars: Mapping[str, str]

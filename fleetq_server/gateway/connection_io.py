@@ -4,6 +4,7 @@ stops when its client leaves."""
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -17,22 +18,47 @@ class Disconnected(Exception):
 
 
 class ByteBudget:
-    """Bytes shared by concurrent requests: `acquire` waits until enough are free."""
+    """Bytes shared by concurrent requests: `acquire` waits until enough are free.
+
+    Everything runs on one event loop, so the count needs no lock: an acquire that fits
+    and finds nobody waiting takes its bytes at once (every request pays that, so it must
+    cost nothing); the others wait on futures that `release` resolves, in arrival order,
+    for each waiter that then fits.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._used = 0
-        self._freed = asyncio.Condition()
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
 
     async def acquire(self, size: int) -> None:
-        async with self._freed:
-            await self._freed.wait_for(lambda: self._used + size <= self._limit)
+        if not self._waiters and self._used + size <= self._limit:
             self._used += size
+            return
+        waiter = (size, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await waiter[1]
+        except asyncio.CancelledError:
+            if waiter[1].done() and not waiter[1].cancelled():
+                self.release(size)  # granted, then cancelled before it could run: give back
+            else:
+                self._waiters.remove(waiter)
+                self._grant()  # it may have been the one holding up smaller waiters
+            raise
 
-    async def release(self, size: int) -> None:
-        async with self._freed:
-            self._used -= size
-            self._freed.notify_all()
+    def release(self, size: int) -> None:
+        self._used -= size
+        self._grant()
+
+    def _grant(self) -> None:
+        """Hand bytes to each waiter, oldest first, whose size now fits."""
+        for waiter in list(self._waiters):
+            size, future = waiter
+            if self._used + size <= self._limit:
+                self._waiters.remove(waiter)
+                self._used += size
+                future.set_result(None)
 
 
 async def unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive) -> T:

@@ -67,21 +67,39 @@ async def unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive) ->
     A client that leaves (or times out) must not keep its database query running: the
     cancellation reaches asyncpg, which cancels the statement on the server. Called once
     the body has been read, so nothing else is waiting on `receive`.
+
+    `work` runs in the calling task, and only the watcher is a task of its own: a second
+    task for the work and asyncio.wait over both cost each request more than decoding it.
     """
-    task = asyncio.ensure_future(work)
+    task = asyncio.current_task()
+    assert task is not None, "called outside a task"
     watcher = asyncio.ensure_future(_disconnect(receive))
-    try:
-        done, _ = await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
+    cancelled_by_watcher = False
+
+    def on_disconnect(done: asyncio.Future[None]) -> None:
+        nonlocal cancelled_by_watcher
+        if done.cancelled():
+            return
+        done.exception()  # retrieved: a receive() that fails means the client is gone too
+        cancelled_by_watcher = True
         task.cancel()
-        watcher.cancel()
+
+    watcher.add_done_callback(on_disconnect)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        # Ours (and no one else's, counting the requests): the work has unwound, so answer
+        # nobody; any other cancellation goes on up.
+        if cancelled_by_watcher:
+            cancelled_by_watcher = False
+            if task.uncancel() == 0:
+                raise Disconnected from None
         raise
-    if task in done:
+    finally:
+        watcher.remove_done_callback(on_disconnect)
         watcher.cancel()
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)  # let it unwind before answering nobody
-    raise Disconnected
+        if cancelled_by_watcher:  # the work finished anyway: drop the request we made
+            task.uncancel()
 
 
 async def _disconnect(receive: Receive) -> None:

@@ -49,17 +49,30 @@ def struct_to_dict(struct: struct_pb2.Struct, budget: ValueBudget | None = None)
     """
     if budget is not None:
         budget.spend()
-    fields = struct.fields  # indexing by key beats the map's Python-level items() view
-    return {key: value_to_python(fields[key], budget) for key in fields}
+    return _members(struct, budget)
 
 
 def value_to_python(value: struct_pb2.Value, budget: ValueBudget | None = None) -> Any:
     """Convert a Value to plain Python, integers as `int` (see struct_to_dict)."""
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value, budget)
     if budget is not None:
         budget.spend()
+    return _converted(value, budget)
+
+
+# Each container spends the budget for all its items at once (one call per container, not
+# per value), before converting any of them; every value is still counted exactly once.
+
+
+def _members(struct: struct_pb2.Struct, budget: ValueBudget | None) -> dict[str, Any]:
+    fields = struct.fields  # indexing by key beats the map's Python-level items() view
+    if budget is not None:
+        budget.spend(len(fields))
+    return {key: _converted(fields[key], budget) for key in fields}
+
+
+def _converted(value: struct_pb2.Value, budget: ValueBudget | None) -> Any:
+    """A Value already paid for, as plain Python."""
+    kind = value.WhichOneof("kind")
     if kind == "number_value":
         number = value.number_value
         if not math.isfinite(number):
@@ -67,10 +80,15 @@ def value_to_python(value: struct_pb2.Value, budget: ValueBudget | None = None) 
         return int(number) if number.is_integer() and abs(number) <= _MAX_EXACT_INT else number
     if kind == "string_value":
         return value.string_value
+    if kind == "struct_value":
+        return _members(value.struct_value, budget)
     if kind == "bool_value":
         return value.bool_value
     if kind == "list_value":
-        return [value_to_python(item, budget) for item in value.list_value.values]
+        items = value.list_value.values
+        if budget is not None:
+            budget.spend(len(items))
+        return [_converted(item, budget) for item in items]
     return None  # null_value, or unset
 
 

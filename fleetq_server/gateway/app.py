@@ -46,7 +46,6 @@ from fleetq_server.gateway.invocation import (
     failure_from,
     status_failure,
 )
-from fleetq_server.gateway.json_count import count_json_values
 from fleetq_server.gateway.json_parse import DecodeError
 from fleetq_server.gateway.media_types import json_body_refusal
 from fleetq_server.gateway.path_templates import PathValueError
@@ -211,7 +210,7 @@ class Gateway:
         try:  # held until answered: the decoded request lives as long as its handler
             return await self._handle(scope, receive, route, resolved.path_vars)
         finally:
-            await self._bodies.release(reserved)
+            self._bodies.release(reserved)
 
     async def _handle(
         self, scope: Scope, receive: Receive, route: Route, path_vars: Mapping[str, str]
@@ -245,14 +244,8 @@ class Gateway:
         self, route: Route, body: bytes, path_vars: Mapping[str, str], query_string: bytes
     ) -> Message:
         """The request message; the value count is checked before any parsing."""
-        limit = self._max_json_values
-        if limit is not None and body and count_json_values(body) > limit:
-            raise CallFailure(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request body holds more than {limit} JSON values",
-            )
         try:
-            return route.decoder.decode(body, path_vars, query_string)
+            return route.decoder.decode(body, path_vars, query_string, self._max_json_values)
         except DecodeError as error:
             raise CallFailure(grpc.StatusCode.INVALID_ARGUMENT, error.detail) from None
 

@@ -4,6 +4,7 @@ stops when its client leaves."""
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -17,22 +18,47 @@ class Disconnected(Exception):
 
 
 class ByteBudget:
-    """Bytes shared by concurrent requests: `acquire` waits until enough are free."""
+    """Bytes shared by concurrent requests: `acquire` waits until enough are free.
+
+    Everything runs on one event loop, so the count needs no lock: an acquire that fits
+    and finds nobody waiting takes its bytes at once (every request pays that, so it must
+    cost nothing); the others wait on futures that `release` resolves, in arrival order,
+    for each waiter that then fits.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._used = 0
-        self._freed = asyncio.Condition()
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
 
     async def acquire(self, size: int) -> None:
-        async with self._freed:
-            await self._freed.wait_for(lambda: self._used + size <= self._limit)
+        if not self._waiters and self._used + size <= self._limit:
             self._used += size
+            return
+        waiter = (size, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await waiter[1]
+        except asyncio.CancelledError:
+            if waiter[1].done() and not waiter[1].cancelled():
+                self.release(size)  # granted, then cancelled before it could run: give back
+            else:
+                self._waiters.remove(waiter)
+                self._grant()  # it may have been the one holding up smaller waiters
+            raise
 
-    async def release(self, size: int) -> None:
-        async with self._freed:
-            self._used -= size
-            self._freed.notify_all()
+    def release(self, size: int) -> None:
+        self._used -= size
+        self._grant()
+
+    def _grant(self) -> None:
+        """Hand bytes to each waiter, oldest first, whose size now fits."""
+        for waiter in list(self._waiters):
+            size, future = waiter
+            if self._used + size <= self._limit:
+                self._waiters.remove(waiter)
+                self._used += size
+                future.set_result(None)
 
 
 async def unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive) -> T:
@@ -41,21 +67,39 @@ async def unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive) ->
     A client that leaves (or times out) must not keep its database query running: the
     cancellation reaches asyncpg, which cancels the statement on the server. Called once
     the body has been read, so nothing else is waiting on `receive`.
+
+    `work` runs in the calling task, and only the watcher is a task of its own: a second
+    task for the work and asyncio.wait over both cost each request more than decoding it.
     """
-    task = asyncio.ensure_future(work)
+    task = asyncio.current_task()
+    assert task is not None, "called outside a task"
     watcher = asyncio.ensure_future(_disconnect(receive))
-    try:
-        done, _ = await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
+    cancelled_by_watcher = False
+
+    def on_disconnect(done: asyncio.Future[None]) -> None:
+        nonlocal cancelled_by_watcher
+        if done.cancelled():
+            return
+        done.exception()  # retrieved: a receive() that fails means the client is gone too
+        cancelled_by_watcher = True
         task.cancel()
-        watcher.cancel()
+
+    watcher.add_done_callback(on_disconnect)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        # Ours (and no one else's, counting the requests): the work has unwound, so answer
+        # nobody; any other cancellation goes on up.
+        if cancelled_by_watcher:
+            cancelled_by_watcher = False
+            if task.uncancel() == 0:
+                raise Disconnected from None
         raise
-    if task in done:
+    finally:
+        watcher.remove_done_callback(on_disconnect)
         watcher.cancel()
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)  # let it unwind before answering nobody
-    raise Disconnected
+        if cancelled_by_watcher:  # the work finished anyway: drop the request we made
+            task.uncancel()
 
 
 async def _disconnect(receive: Receive) -> None:

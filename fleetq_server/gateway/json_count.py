@@ -10,17 +10,23 @@ it is a number the parser will refuse anyway.
 _WHITESPACE = b" \t\n\r"
 
 
-def count_json_values(body: bytes) -> int:
-    """The number of JSON values in `body` (containers and scalars; object keys not).
+def structure(body: bytes) -> bytes:
+    """`body` without whitespace, each string (object keys included) replaced by `0`: what
+    is left is the punctuation, numbers and literals, readable with C-level counts."""
+    # Escapes first, so that every remaining quote opens or closes a string; a string is
+    # then replaced by a scalar so that `["x"]` still reads as a non-empty array.
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"0".join(text.split(b'"')[0::2]).translate(None, _WHITESPACE)
+
+
+def count_values(bare: bytes) -> int:
+    """The number of JSON values (containers and scalars; object keys not) in the body
+    whose `structure` is `bare`.
 
     Every value but the root follows a `:`, a `,` between array elements, or the `[` of a
     non-empty array; commas between object members pair with the `:` of the next member.
     So values = 1 + commas + non-empty arrays + non-empty objects, outside strings.
     """
-    # Escapes first, so that every remaining quote opens or closes a string; a string is
-    # then replaced by a scalar so that `["x"]` still reads as a non-empty array.
-    text = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    bare = b"0".join(text.split(b'"')[0::2]).translate(None, _WHITESPACE)
     return (
         1
         + bare.count(b",")

@@ -2,7 +2,8 @@
 message, following the method's google.api.http rule.
 
 The body is parsed strictly (`json_parse`) and checked against the descriptor
-(`body_check`) before `json_format.ParseDict` runs; path and query text is converted by
+(`body_check`) before it is set into the message (`message_fill`, with
+`json_format.ParseDict` for what is not plain assignment); path and query text is converted by
 the field's type here. Every refusal is a DecodeError naming the field.
 """
 
@@ -35,6 +36,7 @@ from fleetq_server.gateway.json_parse import (
     parse_json,
     quote,
 )
+from fleetq_server.gateway.message_fill import fill_message
 
 # Query strings with more parameters than this are refused outright.
 MAX_QUERY_PARAMETERS = 100
@@ -128,11 +130,18 @@ class RequestDecoder:
             skip.add(self._body_field.name)
         return dict(_text_settable_fields(self._descriptor, "", skip, frozenset()))
 
-    def decode(self, body: bytes, path_vars: Mapping[str, str], query_string: bytes) -> Message:
-        """The request message, or DecodeError naming what is wrong."""
+    def decode(
+        self,
+        body: bytes,
+        path_vars: Mapping[str, str],
+        query_string: bytes,
+        max_values: int | None = None,
+    ) -> Message:
+        """The request message, or DecodeError naming what is wrong (a body holding more
+        than `max_values` JSON values is refused before it is parsed)."""
         message = self._message_class()
         if self._body_rule == "*":
-            value = parse_json(body, self._max_depth)
+            value = parse_json(body, self._max_depth, max_values)
             if value is None:
                 value = {}
             if not isinstance(value, dict):
@@ -140,7 +149,7 @@ class RequestDecoder:
             check_message(self._descriptor, value, "")
             _parse_into(value, message)
         elif self._body_field is not None:
-            value = parse_json(body, self._max_depth)
+            value = parse_json(body, self._max_depth, max_values)
             if value is not None:
                 check_field(self._body_field, value, self._body_field.name)
                 _parse_into({self._body_field.name: value}, message)
@@ -308,7 +317,7 @@ def _set_leaf(message: Message, ref: _FieldRef, values: list[Any]) -> None:
 
 def _parse_into(value: dict[str, Any], message: Message, prefix: str = "") -> None:
     try:
-        json_format.ParseDict(value, message, ignore_unknown_fields=False)
+        fill_message(message, value)
     except json_format.ParseError as error:
         raise DecodeError(_parse_error_detail(str(error), prefix)) from None
 

@@ -42,15 +42,32 @@ _PLAIN_TYPES = frozenset(
 )
 
 
+# How encode_message takes a field without json_format: its value as it is, or each item of
+# a repeated message field encoded on its own.
+_VALUE, _ITEMS = "value", "items"
+
+
 @functools.cache
-def _is_plain(descriptor: Descriptor) -> bool:
-    """Whether every field is a singular plain scalar without presence: then the message's
-    JSON is each field's value by name, and json_format's walk (most of the cost of a small
-    answer such as a submit's acknowledgement) can be skipped."""
-    return all(
-        field.type in _PLAIN_TYPES and not field.is_repeated and field.containing_oneof is None
-        for field in descriptor.fields
-    )
+def _direct_fields(descriptor: Descriptor) -> tuple[tuple[str, str], ...] | None:
+    """(name, how) for every field when each is a singular plain scalar without presence or
+    a repeated plain message (e.g. a SubmitBatch's acknowledgements); None otherwise. Then
+    the message's JSON is built field by field, and json_format's walk (most of the cost
+    of an acknowledgement) runs at most for items that need it."""
+    fields = []
+    for field in descriptor.fields:
+        message_type = field.message_type
+        if field.type in _PLAIN_TYPES and not field.is_repeated and field.containing_oneof is None:
+            fields.append((field.name, _VALUE))
+        elif (
+            field.is_repeated
+            and message_type is not None
+            and not is_map_entry(message_type)
+            and not message_type.full_name.startswith(WKT_PREFIX)
+        ):
+            fields.append((field.name, _ITEMS))
+        else:
+            return None
+    return tuple(fields)
 
 
 def encode_message(message: Message) -> dict[str, Any]:
@@ -60,8 +77,16 @@ def encode_message(message: Message) -> dict[str, Any]:
     scalars are null; integral doubles (Struct numbers included) are integers.
     """
     descriptor = cast(Descriptor, message.DESCRIPTOR)
-    if _is_plain(descriptor):
-        return {field.name: getattr(message, field.name) for field in descriptor.fields}
+    direct = _direct_fields(descriptor)
+    if direct is not None:
+        # Each item of a repeated field renders as the message would alone: json_format's
+        # nested dict, filled and normalised, is exactly that.
+        return {
+            name: getattr(message, name)
+            if how is _VALUE
+            else [encode_message(item) for item in getattr(message, name)]
+            for name, how in direct
+        }
     data = json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,

@@ -13,7 +13,12 @@ from google.protobuf.message import Message
 from fleetq_common.json_values import dict_to_struct, python_to_value
 from fleetq_server.gateway.json_parse import MAX_JSON_DEPTH, DecodeError, parse_json
 from fleetq_server.gateway.request_binding import BindingError, RequestDecoder
-from fleetq_server.gateway.response_encoding import dumps, encode_message
+from fleetq_server.gateway.response_encoding import (
+    _fill_unpopulated,
+    dumps,
+    encode_message,
+    normalise_numbers,
+)
 
 SUBMIT = RequestDecoder(pb.SubmitStepRequest.DESCRIPTOR, "*", ())
 STATUS = RequestDecoder(pb.GetStepStatusRequest.DESCRIPTOR, "", ("step_id",))
@@ -489,3 +494,42 @@ def test_map_and_struct_keys_are_sorted_for_deterministic_output() -> None:
     assert list(encode_message(stats)["queue_depth_by_priority"]) == ["-1", "2", "10"]
     assert list(encode_message(stats)["steps_by_type"]) == ["a", "b"]
     assert dumps(encode_message(payload)["args"]) == b'{"a":{"b":2,"y":1},"z":1}'
+
+
+def _with_items(message_class: type[Message]) -> Message:
+    """_filled, plus one _filled item in every repeated message field (not maps)."""
+    message = _filled(message_class)
+    for field in message.DESCRIPTOR.fields:
+        item_type = field.message_type
+        if field.is_repeated and item_type is not None and not item_type.GetOptions().map_entry:
+            item = getattr(message, field.name).add()
+            item.CopyFrom(_filled(type(item)))
+    return message
+
+
+@pytest.mark.parametrize("name", sorted(pb.DESCRIPTOR.message_types_by_name))
+def test_every_message_encodes_as_the_filled_json_format_rendering(name: str) -> None:
+    message_class = getattr(pb, name)
+    for message in (message_class(), _filled(message_class), _with_items(message_class)):
+        data = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        reference = normalise_numbers(_fill_unpopulated(message.DESCRIPTOR, data))
+        encoded = encode_message(message)
+        assert encoded == reference
+        assert list(encoded) == list(reference)  # the same field order, too
+
+
+def test_a_batch_acknowledgement_renders_refusals_and_acceptances_alike() -> None:
+    response = pb.SubmitBatchResponse(created_count=1)
+    response.steps.add(step_id="s1", status="pending")
+    response.items.add().accepted.step_id = "s1"
+    response.items.add().refused.message = "taken"
+    assert encode_message(response) == {
+        "steps": [{"step_id": "s1", "status": "pending", "message": ""}],
+        "created_count": 1,
+        "items": [
+            {"accepted": {"step_id": "s1", "status": "", "message": ""}},
+            {"refused": {"code": "", "message": "taken"}},
+        ],
+    }

@@ -1,6 +1,14 @@
 """Free-form JSON keeps integers integers through Struct."""
 
-from fleetq_common.json_values import dict_to_struct, struct_to_dict
+import pytest
+
+from fleetq_common.json_values import (
+    TooManyValues,
+    ValueBudget,
+    dict_to_struct,
+    struct_to_dict,
+    value_to_python,
+)
 from fleetq_server.gateway.response_encoding import normalise_numbers
 
 
@@ -17,3 +25,30 @@ def test_huge_integral_floats_stay_floats() -> None:
 
 def test_booleans_are_not_numbers() -> None:
     assert normalise_numbers(True) is True
+
+
+def _values_in(value: object) -> int:
+    """JSON values counted the plain way: this one and every one inside it."""
+    if isinstance(value, dict):
+        return 1 + sum(_values_in(item) for item in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_values_in(item) for item in value)
+    return 1
+
+
+def test_the_value_budget_counts_every_container_and_scalar_once() -> None:
+    data = {"a": [1, [2, {}], []], "b": {"c": None, "d": {"e": "x"}}, "f": True}
+    count = _values_in(data)
+    struct = dict_to_struct(data)
+    assert struct_to_dict(struct, ValueBudget(count)) == data
+    with pytest.raises(TooManyValues):
+        struct_to_dict(struct, ValueBudget(count - 1))
+
+
+def test_a_value_spends_the_budget_like_the_struct_holding_it() -> None:
+    data = {"k": [[1, 2], {"x": [3]}]}
+    value = dict_to_struct(data).fields["k"]
+    count = _values_in(data["k"])
+    assert value_to_python(value, ValueBudget(count)) == data["k"]
+    with pytest.raises(TooManyValues):
+        value_to_python(value, ValueBudget(count - 1))

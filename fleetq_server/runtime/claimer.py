@@ -106,10 +106,6 @@ class ClaimLoop(BackgroundLoop):
         """
         if self_claim_limit(self._state, self._step_types, steps) == 0:
             return None  # the common refusal (no slot, other types) never waits on the lock
-        if self._claiming.locked():
-            # A claim is in flight: waiting for it would hold back this submit, and the
-            # ones coalescing behind it; the insert's NOTIFY wakes the loop for the steps.
-            return None
         async with self._claiming:
             limit = self_claim_limit(self._state, self._step_types, steps)
             if limit == 0 or self._claim_failed_at is not None:

@@ -108,14 +108,6 @@ async def test_with_no_free_slot_the_pod_leaves_the_insert_to_the_caller(
         await store.step_get(step.step_id)
 
 
-async def test_a_claim_in_flight_leaves_the_insert_to_the_caller_without_waiting(
-    store: MemoryStore, loop: ClaimLoop
-) -> None:
-    async with loop._claiming:  # as run_once holds it through its claim statement
-        assert await loop.insert_and_claim([new_step()]) is None
-    assert running(loop) == []
-
-
 async def test_a_draining_pod_claims_nothing(
     store: MemoryStore, state: PodState, loop: ClaimLoop
 ) -> None:

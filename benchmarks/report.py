@@ -82,6 +82,15 @@ _BASE_METRICS: tuple[Metric, ...] = (
     Metric("latency_rest_p50_ms", "latency, REST", "p50 ms", 2),
     Metric("latency_rest_p95_ms", "latency, REST", "p95 ms", 2),
     Metric("latency_rest_p99_ms", "latency, REST", "p99 ms", 2),
+    *(
+        Metric(f"latency_{protocol}_{leg}_p50_ms", f"latency, {label}", f"{words} p50 ms", 2)
+        for protocol, label in (("grpc", "gRPC"), ("rest", "REST"))
+        for leg, words in (
+            ("to_insert", "call to insert"),
+            ("to_claim", "insert to claim"),
+            ("to_start", "claim to handler"),
+        )
+    ),
     Metric("recovery_requeue_s", "recovery", "kill -9 to requeued, s", 1),
     Metric("recovery_complete_s", "recovery", "kill -9 to completed, s", 1),
     Metric("recovery_orphans", "recovery", "steps the killed pod held"),

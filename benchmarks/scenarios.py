@@ -39,6 +39,9 @@ LOAD_BATCH = 1000
 LATENCY_WARMUP = 20
 # The REST latency client's pool: HTTP/1.1 carries one call at a time per connection.
 LATENCY_REST_CONNECTIONS = 16
+# The latency scenario's legs, each reported at p50: client call to the insert's
+# transaction start, insert to the claim statement's start, claim to handler start.
+LATENCY_LEGS = ("to_insert", "to_claim", "to_start")
 # How long an idle pod is watched for its resident memory.
 IDLE_SAMPLE_S = 1.0
 POLL_S = 0.05
@@ -394,9 +397,14 @@ async def latency(bench: Bench, protocol: str) -> Figures:
             await clients.paced(LATENCY_WARMUP, options.latency_rate, warmup)
             await clients.paced(options.latency_submits, options.latency_rate, probe)
         await _wait_drained(connection, within=60)
+        # Where the time goes, each leg's p50: the client's call to the insert's
+        # transaction start (created_ts), to the claim's (claimed_ts), to the handler.
         rows = await connection.fetch(
             """
-            SELECT (result->>'started')::float8 - (args->>'sent')::float8 AS seconds
+            SELECT (result->>'started')::float8 - (args->>'sent')::float8 AS seconds,
+                   extract(epoch FROM created_ts) - (args->>'sent')::float8 AS to_insert,
+                   extract(epoch FROM claimed_ts - created_ts)::float8 AS to_claim,
+                   (result->>'started')::float8 - extract(epoch FROM claimed_ts) AS to_start
             FROM fleetq_steps WHERE type = $1 AND status = 'completed'
             """,
             PROBE_TYPE,
@@ -404,7 +412,11 @@ async def latency(bench: Bench, protocol: str) -> Figures:
     if len(rows) != options.latency_submits:
         raise RuntimeError(f"{len(rows)} of {options.latency_submits} probes completed")
     p50, p95, p99 = percentiles([row["seconds"] * 1000 for row in rows], (50, 95, 99))
-    return {f"{name}_p50_ms": p50, f"{name}_p95_ms": p95, f"{name}_p99_ms": p99}
+    legs = {
+        f"{name}_{leg}_p50_ms": percentiles([float(row[leg]) * 1000 for row in rows], (50,))[0]
+        for leg in LATENCY_LEGS
+    }
+    return {f"{name}_p50_ms": p50, f"{name}_p95_ms": p95, f"{name}_p99_ms": p99, **legs}
 
 
 async def _pod_ids(pods: list[ServerProcess]) -> dict[str, ServerProcess]:

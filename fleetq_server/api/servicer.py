@@ -3,7 +3,7 @@
 import collections
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -189,10 +189,18 @@ class FleetQServicer(
         # Concurrent single submits share one INSERT (and one NOTIFY) per round trip.
         # A step the database refuses fails its own submit only, not the batch it shared.
         self._inserts: Coalescer[NewStep, InsertOutcome | errors.ConflictError] = Coalescer(
-            self._store.step_insert_many,
+            self._insert_received,
             max_batch=MAX_BATCH_STEPS,
             isolate=(errors.DataRejectedError,),
         )
+
+    async def _insert_received(
+        self, steps: Sequence[NewStep]
+    ) -> list[InsertOutcome | errors.ConflictError]:
+        """Insert steps; when this pod runs them and has free slots, it claims them in the
+        insert's own transaction and starts them at once (see ClaimLoop.insert_and_claim)."""
+        outcomes = await self._pod.claimer.insert_and_claim(steps)
+        return outcomes if outcomes is not None else await self._store.step_insert_many(steps)
 
     async def GetHealth(self, request: pb.GetHealthRequest, context: Any) -> pb.GetHealthResponse:
         state = self._pod.state

@@ -3,12 +3,14 @@
 import asyncio
 import logging
 import time
+from collections.abc import Collection, Sequence
 
 from fleetq_server import errors, metrics
 from fleetq_server.runtime.background import BackgroundLoop
 from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import ClaimPort
+from fleetq_server.store.records import ClaimedStep, InsertOutcome, NewStep
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,18 @@ ORPHAN_WATCH_S = 30.0
 # Within that window, the first claim after a failure looks at once, later ones at most
 # this often: a busy drain claims many times a second.
 ORPHAN_SWEEP_INTERVAL_S = 1.0
+
+
+def self_claim_limit(state: PodState, step_types: Collection[str], steps: Sequence[NewStep]) -> int:
+    """How many steps the insert of `steps`, received by this pod, may claim for it in the
+    same transaction: none unless the pod may claim now, else up to its free capacity and
+    to the received steps of its own types that are due at once (a scheduled one is not).
+    Which steps it takes, and whether a type limit leaves room, is the claim statement's
+    choice, the same as the claim loop's."""
+    if not state.may_claim:
+        return 0
+    due = sum(1 for s in steps if s.type in step_types and s.run_at is None and s.delay_s is None)
+    return min(state.free_capacity, due)
 
 
 class ClaimLoop(BackgroundLoop):
@@ -70,23 +84,55 @@ class ClaimLoop(BackgroundLoop):
             except errors.DatabaseUnavailableError:
                 self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
                 raise
-            for step in claimed:
-                metrics.child(metrics.STEPS_CLAIMED, step.type).inc()
-                # Both timestamps come from the database clock: no skew between pods.
-                waited = (step.claimed_ts - step.not_before_ts).total_seconds()
-                metrics.child(metrics.STEP_QUEUE_WAIT_SECONDS, step.type).observe(max(0.0, waited))
-                if not self._executor.launch(step):
-                    # A lost claim made again under a token that runs here: should that
-                    # execution's outcome be fenced out before this claim committed, the
-                    # step would stay held with nothing running it. The orphan watch
-                    # gives it back once nothing runs it.
-                    self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
+            self._launch(claimed)
         if len(claimed) == free:
             self.wake()  # a full batch: there may be more waiting for the next free slot
         else:
             # Everything due is taken: learn when the next one is, to wake for it on time.
             # Only when not full, so a busy drain pays no extra query.
             self._next_due = await self._store.step_next_due(self._step_types)
+
+    async def insert_and_claim(
+        self, steps: Sequence[NewStep]
+    ) -> list[InsertOutcome | errors.ConflictError] | None:
+        """Insert steps this pod received and claim, in the same transaction, up to
+        `self_claim_limit` steps for it, launched at once: a new step starts without the
+        round trip through NOTIFY and a claim of its own. None when this pod may not claim
+        any of them now: the caller inserts them the ordinary way.
+
+        Under the claim lock, like any claim, so a stop waits for its launch and free
+        capacity cannot be spent twice. A failure without an answer may have committed
+        the claim, so it is treated as the claim loop treats its own.
+        """
+        if self_claim_limit(self._state, self._step_types, steps) == 0:
+            return None  # the common refusal (no slot, other types) never waits on the lock
+        async with self._claiming:
+            limit = self_claim_limit(self._state, self._step_types, steps)
+            if limit == 0 or self._claim_failed_at is not None:
+                return None  # orphans are looked for by run_once, before any claim of ours
+            try:
+                outcomes, claimed = await self._store.step_insert_claim(
+                    steps, self._state.pod_id, self._step_types, limit
+                )
+            except errors.DatabaseUnavailableError:
+                self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
+                raise
+            self._launch(claimed)
+        return outcomes
+
+    def _launch(self, claimed: list[ClaimedStep]) -> None:
+        """Count and start the claimed steps."""
+        for step in claimed:
+            metrics.child(metrics.STEPS_CLAIMED, step.type).inc()
+            # Both timestamps come from the database clock: no skew between pods.
+            waited = (step.claimed_ts - step.not_before_ts).total_seconds()
+            metrics.child(metrics.STEP_QUEUE_WAIT_SECONDS, step.type).observe(max(0.0, waited))
+            if not self._executor.launch(step):
+                # A lost claim made again under a token that runs here: should that
+                # execution's outcome be fenced out before this claim committed, the step
+                # would stay held with nothing running it. The orphan watch gives it back
+                # once nothing runs it.
+                self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
 
     async def _release_orphans(self, failed_at: float) -> None:
         """Give back the steps this pod holds but is not running: claims that committed

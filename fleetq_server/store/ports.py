@@ -107,6 +107,12 @@ class ClaimPort(Protocol):
         """Claim up to `limit` steps of `step_types` in (priority desc, created, step id)
         order, each with its attempt bumped; nothing for a pod not registered up."""
 
+    async def step_insert_claim(
+        self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep]]:
+        """Insert steps as `SubmitPort.step_insert_many` does (not atomic), then claim as
+        `step_claim_batch` does, both in one transaction."""
+
     async def step_next_due(self, step_types: list[str]) -> float | None:
         """Seconds until the earliest pending step of `step_types` that is not claimable
         yet (scheduled or backing off) becomes claimable; None when there is none."""

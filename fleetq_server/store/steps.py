@@ -8,7 +8,7 @@ import asyncpg
 import orjson
 
 from fleetq_server import errors
-from fleetq_server.store.connection import PoolHolder
+from fleetq_server.store.connection import DIRECT, PoolHolder
 from fleetq_server.store.records import (
     AttemptRecord,
     ClaimedStep,
@@ -29,6 +29,41 @@ from fleetq_server.store.type_limits import LIMIT_ROOM_CTES, LIMIT_SPEND_CTE
 # and batches whose payload would not fit PostgreSQL's 8,000-byte limit.
 SUBMIT_CHANNEL = "fleetq_step_submitted"
 MAX_NOTIFY_TYPES_CHARS = 7000
+
+# The insert of new steps, as a CTE body ($1: the steps as a JSON array of `_step_row`s),
+# returning (step_id, type) of those inserted; a repeated client key inserts nothing.
+INSERT_STEPS = """
+    INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
+        max_retries, idempotency_key, client_key, payload_hash,
+        pending_expires_at, run_at, not_before_ts, traceparent)
+    SELECT step_id, type, args, metadata, priority, max_retries,
+           idempotency_key, client_key, payload_hash,
+           -- a scheduled step's wait starts when it falls due
+           COALESCE(scheduled, now()) + make_interval(secs => pending_expiry_s),
+           scheduled, COALESCE(scheduled, now()), traceparent
+    FROM jsonb_to_recordset($1::text::jsonb)
+         AS n(step_id text, type text, args jsonb, metadata jsonb,
+              priority int, max_retries int, idempotency_key text,
+              client_key text, payload_hash text, pending_expiry_s float8,
+              run_at timestamptz, delay_s float8, traceparent text)
+    CROSS JOIN LATERAL (SELECT COALESCE(n.run_at,
+        now() + make_interval(secs => n.delay_s)) AS scheduled) AS s
+    ON CONFLICT (client_key) DO NOTHING
+    RETURNING step_id, type
+"""
+# The one NOTIFY of new steps (the payload above), over a CTE `inserted` (step_id, type),
+# and none when it is empty.
+NOTIFY_SUBMITTED = f"""
+    SELECT pg_notify('{SUBMIT_CHANNEL}',
+        CASE WHEN length(types) <= {MAX_NOTIFY_TYPES_CHARS} THEN types ELSE '' END)
+    FROM (
+        SELECT string_agg(CASE WHEN n = 1 THEN type
+                               ELSE type || ',' || type || ':' || (n - 1) END,
+                          ',') AS types
+        FROM (SELECT type, count(*) AS n FROM inserted GROUP BY type) AS per_type
+    ) AS batch
+    WHERE types IS NOT NULL
+"""
 
 # A step's ended attempts come with it, oldest first, from the attempts table's primary
 # key: one probe per step in the same statement, no second round trip. (The error travels
@@ -204,53 +239,68 @@ class StepQueries(PoolHolder):
             return []
         scope = self._transaction() if atomic else self._connection()
         async with scope as connection:
-            # The batch travels as one JSON document: asyncpg encodes nine arrays of a
-            # thousand elements value by value (8 ms of pod CPU per 1,000 steps, measured),
-            # orjson writes the document in under 2 ms and PostgreSQL parses it in C.
-            rows = await connection.fetch(
-                f"""
-                WITH inserted AS (
-                    INSERT INTO fleetq_steps (step_id, type, args, metadata, priority,
-                        max_retries, idempotency_key, client_key, payload_hash,
-                        pending_expires_at, run_at, not_before_ts, traceparent)
-                    SELECT step_id, type, args, metadata, priority, max_retries,
-                           idempotency_key, client_key, payload_hash,
-                           -- a scheduled step's wait starts when it falls due
-                           COALESCE(scheduled, now()) + make_interval(secs => pending_expiry_s),
-                           scheduled, COALESCE(scheduled, now()), traceparent
-                    FROM jsonb_to_recordset($1::text::jsonb)
-                         AS n(step_id text, type text, args jsonb, metadata jsonb,
-                              priority int, max_retries int, idempotency_key text,
-                              client_key text, payload_hash text, pending_expiry_s float8,
-                              run_at timestamptz, delay_s float8, traceparent text)
-                    CROSS JOIN LATERAL (SELECT COALESCE(n.run_at,
-                        now() + make_interval(secs => n.delay_s)) AS scheduled) AS s
-                    ON CONFLICT (client_key) DO NOTHING
-                    RETURNING step_id, type
-                ), notified AS (  -- one NOTIFY for the batch, and none when nothing is new
-                    SELECT pg_notify('{SUBMIT_CHANNEL}',
-                        CASE WHEN length(types) <= {MAX_NOTIFY_TYPES_CHARS} THEN types ELSE '' END)
-                    FROM (
-                        SELECT string_agg(CASE WHEN n = 1 THEN type
-                                               ELSE type || ',' || type || ':' || (n - 1) END,
-                                          ',') AS types
-                        FROM (SELECT type, count(*) AS n FROM inserted GROUP BY type) AS per_type
-                    ) AS batch
-                    WHERE types IS NOT NULL
-                )
-                SELECT step_id FROM inserted
-                UNION ALL
-                SELECT NULL FROM notified
-                """,
-                _json([_step_row(step) for step in steps]),
-            )
-            inserted = {row["step_id"] for row in rows if row["step_id"] is not None}
-            outcomes = await self._resolve_duplicates(connection, steps, inserted)
+            outcomes = await self._insert(connection, steps)
             if atomic:
                 for outcome in outcomes:
                     if isinstance(outcome, errors.ConflictError):
                         raise outcome
         return outcomes
+
+    async def step_insert_claim(
+        self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep]]:
+        """Insert steps as `step_insert_many` does, then claim for `pod_id` as
+        `step_claim_batch` does, in one transaction: the receiving pod starts a new step
+        without waiting for the insert's commit, its NOTIFY and a second commit.
+
+        The claim is the ordinary claim statement, so it sees the new rows beside every
+        other pending step and takes the best `limit` of them (priority, age, type limits,
+        a pod registered up); a new step an older or better one displaced stays pending,
+        and its NOTIFY, sent at the commit, tells the fleet about it.
+        """
+        async with self._transaction() as connection:
+            if self._pooler != DIRECT:
+                await connection.execute("SET LOCAL enable_bitmapscan = off")
+            outcomes = await self._insert(connection, steps, notify=False)
+            # Durable whatever FLEETQ_DURABLE_CLAIMS says: this transaction commits a submit,
+            # which must be flushed before it is acknowledged.
+            claimed = await self._claim(connection, pod_id, step_types, limit, unflushed=False)
+            # Only the new steps left pending wake the fleet: waking pods, and this
+            # pod's own claim loop, for steps already running would cost each a claim.
+            taken = {step.step_id for step in claimed}
+            pending = [
+                o.step_id
+                for o in outcomes
+                if isinstance(o, InsertOutcome) and o.created and o.step_id not in taken
+            ]
+            if pending:
+                await connection.execute(
+                    f"""WITH inserted AS (SELECT step_id, type FROM fleetq_steps
+                                          WHERE step_id = ANY($1::text[]))
+                        {NOTIFY_SUBMITTED}""",
+                    pending,
+                )
+        return outcomes, claimed
+
+    async def _insert(
+        self, connection: Any, steps: Sequence[NewStep], *, notify: bool = True
+    ) -> list[InsertOutcome | errors.ConflictError]:
+        """The insert of `step_insert_many` on `connection`, with its one NOTIFY unless
+        `notify` is false."""
+        # The batch travels as one JSON document: asyncpg encodes nine arrays of a
+        # thousand elements value by value (8 ms of pod CPU per 1,000 steps, measured),
+        # orjson writes the document in under 2 ms and PostgreSQL parses it in C.
+        notified = f", notified AS ({NOTIFY_SUBMITTED})" if notify else ""
+        rows = await connection.fetch(
+            f"""
+            WITH inserted AS ({INSERT_STEPS}){notified}
+            SELECT step_id FROM inserted
+            {"UNION ALL SELECT NULL FROM notified" if notify else ""}
+            """,
+            _json([_step_row(step) for step in steps]),
+        )
+        inserted = {row["step_id"] for row in rows if row["step_id"] is not None}
+        return await self._resolve_duplicates(connection, steps, inserted)
 
     @staticmethod
     async def _resolve_duplicates(
@@ -308,18 +358,28 @@ class StepQueries(PoolHolder):
         DESC, created_ts).
         """
         async with self._claiming() as connection:
-            rows = await connection.fetch(
-                claim_statement(
-                    "claimed_by = $1, lease_expires_at = NULL",
-                    """s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
-                    s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
-                    s.not_before_ts, s.claimed_ts""",
-                    unflushed=not self._durable_claims,
-                ),
-                pod_id,
-                step_types,
-                limit,
+            return await self._claim(
+                connection, pod_id, step_types, limit, unflushed=not self._durable_claims
             )
+
+    @staticmethod
+    async def _claim(
+        connection: Any, pod_id: str, step_types: list[str], limit: int, *, unflushed: bool
+    ) -> list[ClaimedStep]:
+        """The claim statement of `step_claim_batch` on `connection`; `unflushed`: see
+        `claim_statement`."""
+        rows = await connection.fetch(
+            claim_statement(
+                "claimed_by = $1, lease_expires_at = NULL",
+                """s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
+                s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
+                s.not_before_ts, s.claimed_ts""",
+                unflushed=unflushed,
+            ),
+            pod_id,
+            step_types,
+            limit,
+        )
         claimed = [ClaimedStep(**dict(row)) for row in rows]
         claimed.sort(key=lambda step: (-step.priority, step.created_ts, step.step_id))
         return claimed

@@ -243,3 +243,28 @@ def test_durable_claims_survive_the_crash(
     [done] = wait_all_finished(pod, [step_id], timeout=30).values()
     assert (done["status"], done["result"]["attempt"]) == ("completed", 1)
     assert metric_total(pod, "fleetq_steps_claimed_total") == 1
+
+
+def test_a_submit_its_own_pod_claims_at_once_survives_the_crash(
+    server: CrashableServer, server_factory: ServerFactory, database: str, tmp_path: Path
+) -> None:
+    """The receiving pod claims a single submit in the insert's own transaction: that
+    commit acknowledges a submit, so it waits for its flush, claim included."""
+    pod = start_pod(server, server_factory, database)
+    gate = tmp_path / "gate"
+    server.stop_wal_writer()
+    response = httpx.post(
+        pod.http_url + "/submit",
+        json={"type": GATED_STEP_TYPE, "args": {"gate": str(gate)}},
+        timeout=REQUEST_TIMEOUT_S,
+    )
+    assert response.status_code == 201, response.text
+    step_id = response.json()["step_id"]
+    wait_all_claimed(pod, [step_id])
+
+    server.crash()
+
+    assert claims(server, database) == {step_id: ("claimed", 1)}
+    gate.touch()
+    [done] = wait_all_finished(pod, [step_id], timeout=30).values()
+    assert (done["status"], done["result"]["attempt"]) == ("completed", 1)

@@ -446,6 +446,13 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
 
     # -- ClaimPort and OutcomePort ------------------------------------------------------
 
+    async def step_insert_claim(
+        self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep]]:
+        # Neither awaits anything, so nothing runs between the two: one transaction.
+        outcomes = await self.step_insert_many(steps)
+        return outcomes, await self.step_claim_batch(pod_id, step_types, limit)
+
     async def step_claim_batch(
         self, pod_id: str, step_types: list[str], limit: int
     ) -> list[ClaimedStep]:

@@ -20,7 +20,7 @@ from google.protobuf import struct_pb2
 from fleetq_client import FleetQClient
 from tests.blackbox.contract import FAST_POD_ENV
 from tests.conftest import ServerFactory
-from tests.faults.fleet import DEAD_THRESHOLD_S, SLACK_S, pod_id, start_pods, step_status, submit
+from tests.faults.fleet import DEAD_THRESHOLD_S, SLACK_S, pod_id, start_pods, step_status
 from tests.hostile.bodies import nested_lists_body, zeros_body
 from tests.hostile.loop_blocker import BLOCK_LOOP_TYPE
 from tests.support.server_process import ServerProcess
@@ -175,7 +175,16 @@ def test_a_pod_whose_loop_is_stuck_past_the_dead_threshold_is_recovered(
         env={"FLEETQ_HANDLERS": "tests.hostile.loop_blocker", "FLEETQ_MAX_PARALLELISM": "1"},
     )
     blocked = 4 * DEAD_THRESHOLD_S
-    step_id = submit(pods[0], BLOCK_LOOP_TYPE, {"seconds": blocked})
+    # Due a moment later, so that a claim loop starts it: a step due at once is claimed by
+    # the pod receiving it inside the submit's transaction and started before the submit's
+    # answer is written, and this handler would hold that answer with the loop.
+    response = httpx.post(
+        pods[0].http_url + "/submit",
+        json={"type": BLOCK_LOOP_TYPE, "args": {"seconds": blocked}, "delay_seconds": 0.5},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    step_id = response.json()["step_id"]
 
     def completed() -> dict[str, Any] | None:
         for pod in pods:  # the stuck pod answers nothing while stuck

@@ -187,19 +187,21 @@ class PoolHolder:
                 yield connection
 
     @asynccontextmanager
-    async def _claiming(self) -> AsyncIterator[Any]:
-        """A pooled connection whose planner skips bitmap scans (see SESSION_SETTINGS).
+    async def _claiming(self, *, transaction: bool = False) -> AsyncIterator[Any]:
+        """A pooled connection whose planner skips bitmap scans (see SESSION_SETTINGS), in
+        a transaction when `transaction` is true.
 
         A direct connection has the setting for its whole session. Behind a pooler the
         session is not ours, so the claim runs in a transaction of its own that sets it
         with SET LOCAL, which ends with that transaction whatever server connection it ran on.
         """
-        if self._pooler == DIRECT:
+        if self._pooler == DIRECT and not transaction:
             async with self._connection() as connection:
                 yield connection
             return
         async with self._transaction() as connection:
-            await connection.execute("SET LOCAL enable_bitmapscan = off")
+            if self._pooler != DIRECT:
+                await connection.execute("SET LOCAL enable_bitmapscan = off")
             yield connection
 
     async def close(self) -> None:

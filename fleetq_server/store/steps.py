@@ -8,7 +8,7 @@ import asyncpg
 import orjson
 
 from fleetq_server import errors
-from fleetq_server.store.connection import DIRECT, PoolHolder
+from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.records import (
     AttemptRecord,
     ClaimedStep,
@@ -258,9 +258,7 @@ class StepQueries(PoolHolder):
         a pod registered up); a new step an older or better one displaced stays pending,
         and its NOTIFY, sent at the commit, tells the fleet about it.
         """
-        async with self._transaction() as connection:
-            if self._pooler != DIRECT:
-                await connection.execute("SET LOCAL enable_bitmapscan = off")
+        async with self._claiming(transaction=True) as connection:
             outcomes = await self._insert(connection, steps, notify=False)
             # Durable whatever FLEETQ_DURABLE_CLAIMS says: this transaction commits a submit,
             # which must be flushed before it is acknowledged.

@@ -56,7 +56,7 @@ class Settings:
     # What sits between the pods and PostgreSQL: "none", or "pgbouncer" in transaction mode.
     database_pooler: str = "none"
     # Whether a pod's claims wait for their WAL flush: off, a crash (or a promotion) may
-    # lose a claim, and the step is then claimed again (store.steps.UNFLUSHED_CTE).
+    # lose a claim, and the step is then claimed again (store.claims.UNFLUSHED_CTE).
     durable_claims: bool = False
     # A direct URL for LISTEN when the database URL is a pooler's; unset: the database URL
     # when it is direct, and polling only behind a pooler.

@@ -91,7 +91,7 @@ class StepExecutor:
         same claim token (step, pod, attempt) runs here already.
 
         That happens only after a claim was lost (a claim's commit does not wait for its
-        WAL flush: store.steps.UNFLUSHED_CTE): the step went back to its previous attempt,
+        WAL flush: store.claims.UNFLUSHED_CTE): the step went back to its previous attempt,
         and this pod claimed it again under the token its running execution holds. That
         execution's outcome ends the new claim, so a second run would only be fenced out.
         """

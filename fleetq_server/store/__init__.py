@@ -13,7 +13,7 @@ from fleetq_server.store.connection import (
     create_pool,
 )
 from fleetq_server.store.migrations import apply_migrations
-from fleetq_server.store.notifications import PollingOnly, SubmitSubscription
+from fleetq_server.store.notifications import SUBMIT_CHANNEL, PollingOnly, SubmitSubscription
 from fleetq_server.store.pods import PodQueries
 from fleetq_server.store.ports import Subscription
 from fleetq_server.store.recovery import RecoveryQueries
@@ -26,7 +26,7 @@ from fleetq_server.store.step_orphans import StepOrphanQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
 from fleetq_server.store.step_traces import StepTraceQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
-from fleetq_server.store.steps import SUBMIT_CHANNEL, StepQueries
+from fleetq_server.store.steps import StepQueries
 from fleetq_server.store.throughput import ThroughputQueries
 from fleetq_server.store.type_limits import TypeLimitQueries
 
@@ -112,7 +112,7 @@ async def open_store(
     nowhere behind a pooler (which cannot keep a LISTEN): pods then only poll.
     `query_logger` sees every query of the pool (tracing's database spans).
     With `durable_claims` a pod's claims wait for their WAL flush like every other write
-    (FLEETQ_DURABLE_CLAIMS); by default they do not (`steps.claim_statement`).
+    (FLEETQ_DURABLE_CLAIMS); by default they do not (`claims.claim_statement`).
     """
     if listen_dsn is None and pooler == DIRECT:
         listen_dsn = dsn

@@ -1,5 +1,5 @@
-"""LISTEN for submits on a dedicated connection (not from the pool: a pooled connection
-would be handed to other work and its LISTEN lost)."""
+"""The submit channel: what a submit NOTIFYs on it, and LISTENing on a dedicated connection
+(not from the pool: a pooled connection would be handed to other work and its LISTEN lost)."""
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -7,9 +7,32 @@ from collections.abc import Callable, Iterable, Mapping
 import asyncpg
 
 from fleetq_server.store.connection import translated_errors
-from fleetq_server.store.steps import SUBMIT_CHANNEL
 
 log = logging.getLogger(__name__)
+
+# NOTIFY channel idle pods LISTEN on. A submit's payload names the new steps' types,
+# comma-separated (types hold neither commas nor colons), so pods that run none of them
+# stay asleep, and says how many: an item is one step of its type ("a") or n more
+# ("a:n"), and a type of n > 1 steps is written "a,a:(n-1)", so a pod that reads the
+# payload as a bare list of types (the previous version) still sees "a". Long polls
+# wake as many waiters as the counts need. Empty means "any type": releases, requeues,
+# and batches whose payload would not fit PostgreSQL's 8,000-byte limit.
+SUBMIT_CHANNEL = "fleetq_step_submitted"
+MAX_NOTIFY_TYPES_CHARS = 7000
+
+# The one NOTIFY of new steps (the payload above), over a CTE `inserted` (step_id, type),
+# and none when it is empty.
+NOTIFY_SUBMITTED = f"""
+    SELECT pg_notify('{SUBMIT_CHANNEL}',
+        CASE WHEN length(types) <= {MAX_NOTIFY_TYPES_CHARS} THEN types ELSE '' END)
+    FROM (
+        SELECT string_agg(CASE WHEN n = 1 THEN type
+                               ELSE type || ',' || type || ':' || (n - 1) END,
+                          ',') AS types
+        FROM (SELECT type, count(*) AS n FROM inserted GROUP BY type) AS per_type
+    ) AS batch
+    WHERE types IS NOT NULL
+"""
 
 
 class ListenConnection:

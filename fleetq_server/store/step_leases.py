@@ -17,7 +17,9 @@ from typing import Any
 import asyncpg
 
 from fleetq_server import errors
+from fleetq_server.store.claims import claim_statement
 from fleetq_server.store.connection import PoolHolder
+from fleetq_server.store.notifications import SUBMIT_CHANNEL
 from fleetq_server.store.records import (
     ExpiredLease,
     LeasedStep,
@@ -26,12 +28,7 @@ from fleetq_server.store.records import (
     WorkerRecord,
 )
 from fleetq_server.store.rules import CANCEL_REQUESTED, RETRIES_LEFT, outcome_assignments
-from fleetq_server.store.steps import (
-    RECORD_ATTEMPTS,
-    SUBMIT_CHANNEL,
-    claim_statement,
-    release_statement,
-)
+from fleetq_server.store.steps import RECORD_ATTEMPTS, release_statement
 
 # The lease a write may act on: still this attempt's, and not ended. Every write names its
 # steps by id; `IS TRUE` hides the status test from the planner's partial-index matching,

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder
-from fleetq_server.store.notifications import ListenConnection
-from fleetq_server.store.steps import SUBMIT_CHANNEL
+from fleetq_server.store.notifications import SUBMIT_CHANNEL, ListenConnection
 
 # Payload: the id of a claimed step whose cancel was just requested.
 STEP_CANCEL_CHANNEL = "fleetq_step_cancel"

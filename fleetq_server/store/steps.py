@@ -8,7 +8,9 @@ import asyncpg
 import orjson
 
 from fleetq_server import errors
+from fleetq_server.store.claims import claim_statement
 from fleetq_server.store.connection import PoolHolder
+from fleetq_server.store.notifications import NOTIFY_SUBMITTED, SUBMIT_CHANNEL
 from fleetq_server.store.records import (
     AttemptRecord,
     ClaimedStep,
@@ -18,17 +20,6 @@ from fleetq_server.store.records import (
     StepRecord,
 )
 from fleetq_server.store.rules import outcome_assignments
-from fleetq_server.store.type_limits import LIMIT_ROOM_CTES, LIMIT_SPEND_CTE
-
-# NOTIFY channel idle pods LISTEN on. A submit's payload names the new steps' types,
-# comma-separated (types hold neither commas nor colons), so pods that run none of them
-# stay asleep, and says how many: an item is one step of its type ("a") or n more
-# ("a:n"), and a type of n > 1 steps is written "a,a:(n-1)", so a pod that reads the
-# payload as a bare list of types (the previous version) still sees "a". Long polls
-# wake as many waiters as the counts need. Empty means "any type": releases, requeues,
-# and batches whose payload would not fit PostgreSQL's 8,000-byte limit.
-SUBMIT_CHANNEL = "fleetq_step_submitted"
-MAX_NOTIFY_TYPES_CHARS = 7000
 
 # The insert of new steps, as a CTE body ($1: the steps as a JSON array of `_step_row`s),
 # returning (step_id, type) of those inserted; a repeated client key inserts nothing.
@@ -51,19 +42,6 @@ INSERT_STEPS = """
     ON CONFLICT (client_key) DO NOTHING
     RETURNING step_id, type
 """
-# The one NOTIFY of new steps (the payload above), over a CTE `inserted` (step_id, type),
-# and none when it is empty.
-NOTIFY_SUBMITTED = f"""
-    SELECT pg_notify('{SUBMIT_CHANNEL}',
-        CASE WHEN length(types) <= {MAX_NOTIFY_TYPES_CHARS} THEN types ELSE '' END)
-    FROM (
-        SELECT string_agg(CASE WHEN n = 1 THEN type
-                               ELSE type || ',' || type || ':' || (n - 1) END,
-                          ',') AS types
-        FROM (SELECT type, count(*) AS n FROM inserted GROUP BY type) AS per_type
-    ) AS batch
-    WHERE types IS NOT NULL
-"""
 
 # A step's ended attempts come with it, oldest first, from the attempts table's primary
 # key: one probe per step in the same statement, no second round trip. (The error travels
@@ -84,70 +62,6 @@ RECORD_ATTEMPTS = """
                                       outcome, error)
     SELECT step_id, attempt, pod_id, claimed_ts, now(), outcome, error FROM ended
 """
-
-# The claim's choice of steps, shared by a pod's claim and a worker's leased claim ($1: the
-# claiming pod, which must be registered up; $2: the types; $3: the limit), after the
-# `room` CTE of LIMIT_ROOM_CTES. Each type is read from its own index range and the best
-# `$3` of all are kept, so steps of other types are never scanned. (The rows a type's scan
-# locked but the final LIMIT dropped are unlocked when the statement ends, still pending.)
-# Types with a fleet-wide limit (store/type_limits.py) take at most the room their limit
-# leaves, decided under their limit row's lock; other types lock nothing.
-PICK_CLAIMABLE = """
-    SELECT candidate.step_id
-    FROM unnest($2::text[]) AS wanted(type)
-    LEFT JOIN room ON room.type = wanted.type
-    CROSS JOIN LATERAL (
-        SELECT step_id, priority, created_ts FROM fleetq_steps
-        WHERE status = 'pending' AND type = wanted.type
-          AND not_before_ts <= now()
-          AND (pending_expires_at IS NULL OR pending_expires_at > now())
-        ORDER BY priority DESC, created_ts, step_id
-        LIMIT LEAST($3, COALESCE(room.room, $3))
-        FOR UPDATE SKIP LOCKED
-    ) AS candidate
-    WHERE EXISTS (SELECT 1 FROM fleetq_pods WHERE pod_id = $1 AND status = 'up')
-    ORDER BY candidate.priority DESC, candidate.created_ts, candidate.step_id
-    LIMIT $3
-"""
-
-
-# A claim's commit that does not wait for its WAL flush: `synchronous_commit` off for its
-# own transaction only (set_config's `true`, as SET LOCAL), unless the claim involves a
-# type with a fleet-wide limit. A crash can then lose the claim (the step is pending at its
-# previous attempt again), which is harmless for a pod: the outcome of the execution it
-# launched is fenced by (step, pod, attempt), so it either ends the claim that replaces the
-# lost one under the same token (the executor refuses to run a token twice) or is fenced
-# out, and the step is claimed again. A limited type's claims stay durable, since handlers
-# running on lost claims would not count against its limit.
-UNFLUSHED_CTE = """
-    unflushed AS (
-        SELECT set_config('synchronous_commit', 'off', true)
-        WHERE NOT EXISTS (SELECT 1 FROM limited)
-    )"""
-
-
-def claim_statement(
-    assignments: str, returning: str, before: str = "", *, unflushed: bool = False
-) -> str:
-    """The one claim, shared by a pod's claim and a worker's leased claim: the steps
-    PICK_CLAIMABLE chooses become `claimed` at their next attempt with the extra SET
-    `assignments`, the type limits' tokens are spent, and the claimed rows' `returning`
-    columns (which must include s.type) are selected. `before` adds leading CTEs. With
-    `unflushed` the commit does not wait for its WAL flush (UNFLUSHED_CTE): for pods'
-    claims only, never a worker's lease, whose fence (step, attempt) names no holder."""
-    # Joined to the claimed rows so that PostgreSQL evaluates it (a CTE nobody reads is
-    # skipped); with nothing claimed there is nothing to commit fast.
-    after, join = (f", {UNFLUSHED_CTE}", " LEFT JOIN unflushed ON true") if unflushed else ("", "")
-    return f"""
-        WITH {before}{LIMIT_ROOM_CTES}{after}, picked AS ({PICK_CLAIMABLE}), claimed AS (
-            UPDATE fleetq_steps AS s
-            SET status = 'claimed', attempt = s.attempt + 1, claimed_ts = now(),
-                last_update_ts = now(), {assignments}
-            FROM picked WHERE s.step_id = picked.step_id
-            RETURNING {returning}
-        ), {LIMIT_SPEND_CTE}
-        SELECT claimed.* FROM claimed{join}
-        """
 
 
 def _json(value: Any) -> str:

@@ -1,5 +1,5 @@
 """Claims lost in a PostgreSQL crash: a pod's claim commits without waiting for its WAL
-flush (store.steps.UNFLUSHED_CTE), so a crash can undo it while its handler runs. Every
+flush (store.claims.UNFLUSHED_CTE), so a crash can undo it while its handler runs. Every
 step still ends with exactly one outcome, none is lost or left claimed, and outcomes
 (which wait for their flush) survive the crash.
 

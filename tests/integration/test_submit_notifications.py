@@ -12,8 +12,11 @@ from dataclasses import replace
 import pytest
 
 from fleetq_server.store import Store
-from fleetq_server.store.notifications import SubmitSubscription, submit_counts
-from fleetq_server.store.steps import MAX_NOTIFY_TYPES_CHARS
+from fleetq_server.store.notifications import (
+    MAX_NOTIFY_TYPES_CHARS,
+    SubmitSubscription,
+    submit_counts,
+)
 from fleetq_server.submission import prepare_step
 from tests.integration.conftest import REQUEST
 

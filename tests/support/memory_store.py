@@ -483,7 +483,7 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
     def _claimable(
         self, now: datetime, pod_id: str, step_types: list[str], limit: int
     ) -> list[_Step]:
-        """store/steps.py's PICK_CLAIMABLE: the best claimable steps of `step_types` within
+        """store/claims.py's PICK_CLAIMABLE: the best claimable steps of `step_types` within
         the fleet-wide type limits (their tokens spent), nothing unless `pod_id` is
         registered up."""
         pod = self.pods.get(pod_id)

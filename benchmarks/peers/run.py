@@ -2,6 +2,7 @@
 
     python -m benchmarks.peers.run --peers-python .venv-peers/bin/python           # 3 reps
     python -m benchmarks.peers.run --peers-python .venv-peers/bin/python --quick   # smoke
+    python -m benchmarks.peers.run --rows bulk,latency_p50 --repetitions 5         # some rows
 
 PgQueuer (from PyPI, in its own virtualenv) runs at its own defaults through
 benchmarks/peers/pgqueuer_side.py, a subprocess; FLEET-Q runs as real pods through the
@@ -47,6 +48,27 @@ WIDE_PARALLELISM = 100
 
 Figures = dict[str, float]
 Side = Callable[[], Awaitable[Figures]]
+# The table's rows, in order (issue #13's); `--rows` picks some.
+ROW_KEYS = (
+    "drain_1", "drain_2", "drain_default", "bulk",
+    "singles_grpc", "singles_rest", "latency_p50", "latency_p99",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Picked:
+    """A queue's side of a measure, its figures renamed to table rows (row=figure); its
+    other figures (FLEET-Q's CPU) kept as `<first row>:<figure>`, for the CPU table."""
+
+    side: Side
+    names: dict[str, str]
+
+    async def __call__(self) -> Figures:
+        figures = await self.side()
+        picked = {row: figures[figure] for row, figure in self.names.items()}
+        first = next(iter(self.names))
+        used = set(self.names.values())
+        return picked | {f"{first}:{k}": v for k, v in figures.items() if k not in used}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +77,21 @@ class Measure:
     run here (None) has its figure for these rows from another measure."""
 
     name: str
-    pgqueuer: Side | None
-    fleetq: Side
+    pgqueuer: Picked | None
+    fleetq: Picked
+
+    @property
+    def rows(self) -> set[str]:
+        """The table rows this measure fills, for either queue."""
+        return {*self.fleetq.names, *(self.pgqueuer.names if self.pgqueuer else ())}
 
 
 def rows(args: argparse.Namespace) -> tuple[table.Row, ...]:
-    """The table's rows at the sizes of this run."""
+    """The table's rows at the sizes of this run (those `--rows` selected)."""
+    return tuple(row for row in _all_rows(args) if row.key in args.rows)
+
+
+def _all_rows(args: argparse.Namespace) -> tuple[table.Row, ...]:
     drain = f"drain {args.drain_steps:,} no-op"
     singles = f"single submits, {args.clients} coroutines"
     return (
@@ -120,18 +151,8 @@ def measures(args: argparse.Namespace, bench: scenarios.Bench) -> list[Measure]:
 
         return run
 
-    def pick(side: Side, **names: str) -> Side:
-        """`side`'s figures renamed to rows (row=figure); its other figures (FLEET-Q's CPU)
-        kept as `<first row>:<figure>`, for the CPU table."""
-
-        async def run() -> Figures:
-            figures = await side()
-            picked = {row: figures[figure] for row, figure in names.items()}
-            first = next(iter(names))
-            used = set(names.values())
-            return picked | {f"{first}:{k}": v for k, v in figures.items() if k not in used}
-
-        return run
+    def pick(side: Side, **names: str) -> Picked:
+        return Picked(side, names)
 
     drain = on_fresh_database("drain", "--jobs", str(args.drain_steps), "--workers", "1")
     singles = on_fresh_database(
@@ -139,7 +160,7 @@ def measures(args: argparse.Namespace, bench: scenarios.Bench) -> list[Measure]:
     )
     bulk_flags = ("--calls", str(args.bulk_calls), "--size", str(args.bulk_size))
     latency_flags = ("--count", str(args.latency_submits), "--rate", str(args.latency_rate))
-    return [
+    every = [
         Measure(
             "drain, 1 worker",
             # PgQueuer's defaults do not change between the two 1-worker rows.
@@ -198,6 +219,7 @@ def measures(args: argparse.Namespace, bench: scenarios.Bench) -> list[Measure]:
             ),
         ),
     ]
+    return [measure for measure in every if measure.rows & set(args.rows)]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -216,7 +238,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--bulk-size", type=int, default=1000, help="steps per bulk call")
     add("--latency-submits", type=int, help="probes (full: 500)")
     add("--latency-rate", type=float, default=100.0, help="probe submits per second")
+    add("--rows", type=_row_keys, default=ROW_KEYS,
+        help=f"table rows to measure, comma-separated (default: {','.join(ROW_KEYS)})")  # fmt: skip
     return bench_run.fill_sizes(parser.parse_args(argv), FULL, QUICK)
+
+
+def _row_keys(text: str) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in text.split(",") if key.strip())
+    unknown = set(keys) - set(ROW_KEYS)
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(f"rows are among {', '.join(ROW_KEYS)}")
+    return keys
 
 
 def _options(args: argparse.Namespace) -> scenarios.Options:

@@ -37,6 +37,16 @@ from fleetq_client.schedule_calls import Schedule, ScheduleFields
 from fleetq_common.coalescer import Coalescer
 
 T = TypeVar("T")
+# A SubmitBatch under way: its call, and the grpc.aio call object that answers it.
+_SentBatch = tuple[calls.Call[SubmitBatchResult], Any]
+
+
+async def _batch_outcome(sent: _SentBatch) -> SubmitBatchResult:
+    call, answer = sent
+    try:
+        return call.read(await answer)
+    except grpc.RpcError as error:
+        raise error_from_rpc(error) from None
 
 
 class AsyncFleetQClient(Connection):
@@ -106,18 +116,23 @@ class AsyncFleetQClient(Connection):
         that failed may be stored: give steps idempotency keys to resubmit safely."""
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
-        pending: collections.deque[asyncio.Task[SubmitBatchResult]] = collections.deque()
+        pending: collections.deque[_SentBatch] = collections.deque()
         results: list[SubmitResult] = []
+        options = self._settings.call_options()
         try:
             for chunk in calls.chunked(steps, chunk_size):
                 if len(pending) == in_flight:
-                    results.extend((await pending.popleft()).steps)
-                pending.append(asyncio.ensure_future(self._send(calls.submit_batch(chunk))))
+                    results.extend((await _batch_outcome(pending.popleft())).steps)
+                call = calls.submit_batch(chunk)
+                pending.append((call, self._stub.SubmitBatch(call.request, **options)))
+                # The call's own task sends it; one turn of the loop lets it start before
+                # the next chunk is built, or every chunk would be built before any left.
+                await asyncio.sleep(0)
             while pending:
-                results.extend((await pending.popleft()).steps)
+                results.extend((await _batch_outcome(pending.popleft())).steps)
         finally:
-            for task in pending:  # an error stops the chunks not yet answered
-                task.cancel()
+            for _, sent in pending:  # an error stops the chunks not yet answered
+                sent.cancel()
         return results
 
     async def status(self, step_id: str) -> StepStatus:

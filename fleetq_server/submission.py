@@ -65,7 +65,7 @@ MAX_STEP_ID_LENGTH = rules_of(fleetq_pb2.GetStepStatusRequest, "step_id").max_le
 _STEP_ID_RANDOM_BYTES = 8
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see NewStep
 class SubmitRequest:
     """A submit as received, before validation. None means "not supplied"."""
 
@@ -134,6 +134,9 @@ def payload_hash(request: SubmitRequest, max_retries: int, payload: CanonicalPay
     return hashlib.sha256(canonical).hexdigest()
 
 
+# The steps of a batch mostly share a few types: each is checked once (a refused type is
+# not remembered, and is checked again).
+@functools.lru_cache(maxsize=256)
 def check_type(step_type: str) -> None:
     """Raise ValidationError unless `step_type` is a valid step type (a submit's `type`)."""
     if not step_type:
@@ -184,7 +187,8 @@ def validate(request: SubmitRequest) -> CanonicalPayload:
         raise ValidationError(
             f"pending_expiry_seconds: must be between 0 (never) and {MAX_PENDING_EXPIRY_S:.0f}"
         )
-    _validate_schedule(request)
+    if request.run_at is not None or request.delay_s is not None:
+        _validate_schedule(request)
     return payload
 
 

@@ -43,9 +43,7 @@ _INSERT_STEPS = """
     RETURNING step_id, type
 """
 INSERT_STEPS = _INSERT_STEPS.format(on_conflict="ON CONFLICT (client_key) DO NOTHING")
-# The same for steps none of which has a client key: the unique index cannot conflict on
-# NULL, and ON CONFLICT's speculative insertion costs PostgreSQL more per row (a confirming
-# WAL record each; about a tenth of its CPU per step in a batch of 1,000, measured).
+# Without client keys: no ON CONFLICT, whose speculative insertion logs a WAL record more per row.
 INSERT_UNKEYED_STEPS = _INSERT_STEPS.format(on_conflict="")
 
 # A step's ended attempts come with it, oldest first, from the attempts table's primary
@@ -101,6 +99,10 @@ def _step_row(step: NewStep) -> dict[str, Any]:
     }
 
 
+def _keyed(steps: Sequence[NewStep]) -> bool:
+    return any(step.client_key is not None for step in steps)  # a key its client gave
+
+
 def release_statement(fence: str, pod_id: str, source: str = "") -> str:
     """The one release: claimed steps `s` matching `fence` (joined to the FROM item
     `source` when given) back to pending, claimable at once, with no retry spent (their
@@ -149,14 +151,15 @@ class StepQueries(PoolHolder):
 
         Returns, per step in order, its outcome or the ConflictError of a client key
         reused with a different payload. With `atomic`, everything happens in one
-        transaction and any conflict raises instead, so nothing is written. Otherwise the
-        INSERT commits on its own: one round trip for a batch of new steps, which is what
-        coalesced single submits are. The unique constraint on client_key makes
-        concurrent duplicates safe: ON CONFLICT waits for the competing insert to commit.
+        transaction and any conflict raises instead, so nothing is written (without
+        client keys nothing conflicts, and the one INSERT statement is that transaction).
+        Otherwise the INSERT commits on its own: one round trip for a batch of new steps,
+        which is what coalesced single submits are. The unique constraint on client_key
+        makes concurrent duplicates safe: ON CONFLICT waits for the competing insert.
         """
         if not steps:
             return []
-        scope = self._transaction() if atomic else self._connection()
+        scope = self._transaction() if atomic and _keyed(steps) else self._connection()
         async with scope as connection:
             outcomes = await self._insert(connection, steps)
             if atomic:
@@ -208,10 +211,9 @@ class StepQueries(PoolHolder):
         # thousand elements value by value (8 ms of pod CPU per 1,000 steps, measured),
         # orjson writes the document in under 2 ms and PostgreSQL parses it in C.
         notified = f", notified AS ({NOTIFY_SUBMITTED})" if notify else ""
-        keyed = any(step.client_key is not None for step in steps)
         rows = await connection.fetch(
             f"""
-            WITH inserted AS ({INSERT_STEPS if keyed else INSERT_UNKEYED_STEPS}){notified}
+            WITH inserted AS ({INSERT_STEPS if _keyed(steps) else INSERT_UNKEYED_STEPS}){notified}
             SELECT step_id FROM inserted
             {"UNION ALL SELECT NULL FROM notified" if notify else ""}
             """,

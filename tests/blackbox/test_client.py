@@ -25,6 +25,7 @@ from tests.blackbox.contract import FAST_POD_ENV
 from tests.conftest import ServerFactory
 from tests.support.net import free_port
 from tests.support.server_process import ServerProcess
+from tests.support.waiting import wait_until
 
 FAST = {**FAST_POD_ENV, "FLEETQ_SHUTDOWN_GRACE": "0"}
 ADMIN_TOKEN = "s3cret-token"
@@ -214,6 +215,26 @@ def test_submit_many_pipelines_chunks_and_keeps_the_order(
     results = client.submit_many(specs, chunk_size=chunk_size, in_flight=in_flight)
     assert len({r.step_id for r in results}) == 45
     assert [client.status(r.step_id).args["i"] for r in results] == list(range(45))
+
+
+async def test_the_asyncio_submit_many_sends_a_chunk_before_it_builds_the_next(
+    leader: ServerProcess, client: FleetQClient
+) -> None:
+    step_type = f"unrun_{secrets.token_hex(4)}"  # no pod runs it: the steps stay listed
+
+    def stored() -> int:
+        return len(client.list_steps(type=step_type).steps)
+
+    def steps() -> Iterator[dict[str, object]]:
+        yield from ({"type": step_type, "args": {"i": i}} for i in range(4))
+        # Asked for the second chunk: the first must be on its way already, so the pod
+        # stores it while this generator holds the client's event loop.
+        wait_until(lambda: stored() == 4, timeout=10, description="the first chunk stored")
+        yield from ({"type": step_type, "args": {"i": i}} for i in range(4, 8))
+
+    async with AsyncFleetQClient(leader.grpc_target) as aio:
+        results = await aio.submit_many(steps(), chunk_size=4, in_flight=2)  # type: ignore[arg-type]
+    assert [client.status(r.step_id).args["i"] for r in results] == list(range(8))
 
 
 async def test_the_asyncio_submit_many_stops_at_the_first_refused_chunk(

@@ -108,7 +108,7 @@ class AsyncFleetQClient(Connection):
         return await self._send(calls.submit_batch(steps))
 
     async def submit_many(
-        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 500, in_flight: int = 4
+        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 250, in_flight: int = 4
     ) -> list[SubmitResult]:
         """Submit any number of steps as SubmitBatch calls of `chunk_size`, keeping up to
         `in_flight` of them under way: the next chunk is built while earlier ones travel

@@ -51,7 +51,7 @@ class FleetQClient(Connection):
         return self._send(calls.submit_batch(steps))
 
     def submit_many(
-        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 500, in_flight: int = 4
+        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 250, in_flight: int = 4
     ) -> list[SubmitResult]:
         """Submit any number of steps as SubmitBatch calls of `chunk_size`, keeping up to
         `in_flight` of them under way (gRPC futures): the next chunk is built while earlier

@@ -42,7 +42,9 @@ _INSERT_STEPS = """
     {on_conflict}
     RETURNING step_id, type
 """
-INSERT_STEPS = _INSERT_STEPS.format(on_conflict="ON CONFLICT (client_key) DO NOTHING")
+INSERT_STEPS = _INSERT_STEPS.format(
+    on_conflict="ON CONFLICT (client_key) WHERE client_key IS NOT NULL DO NOTHING"
+)
 # Without client keys: no ON CONFLICT, whose speculative insertion logs a WAL record more per row.
 INSERT_UNKEYED_STEPS = _INSERT_STEPS.format(on_conflict="")
 
@@ -154,7 +156,7 @@ class StepQueries(PoolHolder):
         transaction and any conflict raises instead, so nothing is written (without
         client keys nothing conflicts, and the one INSERT statement is that transaction).
         Otherwise the INSERT commits on its own: one round trip for a batch of new steps,
-        which is what coalesced single submits are. The unique constraint on client_key
+        which is what coalesced single submits are. The unique index of client keys
         makes concurrent duplicates safe: ON CONFLICT waits for the competing insert.
         """
         if not steps:

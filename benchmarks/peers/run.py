@@ -216,6 +216,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--bulk-size", type=int, default=1000, help="steps per bulk call")
     add("--latency-submits", type=int, help="probes (full: 500)")
     add("--latency-rate", type=float, default=100.0, help="probe submits per second")
+    add("--only", action="append", default=[], metavar="TEXT",
+        help="run only the measures whose name contains TEXT (repeatable), e.g. "
+        "'single submits'; the other rows show '-'")  # fmt: skip
     return bench_run.fill_sizes(parser.parse_args(argv), FULL, QUICK)
 
 
@@ -236,6 +239,11 @@ def _options(args: argparse.Namespace) -> scenarios.Options:
     }
     argv = [part for flag, value in flags.items() for part in (flag, str(value))]
     return bench_run.scenario_options(bench_run.parse_args(["--quick"] * args.quick + argv))
+
+
+def _selected(every: list[Measure], only: list[str]) -> list[Measure]:
+    """The measures `--only` names (all of them without it)."""
+    return [m for m in every if not only or any(text in m.name for text in only)]
 
 
 def _log(message: str) -> None:
@@ -271,7 +279,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "postgres": {**await postgres.describe(), **await scenarios.ceiling(bench)},
         }
         for repetition in range(1, args.repetitions + 1):
-            for measure in measures(args, bench):
+            for measure in _selected(measures(args, bench), args.only):
                 sides = [("pgqueuer", measure.pgqueuer), ("fleetq", measure.fleetq)]
                 if repetition % 2 == 0:  # alternate who goes first
                     sides.reverse()

@@ -82,6 +82,10 @@ class StepSpec(SubmitOptions, total=False):
 SubmitOutcome = SubmitResult | FleetQClientError
 # The most steps one SubmitBatch takes (the server's limit, `SubmitBatchRequest.steps`).
 MAX_BATCH_STEPS = 1000
+# The largest request a pod reads (its grpc.max_receive_message_length): a SubmitBatch of
+# coalesced submits stays within it, less the bytes of its `independent` flag.
+MAX_REQUEST_BYTES = 1 << 20
+MAX_COALESCED_BYTES = MAX_REQUEST_BYTES - 2
 _SCALAR_OPTIONS = ("max_retries", "idempotency_key", "pending_expiry_seconds", "delay_seconds")
 
 
@@ -136,6 +140,12 @@ def submit_each(requests: Sequence[pb.SubmitStepRequest]) -> Call[list[SubmitOut
     request = pb.SubmitBatchRequest(independent=True)
     request.steps.extend(requests)
     return Call("SubmitBatch", request, _each_outcome)
+
+
+def batched_size(request: pb.SubmitStepRequest) -> int:
+    """The bytes a submit takes in a SubmitBatch: itself, its field tag and its length
+    prefix (at most 5 bytes of varint)."""
+    return request.ByteSize() + 6
 
 
 def _each_outcome(response: pb.SubmitBatchResponse) -> list[SubmitOutcome]:

@@ -97,6 +97,8 @@ def _fill_submit(
     request.type = step_type
     request.args.SetInParent()  # present even when empty: the server requires args
     request.args.update(args)
+    if not options:  # a plain submit(type, args): nothing more to look up
+        return
     request.priority = options.get("priority", 0)
     for name in _SCALAR_OPTIONS:
         if (value := options.get(name)) is not None:
@@ -149,8 +151,11 @@ def batched_size(request: pb.SubmitStepRequest) -> int:
 
 
 def _each_outcome(response: pb.SubmitBatchResponse) -> list[SubmitOutcome]:
-    if not response.items:  # a pod that predates independent batches: all were accepted
-        return [submit_result(step) for step in response.steps]
+    steps = response.steps
+    # Every step accepted (`steps` then holds them all, in order), or a pod that predates
+    # independent batches (no `items`): no outcome to look into one by one.
+    if len(steps) == len(response.items) or not response.items:
+        return [SubmitResult(step.step_id, step.status, step.message) for step in steps]
     return [
         submit_result(item.accepted)
         if item.HasField("accepted")

@@ -49,7 +49,9 @@ class Coalescer(Generic[Item, Result]):
 
     async def submit(self, item: Item) -> Result:
         """Queue `item` and wait for the flush that carries it."""
-        [future] = self._enqueue([item])
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))  # the one-item path, without _enqueue's lists
+        self._start_flusher()
         return await future
 
     async def submit_all(self, items: Sequence[Item]) -> list[Result | Exception]:
@@ -69,9 +71,12 @@ class Coalescer(Generic[Item, Result]):
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Result]] = [loop.create_future() for _ in items]
         self._queue.extend(zip(items, futures, strict=True))
+        self._start_flusher()
+        return futures
+
+    def _start_flusher(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._drain(), name="coalescer")
-        return futures
 
     async def _drain(self) -> None:
         while self._queue:

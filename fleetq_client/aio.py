@@ -73,7 +73,11 @@ class AsyncFleetQClient(Connection):
         super().__init__(target, token=token, timeout=timeout, root_certificates=root_certificates)
         self._submits: Coalescer[pb.SubmitStepRequest, calls.SubmitOutcome] | None = (
             Coalescer(
-                self._send_submits, max_batch=calls.MAX_BATCH_STEPS, isolate=(InvalidArgument,)
+                self._send_submits,
+                max_batch=calls.MAX_BATCH_STEPS,
+                isolate=(InvalidArgument,),
+                size=calls.batched_size,
+                max_size=calls.MAX_COALESCED_BYTES,
             )
             if coalesce_submits
             else None

@@ -82,6 +82,10 @@ class StepSpec(SubmitOptions, total=False):
 SubmitOutcome = SubmitResult | FleetQClientError
 # The most steps one SubmitBatch takes (the server's limit, `SubmitBatchRequest.steps`).
 MAX_BATCH_STEPS = 1000
+# The largest request a pod reads (its grpc.max_receive_message_length): a SubmitBatch of
+# coalesced submits stays within it, less the bytes of its `independent` flag.
+MAX_REQUEST_BYTES = 1 << 20
+MAX_COALESCED_BYTES = MAX_REQUEST_BYTES - 2
 _SCALAR_OPTIONS = ("max_retries", "idempotency_key", "pending_expiry_seconds", "delay_seconds")
 
 
@@ -93,6 +97,8 @@ def _fill_submit(
     request.type = step_type
     request.args.SetInParent()  # present even when empty: the server requires args
     request.args.update(args)
+    if not options:  # a plain submit(type, args): nothing more to look up
+        return
     request.priority = options.get("priority", 0)
     for name in _SCALAR_OPTIONS:
         if (value := options.get(name)) is not None:
@@ -138,9 +144,18 @@ def submit_each(requests: Sequence[pb.SubmitStepRequest]) -> Call[list[SubmitOut
     return Call("SubmitBatch", request, _each_outcome)
 
 
+def batched_size(request: pb.SubmitStepRequest) -> int:
+    """The bytes a submit takes in a SubmitBatch: itself, its field tag and its length
+    prefix (at most 5 bytes of varint)."""
+    return request.ByteSize() + 6
+
+
 def _each_outcome(response: pb.SubmitBatchResponse) -> list[SubmitOutcome]:
-    if not response.items:  # a pod that predates independent batches: all were accepted
-        return [submit_result(step) for step in response.steps]
+    steps = response.steps
+    # Every step accepted (`steps` then holds them all, in order), or a pod that predates
+    # independent batches (no `items`): no outcome to look into one by one.
+    if len(steps) == len(response.items) or not response.items:
+        return [SubmitResult(step.step_id, step.status, step.message) for step in steps]
     return [
         submit_result(item.accepted)
         if item.HasField("accepted")

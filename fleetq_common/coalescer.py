@@ -4,7 +4,8 @@ Callers `await submit(item)`; items that arrive while a flush is in flight wait 
 next one, so at low load a request is flushed at once (no added latency) and under load
 batches grow by themselves. Each caller gets its own item's result, or the exception
 that failed the whole flush; when that exception says one item was at fault (`isolate`),
-the items are flushed again one by one, so only the faulty one fails.
+the batch is flushed again in halves, down to single items, so only the faulty one fails
+and its neighbours pay a few flushes rather than one each.
 """
 
 import asyncio
@@ -19,25 +20,38 @@ Result = TypeVar("Result")
 
 
 class Coalescer(Generic[Item, Result]):
-    """Batches concurrent `submit()` calls into calls of `flush(items) -> results`."""
+    """Batches concurrent `submit()` calls into calls of `flush(items) -> results`.
+
+    A batch holds at most `max_batch` items and, when `size` is given, items whose sizes
+    sum to at most `max_size`; an item larger than that alone is flushed alone (so it
+    meets its own error, not its neighbours')."""
 
     def __init__(
         self,
         flush: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
         max_batch: int,
         isolate: tuple[type[Exception], ...] = (),
+        *,
+        size: Callable[[Item], int] | None = None,
+        max_size: int = 0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if size is not None and max_size < 1:
+            raise ValueError("max_size must be at least 1 when size is given")
         self._flush = flush
         self._max_batch = max_batch
         self._isolate = isolate
+        self._size = size
+        self._max_size = max_size
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
         """Queue `item` and wait for the flush that carries it."""
-        [future] = self._enqueue([item])
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))  # the one-item path, without _enqueue's lists
+        self._start_flusher()
         return await future
 
     async def submit_all(self, items: Sequence[Item]) -> list[Result | Exception]:
@@ -57,40 +71,50 @@ class Coalescer(Generic[Item, Result]):
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Result]] = [loop.create_future() for _ in items]
         self._queue.extend(zip(items, futures, strict=True))
+        self._start_flusher()
+        return futures
+
+    def _start_flusher(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._drain(), name="coalescer")
-        return futures
 
     async def _drain(self) -> None:
         while self._queue:
-            batch, self._queue = (
-                self._queue[: self._max_batch],
-                self._queue[self._max_batch :],
-            )
-            live = [(item, future) for item, future in batch if not future.cancelled()]
-            if not live:
-                continue
-            try:
-                results = await self._flush([item for item, _ in live])
-            except Exception as exc:
-                if isinstance(exc, self._isolate) and len(live) > 1:
-                    for item, future in live:  # find the item at fault: one flush each
-                        await self._flush_alone(item, future)
-                    continue
-                for _, future in live:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(live, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            count = self._batch_length()
+            batch, self._queue = self._queue[:count], self._queue[count:]
+            await self._flush_entries(batch)
 
-    async def _flush_alone(self, item: Item, future: asyncio.Future[Result]) -> None:
+    def _batch_length(self) -> int:
+        """How many queued items the next flush takes: up to max_batch, and within
+        max_size unless the first item alone exceeds it."""
+        count = min(len(self._queue), self._max_batch)
+        if self._size is None:
+            return count
+        total = 0
+        for index in range(count):
+            total += self._size(self._queue[index][0])
+            if total > self._max_size:
+                return max(index, 1)
+        return count
+
+    async def _flush_entries(self, entries: Sequence[tuple[Item, asyncio.Future[Result]]]) -> None:
+        """Flush the entries whose callers still wait; settle each one's future. An
+        `isolate` failure of several splits them in halves, each flushed on its own."""
+        live = [(item, future) for item, future in entries if not future.cancelled()]
+        if not live:
+            return
         try:
-            [result] = await self._flush([item])
+            results = await self._flush([item for item, _ in live])
         except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
-        else:
+            if isinstance(exc, self._isolate) and len(live) > 1:
+                half = len(live) // 2
+                await self._flush_entries(live[:half])
+                await self._flush_entries(live[half:])
+                return
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(live, results, strict=True):
             if not future.done():
                 future.set_result(result)

@@ -1,4 +1,5 @@
-"""Group commit: concurrent submits share a flush; an item the flush refuses fails alone."""
+"""Group commit: concurrent submits share a flush; an item the flush refuses fails alone;
+a batch stays within its item count and total size."""
 
 import asyncio
 from collections.abc import Sequence
@@ -68,7 +69,20 @@ async def test_an_item_the_flush_refuses_fails_alone() -> None:
 
     assert results[:2] + results[3:] == ["A", "B", "C"]
     assert isinstance(results[2], Refused)
-    assert recorder.batches == [["a", "b", "bad", "c"], ["a"], ["b"], ["bad"], ["c"]]
+    # Split in halves until the refused item is alone; the good half goes as one.
+    assert recorder.batches == [["a", "b", "bad", "c"], ["a", "b"], ["bad", "c"], ["bad"], ["c"]]
+
+
+async def test_a_refused_item_among_many_costs_a_few_flushes_not_one_each() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush, max_batch=100, isolate=(Refused,))
+    items = [f"i{n}" for n in range(31)] + ["bad"]
+
+    results = await asyncio.gather(*map(coalescer.submit, items), return_exceptions=True)
+
+    assert results[:31] == [item.upper() for item in items[:31]]
+    assert isinstance(results[31], Refused)
+    assert len(recorder.batches) == 1 + 2 * 5  # the whole, then two halves per level
 
 
 async def test_other_failures_fail_the_whole_flush() -> None:
@@ -97,8 +111,23 @@ async def test_submit_all_queues_items_together_and_returns_each_outcome() -> No
 
     assert results[0] == "A" and results[2:] == ["C", "D"]
     assert isinstance(results[1], Refused)
-    # max_batch splits the lot; the refused flush is retried one by one.
-    assert recorder.batches == [["a", "bad", "c"], ["a"], ["bad"], ["c"], ["d"]]
+    # max_batch splits the lot; the refused flush is retried in halves.
+    assert recorder.batches == [["a", "bad", "c"], ["a"], ["bad", "c"], ["bad"], ["c"], ["d"]]
+
+
+async def test_a_batch_holds_items_up_to_max_size_and_a_larger_item_alone() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush, max_batch=10, size=len, max_size=6)
+
+    results = await coalescer.submit_all(["aa", "bb", "cc", "dd", "e" * 9, "ff"])
+
+    assert results == ["AA", "BB", "CC", "DD", "E" * 9, "FF"]
+    assert recorder.batches == [["aa", "bb", "cc"], ["dd"], ["e" * 9], ["ff"]]
+
+
+def test_max_size_must_be_positive_when_sizes_count() -> None:
+    with pytest.raises(ValueError, match="max_size"):
+        Coalescer(Recorder().flush, max_batch=5, size=len)
 
 
 async def test_submit_all_of_nothing_flushes_nothing() -> None:

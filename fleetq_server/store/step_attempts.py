@@ -40,8 +40,9 @@ RECORD_ATTEMPTS = """
 # attempt's number, claimed_by, claimed_ts, finished_ts, status and error: `step_record`
 # reads it from there, and RetryStep, the one write that later overwrites those columns,
 # turns it into a row first (store/step_lifecycle.py). A drain of successes thus writes no
-# attempt rows: with one per outcome, the outcome statement wrote 41% more WAL (987 bytes
-# per step against 700) and the drain of 2 pods ran about 10% slower.
+# attempt rows: with one per outcome (heap tuple and primary-key entry), the outcome
+# statement wrote 41% more WAL, 990 bytes per step against 701, and a whole step (insert,
+# claim, outcome) 13% more (benchmarks/outcome_wal.py, README "Performance").
 RECORD_REQUEUED_ATTEMPTS = f"{RECORD_ATTEMPTS} WHERE status = 'pending'"
 
 # Step statuses that end a step: a step row in one of them with claimed_by set describes

@@ -17,7 +17,7 @@ from fleetq_server.store.liveness import pod_is_live, pod_is_stale
 from fleetq_server.store.notifications import SUBMIT_CHANNEL
 from fleetq_server.store.records import RecoveryOutcome, RecoveryRecord, RecoveryRecordPosition
 from fleetq_server.store.rules import CANCEL_REQUESTED, RETRIES_LEFT, outcome_assignments
-from fleetq_server.store.steps import RECORD_ATTEMPTS
+from fleetq_server.store.step_attempts import RECORD_ATTEMPTS
 
 # Arbitrary but fixed: identifies "FLEET-Q recovery cycle" among advisory locks.
 RECOVERY_LOCK_KEY = 0x466C_5130_0002

@@ -7,7 +7,8 @@ A leased step is `claimed` with `claimed_by` the worker's id and `lease_expires_
 is fenced by (step_id, attempt) and a lease that has not ended, by the database clock.
 Leased claims share the pods' claim statement (so the fleet-wide type limits apply), and
 every write that ends a leased attempt records it (RECORD_ATTEMPTS), its pod_id being the
-worker's id.
+worker's id; an outcome that finishes the step leaves that to the step row, as a pod's
+does (RECORD_REQUEUED_ATTEMPTS).
 """
 
 import json
@@ -28,7 +29,8 @@ from fleetq_server.store.records import (
     WorkerRecord,
 )
 from fleetq_server.store.rules import CANCEL_REQUESTED, RETRIES_LEFT, outcome_assignments
-from fleetq_server.store.steps import RECORD_ATTEMPTS, release_statement
+from fleetq_server.store.step_attempts import RECORD_ATTEMPTS, RECORD_REQUEUED_ATTEMPTS
+from fleetq_server.store.steps import release_statement
 
 # The lease a write may act on: still this attempt's, and not ended. Every write names its
 # steps by id; `IS TRUE` hides the status test from the planner's partial-index matching,
@@ -144,7 +146,7 @@ class StepLeaseQueries(PoolHolder):
                         CASE WHEN s.status = 'cancelled' THEN 'cancelled'
                              WHEN u.ok THEN 'completed' ELSE 'failed' END AS outcome,
                         s.error
-                ), recorded AS ({RECORD_ATTEMPTS})
+                ), recorded AS ({RECORD_REQUEUED_ATTEMPTS})
                 SELECT position, status FROM ended
                 """,
                 [o.step_id for o in outcomes],

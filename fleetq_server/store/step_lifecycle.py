@@ -12,6 +12,7 @@ from collections.abc import Callable
 from fleetq_server import errors
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.notifications import SUBMIT_CHANNEL, ListenConnection
+from fleetq_server.store.step_attempts import RECORD_FINISHING_ATTEMPT
 
 # Payload: the id of a claimed step whose cancel was just requested.
 STEP_CANCEL_CHANNEL = "fleetq_step_cancel"
@@ -67,19 +68,26 @@ class StepLifecycleQueries(PoolHolder):
 
     async def step_retry(self, step_id: str) -> None:
         """Put a failed or cancelled step back to pending with a fresh retry budget (its
-        attempts are kept; a pending expiry restarts its clock); NotFoundError for no
-        step, ConflictError for any other status."""
+        attempts are kept, the one that finished it written as a row of its own now: see
+        RECORD_FINISHING_ATTEMPT; a pending expiry restarts its clock); NotFoundError for
+        no step, ConflictError for any other status."""
         async with self._transaction() as connection:
             step_type = await connection.fetchval(
                 f"""
-                WITH retried AS (
+                WITH finished AS (
+                    SELECT step_id, attempt, claimed_by, claimed_ts, finished_ts, status, error
+                    FROM fleetq_steps
+                    WHERE step_id = $1 AND status IN ('failed', 'cancelled')
+                    FOR UPDATE
+                ), recorded AS ({RECORD_FINISHING_ATTEMPT}), retried AS (
                     UPDATE fleetq_steps AS s
                     SET status = 'pending', retry_count = 0, claimed_by = NULL,
                         finished_ts = NULL, cancel_requested_ts = NULL,
                         not_before_ts = now(), last_update_ts = now(),
                         pending_expires_at = now() + (s.pending_expires_at
                                                       - COALESCE(s.run_at, s.created_ts))
-                    WHERE s.step_id = $1 AND s.status IN ('failed', 'cancelled')
+                    FROM finished
+                    WHERE s.step_id = finished.step_id AND s.status IN ('failed', 'cancelled')
                     RETURNING s.type
                 )
                 SELECT type FROM retried, pg_notify('{SUBMIT_CHANNEL}', type)

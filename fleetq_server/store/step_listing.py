@@ -10,7 +10,7 @@ from typing import Any
 
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.records import StepListFilter, StepListPosition, StepRecord
-from fleetq_server.store.steps import STEP_COLUMNS, step_record
+from fleetq_server.store.step_attempts import STEP_COLUMNS, step_record
 
 # One branch per group; each names its statuses as its partial index's predicate does.
 _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (

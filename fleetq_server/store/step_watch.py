@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.notifications import ListenConnection
 from fleetq_server.store.records import StepRecord
-from fleetq_server.store.steps import STEP_COLUMNS, step_record
+from fleetq_server.store.step_attempts import STEP_COLUMNS, step_record
 
 log = logging.getLogger(__name__)
 

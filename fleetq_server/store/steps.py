@@ -12,7 +12,6 @@ from fleetq_server.store.claims import claim_statement
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.notifications import NOTIFY_SUBMITTED, SUBMIT_CHANNEL
 from fleetq_server.store.records import (
-    AttemptRecord,
     ClaimedStep,
     InsertOutcome,
     NewStep,
@@ -20,6 +19,12 @@ from fleetq_server.store.records import (
     StepRecord,
 )
 from fleetq_server.store.rules import outcome_assignments
+from fleetq_server.store.step_attempts import (
+    RECORD_ATTEMPTS,
+    RECORD_REQUEUED_ATTEMPTS,
+    STEP_COLUMNS,
+    step_record,
+)
 
 # The insert of new steps, as a CTE body ($1: the steps as a JSON array of `_step_row`s),
 # returning (step_id, type) of those inserted; a repeated client key inserts nothing.
@@ -47,26 +52,6 @@ INSERT_STEPS = _INSERT_STEPS.format(
 )
 # Without client keys: no ON CONFLICT, whose speculative insertion logs a WAL record more per row.
 INSERT_UNKEYED_STEPS = _INSERT_STEPS.format(on_conflict="")
-
-# A step's ended attempts come with it, oldest first, from the attempts table's primary
-# key: one probe per step in the same statement, no second round trip. (The error travels
-# as text: asyncpg reads a record's fields in binary, past the text codec of jsonb.)
-STEP_COLUMNS = """
-    step_id, status, type, args, metadata, priority, max_retries, retry_count, claimed_by,
-    attempt, idempotency_key, created_ts, last_update_ts, result, error, run_at, claimed_ts,
-    cancel_requested_ts IS NOT NULL AS cancel_requested,
-    ARRAY(SELECT ROW(a.attempt, a.pod_id, a.started_ts, a.finished_ts, a.outcome, a.error::text)
-          FROM fleetq_step_attempts AS a WHERE a.step_id = fleetq_steps.step_id
-          ORDER BY a.attempt) AS attempts
-"""
-
-# Ends attempts: INSERTs one row per step a statement's `ended` CTE returns, with the step's
-# id, the ended attempt and its pod, when it was claimed, its outcome word and error (jsonb).
-RECORD_ATTEMPTS = """
-    INSERT INTO fleetq_step_attempts (step_id, attempt, pod_id, started_ts, finished_ts,
-                                      outcome, error)
-    SELECT step_id, attempt, pod_id, claimed_ts, now(), outcome, error FROM ended
-"""
 
 
 def _json(value: Any) -> str:
@@ -124,23 +109,6 @@ def release_statement(fence: str, pod_id: str, source: str = "") -> str:
         ), recorded AS ({RECORD_ATTEMPTS})
         SELECT step_id, type, pg_notify('{SUBMIT_CHANNEL}', '') FROM ended
         """
-
-
-def step_record(row: asyncpg.Record) -> StepRecord:
-    """A row of STEP_COLUMNS as a record."""
-    fields = dict(row)
-    fields["attempts"] = tuple(
-        AttemptRecord(
-            attempt=number,
-            pod_id=pod_id,
-            started_ts=started,
-            finished_ts=finished,
-            outcome=outcome,
-            error=None if error is None else json.loads(error),
-        )
-        for number, pod_id, started, finished, outcome, error in fields["attempts"]
-    )
-    return StepRecord(**fields)
 
 
 class StepQueries(PoolHolder):
@@ -317,8 +285,13 @@ class StepQueries(PoolHolder):
         if not outcomes:
             return []
         async with self._connection() as connection:
-            # The attempt's row is written by the same statement (RECORD_ATTEMPTS), so the
-            # claim stays one UPDATE and an outcome one round trip.
+            # A requeued attempt's row is written by the same statement, so the claim stays
+            # one UPDATE and an outcome one round trip; a finishing attempt's is the step
+            # row (RECORD_REQUEUED_ATTEMPTS). `IS TRUE` keeps the planner off the partial
+            # fleetq_steps_claimed_by_idx (as step_leases._LEASE_HOLDS does): through it,
+            # each outcome read every step its pod held, dead entries too, instead of one
+            # primary-key probe (benchmarks/outcome_wal.py, 4,000 steps held: 195-558 ms
+            # of PostgreSQL CPU per 1,000 outcomes, 107-135 with the probe).
             rows = await connection.fetch(
                 f"""
                 WITH ended AS (
@@ -332,12 +305,12 @@ class StepQueries(PoolHolder):
                          AS u(step_id, attempt, pod_id, ok, result, error, backoff, retryable,
                               position)
                     WHERE s.step_id = u.step_id AND s.attempt = u.attempt
-                      AND s.claimed_by = u.pod_id AND s.status = 'claimed'
+                      AND s.claimed_by = u.pod_id AND (s.status = 'claimed') IS TRUE
                     RETURNING u.position, s.status, s.step_id, s.attempt, u.pod_id, s.claimed_ts,
                         CASE WHEN s.status = 'cancelled' THEN 'cancelled'
                              WHEN u.ok THEN 'completed' ELSE 'failed' END AS outcome,
                         s.error
-                ), recorded AS ({RECORD_ATTEMPTS})
+                ), recorded AS ({RECORD_REQUEUED_ATTEMPTS})
                 SELECT position, status FROM ended
                 """,
                 [o.step.step_id for o in outcomes],

@@ -568,8 +568,9 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
         error: Any = None,
         retryable: bool = True,
     ) -> None:
-        """Completed, or retry or fail (fleetq_server/store/rules.py), and the attempt's row
-        (store/steps.py RECORD_ATTEMPTS); a failure not `retryable` fails at once."""
+        """Completed, or retry or fail (fleetq_server/store/rules.py), and the attempt's
+        entry (store/step_attempts.py, where it is a row or the step row's own); a failure
+        not `retryable` fails at once."""
         step.attempts.append(
             AttemptRecord(step.attempt, step.claimed_by, step.claimed_ts, now, outcome, error)
         )

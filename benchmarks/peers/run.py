@@ -216,6 +216,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--bulk-size", type=int, default=1000, help="steps per bulk call")
     add("--latency-submits", type=int, help="probes (full: 500)")
     add("--latency-rate", type=float, default=100.0, help="probe submits per second")
+    add("--measures", nargs="+", metavar="NAME",
+        help="run only these measures (names as logged, e.g. 'latency'); default: all")  # fmt: skip
     return bench_run.fill_sizes(parser.parse_args(argv), FULL, QUICK)
 
 
@@ -272,6 +274,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for repetition in range(1, args.repetitions + 1):
             for measure in measures(args, bench):
+                if args.measures and measure.name not in args.measures:
+                    continue
                 sides = [("pgqueuer", measure.pgqueuer), ("fleetq", measure.fleetq)]
                 if repetition % 2 == 0:  # alternate who goes first
                     sides.reverse()

@@ -74,7 +74,8 @@ class ClaimLoop(BackgroundLoop):
                 return
             if self._claim_failed_at is not None and time.monotonic() >= self._next_orphan_sweep:
                 await self._release_orphans(self._claim_failed_at)
-            free = self._state.free_capacity
+            # Free slots, and room for steps claimed ahead of one (StepExecutor.prefetch_room).
+            free = self._state.free_capacity + self._executor.prefetch_room
             if free == 0:
                 return
             try:

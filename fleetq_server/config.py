@@ -68,6 +68,9 @@ class Settings:
     pod_id: str = ""
     max_parallelism: int = 10
     capacity_threshold: float = 0.8
+    # While handlers are short, claim up to capacity more steps than there are free slots,
+    # to start as slots free (runtime.executor.PREFETCH_BELOW_S).
+    prefetch_claims: bool = True
     heartbeat_interval: float = 5.0
     dead_pod_threshold: float = 15.0
     recovery_interval: float = 5.0
@@ -272,6 +275,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "pod_id": str,
     "max_parallelism": _parse_positive(int),
     "capacity_threshold": _parse_fraction,
+    "prefetch_claims": _parse_bool,
     "heartbeat_interval": _parse_positive(float),
     "dead_pod_threshold": _parse_positive(float),
     "recovery_interval": _parse_positive(float),

@@ -74,7 +74,8 @@ class ClaimLoop(BackgroundLoop):
                 return
             if self._claim_failed_at is not None and time.monotonic() >= self._next_orphan_sweep:
                 await self._release_orphans(self._claim_failed_at)
-            free = self._state.free_capacity
+            # Free slots, and room for steps claimed ahead of one (StepExecutor.prefetch_room).
+            free = self._state.free_capacity + self._executor.prefetch_room
             if free == 0:
                 return
             try:
@@ -101,8 +102,9 @@ class ClaimLoop(BackgroundLoop):
         any of them now: the caller inserts them the ordinary way.
 
         Under the claim lock, like any claim, so a stop waits for its launch and free
-        capacity cannot be spent twice. A failure without an answer may have committed
-        the claim, so it is treated as the claim loop treats its own.
+        capacity cannot be spent twice. A claim that failed without an answer after the
+        insert committed may have committed too: it is treated as the claim loop treats
+        its own, and the submit stands.
         """
         if self_claim_limit(self._state, self._step_types, steps) == 0:
             return None  # the common refusal (no slot, other types) never waits on the lock
@@ -110,14 +112,14 @@ class ClaimLoop(BackgroundLoop):
             limit = self_claim_limit(self._state, self._step_types, steps)
             if limit == 0 or self._claim_failed_at is not None:
                 return None  # orphans are looked for by run_once, before any claim of ours
-            try:
-                outcomes, claimed = await self._store.step_insert_claim(
-                    steps, self._state.pod_id, self._step_types, limit
-                )
-            except errors.DatabaseUnavailableError:
+            outcomes, claimed = await self._store.step_insert_claim(
+                steps, self._state.pod_id, self._step_types, limit
+            )
+            if claimed is None:
                 self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
-                raise
-            self._launch(claimed)
+                self.wake()  # it looks for orphans, then claims the new steps
+            else:
+                self._launch(claimed)
         return outcomes
 
     def _launch(self, claimed: list[ClaimedStep]) -> None:

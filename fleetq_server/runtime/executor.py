@@ -6,7 +6,8 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
     from fleetq_server.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
+
+# While handlers run shorter than this on average, a claim also takes up to capacity more
+# steps than there are free slots: they wait here, claimed, and start the moment a slot
+# frees, instead of a claim's round trip later. Such a step waits about one short handler,
+# and bigger claims cost less per step; longer handlers claim only their free slots, so
+# their steps stay free for other pods.
+PREFETCH_BELOW_S = 0.02
+# The weight of the latest handler's run time in that average.
+_RUN_TIME_WEIGHT = 0.125
+
+
+class _CancelledUnstarted(Exception):
+    """A cancel request reached a step claimed ahead, before a slot freed for it."""
 
 
 class _TypeTimeoutExpired(Exception):
@@ -46,6 +60,13 @@ class RunningStep:
     context: StepContext | None = None
     # Whether a cancel request cancelled the task (an async handler's).
     cancel_sent: bool = False
+    # A step claimed ahead of a free slot: resolved when one frees for it. None: it had one.
+    gate: "asyncio.Future[None] | None" = None
+
+    @property
+    def waiting(self) -> bool:
+        """Claimed ahead, its handler not started yet."""
+        return self.gate is not None and not self.gate.done()
 
 
 # The outcome of an execution stopped by CancelStep (the store ends the step cancelled).
@@ -63,6 +84,7 @@ class StepExecutor:
         retry_policy: RetryPolicy,
         on_slot_free: Callable[[], None],
         tracing: "Tracing | None" = None,
+        prefetch: bool = True,
     ) -> None:
         self._registry = registry
         # OpenTelemetry: a span per attempt, linked to the submit's trace; None: off.
@@ -75,6 +97,11 @@ class StepExecutor:
         self._running: dict[str, RunningStep] = {}
         # Steps whose handler is executing now: what capacity counts.
         self._in_handler: set[str] = set()
+        # Steps claimed ahead, in claim order, each with the gate its slot opens.
+        self._waiting: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._prefetch = prefetch
+        # Running average of handlers' run time (s); None until one has run.
+        self._recent_run_s: float | None = None
         # Blocking handlers get a thread each, up to capacity: the default executor is
         # sized by CPU count and would queue them behind each other.
         self._threads = ThreadPoolExecutor(
@@ -83,8 +110,18 @@ class StepExecutor:
 
     @property
     def running(self) -> list[RunningStep]:
-        """Steps executing now or having their outcome written."""
+        """Steps held here: waiting for a slot, executing, or having their outcome written."""
         return list(self._running.values())
+
+    @property
+    def prefetch_room(self) -> int:
+        """How many steps a claim may take beyond the free slots, to wait for one
+        (PREFETCH_BELOW_S): none before a handler has run, or while they run long."""
+        recent = self._recent_run_s
+        if not self._prefetch or recent is None or recent >= PREFETCH_BELOW_S:
+            return 0
+        waiting = sum(1 for _, gate in self._waiting if not gate.done())
+        return max(0, self._state.max_capacity - waiting)
 
     def launch(self, step: ClaimedStep) -> bool:
         """Start executing `step` in the background; False, starting nothing, when this
@@ -107,12 +144,26 @@ class StepExecutor:
                 step.attempt,
             )
             return False
-        task = asyncio.create_task(self._execute(step, pod_id), name=step.step_id)
-        self._running[step.step_id] = RunningStep(step, pod_id, task)
-        self._in_handler.add(step.step_id)
+        gate: asyncio.Future[None] | None = None
+        if len(self._in_handler) < self._state.max_capacity:
+            self._in_handler.add(step.step_id)
+        else:  # claimed ahead (prefetch_room): it starts when a slot frees
+            gate = asyncio.get_running_loop().create_future()
+            self._waiting.append((step.step_id, gate))
+        task = asyncio.create_task(self._execute(step, pod_id, gate), name=step.step_id)
+        self._running[step.step_id] = RunningStep(step, pod_id, task, gate=gate)
         self._state.current_capacity = len(self._in_handler)
         task.add_done_callback(functools.partial(self._finished, step.step_id))
         return True
+
+    def _start_waiting(self) -> None:
+        """Give free slots to the steps claimed ahead, in claim order; one whose wait was
+        cancelled (by a cancel request, or the pod stopping it) is passed over."""
+        while self._waiting and len(self._in_handler) < self._state.max_capacity:
+            step_id, gate = self._waiting.popleft()
+            if not gate.done():
+                self._in_handler.add(step_id)
+                gate.set_result(None)
 
     def _is_current(self, step_id: str, task: "asyncio.Task[None] | None") -> bool:
         """Whether `task` is the execution this executor tracks for `step_id`. An earlier
@@ -126,6 +177,7 @@ class StepExecutor:
         so the next claim overlaps the previous batch's write."""
         if step_id in self._in_handler and self._is_current(step_id, task):
             self._in_handler.discard(step_id)
+            self._start_waiting()
             self._state.current_capacity = len(self._in_handler)
             self._on_slot_free()
 
@@ -133,6 +185,9 @@ class StepExecutor:
         """Ask a running step to stop (its cancel was requested): its context reports
         `cancelled`, and an async handler is cancelled; True when the step runs here."""
         running = self._running.get(step_id)
+        if running is not None and running.waiting and running.gate is not None:
+            running.gate.set_exception(_CancelledUnstarted())  # it ends cancelled, unrun
+            return True
         if running is None or running.context is None or running.context.cancelled:
             return False
         running.context.cancel_event.set()
@@ -161,7 +216,16 @@ class StepExecutor:
 
         Thread-run handlers cannot be interrupted; their result is simply never written.
         """
-        stopped = self.running
+        return await self._stop(self.running)
+
+    async def cancel_waiting(self) -> list[RunningStep]:
+        """Stop the steps claimed ahead that wait for a slot (a draining pod gives them
+        back instead of starting them); returns what was stopped."""
+        return await self._stop([running for running in self.running if running.waiting])
+
+    @staticmethod
+    async def _stop(steps: Iterable[RunningStep]) -> list[RunningStep]:
+        stopped = list(steps)
         for running in stopped:
             running.task.cancel()
         for running in stopped:
@@ -173,16 +237,23 @@ class StepExecutor:
         """Release the handler threads (without waiting for abandoned ones)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    async def _execute(self, step: ClaimedStep, claim_pod_id: str) -> None:
+    async def _execute(
+        self, step: ClaimedStep, claim_pod_id: str, gate: "asyncio.Future[None] | None"
+    ) -> None:
         step_log = logging.LoggerAdapter(
             log, {"pod_id": claim_pod_id, "step_id": step.step_id, "step_type": step.type}
         )
         step_log.debug("claimed; running attempt %d", step.attempt)
         try:
+            if gate is not None:
+                await gate
             if self._tracing is None:
                 outcome = await self._run_handler(step, claim_pod_id, step_log)
             else:
                 outcome = await self._run_traced(step, claim_pod_id, step_log, self._tracing)
+        except _CancelledUnstarted:
+            step_log.info("step cancelled by request before it started")
+            outcome = StepOutcome(step, claim_pod_id, error=CANCELLED_ERROR)
         finally:
             self._handler_done(step.step_id, asyncio.current_task())
         if await self._completer.complete(outcome, step_log) == "pending":
@@ -274,7 +345,10 @@ class StepExecutor:
             )
         else:
             outcome = StepOutcome(step, claim_pod_id, result_json=result_json)
-        metrics.child(metrics.STEP_RUN_SECONDS, step.type).observe(time.monotonic() - started)
+        ran = time.monotonic() - started
+        metrics.child(metrics.STEP_RUN_SECONDS, step.type).observe(ran)
+        recent = ran if self._recent_run_s is None else self._recent_run_s
+        self._recent_run_s = recent + (ran - recent) * _RUN_TIME_WEIGHT
         return outcome
 
     async def _call(

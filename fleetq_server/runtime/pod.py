@@ -66,6 +66,7 @@ class Pod:
             RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
             on_slot_free=lambda: self.claimer.wake(),
             tracing=tracing,
+            prefetch=settings.prefetch_claims,
         )
         self.claimer = ClaimLoop(
             store, self.state, self.executor, registry.step_types, settings.poll_interval
@@ -212,9 +213,11 @@ class Pod:
         await self.lease_expiry.stop()
         await self.retention.stop()
         await self.scheduler.stop()
+        # Steps claimed ahead that have not started go back now, for other pods to run.
+        unstarted = await self.executor.cancel_waiting()
         log.info("draining %d running steps (grace %gs)", self.state.current_capacity, grace)
         await self.executor.wait_all(grace)
-        stopped = await self.executor.cancel_all()
+        stopped = unstarted + await self.executor.cancel_all()
         try:
             held = [r.step for r in stopped if r.claim_pod_id == self.state.pod_id]
             released = set(await self.store.step_release(held, self.state.pod_id))

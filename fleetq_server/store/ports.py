@@ -109,9 +109,11 @@ class ClaimPort(Protocol):
 
     async def step_insert_claim(
         self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
-    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep]]:
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None]:
         """Insert steps as `SubmitPort.step_insert_many` does (not atomic), then claim as
-        `step_claim_batch` does, both in one transaction."""
+        `step_claim_batch` does; NOTIFY only for the new steps the claim left pending. The
+        claimed steps are None when the database became unavailable after the insert
+        committed: the claim may have committed."""
 
     async def step_next_due(self, step_types: list[str]) -> float | None:
         """Seconds until the earliest pending step of `step_types` that is not claimable

@@ -140,23 +140,27 @@ class StepQueries(PoolHolder):
 
     async def step_insert_claim(
         self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
-    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep]]:
-        """Insert steps as `step_insert_many` does, then claim for `pod_id` as
-        `step_claim_batch` does, in one transaction: the receiving pod starts a new step
-        without waiting for the insert's commit, its NOTIFY and a second commit.
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None]:
+        """Insert steps as `step_insert_many` does but without its NOTIFY, then claim for
+        `pod_id` with `step_claim_batch`: the receiving pod starts a new step without the
+        NOTIFY's round trip to its LISTEN connection and a claim of its own.
 
-        The claim is the ordinary claim statement, so it sees the new rows beside every
-        other pending step and takes the best `limit` of them (priority, age, type limits,
-        a pod registered up); a new step an older or better one displaced stays pending,
-        and its NOTIFY, sent at the commit, tells the fleet about it.
+        Two commits, not one transaction (BEGIN, insert, claim, COMMIT): the insert's is
+        flushed, so the submit is durable before it is acknowledged, and the claim's is any
+        claim's (store.claims.UNFLUSHED_CTE); the step starts two round trips sooner. It is
+        the ordinary claim statement, so it sees the new rows beside every other pending
+        step and takes the best `limit` of them (priority, age, type limits, a pod
+        registered up); only new steps it left pending are then announced to the fleet
+        (waking pods, and this pod's own claim loop, for steps already running would cost
+        each a claim).
+
+        The claimed steps are None when the database became unavailable after the insert
+        committed: the insert's outcomes stand, and the claim may have committed too.
         """
-        async with self._claiming(transaction=True) as connection:
+        async with self._connection() as connection:
             outcomes = await self._insert(connection, steps, notify=False)
-            # Durable whatever FLEETQ_DURABLE_CLAIMS says: this transaction commits a submit,
-            # which must be flushed before it is acknowledged.
-            claimed = await self._claim(connection, pod_id, step_types, limit, unflushed=False)
-            # Only the new steps left pending wake the fleet: waking pods, and this
-            # pod's own claim loop, for steps already running would cost each a claim.
+        try:
+            claimed = await self.step_claim_batch(pod_id, step_types, limit)
             taken = {step.step_id for step in claimed}
             pending = [
                 o.step_id
@@ -164,12 +168,15 @@ class StepQueries(PoolHolder):
                 if isinstance(o, InsertOutcome) and o.created and o.step_id not in taken
             ]
             if pending:
-                await connection.execute(
-                    f"""WITH inserted AS (SELECT step_id, type FROM fleetq_steps
-                                          WHERE step_id = ANY($1::text[]))
-                        {NOTIFY_SUBMITTED}""",
-                    pending,
-                )
+                async with self._connection() as connection:
+                    await connection.execute(
+                        f"""WITH inserted AS (SELECT step_id, type FROM fleetq_steps
+                                              WHERE step_id = ANY($1::text[]))
+                            {NOTIFY_SUBMITTED}""",
+                        pending,
+                    )
+        except errors.DatabaseUnavailableError:
+            return outcomes, None
         return outcomes, claimed
 
     async def _insert(

@@ -245,17 +245,18 @@ def test_durable_claims_survive_the_crash(
     assert metric_total(pod, "fleetq_steps_claimed_total") == 1
 
 
-def test_a_submit_its_own_pod_claims_at_once_survives_the_crash(
+def test_a_submit_its_own_pod_claims_at_once_survives_the_crash_and_runs_once(
     server: CrashableServer, server_factory: ServerFactory, database: str, tmp_path: Path
 ) -> None:
-    """The receiving pod claims a single submit in the insert's own transaction: that
-    commit acknowledges a submit, so it waits for its flush, claim included."""
+    """The receiving pod inserts a single submit in a commit that waits for its flush (it
+    acknowledges the submit), then claims it at once in a commit of its own, which a crash
+    may undo like any claim: the step is still there, claimed again, and runs once."""
     pod = start_pod(server, server_factory, database)
-    gate = tmp_path / "gate"
+    gate, runs = tmp_path / "gate", tmp_path / "runs"
     server.stop_wal_writer()
     response = httpx.post(
         pod.http_url + "/submit",
-        json={"type": GATED_STEP_TYPE, "args": {"gate": str(gate)}},
+        json={"type": GATED_STEP_TYPE, "args": {"gate": str(gate), "runs": str(runs)}},
         timeout=REQUEST_TIMEOUT_S,
     )
     assert response.status_code == 201, response.text
@@ -264,7 +265,14 @@ def test_a_submit_its_own_pod_claims_at_once_survives_the_crash(
 
     server.crash()
 
+    wait_until(
+        lambda: metric_total(pod, "fleetq_steps_claimed_total") == 2,
+        timeout=10,
+        description="the lost claim made again",
+    )
     assert claims(server, database) == {step_id: ("claimed", 1)}
     gate.touch()
     [done] = wait_all_finished(pod, [step_id], timeout=30).values()
     assert (done["status"], done["result"]["attempt"]) == ("completed", 1)
+    assert runs.read_text().splitlines() == [f"{step_id} 1"]
+    assert len(completed_outcomes(pod, step_id)) == 1

@@ -448,10 +448,12 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
 
     async def step_insert_claim(
         self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
-    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep]]:
-        # Neither awaits anything, so nothing runs between the two: one transaction.
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None]:
         outcomes = await self.step_insert_many(steps)
-        return outcomes, await self.step_claim_batch(pod_id, step_types, limit)
+        try:
+            return outcomes, await self.step_claim_batch(pod_id, step_types, limit)
+        except errors.DatabaseUnavailableError:  # the insert stands; the claim may not
+            return outcomes, None
 
     async def step_claim_batch(
         self, pod_id: str, step_types: list[str], limit: int

@@ -117,14 +117,15 @@ async def test_a_draining_pod_claims_nothing(
     assert running(loop) == []
 
 
-async def test_a_lost_answer_is_released_by_the_next_claim(
+async def test_a_claim_answer_lost_after_the_insert_keeps_the_submit_and_is_released(
     store: MemoryStore, loop: ClaimLoop
 ) -> None:
     step = new_step()
-    lose_next_answer(store, "step_insert_claim")
-    with pytest.raises(errors.DatabaseUnavailableError):
-        await loop.insert_and_claim([step])
+    lose_next_answer(store, "step_claim_batch")
+    outcomes = await loop.insert_and_claim([step])
+    assert outcomes == [InsertOutcome(step_id=step.step_id, created=True)]  # it stands
     assert (await store.step_get(step.step_id)).status == "claimed"
+    assert running(loop) == []
     # The next one does not claim in the dark: the claim loop looks for orphans first.
     assert await loop.insert_and_claim([new_step()]) is None
     await loop.run_once()

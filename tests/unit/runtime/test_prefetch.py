@@ -1,0 +1,136 @@
+"""Claims ahead of free slots on the in-memory store: while handlers are short a claim
+takes up to a capacity more, those steps start as slots free and never more than the
+capacity run at once; long handlers claim only free slots; a cancel or a drain reaches a
+step claimed ahead before its handler ever runs."""
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from fleetq_server.config import Settings
+from fleetq_server.handlers import StepContext
+from fleetq_server.runtime.claimer import ClaimLoop
+from fleetq_server.runtime.executor import PREFETCH_BELOW_S, StepExecutor
+from fleetq_server.runtime.pod import Pod
+from fleetq_server.runtime.retry_policy import RetryPolicy
+from fleetq_server.runtime.state import PodState
+from tests.support.memory_store import MemoryStore
+from tests.support.waiting import until
+from tests.unit.runtime.helpers import registry, submit
+
+
+class Handlers:
+    """`echo` steps with `{"s": seconds}` sleep that long; the others wait for `release`.
+    Counts the handlers running at once and which steps ran."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.running = 0
+        self.peak = 0
+        self.ran: list[str] = []
+
+    async def echo(self, args: dict[str, Any], context: StepContext) -> None:
+        self.ran.append(context.step_id)
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            if "s" in args:
+                await asyncio.sleep(args["s"])
+            else:
+                await self.release.wait()
+        finally:
+            self.running -= 1
+
+
+@pytest.fixture
+def handlers() -> Handlers:
+    return Handlers()
+
+
+def claim_loop(store: MemoryStore, state: PodState, handlers: Handlers) -> ClaimLoop:
+    executor = StepExecutor(
+        store, registry(echo=handlers.echo), state, RetryPolicy(0, 0), on_slot_free=lambda: None
+    )
+    return ClaimLoop(store, state, executor, ["echo"], poll_interval=60)
+
+
+async def run_one(store: MemoryStore, loop: ClaimLoop, seconds: float) -> None:
+    """One step that runs `seconds`, claimed and finished: what the pod learns run times from."""
+    step_id = await submit(store, args={"s": seconds})
+    await loop.run_once()
+    await until(lambda: store.steps[step_id].status == "completed", description="the outcome")
+
+
+async def test_short_handlers_claim_a_capacity_ahead_and_never_run_more_than_capacity(
+    store: MemoryStore, state: PodState, handlers: Handlers
+) -> None:
+    loop = claim_loop(store, state, handlers)
+    await run_one(store, loop, 0.0)
+    waiting = [await submit(store) for _ in range(10)]
+
+    await loop.run_once()  # 4 free slots, and 4 ahead of them
+    claimed = [s for s in waiting if store.steps[s].status == "claimed"]
+    assert claimed == waiting[:8]
+    await until(lambda: handlers.running == 4, description="the handlers")
+    assert [r.waiting for r in loop._executor.running].count(True) == 4
+
+    handlers.release.set()  # the 4 waiting start as the first 4 end
+    await until(lambda: all(store.steps[s].status == "completed" for s in claimed))
+    assert handlers.peak == 4 and set(claimed) <= set(handlers.ran)
+
+
+async def test_long_handlers_claim_only_their_free_slots(
+    store: MemoryStore, state: PodState, handlers: Handlers
+) -> None:
+    loop = claim_loop(store, state, handlers)
+    await run_one(store, loop, PREFETCH_BELOW_S * 3)
+    steps = [await submit(store) for _ in range(10)]
+
+    await loop.run_once()
+
+    assert [store.steps[s].status for s in steps].count("claimed") == 4
+    handlers.release.set()
+    await loop._executor.wait_all(5)
+
+
+async def test_a_cancel_request_ends_a_step_claimed_ahead_without_running_it(
+    store: MemoryStore, state: PodState, handlers: Handlers
+) -> None:
+    loop = claim_loop(store, state, handlers)
+    await run_one(store, loop, 0.0)
+    steps = [await submit(store) for _ in range(8)]
+    await loop.run_once()
+    ahead = steps[-1]
+    await until(lambda: handlers.running == 4, description="the handlers")
+
+    assert await store.step_cancel(ahead) == "claimed"
+    assert loop._executor.request_cancel(ahead)
+    await until(lambda: store.steps[ahead].status == "cancelled", description="the cancel")
+
+    handlers.release.set()
+    await loop._executor.wait_all(5)
+    assert ahead not in handlers.ran and store.steps[ahead].retry_count == 0
+
+
+async def test_a_draining_pod_gives_back_steps_claimed_ahead_and_finishes_the_running(
+    store: MemoryStore, handlers: Handlers
+) -> None:
+    settings = Settings(pod_id="pod-a", heartbeat_interval=0.01, poll_interval=60)
+    pod = Pod(settings, store, registry(echo=handlers.echo))  # capacity 8
+    await pod.start()
+    await until(lambda: pod.listener._subscription.connected, description="the listener")
+    await submit(store, args={"s": 0.0})
+    await until(lambda: len(handlers.ran) == 1 and handlers.running == 0)
+    steps = [await submit(store) for _ in range(10)]
+    await until(lambda: [store.steps[s].status for s in steps].count("claimed") == 10)
+    assert handlers.running == 8
+
+    drain = asyncio.create_task(pod.shutdown(grace=30))
+    await until(lambda: not any(r.waiting for r in pod.executor.running))
+    handlers.release.set()
+    await drain
+
+    statuses = [(store.steps[s].status, store.steps[s].retry_count) for s in steps]
+    assert statuses == [("completed", 0)] * 8 + [("pending", 0)] * 2
+    assert handlers.peak == 8 and not set(steps[8:]) & set(handlers.ran)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,6 +49,24 @@ async def _drained(connection: asyncpg.Connection, steps: int) -> None:
         if await _completed(connection) >= steps:
             return
         await asyncio.sleep(1.0)
+
+
+async def vacuum_figures(connection: asyncpg.Connection) -> dict[str, float]:
+    """VACUUMs of fleetq_steps so far, the leader's and autovacuum's, and the seconds they
+    took where the server says (PostgreSQL 18+: total_vacuum_time, in ms)."""
+    row = await connection.fetchrow(
+        "SELECT to_jsonb(s) AS s FROM pg_stat_user_tables AS s"
+        " WHERE relid = 'fleetq_steps'::regclass"
+    )
+    stats = json.loads(row["s"])
+    figures = {
+        "backlog_vacuums": float(stats["vacuum_count"]),
+        "backlog_autovacuums": float(stats["autovacuum_count"]),
+    }
+    if "total_vacuum_time" in stats:
+        figures["backlog_vacuum_s"] = stats["total_vacuum_time"] / 1000
+        figures["backlog_autovacuum_s"] = stats["total_autovacuum_time"] / 1000
+    return figures
 
 
 async def bucket_seconds(connection: asyncpg.Connection, bucket: int) -> list[float]:
@@ -103,6 +122,7 @@ async def drain_backlog(
                 await _drained(connection, steps)
                 series = await bucket_seconds(connection, max(1, steps // BUCKETS))
                 cpu = meter.stop(busy=sum(series))
+                vacuums = await vacuum_figures(connection)
         finally:
             await connection.close()
     total = sum(series)
@@ -114,7 +134,7 @@ async def drain_backlog(
     for number, seconds in enumerate(series[:BUCKETS], start=1):
         figures[f"backlog_bucket_{number}_steps_per_s"] = bucket / seconds
     figures["backlog_slowest_bucket_ratio"] = max(series[:BUCKETS]) / series[0]
-    return figures
+    return figures | vacuums
 
 
 async def scenario(bench: Bench) -> dict[str, float]:
@@ -167,6 +187,14 @@ def main() -> None:
         rate = figures[f"backlog_bucket_{number}_steps_per_s"]
         print(f"bucket {number}: {bucket / rate:.2f} s ({rate:,.0f} steps/s)")
     print(f"slowest bucket / first: {figures['backlog_slowest_bucket_ratio']:.2f}")
+    vacuums = ("vacuums", "vacuum_s", "autovacuums", "autovacuum_s")
+    print(
+        ", ".join(
+            f"{key} {figures[f'backlog_{key}']:.1f}"
+            for key in vacuums
+            if f"backlog_{key}" in figures
+        )
+    )
 
 
 if __name__ == "__main__":

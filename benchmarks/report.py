@@ -68,6 +68,10 @@ _BASE_METRICS: tuple[Metric, ...] = (
         for number in range(1, 11)
     ),
     Metric("backlog_slowest_bucket_ratio", "backlog", "slowest tenth / first, seconds", 2),
+    Metric("backlog_vacuums", "backlog", "VACUUMs by the leader"),
+    Metric("backlog_vacuum_s", "backlog", "their seconds (PostgreSQL 18+)", 1),
+    Metric("backlog_autovacuums", "backlog", "autovacuums"),
+    Metric("backlog_autovacuum_s", "backlog", "their seconds (PostgreSQL 18+)", 1),
     Metric("submit_grpc_steps_per_s", "submit, gRPC", "steps/s", throughput=True),
     Metric("submit_grpc_cpu_client", "submit, gRPC", "CPU cores: clients", 2),
     Metric("submit_grpc_cpu_pods", "submit, gRPC", "CPU cores: pod", 2),

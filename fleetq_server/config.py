@@ -86,7 +86,7 @@ class Settings:
     worker_retention: float = 86400.0
     # The leader VACUUMs fleetq_steps once this many dead rows piled up (0: never), and
     # looks every `vacuum_interval` seconds (runtime/vacuum.py).
-    vacuum_threshold: int = 50_000
+    vacuum_threshold: int = 100_000
     vacuum_interval: float = 1.0
     log_format: str = "json"
     log_level: str = "INFO"

@@ -33,6 +33,9 @@ from benchmarks.scenarios import Bench
 BUCKETS = 10
 # Steps per SubmitBatch while loading.
 LOAD_BATCH = 1000
+# How often the drain's progress and CPU are read: buckets of --quick's 2,000 steps take
+# under a second on a quiet machine.
+POLL_S = 0.2
 # Retention off: finished steps stay, as in the issue's measurement.
 _POD_ENV = {"FLEETQ_LOG_LEVEL": "WARNING", "FLEETQ_RETENTION": "0"}
 
@@ -44,11 +47,30 @@ async def _completed(connection: asyncpg.Connection) -> int:
     return int(await connection.fetchval(query))
 
 
-async def _drained(connection: asyncpg.Connection, steps: int) -> None:
+async def _drained(
+    connection: asyncpg.Connection, steps: int, meter: CpuMeter
+) -> list[tuple[int, dict[str, float]]]:
+    """Wait for `steps` completions; every poll's (completions, CPU seconds by role)."""
+    samples = []
     while True:  # the database holds the answer: poll it
-        if await _completed(connection) >= steps:
-            return
-        await asyncio.sleep(1.0)
+        done = await _completed(connection)
+        samples.append((done, meter.used()))
+        if done >= steps:
+            return samples
+        await asyncio.sleep(POLL_S)
+
+
+def bucket_cpu(samples: list[tuple[int, dict[str, float]]], bucket: int) -> list[dict[str, float]]:
+    """CPU ms per 1,000 steps by role, bucket by bucket (to a poll's resolution): less
+    sensitive to a loaded machine than the buckets' seconds."""
+    costs = []
+    previous_done, previous_used = 0, dict.fromkeys(samples[0][1], 0.0)
+    for number in range(1, BUCKETS + 1):
+        done, used = next(s for s in samples if s[0] >= min(number * bucket, samples[-1][0]))
+        steps = max(done - previous_done, 1)
+        costs.append({role: (used[role] - previous_used[role]) / steps * 1e6 for role in used})
+        previous_done, previous_used = done, used
+    return costs
 
 
 async def vacuum_figures(connection: asyncpg.Connection) -> dict[str, float]:
@@ -119,7 +141,7 @@ async def drain_backlog(
                         await clients.submit_batches(grpc_clients, requests, 1)
                     fleet.stop(loader)
                     meter.start()
-                await _drained(connection, steps)
+                samples = await _drained(connection, steps, meter)
                 series = await bucket_seconds(connection, max(1, steps // BUCKETS))
                 cpu = meter.stop(busy=sum(series))
                 vacuums = await vacuum_figures(connection)
@@ -134,6 +156,12 @@ async def drain_backlog(
     for number, seconds in enumerate(series[:BUCKETS], start=1):
         figures[f"backlog_bucket_{number}_steps_per_s"] = bucket / seconds
     figures["backlog_slowest_bucket_ratio"] = max(series[:BUCKETS]) / series[0]
+    costs = bucket_cpu(samples, bucket)
+    for number, cost in enumerate(costs, start=1):
+        for role, ms in cost.items():
+            figures[f"backlog_bucket_{number}_cpu_{role}_ms_per_1k"] = ms
+    totals = [sum(cost.values()) for cost in costs]
+    figures["backlog_costliest_bucket_cpu_ratio"] = max(totals) / totals[0]
     return figures | vacuums
 
 
@@ -185,8 +213,14 @@ def main() -> None:
             print(f"CPU ms / 1,000 steps, {role}: {figures[f'backlog_cpu_{role}_ms_per_1k']:,.0f}")
     for number in range(1, BUCKETS + 1):
         rate = figures[f"backlog_bucket_{number}_steps_per_s"]
-        print(f"bucket {number}: {bucket / rate:.2f} s ({rate:,.0f} steps/s)")
+        cpu = ", ".join(
+            f"{role} {figures[f'backlog_bucket_{number}_cpu_{role}_ms_per_1k']:.0f}"
+            for role in ("pods", "postgres")
+            if f"backlog_bucket_{number}_cpu_{role}_ms_per_1k" in figures
+        )
+        print(f"bucket {number}: {bucket / rate:.2f} s ({rate:,.0f} steps/s; CPU ms/1k: {cpu})")
     print(f"slowest bucket / first: {figures['backlog_slowest_bucket_ratio']:.2f}")
+    print(f"costliest bucket / first, CPU: {figures['backlog_costliest_bucket_cpu_ratio']:.2f}")
     vacuums = ("vacuums", "vacuum_s", "autovacuums", "autovacuum_s")
     print(
         ", ".join(

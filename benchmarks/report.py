@@ -68,6 +68,16 @@ _BASE_METRICS: tuple[Metric, ...] = (
         for number in range(1, 11)
     ),
     Metric("backlog_slowest_bucket_ratio", "backlog", "slowest tenth / first, seconds", 2),
+    *(
+        Metric(
+            f"backlog_bucket_{number}_cpu_{role}_ms_per_1k",
+            "backlog",
+            f"CPU ms / 1,000 steps: {label}, tenth {number}",
+        )
+        for number in range(1, 11)
+        for role, label in (("pods", "pod"), ("postgres", "PostgreSQL"))
+    ),
+    Metric("backlog_costliest_bucket_cpu_ratio", "backlog", "costliest tenth / first, CPU", 2),
     Metric("backlog_vacuums", "backlog", "VACUUMs by the leader"),
     Metric("backlog_vacuum_s", "backlog", "their seconds (PostgreSQL 18+)", 1),
     Metric("backlog_autovacuums", "backlog", "autovacuums"),

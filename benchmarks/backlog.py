@@ -161,7 +161,7 @@ async def drain_backlog(
         for role, ms in cost.items():
             figures[f"backlog_bucket_{number}_cpu_{role}_ms_per_1k"] = ms
     totals = [sum(cost.values()) for cost in costs]
-    figures["backlog_costliest_bucket_cpu_ratio"] = max(totals) / totals[0]
+    figures["backlog_costliest_bucket_ratio"] = max(totals) / totals[0]
     return figures | vacuums
 
 
@@ -220,7 +220,7 @@ def main() -> None:
         )
         print(f"bucket {number}: {bucket / rate:.2f} s ({rate:,.0f} steps/s; CPU ms/1k: {cpu})")
     print(f"slowest bucket / first: {figures['backlog_slowest_bucket_ratio']:.2f}")
-    print(f"costliest bucket / first, CPU: {figures['backlog_costliest_bucket_cpu_ratio']:.2f}")
+    print(f"costliest bucket / first, CPU: {figures['backlog_costliest_bucket_ratio']:.2f}")
     vacuums = ("vacuums", "vacuum_s", "autovacuums", "autovacuum_s")
     print(
         ", ".join(

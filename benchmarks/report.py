@@ -77,7 +77,7 @@ _BASE_METRICS: tuple[Metric, ...] = (
         for number in range(1, 11)
         for role, label in (("pods", "pod"), ("postgres", "PostgreSQL"))
     ),
-    Metric("backlog_costliest_bucket_cpu_ratio", "backlog", "costliest tenth / first, CPU", 2),
+    Metric("backlog_costliest_bucket_ratio", "backlog", "costliest tenth / first, CPU", 2),
     Metric("backlog_vacuums", "backlog", "VACUUMs by the leader"),
     Metric("backlog_vacuum_s", "backlog", "their seconds (PostgreSQL 18+)", 1),
     Metric("backlog_autovacuums", "backlog", "autovacuums"),

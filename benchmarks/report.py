@@ -60,6 +60,28 @@ _BASE_METRICS: tuple[Metric, ...] = (
         "CPU cores: PostgreSQL",
         2,
     ),
+    Metric("backlog_steps_per_s", "backlog", "steps/s, whole drain", throughput=True),
+    Metric("backlog_cpu_pods", "backlog", "CPU cores: pod", 2),
+    Metric("backlog_cpu_postgres", "backlog", "CPU cores: PostgreSQL", 2),
+    *(
+        Metric(f"backlog_bucket_{number}_steps_per_s", "backlog", f"steps/s, tenth {number}")
+        for number in range(1, 11)
+    ),
+    Metric("backlog_slowest_bucket_ratio", "backlog", "slowest tenth / first, seconds", 2),
+    *(
+        Metric(
+            f"backlog_bucket_{number}_cpu_{role}_ms_per_1k",
+            "backlog",
+            f"CPU ms / 1,000 steps: {label}, tenth {number}",
+        )
+        for number in range(1, 11)
+        for role, label in (("pods", "pod"), ("postgres", "PostgreSQL"))
+    ),
+    Metric("backlog_costliest_bucket_ratio", "backlog", "costliest tenth / first, CPU", 2),
+    Metric("backlog_vacuums", "backlog", "VACUUMs by the leader"),
+    Metric("backlog_vacuum_s", "backlog", "their seconds (PostgreSQL 18+)", 1),
+    Metric("backlog_autovacuums", "backlog", "autovacuums"),
+    Metric("backlog_autovacuum_s", "backlog", "their seconds (PostgreSQL 18+)", 1),
     Metric("submit_grpc_steps_per_s", "submit, gRPC", "steps/s", throughput=True),
     Metric("submit_grpc_cpu_client", "submit, gRPC", "CPU cores: clients", 2),
     Metric("submit_grpc_cpu_pods", "submit, gRPC", "CPU cores: pod", 2),
@@ -192,6 +214,7 @@ METRICS = with_cpu_per_1k(_BASE_METRICS)
 TARGETS: tuple[Target, ...] = (
     Target("drain_1pod_steps_per_s", "drain, 1 pod (steps/s)", ">=", 8000),
     Target("drain_2pod_steps_per_s", "drain, 2 pods (steps/s)", ">=", 12000),
+    Target("backlog_slowest_bucket_ratio", "backlog: slowest tenth / first (seconds)", "<=", 1.15),
     Target("submit_grpc_steps_per_s", "single submits, gRPC (steps/s)", ">=", 3000),
     Target("submit_rest_steps_per_s", "single submits, REST (steps/s)", ">=", 2500),
     Target("submit_batch_steps_per_s", "SubmitBatch, gRPC (steps/s)", ">=", 50000),

@@ -70,6 +70,11 @@ class CpuMeter:
         self._started = self._snapshot()
         self._start_time = time.perf_counter()
 
+    def used(self) -> dict[str, float]:
+        """CPU seconds each role has used since `start()`."""
+        now = self._snapshot()
+        return {role: now[role] - self._started[role] for role in now}
+
     def stop(self, busy: float | None = None) -> dict[str, float]:
         """Average cores each role used since `start()`, e.g. {"client": 0.9, "pods": 1.0,
         "postgres": 0.4}: over `busy` seconds when only those were busy, else over all."""

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environment, listing, report, scenarios, watch, workers
+from benchmarks import backlog, environment, listing, report, scenarios, watch, workers
 from benchmarks.harness import bench_session, find_pgbench
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -31,6 +31,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FULL = {
     "repetitions": 3,
     "drain_steps": 20_000,
+    "backlog_steps": 1_000_000,
     "list_steps": 10_000_000,
     "submit_steps": 20_000,
     "batches": 50,
@@ -40,6 +41,7 @@ FULL = {
 QUICK = {
     "repetitions": 1,
     "drain_steps": 2_000,
+    "backlog_steps": 20_000,
     "list_steps": 100_000,
     "submit_steps": 2_000,
     "batches": 5,
@@ -56,6 +58,7 @@ _GRPCIO_CLIENT = "grpc.aio in one asyncio process, one channel (TCP connection) 
 SCENARIO_NAMES = (
     "ceiling",
     "drain",
+    "backlog",
     "submit",
     "latency",
     "recovery",
@@ -81,6 +84,7 @@ def _runs(name: str) -> list[tuple[str, Scenario]]:
                 lambda bench: scenarios.drain(bench, 2, pgbouncer=True),
             ),
         ],
+        "backlog": [("backlog", backlog.scenario)],
         "submit": [
             (
                 "submit, gRPC",
@@ -146,6 +150,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--repetitions", type=int, help="runs of every scenario (full: 3)")
     add("--scenarios", default=",".join(SCENARIO_NAMES), help="comma-separated subset")
     add("--drain-steps", type=int, help="steps pre-loaded for each drain (full: 20000)")
+    add("--backlog-steps", type=int, help="steps of the backlog drain (full: 1000000)")
     add("--list-steps", type=int, help="finished steps seeded for ListSteps (full: 10000000)")
     add("--submit-steps", type=int, help="single submits per protocol (full: 20000)")
     add("--clients", type=int, default=32, help="concurrent single-submit clients")
@@ -181,6 +186,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def scenario_options(args: argparse.Namespace) -> scenarios.Options:
     return scenarios.Options(
         drain_steps=args.drain_steps,
+        backlog_steps=args.backlog_steps,
         list_steps=args.list_steps,
         submit_steps=args.submit_steps,
         clients=args.clients,
@@ -226,6 +232,11 @@ def _settings(args: argparse.Namespace, options: scenarios.Options) -> dict[str,
         "drain": (
             f"{options.drain_steps} no-op steps pre-loaded with SubmitBatch; the pods start "
             "claiming together; steps/s = N / (max(finished_ts) - min(claimed_ts))"
+        ),
+        "backlog": (
+            f"{options.backlog_steps} no-op steps loaded with SubmitBatch, then drained by one "
+            "pod with FLEETQ_RETENTION=0; steps/s of each tenth of the drain, from the "
+            "database clock (benchmarks/backlog.py)"
         ),
         "submit": (
             f"{options.submit_steps} single submits from {options.clients} concurrent "

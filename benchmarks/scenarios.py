@@ -53,6 +53,8 @@ class Options:
     """Sizes and pod settings for every scenario (the CLI's flags)."""
 
     drain_steps: int
+    # Steps loaded, then drained, by the backlog scenario (benchmarks/backlog.py).
+    backlog_steps: int
     # Finished steps seeded before ListSteps pages are timed.
     list_steps: int
     submit_steps: int

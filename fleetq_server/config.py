@@ -87,6 +87,10 @@ class Settings:
     retention_interval: float = 60.0
     # Remote workers unseen this long (and holding no lease) are forgotten; 0: never.
     worker_retention: float = 86400.0
+    # The leader VACUUMs fleetq_steps once this many dead rows piled up (0: never), and
+    # looks every `vacuum_interval` seconds (runtime/vacuum.py).
+    vacuum_threshold: int = 100_000
+    vacuum_interval: float = 1.0
     log_format: str = "json"
     log_level: str = "INFO"
     # Secrets: kept out of repr() so that logging the settings cannot leak them. Each can
@@ -286,6 +290,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retention": _parse_positive(float, allow_zero=True),
     "retention_interval": _parse_positive(float),
     "worker_retention": _parse_positive(float, allow_zero=True),
+    "vacuum_threshold": _parse_positive(int, allow_zero=True),
+    "vacuum_interval": _parse_positive(float),
     "log_format": _parse_choice("json", "console"),
     "log_level": _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"),
     "admin_token": _parse_token,

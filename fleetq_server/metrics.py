@@ -88,6 +88,12 @@ REMOTE_OUTCOMES = Counter(
     " retried, failed, released, or refused: conflict, not_found)",
     ["outcome"],
 )
+VACUUMS = Counter(
+    "fleetq_vacuums", "VACUUMs of fleetq_steps this pod ran as leader (FLEETQ_VACUUM_THRESHOLD)"
+)
+VACUUM_SECONDS = Counter(
+    "fleetq_vacuum_seconds", "Time this pod's VACUUMs of fleetq_steps took, in total"
+)
 LEASES_EXPIRED = Counter(
     "fleetq_leases_expired",
     "Leased steps whose lease ended, requeued or failed by this pod as leader",

@@ -23,6 +23,7 @@ from fleetq_server.runtime.retention import RetentionLoop
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.scheduler import ScheduleLoop
 from fleetq_server.runtime.state import PodState
+from fleetq_server.runtime.vacuum import VacuumLoop
 from fleetq_server.runtime.watch import StepWatchHub
 from fleetq_server.schedule_file import load as load_schedules_file
 from fleetq_server.schedule_file import reconcile as reconcile_schedules_file
@@ -97,6 +98,9 @@ class Pod:
             settings.retention,
             worker_retention_s=settings.worker_retention,
         )
+        self.vacuum = VacuumLoop(
+            store, self.state, settings.vacuum_interval, settings.vacuum_threshold
+        )
         self.scheduler = ScheduleLoop(
             store, self.state, settings.schedule_interval, settings.pending_expiry
         )
@@ -129,6 +133,7 @@ class Pod:
             self.recovery,
             self.lease_expiry,
             self.retention,
+            self.vacuum,
             self.scheduler,
             self.watches,
             self.cancels,
@@ -212,6 +217,7 @@ class Pod:
         await self.recovery.stop()
         await self.lease_expiry.stop()
         await self.retention.stop()
+        await self.vacuum.stop()
         await self.scheduler.stop()
         # Steps claimed ahead that have not started go back now, for other pods to run.
         unstarted = await self.executor.cancel_waiting()

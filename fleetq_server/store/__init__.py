@@ -29,6 +29,7 @@ from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQuer
 from fleetq_server.store.steps import StepQueries
 from fleetq_server.store.throughput import ThroughputQueries
 from fleetq_server.store.type_limits import TypeLimitQueries
+from fleetq_server.store.vacuum import VacuumQueries
 
 __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_store"]
 
@@ -45,6 +46,7 @@ class Store(
     PodQueries,
     RecoveryQueries,
     RetentionQueries,
+    VacuumQueries,
     ScheduleQueries,
     ThroughputQueries,
     TypeLimitQueries,

@@ -37,6 +37,7 @@ from fleetq_server.store.records import (
     TypeLimitRecord,
     WorkerRecord,
 )
+from fleetq_server.store.vacuum import VacuumPort
 
 
 class Subscription(Protocol):
@@ -385,6 +386,7 @@ class StorePort(
     PodPort,
     RecoveryPort,
     RetentionPort,
+    VacuumPort,
     StatsPort,
     ScheduleAdminPort,
     ScheduleFirePort,

@@ -927,6 +927,14 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
                 del table[key]
             return len(old[:limit])
 
+    # -- VacuumPort: nothing in memory leaves dead rows ------------------------------------
+
+    async def step_dead_rows(self) -> tuple[int, bool]:
+        return 0, True
+
+    async def step_vacuum(self) -> None:
+        pass
+
 
 def _listed(step: _Step, where: StepListFilter, after: StepListPosition | None) -> bool:
     """Whether a listing page filtered by `where`, after `after`, holds `step`."""

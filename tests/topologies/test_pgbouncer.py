@@ -151,3 +151,26 @@ def test_migrations_through_pgbouncer_apply_once_when_pods_start_together(
 
     versions = run_sync(start_four)
     assert versions == sorted(set(versions)) and versions[0] == 1
+
+
+def test_the_leaders_vacuum_runs_through_pgbouncer(bouncer: PgBouncer, database_url: str) -> None:
+    url = bouncer.url(database_name(database_url))
+
+    async def vacuum() -> tuple[int, bool]:
+        store = await open_store(url, pool_size=1, pooler=PGBOUNCER)
+        try:
+            _, permitted = await store.step_dead_rows()
+            await store.step_vacuum()
+        finally:
+            await store.close()
+        connection = await asyncpg.connect(database_url)
+        try:
+            count = await connection.fetchval(
+                "SELECT vacuum_count FROM pg_stat_user_tables"
+                " WHERE relid = 'fleetq_steps'::regclass"
+            )
+        finally:
+            await connection.close()
+        return count, permitted
+
+    assert run_sync(vacuum) == (1, True)

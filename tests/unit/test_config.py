@@ -38,9 +38,11 @@ def test_environment_values_are_parsed() -> None:
             "FLEETQ_WORKER_RETENTION": "0",
             "FLEETQ_DURABLE_CLAIMS": "true",
             "FLEETQ_PREFETCH_CLAIMS": "false",
+            "FLEETQ_VACUUM_THRESHOLD": "0",
         }
     )
     assert settings.prefetch_claims is False
+    assert settings.vacuum_threshold == 0
     assert settings.worker_retention == 0
     assert settings.recovery_on_expiry is False
     assert settings.durable_claims is True
@@ -67,6 +69,9 @@ def test_environment_values_are_parsed() -> None:
         ("FLEETQ_LOG_REPEAT_INTERVAL", "-5"),
         ("FLEETQ_WORKER_RETENTION", "-1"),
         ("FLEETQ_WORKER_RETENTION", "a day"),
+        ("FLEETQ_VACUUM_THRESHOLD", "-1"),
+        ("FLEETQ_VACUUM_THRESHOLD", "1.5"),
+        ("FLEETQ_VACUUM_INTERVAL", "0"),
     ],
 )
 def test_invalid_value_names_the_variable(variable: str, value: str) -> None:

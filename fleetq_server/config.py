@@ -68,8 +68,7 @@ class Settings:
     pod_id: str = ""
     max_parallelism: int = 10
     capacity_threshold: float = 0.8
-    # While handlers are short, claim up to capacity more steps than there are free slots,
-    # to start as slots free (runtime.executor.PREFETCH_BELOW_S).
+    # Claims ahead of free slots while handlers are short (runtime.executor.PREFETCH_BELOW_S).
     prefetch_claims: bool = True
     heartbeat_interval: float = 5.0
     dead_pod_threshold: float = 15.0
@@ -87,8 +86,7 @@ class Settings:
     retention_interval: float = 60.0
     # Remote workers unseen this long (and holding no lease) are forgotten; 0: never.
     worker_retention: float = 86400.0
-    # The leader VACUUMs fleetq_steps once this many dead rows piled up (0: never), and
-    # looks every `vacuum_interval` seconds (runtime/vacuum.py).
+    # The leader VACUUMs fleetq_steps at this many dead rows, 0: never (runtime/vacuum.py).
     vacuum_threshold: int = 100_000
     vacuum_interval: float = 1.0
     log_format: str = "json"

@@ -69,7 +69,7 @@ class Settings:
     max_parallelism: int = 10
     capacity_threshold: float = 0.8
     # Claims ahead of free slots while handlers are short (runtime.executor.PREFETCH_BELOW_S).
-    prefetch_claims: bool = True
+    prefetch_claims: bool = False
     heartbeat_interval: float = 5.0
     dead_pod_threshold: float = 15.0
     recovery_interval: float = 5.0

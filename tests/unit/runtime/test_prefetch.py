@@ -116,7 +116,9 @@ async def test_a_cancel_request_ends_a_step_claimed_ahead_without_running_it(
 async def test_a_draining_pod_gives_back_steps_claimed_ahead_and_finishes_the_running(
     store: MemoryStore, handlers: Handlers
 ) -> None:
-    settings = Settings(pod_id="pod-a", heartbeat_interval=0.01, poll_interval=60)
+    settings = Settings(
+        pod_id="pod-a", heartbeat_interval=0.01, poll_interval=60, prefetch_claims=True
+    )
     pod = Pod(settings, store, registry(echo=handlers.echo))  # capacity 8
     await pod.start()
     await until(lambda: pod.listener._subscription.connected, description="the listener")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fleetq_server import errors, metrics
 from fleetq_server.handlers import HandlerRegistry, PermanentFailure, RetryAfter, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
-from fleetq_server.runtime.completer import OutcomeCompleter
+from fleetq_server.runtime.completer import OutcomeCompleter, OutcomeFlush
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import OutcomePort, TracePort
@@ -84,16 +84,22 @@ class StepExecutor:
         retry_policy: RetryPolicy,
         on_slot_free: Callable[[], None],
         tracing: "Tracing | None" = None,
-        prefetch: bool = True,
+        prefetch: bool = False,
+        finish: OutcomeFlush | None = None,
     ) -> None:
+        """`prefetch`: claims may take steps ahead of free slots (prefetch_room).
+        `finish`: writes outcomes and claims for the slots they free
+        (`ClaimLoop.finish_and_claim`), so a handler's end that leads to an outcome write
+        does not call `on_slot_free`; without it, outcomes are written alone."""
         self._registry = registry
         # OpenTelemetry: a span per attempt, linked to the submit's trace; None: off.
         self._tracing = tracing
         self._traces = store
         self._state = state
         self._retry_policy = retry_policy
-        self._completer = OutcomeCompleter(store, retry_policy)
+        self._completer = OutcomeCompleter(store, retry_policy, finish)
         self._on_slot_free = on_slot_free
+        self._claims_with_outcomes = finish is not None
         self._running: dict[str, RunningStep] = {}
         # Steps whose handler is executing now: what capacity counts.
         self._in_handler: set[str] = set()
@@ -172,14 +178,17 @@ class StepExecutor:
         running = self._running.get(step_id)
         return running is None or running.task is task
 
-    def _handler_done(self, step_id: str, task: "asyncio.Task[None] | None") -> None:
-        """A handler returned: its slot is free even while the outcome is being written,
-        so the next claim overlaps the previous batch's write."""
+    def _handler_done(
+        self, step_id: str, task: "asyncio.Task[None] | None", *, wake: bool = True
+    ) -> None:
+        """A handler returned: its slot is free even while the outcome is being written.
+        With `wake` the claim loop is told (an outcome write that claims needs not)."""
         if step_id in self._in_handler and self._is_current(step_id, task):
             self._in_handler.discard(step_id)
             self._start_waiting()
             self._state.current_capacity = len(self._in_handler)
-            self._on_slot_free()
+            if wake:
+                self._on_slot_free()
 
     def request_cancel(self, step_id: str) -> bool:
         """Ask a running step to stop (its cancel was requested): its context reports
@@ -244,6 +253,7 @@ class StepExecutor:
             log, {"pod_id": claim_pod_id, "step_id": step.step_id, "step_type": step.type}
         )
         step_log.debug("claimed; running attempt %d", step.attempt)
+        outcome_follows = False
         try:
             if gate is not None:
                 await gate
@@ -251,11 +261,18 @@ class StepExecutor:
                 outcome = await self._run_handler(step, claim_pod_id, step_log)
             else:
                 outcome = await self._run_traced(step, claim_pod_id, step_log, self._tracing)
+            outcome_follows = True
         except _CancelledUnstarted:
             step_log.info("step cancelled by request before it started")
             outcome = StepOutcome(step, claim_pod_id, error=CANCELLED_ERROR)
+            outcome_follows = True
         finally:
-            self._handler_done(step.step_id, asyncio.current_task())
+            # An outcome write that claims fills the freed slot itself (`finish`).
+            self._handler_done(
+                step.step_id,
+                asyncio.current_task(),
+                wake=not (outcome_follows and self._claims_with_outcomes),
+            )
         if await self._completer.complete(outcome, step_log) == "pending":
             # Back in the queue after its backoff: the claimer's next claim learns when it
             # falls due (its claim at the freed slot may have run before this write).

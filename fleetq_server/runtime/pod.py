@@ -68,9 +68,15 @@ class Pod:
             on_slot_free=lambda: self.claimer.wake(),
             tracing=tracing,
             prefetch=settings.prefetch_claims,
+            finish=lambda outcomes: self.claimer.finish_and_claim(outcomes),
         )
         self.claimer = ClaimLoop(
-            store, self.state, self.executor, registry.step_types, settings.poll_interval
+            store,
+            self.state,
+            self.executor,
+            registry.step_types,
+            settings.poll_interval,
+            outcomes_claim=True,
         )
         self.heartbeat = HeartbeatLoop(
             store,

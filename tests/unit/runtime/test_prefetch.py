@@ -50,7 +50,12 @@ def handlers() -> Handlers:
 
 def claim_loop(store: MemoryStore, state: PodState, handlers: Handlers) -> ClaimLoop:
     executor = StepExecutor(
-        store, registry(echo=handlers.echo), state, RetryPolicy(0, 0), on_slot_free=lambda: None
+        store,
+        registry(echo=handlers.echo),
+        state,
+        RetryPolicy(0, 0),
+        on_slot_free=lambda: None,
+        prefetch=True,
     )
     return ClaimLoop(store, state, executor, ["echo"], poll_interval=60)
 

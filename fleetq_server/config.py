@@ -68,7 +68,7 @@ class Settings:
     pod_id: str = ""
     max_parallelism: int = 10
     capacity_threshold: float = 0.8
-    # Claims ahead of free slots while handlers are short (runtime.executor.PREFETCH_BELOW_S).
+    # Claims ahead of free slots while handlers are short (runtime.claims_ahead.PREFETCH_BELOW_S).
     prefetch_claims: bool = False
     heartbeat_interval: float = 5.0
     dead_pod_threshold: float = 15.0

@@ -24,6 +24,10 @@ ORPHAN_WATCH_S = 30.0
 # Within that window, the first claim after a failure looks at once, later ones at most
 # this often: a busy drain claims many times a second.
 ORPHAN_SWEEP_INTERVAL_S = 1.0
+# Event loop turns an outcome write lets pass before it counts the free slots: one
+# `finish_and_claim` at capacity 8 then claimed 16 no-op steps where it claimed 8 (one
+# turn: 12), halving the statements per step (pg_stat_statements, 5,000 steps).
+_SETTLE_TURNS = 3
 
 
 def self_claim_limit(state: PodState, step_types: Collection[str], steps: Sequence[NewStep]) -> int:
@@ -154,6 +158,11 @@ class ClaimLoop(BackgroundLoop):
         the completer's retry of the outcomes finds it set and writes them alone.
         """
         claimed: list[ClaimedStep] | None = None
+        # The steps the previous write launched start first, and short ones finish (a step
+        # claimed ahead starts a turn after the one whose slot it takes): the slots they
+        # free count here, so each write claims about a capacity, not what is left of one.
+        for _ in range(_SETTLE_TURNS):
+            await asyncio.sleep(0)
         async with self._claiming:
             free = self._room()
             # After a lost answer, run_once looks for orphans before any claim of ours.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fleetq_server import errors, metrics
+from fleetq_server.config import Settings
 from fleetq_server.handlers import HandlerRegistry, PermanentFailure, RetryAfter, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
 from fleetq_server.runtime.claims_ahead import ClaimsAhead
@@ -80,13 +81,12 @@ class StepExecutor:
         retry_policy: RetryPolicy,
         on_slot_free: Callable[[], None],
         tracing: "Tracing | None" = None,
-        prefetch: bool = False,
+        prefetch: bool = Settings.prefetch_claims,
         finish: OutcomeFlush | None = None,
     ) -> None:
-        """`prefetch`: claims may take steps ahead of free slots (prefetch_room).
-        `finish`: writes outcomes and claims for the slots they free
-        (`ClaimLoop.finish_and_claim`), so a handler's end that leads to an outcome write
-        does not call `on_slot_free`; without it, outcomes are written alone."""
+        """`prefetch`: claims may take steps ahead of free slots (prefetch_room). `finish`
+        writes outcomes and claims for the slots they free (`ClaimLoop.finish_and_claim`),
+        so a handler's end that leads to an outcome write does not call `on_slot_free`."""
         self._registry = registry
         # OpenTelemetry: a span per attempt, linked to the submit's trace; None: off.
         self._tracing = tracing

@@ -68,7 +68,11 @@ class Pod:
             on_slot_free=lambda: self.claimer.wake(),
             tracing=tracing,
             prefetch=settings.prefetch_claims,
-            finish=lambda outcomes: self.claimer.finish_and_claim(outcomes),
+            # Outcome writes claim (ahead) for the slots they free: one statement a cycle
+            # where claims ahead pay for the wait on its flush (README "Performance").
+            finish=(lambda done: self.claimer.finish_and_claim(done))
+            if settings.prefetch_claims
+            else None,
         )
         self.claimer = ClaimLoop(
             store,
@@ -76,7 +80,7 @@ class Pod:
             self.executor,
             registry.step_types,
             settings.poll_interval,
-            outcomes_claim=True,
+            outcomes_claim=settings.prefetch_claims,
         )
         self.heartbeat = HeartbeatLoop(
             store,

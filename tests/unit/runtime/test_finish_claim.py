@@ -1,7 +1,7 @@
-"""Outcome writes that claim for the slots they free (`ClaimLoop.finish_and_claim`) on the
-in-memory store: a drain runs on them alone, never more than the capacity at once and in
-priority order; the claim loop is woken only when they leave slots empty; a lost answer
-loses nothing and spends no retry."""
+"""Outcome writes that claim for the slots they free, and ahead of them
+(`ClaimLoop.finish_and_claim`), on the in-memory store: a drain runs on them alone, never
+more than the capacity at once and in priority order; the claim loop is woken only when
+they leave slots empty; a lost answer loses nothing and spends no retry."""
 
 import asyncio
 from typing import Any
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from fleetq_server.handlers import StepContext
+from fleetq_server.runtime import claims_ahead
 from fleetq_server.runtime.claimer import ClaimLoop
 from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.retry_policy import RetryPolicy
@@ -69,6 +70,7 @@ async def loop(store: MemoryStore, state: PodState, recorder: Recorder) -> Any:
         state,
         RetryPolicy(0.0, 0.0),
         on_slot_free=lambda: woken.append(1),
+        prefetch=True,  # as a pod runs them: outcome writes claim ahead too
         finish=finish,
     )
     claim_loop = ClaimLoop(store, state, executor, ["echo"], poll_interval=60, outcomes_claim=True)
@@ -84,7 +86,8 @@ def all_finished(store: MemoryStore, step_ids: list[str]) -> bool:
 async def test_outcome_writes_drain_the_queue_at_capacity_in_priority_order(
     store: MemoryStore, state: PodState, loop: ClaimLoop, recorder: Recorder
 ) -> None:
-    # Capacity 4: the first claim takes the best 4, each outcome write the next best.
+    # Capacity 4: the first claim takes the best 4, each outcome write the next best (up to
+    # 4 more ahead of the slots).
     steps = [await submit(store, priority=i % 3) for i in range(14)]
     await loop.run_once()
     await until(lambda: all_finished(store, steps), description="the drain")
@@ -92,25 +95,28 @@ async def test_outcome_writes_drain_the_queue_at_capacity_in_priority_order(
     assert recorder.peak <= state.max_capacity
     assert recorder.claims["step_claim_batch"] == 1
     assert recorder.claims["step_finish_claim"] >= 3
-    # Each claim took the best pending steps: starts never go up in priority by more than
-    # what a claim in flight already held (a capacity of them).
+    # Each claim took the best pending steps: starts never go up in priority past what the
+    # pod already held (its slots and as many ahead).
     priorities = [store.steps[s].priority for s in recorder.started]
     for index, priority in enumerate(priorities):
-        later = priorities[index + state.max_capacity :]
+        later = priorities[index + 2 * state.max_capacity :]
         assert all(p <= priority for p in later), priorities
     assert all(store.steps[s].retry_count == 0 for s in steps)
     assert loop.slot_wakes == []  # type: ignore[attr-defined]
 
 
 async def test_the_claim_loop_is_woken_only_when_an_outcome_write_leaves_slots_empty(
-    store: MemoryStore, loop: ClaimLoop, recorder: Recorder
+    store: MemoryStore, loop: ClaimLoop, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(claims_ahead, "GIVE_BACK_MIN_S", 60.0)  # the held ones wait
     quick = [await submit(store, priority=1) for _ in range(4)]
-    held = [await submit(store, args={"hold": True}) for _ in range(4)]
+    held = [await submit(store, args={"hold": True}) for _ in range(12)]
     await loop.run_once()
-    await until(lambda: sorted(recorder.started) == sorted(quick + held), description="starts")
-    # The quick steps' outcome write filled their slots with the held steps.
+    await until(lambda: len(recorder.started) == 8, description="starts")
+    # The quick steps' outcome write filled their slots with held steps, and claimed as
+    # many ahead of them: it took all it could.
     assert all_finished(store, quick)
+    assert [store.steps[s].status for s in held].count("claimed") == 8
     assert not loop._wake_event.is_set()
     recorder.release.set()
     await until(lambda: all_finished(store, held), description="the held steps' outcomes")

@@ -10,7 +10,7 @@ from fleetq_server.handlers import HandlerRegistry
 from fleetq_server.logs import set_log_pod_id
 from fleetq_server.runtime.background import BackgroundLoop
 from fleetq_server.runtime.cancellation import CancelListener
-from fleetq_server.runtime.claimer import ClaimLoop
+from fleetq_server.runtime.claimer import OUTCOME_CLAIMS_MAX_CAPACITY, ClaimLoop
 from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.health import HealthMonitor
 from fleetq_server.runtime.heartbeat import HeartbeatLoop
@@ -60,6 +60,8 @@ class Pod:
         self.state = PodState(base_pod_id=settings.pod_id, max_capacity=settings.max_capacity)
         metrics.track_pod_state(self.state)
         self._on_health_change = on_health_change
+        # Outcome writes claim, ahead of the slots too, at small capacities (claimer.py).
+        combined = settings.prefetch_claims and settings.max_capacity <= OUTCOME_CLAIMS_MAX_CAPACITY
         self.executor = StepExecutor(
             store,
             registry,
@@ -68,11 +70,7 @@ class Pod:
             on_slot_free=lambda: self.claimer.wake(),
             tracing=tracing,
             prefetch=settings.prefetch_claims,
-            # Outcome writes claim (ahead) for the slots they free: one statement a cycle
-            # where claims ahead pay for the wait on its flush (README "Performance").
-            finish=(lambda done: self.claimer.finish_and_claim(done))
-            if settings.prefetch_claims
-            else None,
+            finish=(lambda done: self.claimer.finish_and_claim(done)) if combined else None,
         )
         self.claimer = ClaimLoop(
             store,
@@ -80,7 +78,7 @@ class Pod:
             self.executor,
             registry.step_types,
             settings.poll_interval,
-            outcomes_claim=settings.prefetch_claims,
+            outcomes_claim=combined,
         )
         self.heartbeat = HeartbeatLoop(
             store,

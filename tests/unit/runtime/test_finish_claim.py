@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from fleetq_server.config import Settings
 from fleetq_server.handlers import StepContext
 from fleetq_server.runtime import claims_ahead
 from fleetq_server.runtime.claimer import ClaimLoop
 from fleetq_server.runtime.executor import StepExecutor
+from fleetq_server.runtime.pod import Pod
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from tests.support.memory_store import MemoryStore
@@ -138,3 +140,16 @@ async def test_an_outcome_write_whose_answer_was_lost_loses_nothing_and_spends_n
     await until(lambda: all_finished(store, steps), description="the drain")
     assert sorted(recorder.started) == sorted(steps)  # each ran once
     assert all(store.steps[s].retry_count == 0 for s in steps)
+
+
+@pytest.mark.parametrize(
+    ("parallelism", "prefetch", "combined"),
+    [(10, True, True), (10, False, False), (125, True, False)],
+)
+async def test_a_pod_claims_with_its_outcomes_only_with_claims_ahead_at_a_small_capacity(
+    parallelism: int, prefetch: bool, combined: bool
+) -> None:
+    settings = Settings(pod_id="pod-a", max_parallelism=parallelism, prefetch_claims=prefetch)
+    pod = Pod(settings, MemoryStore(), registry(echo=lambda args, context: None))
+    assert pod.executor._claims_with_outcomes is combined
+    assert pod.claimer._outcomes_claim is combined

@@ -28,12 +28,6 @@ ORPHAN_SWEEP_INTERVAL_S = 1.0
 # `finish_and_claim` at capacity 8 then claimed 16 no-op steps where it claimed 8 (one
 # turn: 12), halving the statements per step (pg_stat_statements, 5,000 steps).
 _SETTLE_TURNS = 3
-# The largest capacity whose outcome writes claim (`Pod`): at 8, one statement a cycle
-# spends less database time per step than a claim and an outcome write; at 100 the
-# combined statement (200 claims, 200 outcomes) took 50 ms where the two took 7 and 13
-# ms for half as many, and its flush held back the next claim (pg_stat_statements,
-# 20,000 no-op steps: 1,471 steps/s against 2,875). Between the two it is not measured.
-OUTCOME_CLAIMS_MAX_CAPACITY = 16
 
 
 def self_claim_limit(state: PodState, step_types: Collection[str], steps: Sequence[NewStep]) -> int:

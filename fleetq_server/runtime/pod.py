@@ -8,9 +8,10 @@ from fleetq_server import errors, metrics
 from fleetq_server.config import Settings
 from fleetq_server.handlers import HandlerRegistry
 from fleetq_server.logs import set_log_pod_id
+from fleetq_server.runtime import claims_ahead
 from fleetq_server.runtime.background import BackgroundLoop
 from fleetq_server.runtime.cancellation import CancelListener
-from fleetq_server.runtime.claimer import OUTCOME_CLAIMS_MAX_CAPACITY, ClaimLoop
+from fleetq_server.runtime.claimer import ClaimLoop
 from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.health import HealthMonitor
 from fleetq_server.runtime.heartbeat import HeartbeatLoop
@@ -60,8 +61,8 @@ class Pod:
         self.state = PodState(base_pod_id=settings.pod_id, max_capacity=settings.max_capacity)
         metrics.track_pod_state(self.state)
         self._on_health_change = on_health_change
-        # Outcome writes claim, ahead of the slots too, at small capacities (claimer.py).
-        combined = settings.prefetch_claims and settings.max_capacity <= OUTCOME_CLAIMS_MAX_CAPACITY
+        # Claims ahead, made by outcome writes, at small capacities only (claims_ahead.py).
+        ahead = settings.prefetch_claims and settings.max_capacity <= claims_ahead.MAX_CAPACITY
         self.executor = StepExecutor(
             store,
             registry,
@@ -69,8 +70,8 @@ class Pod:
             RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
             on_slot_free=lambda: self.claimer.wake(),
             tracing=tracing,
-            prefetch=settings.prefetch_claims,
-            finish=(lambda done: self.claimer.finish_and_claim(done)) if combined else None,
+            prefetch=ahead,
+            finish=(lambda done: self.claimer.finish_and_claim(done)) if ahead else None,
         )
         self.claimer = ClaimLoop(
             store,
@@ -78,7 +79,7 @@ class Pod:
             self.executor,
             registry.step_types,
             settings.poll_interval,
-            outcomes_claim=combined,
+            outcomes_claim=ahead,
         )
         self.heartbeat = HeartbeatLoop(
             store,

@@ -146,10 +146,11 @@ async def test_an_outcome_write_whose_answer_was_lost_loses_nothing_and_spends_n
     ("parallelism", "prefetch", "combined"),
     [(10, True, True), (10, False, False), (125, True, False)],
 )
-async def test_a_pod_claims_with_its_outcomes_only_with_claims_ahead_at_a_small_capacity(
+async def test_a_pod_claims_ahead_with_its_outcomes_only_when_set_and_at_a_small_capacity(
     parallelism: int, prefetch: bool, combined: bool
 ) -> None:
     settings = Settings(pod_id="pod-a", max_parallelism=parallelism, prefetch_claims=prefetch)
     pod = Pod(settings, MemoryStore(), registry(echo=lambda args, context: None))
     assert pod.executor._claims_with_outcomes is combined
     assert pod.claimer._outcomes_claim is combined
+    assert pod.executor._ahead._enabled is combined

@@ -23,8 +23,8 @@ GIVE_BACK_MIN_S = 0.05
 # The largest capacity that claims ahead, with outcome writes making the claims (`Pod`):
 # at 8, one statement a cycle spends less database time per step than a claim and an
 # outcome write; at 100 batches are large already, the combined statement (200 claims,
-# 200 outcomes) took 50 ms where the two took 7 and 13 ms for about 100 each, its flush
-# held back the next claim, and claims ahead alone cost CPU per step (README).
+# 200 outcomes) took 50 ms where the two took 7 and 13 ms for about 100 each, and its
+# flush held back the next claim (README). Between the two it is not measured.
 MAX_CAPACITY = 16
 
 

@@ -68,8 +68,8 @@ class Settings:
     pod_id: str = ""
     max_parallelism: int = 10
     capacity_threshold: float = 0.8
-    # Claims ahead of free slots while handlers are short (runtime.executor.PREFETCH_BELOW_S).
-    prefetch_claims: bool = False
+    # Claims ahead of free slots, by outcome writes, while handlers are short (claims_ahead.py).
+    prefetch_claims: bool = True
     heartbeat_interval: float = 5.0
     dead_pod_threshold: float = 15.0
     recovery_interval: float = 5.0

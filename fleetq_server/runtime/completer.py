@@ -4,6 +4,7 @@ of its own step."""
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 from fleetq_common.coalescer import Coalescer
 from fleetq_server import errors, metrics
@@ -11,6 +12,8 @@ from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.store.ports import OutcomePort
 from fleetq_server.store.records import StepOutcome
 
+# Writes a batch of outcomes; per outcome, the step's new status (None: fenced out).
+OutcomeFlush = Callable[[Sequence[StepOutcome]], Awaitable[list[str | None]]]
 # Recorded instead of an outcome (result or error) that the database refuses to store.
 _REJECTED_ERROR = {
     "type": "OutcomeRejected",
@@ -34,12 +37,15 @@ _OUTCOME_COUNTERS = {
 class OutcomeCompleter:
     """Writes outcomes through one `Coalescer`, so those ready together share an UPDATE."""
 
-    def __init__(self, store: OutcomePort, retry_policy: RetryPolicy) -> None:
+    def __init__(
+        self, store: OutcomePort, retry_policy: RetryPolicy, flush: OutcomeFlush | None = None
+    ) -> None:
+        """`flush` writes a batch of outcomes (default: `store.step_finish_many`)."""
         self._store = store
         self._retry_policy = retry_policy
         # An outcome the database refuses fails alone, not with the batch it shared.
         self._outcomes: Coalescer[StepOutcome, str | None] = Coalescer(
-            store.step_finish_many,
+            flush or store.step_finish_many,
             max_batch=_MAX_OUTCOMES_PER_WRITE,
             isolate=(errors.DataRejectedError,),
         )

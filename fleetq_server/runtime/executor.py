@@ -6,16 +6,17 @@ import contextlib
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fleetq_server import errors, metrics
+from fleetq_server.config import Settings
 from fleetq_server.handlers import HandlerRegistry, PermanentFailure, RetryAfter, StepContext
 from fleetq_server.handlers.registry import RegisteredHandler
-from fleetq_server.runtime.completer import OutcomeCompleter
+from fleetq_server.runtime.claims_ahead import ClaimsAhead
+from fleetq_server.runtime.completer import OutcomeCompleter, OutcomeFlush
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
 from fleetq_server.store.ports import OutcomePort, TracePort
@@ -27,15 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# While handlers run shorter than this on average, a claim also takes up to capacity more
-# steps than there are free slots: they wait here, claimed, and start the moment a slot
-# frees, instead of a claim's round trip later. Such a step waits about one short handler,
-# and bigger claims cost less per step; longer handlers claim only their free slots, so
-# their steps stay free for other pods.
-PREFETCH_BELOW_S = 0.02
-# The weight of the latest handler's run time in that average.
-_RUN_TIME_WEIGHT = 0.125
-
 
 class _CancelledUnstarted(Exception):
     """A cancel request reached a step claimed ahead, before a slot freed for it."""
@@ -46,7 +38,12 @@ class _TypeTimeoutExpired(Exception):
 
 
 class ExecutorStore(OutcomePort, TracePort, Protocol):
-    """What the executor writes (outcomes) and, with tracing on, reads (traceparents)."""
+    """What the executor writes (outcomes, give-backs) and, with tracing on, reads
+    (traceparents)."""
+
+    async def step_release(self, steps: list[ClaimedStep], pod_id: str) -> list[str]:
+        """Give claimed steps back to pending without spending a retry; returns the ids
+        of those released."""
 
 
 @dataclass
@@ -84,24 +81,26 @@ class StepExecutor:
         retry_policy: RetryPolicy,
         on_slot_free: Callable[[], None],
         tracing: "Tracing | None" = None,
-        prefetch: bool = True,
+        prefetch: bool = Settings.prefetch_claims,
+        finish: OutcomeFlush | None = None,
     ) -> None:
+        """`prefetch`: claims may take steps ahead of free slots (prefetch_room). `finish`
+        writes outcomes and claims for the slots they free (`ClaimLoop.finish_and_claim`),
+        so a handler's end that leads to an outcome write does not call `on_slot_free`."""
         self._registry = registry
         # OpenTelemetry: a span per attempt, linked to the submit's trace; None: off.
         self._tracing = tracing
         self._traces = store
         self._state = state
         self._retry_policy = retry_policy
-        self._completer = OutcomeCompleter(store, retry_policy)
+        self._completer = OutcomeCompleter(store, retry_policy, finish)
         self._on_slot_free = on_slot_free
+        self._claims_with_outcomes = finish is not None
         self._running: dict[str, RunningStep] = {}
-        # Steps whose handler is executing now: what capacity counts.
-        self._in_handler: set[str] = set()
-        # Steps claimed ahead, in claim order, each with the gate its slot opens.
-        self._waiting: deque[tuple[str, asyncio.Future[None]]] = deque()
-        self._prefetch = prefetch
-        # Running average of handlers' run time (s); None until one has run.
-        self._recent_run_s: float | None = None
+        # Steps whose handler is executing now (what capacity counts), each with the
+        # monotonic time it took its slot.
+        self._in_handler: dict[str, float] = {}
+        self._ahead = ClaimsAhead(prefetch, state.max_capacity)
         # Blocking handlers get a thread each, up to capacity: the default executor is
         # sized by CPU count and would queue them behind each other.
         self._threads = ThreadPoolExecutor(
@@ -116,12 +115,8 @@ class StepExecutor:
     @property
     def prefetch_room(self) -> int:
         """How many steps a claim may take beyond the free slots, to wait for one
-        (PREFETCH_BELOW_S): none before a handler has run, or while they run long."""
-        recent = self._recent_run_s
-        if not self._prefetch or recent is None or recent >= PREFETCH_BELOW_S:
-            return 0
-        waiting = sum(1 for _, gate in self._waiting if not gate.done())
-        return max(0, self._state.max_capacity - waiting)
+        (`claims_ahead.ClaimsAhead.room`)."""
+        return self._ahead.room(self._in_handler)
 
     def launch(self, step: ClaimedStep) -> bool:
         """Start executing `step` in the background; False, starting nothing, when this
@@ -146,10 +141,9 @@ class StepExecutor:
             return False
         gate: asyncio.Future[None] | None = None
         if len(self._in_handler) < self._state.max_capacity:
-            self._in_handler.add(step.step_id)
+            self._in_handler[step.step_id] = time.monotonic()
         else:  # claimed ahead (prefetch_room): it starts when a slot frees
-            gate = asyncio.get_running_loop().create_future()
-            self._waiting.append((step.step_id, gate))
+            gate = self._ahead.join(step.step_id)
         task = asyncio.create_task(self._execute(step, pod_id, gate), name=step.step_id)
         self._running[step.step_id] = RunningStep(step, pod_id, task, gate=gate)
         self._state.current_capacity = len(self._in_handler)
@@ -159,11 +153,11 @@ class StepExecutor:
     def _start_waiting(self) -> None:
         """Give free slots to the steps claimed ahead, in claim order; one whose wait was
         cancelled (by a cancel request, or the pod stopping it) is passed over."""
-        while self._waiting and len(self._in_handler) < self._state.max_capacity:
-            step_id, gate = self._waiting.popleft()
-            if not gate.done():
-                self._in_handler.add(step_id)
-                gate.set_result(None)
+        while len(self._in_handler) < self._state.max_capacity:
+            step_id = self._ahead.next_in_line()
+            if step_id is None:
+                return
+            self._in_handler[step_id] = time.monotonic()
 
     def _is_current(self, step_id: str, task: "asyncio.Task[None] | None") -> bool:
         """Whether `task` is the execution this executor tracks for `step_id`. An earlier
@@ -172,14 +166,17 @@ class StepExecutor:
         running = self._running.get(step_id)
         return running is None or running.task is task
 
-    def _handler_done(self, step_id: str, task: "asyncio.Task[None] | None") -> None:
-        """A handler returned: its slot is free even while the outcome is being written,
-        so the next claim overlaps the previous batch's write."""
+    def _handler_done(
+        self, step_id: str, task: "asyncio.Task[None] | None", *, wake: bool = True
+    ) -> None:
+        """A handler returned: its slot is free even while the outcome is being written.
+        With `wake` the claim loop is told (an outcome write that claims needs not)."""
         if step_id in self._in_handler and self._is_current(step_id, task):
-            self._in_handler.discard(step_id)
+            del self._in_handler[step_id]
             self._start_waiting()
             self._state.current_capacity = len(self._in_handler)
-            self._on_slot_free()
+            if wake:
+                self._on_slot_free()
 
     def request_cancel(self, step_id: str) -> bool:
         """Ask a running step to stop (its cancel was requested): its context reports
@@ -244,22 +241,52 @@ class StepExecutor:
             log, {"pod_id": claim_pod_id, "step_id": step.step_id, "step_type": step.type}
         )
         step_log.debug("claimed; running attempt %d", step.attempt)
+        outcome_follows = False
         try:
-            if gate is not None:
-                await gate
+            if gate is not None and not await self._wait_for_slot(step, claim_pod_id, gate):
+                return  # given back: no handler ran, no outcome to write
             if self._tracing is None:
                 outcome = await self._run_handler(step, claim_pod_id, step_log)
             else:
                 outcome = await self._run_traced(step, claim_pod_id, step_log, self._tracing)
+            outcome_follows = True
         except _CancelledUnstarted:
             step_log.info("step cancelled by request before it started")
             outcome = StepOutcome(step, claim_pod_id, error=CANCELLED_ERROR)
+            outcome_follows = True
         finally:
-            self._handler_done(step.step_id, asyncio.current_task())
+            # An outcome write that claims fills the freed slot itself (`finish`).
+            self._handler_done(
+                step.step_id,
+                asyncio.current_task(),
+                wake=not (outcome_follows and self._claims_with_outcomes),
+            )
         if await self._completer.complete(outcome, step_log) == "pending":
             # Back in the queue after its backoff: the claimer's next claim learns when it
             # falls due (its claim at the freed slot may have run before this write).
             self._on_slot_free()
+
+    async def _wait_for_slot(
+        self, step: ClaimedStep, claim_pod_id: str, gate: "asyncio.Future[None]"
+    ) -> bool:
+        """Wait for a slot for a step claimed ahead; False when it waited too long and was
+        given back to pending (no retry spent: its handler never started), for any pod.
+        Should the database refuse the give-back, it waits for a slot after all."""
+        while not await self._ahead.wait(gate):
+            try:
+                released = await self._traces.step_release([step], claim_pod_id)
+            except errors.DatabaseUnavailableError:
+                gate = self._ahead.join(step.step_id)
+                running = self._running.get(step.step_id)
+                if running is not None:
+                    running.gate = gate  # what a cancel request reaches
+                await gate
+                return True
+            if released:
+                metrics.child(metrics.STEPS_RELEASED, step.type).inc()
+                log.info("%s given back: it waited for a slot behind long handlers", step.step_id)
+            return False
+        return True
 
     async def _run_traced(
         self,
@@ -347,8 +374,7 @@ class StepExecutor:
             outcome = StepOutcome(step, claim_pod_id, result_json=result_json)
         ran = time.monotonic() - started
         metrics.child(metrics.STEP_RUN_SECONDS, step.type).observe(ran)
-        recent = ran if self._recent_run_s is None else self._recent_run_s
-        self._recent_run_s = recent + (ran - recent) * _RUN_TIME_WEIGHT
+        self._ahead.ran(ran)
         return outcome
 
     async def _call(

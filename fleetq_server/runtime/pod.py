@@ -8,6 +8,7 @@ from fleetq_server import errors, metrics
 from fleetq_server.config import Settings
 from fleetq_server.handlers import HandlerRegistry
 from fleetq_server.logs import set_log_pod_id
+from fleetq_server.runtime import claims_ahead
 from fleetq_server.runtime.background import BackgroundLoop
 from fleetq_server.runtime.cancellation import CancelListener
 from fleetq_server.runtime.claimer import ClaimLoop
@@ -60,6 +61,8 @@ class Pod:
         self.state = PodState(base_pod_id=settings.pod_id, max_capacity=settings.max_capacity)
         metrics.track_pod_state(self.state)
         self._on_health_change = on_health_change
+        # Claims ahead, made by outcome writes, at small capacities only (claims_ahead.py).
+        ahead = settings.prefetch_claims and settings.max_capacity <= claims_ahead.MAX_CAPACITY
         self.executor = StepExecutor(
             store,
             registry,
@@ -67,10 +70,16 @@ class Pod:
             RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
             on_slot_free=lambda: self.claimer.wake(),
             tracing=tracing,
-            prefetch=settings.prefetch_claims,
+            prefetch=ahead,
+            finish=(lambda done: self.claimer.finish_and_claim(done)) if ahead else None,
         )
         self.claimer = ClaimLoop(
-            store, self.state, self.executor, registry.step_types, settings.poll_interval
+            store,
+            self.state,
+            self.executor,
+            registry.step_types,
+            settings.poll_interval,
+            outcomes_claim=ahead,
         )
         self.heartbeat = HeartbeatLoop(
             store,

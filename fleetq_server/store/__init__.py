@@ -23,6 +23,7 @@ from fleetq_server.store.step_leases import StepLeaseQueries
 from fleetq_server.store.step_lifecycle import StepCancelSubscription, StepLifecycleQueries
 from fleetq_server.store.step_listing import StepListingQueries
 from fleetq_server.store.step_orphans import StepOrphanQueries
+from fleetq_server.store.step_outcomes import StepOutcomeQueries
 from fleetq_server.store.step_schedule import StepScheduleQueries
 from fleetq_server.store.step_traces import StepTraceQueries
 from fleetq_server.store.step_watch import StepChangeSubscription, StepWatchQueries
@@ -36,6 +37,7 @@ __all__ = ["DIRECT", "PGBOUNCER", "POOLERS", "SUBMIT_CHANNEL", "Store", "open_st
 
 class Store(
     StepQueries,
+    StepOutcomeQueries,
     StepListingQueries,
     StepLifecycleQueries,
     StepOrphanQueries,

@@ -1,6 +1,10 @@
 """The one claim statement, shared by a pod's claim (store/steps.py) and a worker's leased
 claim (store/step_leases.py): which steps, under the type limits, and how they commit."""
 
+from collections.abc import Iterable
+from typing import Any
+
+from fleetq_server.store.records import ClaimedStep
 from fleetq_server.store.type_limits import LIMIT_ROOM_CTES, LIMIT_SPEND_CTE
 
 # The claim's choice of steps, shared by a pod's claim and a worker's leased claim ($1: the
@@ -45,14 +49,21 @@ UNFLUSHED_CTE = """
 
 
 def claim_statement(
-    assignments: str, returning: str, before: str = "", *, unflushed: bool = False
+    assignments: str,
+    returning: str,
+    before: str = "",
+    *,
+    unflushed: bool = False,
+    then: str = "",
+    select: str = "SELECT claimed.* FROM claimed",
 ) -> str:
     """The one claim, shared by a pod's claim and a worker's leased claim: the steps
     PICK_CLAIMABLE chooses become `claimed` at their next attempt with the extra SET
     `assignments`, the type limits' tokens are spent, and the claimed rows' `returning`
     columns (which must include s.type) are selected. `before` adds leading CTEs. With
     `unflushed` the commit does not wait for its WAL flush (UNFLUSHED_CTE): for pods'
-    claims only, never a worker's lease, whose fence (step, attempt) names no holder."""
+    claims only, never a worker's lease, whose fence (step, attempt) names no holder.
+    `then` adds trailing CTEs and `select` replaces the final SELECT."""
     # Joined to the claimed rows so that PostgreSQL evaluates it (a CTE nobody reads is
     # skipped); with nothing claimed there is nothing to commit fast.
     after, join = (f", {UNFLUSHED_CTE}", " LEFT JOIN unflushed ON true") if unflushed else ("", "")
@@ -63,6 +74,21 @@ def claim_statement(
                 last_update_ts = now(), {assignments}
             FROM picked WHERE s.step_id = picked.step_id
             RETURNING {returning}
-        ), {LIMIT_SPEND_CTE}
-        SELECT claimed.* FROM claimed{join}
+        ), {LIMIT_SPEND_CTE}{then}
+        {select}{join}
         """
+
+
+# A pod's claim (store.steps.step_claim_batch, store.step_outcomes.step_finish_claim): the
+# step is the claiming pod's ($1), no worker's lease; the columns a ClaimedStep is read from.
+POD_CLAIM_ASSIGNMENTS = "claimed_by = $1, lease_expires_at = NULL"
+POD_CLAIM_RETURNING = """s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
+    s.retry_count, s.attempt, s.idempotency_key, s.created_ts, s.not_before_ts, s.claimed_ts"""
+
+
+def claimed_steps(rows: Iterable[Any]) -> list[ClaimedStep]:
+    """A pod claim's rows (POD_CLAIM_RETURNING) as steps in claim order (priority DESC,
+    created_ts, step id): the UPDATE returns them in no particular order."""
+    claimed = [ClaimedStep(**dict(row)) for row in rows]
+    claimed.sort(key=lambda step: (-step.priority, step.created_ts, step.step_id))
+    return claimed

@@ -1,10 +1,9 @@
 """What each consumer needs from the store, as small Protocols.
 
-The runtime and the API depend on these rather than on the PostgreSQL `Store`, so a loop
-can be driven by anything that keeps the same contract (the in-memory store the unit tests
-use: tests/support/memory_store.py; tests/contract checks both keep it). Every method
-raises only `fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep.
-"""
+The runtime and the API depend on these rather than on the PostgreSQL `Store`, so a loop can be
+driven by anything keeping the same contract (the unit tests' in-memory store,
+tests/support/memory_store.py; tests/contract checks both keep it). Every method raises only
+`fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep."""
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -37,6 +36,7 @@ from fleetq_server.store.records import (
     TypeLimitRecord,
     WorkerRecord,
 )
+from fleetq_server.store.step_outcomes import OutcomeClaimPort
 from fleetq_server.store.vacuum import VacuumPort
 
 
@@ -123,8 +123,7 @@ class ClaimPort(Protocol):
         self, pod_id: str, running_step_ids: Collection[str]
     ) -> list[tuple[str, str]]:
         """Give back to pending, without spending a retry, the steps claimed by `pod_id`
-        that are not in `running_step_ids` (claims whose answer was lost); returns (step
-        id, type) of each."""
+        not in `running_step_ids` (claims whose answer was lost); returns (id, type) of each."""
 
 
 class OutcomePort(Protocol):
@@ -380,6 +379,7 @@ class StorePort(
     CancelPort,
     ClaimPort,
     OutcomePort,
+    OutcomeClaimPort,
     TracePort,
     WatchPort,
     PodPort,

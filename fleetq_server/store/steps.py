@@ -1,4 +1,4 @@
-"""SQL for steps: insert, read, claim, and the fenced outcome updates."""
+"""SQL for steps: insert, read, claim and release (outcomes: store/step_outcomes.py)."""
 
 import json
 from collections.abc import Sequence
@@ -8,23 +8,21 @@ import asyncpg
 import orjson
 
 from fleetq_server import errors
-from fleetq_server.store.claims import claim_statement
+from fleetq_server.store.claims import (
+    POD_CLAIM_ASSIGNMENTS,
+    POD_CLAIM_RETURNING,
+    claim_statement,
+    claimed_steps,
+)
 from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.notifications import NOTIFY_SUBMITTED, SUBMIT_CHANNEL
 from fleetq_server.store.records import (
     ClaimedStep,
     InsertOutcome,
     NewStep,
-    StepOutcome,
     StepRecord,
 )
-from fleetq_server.store.rules import outcome_assignments
-from fleetq_server.store.step_attempts import (
-    RECORD_ATTEMPTS,
-    RECORD_REQUEUED_ATTEMPTS,
-    STEP_COLUMNS,
-    step_record,
-)
+from fleetq_server.store.step_attempts import RECORD_ATTEMPTS, STEP_COLUMNS, step_record
 
 # The insert of new steps, as a CTE body ($1: the steps as a JSON array of `_step_row`s),
 # returning (step_id, type) of those inserted; a repeated client key inserts nothing.
@@ -54,7 +52,7 @@ INSERT_STEPS = _INSERT_STEPS.format(
 INSERT_UNKEYED_STEPS = _INSERT_STEPS.format(on_conflict="")
 
 
-def _json(value: Any) -> str:
+def json_text(value: Any) -> str:
     """JSON text for jsonb array parameters: asyncpg would read a list value as a
     nested array, so arrays of JSON travel as text[] and are cast in SQL. orjson is ~10x
     faster per value; the standard library covers what it refuses (integers beyond 64
@@ -78,7 +76,7 @@ def _step_row(step: NewStep) -> dict[str, Any]:
         "client_key": step.client_key,
         "payload_hash": step.payload_hash,
         "pending_expiry_s": step.pending_expiry_s,
-        # Text, not a datetime: the standard library fallback of _json cannot write one.
+        # Text, not a datetime: the standard library fallback of json_text cannot write one.
         "run_at": step.run_at.isoformat() if step.run_at is not None else None,
         "delay_s": step.delay_s,
         # Only when tracing gave one: a key left out reads back as NULL.
@@ -194,7 +192,7 @@ class StepQueries(PoolHolder):
             SELECT step_id FROM inserted
             {"UNION ALL SELECT NULL FROM notified" if notify else ""}
             """,
-            _json([_step_row(step) for step in steps]),
+            json_text([_step_row(step) for step in steps]),
         )
         inserted = {row["step_id"] for row in rows if row["step_id"] is not None}
         return await self._resolve_duplicates(connection, steps, inserted)
@@ -266,71 +264,12 @@ class StepQueries(PoolHolder):
         """The claim statement of `step_claim_batch` on `connection`; `unflushed`: see
         `claim_statement`."""
         rows = await connection.fetch(
-            claim_statement(
-                "claimed_by = $1, lease_expires_at = NULL",
-                """s.step_id, s.type, s.args, s.metadata, s.priority, s.max_retries,
-                s.retry_count, s.attempt, s.idempotency_key, s.created_ts,
-                s.not_before_ts, s.claimed_ts""",
-                unflushed=unflushed,
-            ),
+            claim_statement(POD_CLAIM_ASSIGNMENTS, POD_CLAIM_RETURNING, unflushed=unflushed),
             pod_id,
             step_types,
             limit,
         )
-        claimed = [ClaimedStep(**dict(row)) for row in rows]
-        claimed.sort(key=lambda step: (-step.priority, step.created_ts, step.step_id))
-        return claimed
-
-    async def step_finish_many(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
-        """Record many executions' outcomes in one fenced UPDATE.
-
-        Success completes the step; failure requeues it after its backoff or fails it
-        (retry or fail: `rules.outcome_assignments`, checked against the stored row).
-        Returns, per outcome in order, the new status, or None where the claim was lost
-        (another pod now holds the step, or it was requeued): fenced out.
-        """
-        if not outcomes:
-            return []
-        async with self._connection() as connection:
-            # A requeued attempt's row is written by the same statement, so the claim stays
-            # one UPDATE and an outcome one round trip; a finishing attempt's is the step
-            # row (RECORD_REQUEUED_ATTEMPTS). `IS TRUE` keeps the planner off the partial
-            # fleetq_steps_claimed_by_idx (as step_leases._LEASE_HOLDS does): through it,
-            # each outcome read every step its pod held, dead entries too, instead of one
-            # primary-key probe (benchmarks/outcome_wal.py, 4,000 steps held: 195-558 ms
-            # of PostgreSQL CPU per 1,000 outcomes, 107-135 with the probe).
-            rows = await connection.fetch(
-                f"""
-                WITH ended AS (
-                    UPDATE fleetq_steps AS s
-                    SET {outcome_assignments("u.ok", may_retry="u.retryable")},
-                        not_before_ts = CASE WHEN u.ok THEN s.not_before_ts
-                                             ELSE now() + make_interval(secs => u.backoff) END,
-                        result = u.result::jsonb, error = u.error::jsonb, last_update_ts = now()
-                    FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[],
-                                $6::text[], $7::float8[], $8::bool[]) WITH ORDINALITY
-                         AS u(step_id, attempt, pod_id, ok, result, error, backoff, retryable,
-                              position)
-                    WHERE s.step_id = u.step_id AND s.attempt = u.attempt
-                      AND s.claimed_by = u.pod_id AND (s.status = 'claimed') IS TRUE
-                    RETURNING u.position, s.status, s.step_id, s.attempt, u.pod_id, s.claimed_ts,
-                        CASE WHEN s.status = 'cancelled' THEN 'cancelled'
-                             WHEN u.ok THEN 'completed' ELSE 'failed' END AS outcome,
-                        s.error
-                ), recorded AS ({RECORD_REQUEUED_ATTEMPTS})
-                SELECT position, status FROM ended
-                """,
-                [o.step.step_id for o in outcomes],
-                [o.step.attempt for o in outcomes],
-                [o.pod_id for o in outcomes],
-                [o.error is None for o in outcomes],
-                [o.result_json if o.error is None else None for o in outcomes],
-                [_json(o.error) if o.error is not None else None for o in outcomes],
-                [o.backoff_s for o in outcomes],
-                [o.retryable for o in outcomes],
-            )
-        statuses = {row["position"]: row["status"] for row in rows}
-        return [statuses.get(position) for position in range(1, len(outcomes) + 1)]
+        return claimed_steps(rows)
 
     async def step_expire_pending(self, limit: int) -> int:
         """Fail up to `limit` pending steps whose pending expiry has passed, oldest deadline

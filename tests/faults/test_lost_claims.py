@@ -276,3 +276,42 @@ def test_a_submit_its_own_pod_claims_at_once_survives_the_crash_and_runs_once(
     assert (done["status"], done["result"]["attempt"]) == ("completed", 1)
     assert runs.read_text().splitlines() == [f"{step_id} 1"]
     assert len(completed_outcomes(pod, step_id)) == 1
+
+
+def test_claims_an_outcome_write_made_survive_the_crash_and_nothing_runs_twice(
+    server: CrashableServer, server_factory: ServerFactory, database: str, tmp_path: Path
+) -> None:
+    """An outcome write claims for the slots its steps freed in the same commit, which
+    waits for its flush (store.step_outcomes.step_finish_claim): once the outcomes show,
+    the steps claimed after them are durable too, and a crash takes none of them back."""
+    pod = start_pod(server, server_factory, database)
+    opened, gate, runs = tmp_path / "open", tmp_path / "gate", tmp_path / "runs"
+    opened.touch()
+    server.stop_wal_writer()
+    # Capacity 2: the first two run at once; their outcome write claims the other two.
+    steps = [
+        {"type": GATED_STEP_TYPE, "args": {"gate": str(opened)}, "priority": 1},
+        {"type": GATED_STEP_TYPE, "args": {"gate": str(opened)}, "priority": 1},
+        {"type": GATED_STEP_TYPE, "args": {"gate": str(gate), "runs": str(runs)}},
+        {"type": GATED_STEP_TYPE, "args": {"gate": str(gate), "runs": str(runs)}},
+    ]
+    response = httpx.post(
+        pod.http_url + "/submit/batch", json={"steps": steps}, timeout=REQUEST_TIMEOUT_S
+    )
+    assert response.status_code == 201, response.text
+    step_ids = [step["step_id"] for step in response.json()["steps"]]
+    expected = {step_ids[0]: ("completed", 1), step_ids[1]: ("completed", 1)}
+    expected |= {step_id: ("claimed", 1) for step_id in step_ids[2:]}
+    wait_until(
+        lambda: claims(server, database) == expected, timeout=10, description="two done, two held"
+    )
+
+    server.crash()
+
+    assert claims(server, database) == expected
+    gate.touch()
+    final = wait_all_finished(pod, step_ids, timeout=30)
+    assert {(s["status"], s["retry_count"]) for s in final.values()} == {("completed", 0)}
+    assert sorted(runs.read_text().splitlines()) == sorted(f"{s} 1" for s in step_ids[2:])
+    assert metric_total(pod, "fleetq_steps_claimed_total") == 4
+    assert metric_total(pod, "fleetq_steps_fenced_total") == 0

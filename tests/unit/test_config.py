@@ -17,7 +17,7 @@ def test_defaults_match_the_design_table() -> None:
     assert settings.shutdown_grace == 30 and settings.retention == 604800
     assert settings.worker_retention == 86400
     assert settings.recovery_interval == 5 and settings.recovery_on_expiry is True
-    assert settings.durable_claims is False and settings.prefetch_claims is False
+    assert settings.durable_claims is False and settings.prefetch_claims is True
     assert settings.pod_id.startswith("pod-")
 
 
@@ -37,11 +37,11 @@ def test_environment_values_are_parsed() -> None:
             "FLEETQ_RECOVERY_ON_EXPIRY": " False",
             "FLEETQ_WORKER_RETENTION": "0",
             "FLEETQ_DURABLE_CLAIMS": "true",
-            "FLEETQ_PREFETCH_CLAIMS": "true",
+            "FLEETQ_PREFETCH_CLAIMS": "false",
             "FLEETQ_VACUUM_THRESHOLD": "0",
         }
     )
-    assert settings.prefetch_claims is True
+    assert settings.prefetch_claims is False
     assert settings.vacuum_threshold == 0
     assert settings.worker_retention == 0
     assert settings.recovery_on_expiry is False

@@ -1,7 +1,8 @@
 """Claims ahead of free slots on the in-memory store: while handlers are short a claim
 takes up to a capacity more, those steps start as slots free and never more than the
-capacity run at once; long handlers claim only free slots; a cancel or a drain reaches a
-step claimed ahead before its handler ever runs."""
+capacity run at once; long handlers claim only free slots; a step that waited behind
+handlers that turned out long is given back; a cancel or a drain reaches a step claimed
+ahead before its handler ever runs."""
 
 import asyncio
 from typing import Any
@@ -10,8 +11,10 @@ import pytest
 
 from fleetq_server.config import Settings
 from fleetq_server.handlers import StepContext
+from fleetq_server.runtime import claims_ahead
 from fleetq_server.runtime.claimer import ClaimLoop
-from fleetq_server.runtime.executor import PREFETCH_BELOW_S, StepExecutor
+from fleetq_server.runtime.claims_ahead import PREFETCH_BELOW_S
+from fleetq_server.runtime.executor import StepExecutor
 from fleetq_server.runtime.pod import Pod
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.runtime.state import PodState
@@ -48,9 +51,20 @@ def handlers() -> Handlers:
     return Handlers()
 
 
+@pytest.fixture(autouse=True)
+def patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps claimed ahead wait as long as a test needs, unless it says otherwise."""
+    monkeypatch.setattr(claims_ahead, "GIVE_BACK_MIN_S", 60.0)
+
+
 def claim_loop(store: MemoryStore, state: PodState, handlers: Handlers) -> ClaimLoop:
     executor = StepExecutor(
-        store, registry(echo=handlers.echo), state, RetryPolicy(0, 0), on_slot_free=lambda: None
+        store,
+        registry(echo=handlers.echo),
+        state,
+        RetryPolicy(0, 0),
+        on_slot_free=lambda: None,
+        prefetch=True,
     )
     return ClaimLoop(store, state, executor, ["echo"], poll_interval=60)
 
@@ -92,6 +106,29 @@ async def test_long_handlers_claim_only_their_free_slots(
     assert [store.steps[s].status for s in steps].count("claimed") == 4
     handlers.release.set()
     await loop._executor.wait_all(5)
+
+
+async def test_a_step_claimed_ahead_behind_long_handlers_is_given_back_and_not_claimed_again(
+    store: MemoryStore, state: PodState, handlers: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(claims_ahead, "GIVE_BACK_MIN_S", 0.01)
+    loop = claim_loop(store, state, handlers)
+    await run_one(store, loop, 0.0)  # short handlers so far: claims go ahead
+    steps = [await submit(store) for _ in range(8)]
+    await loop.run_once()  # 4 run (and now hold their slots), 4 wait
+    ahead = steps[4:]
+    assert all(store.steps[s].status == "claimed" for s in ahead)
+
+    await until(
+        lambda: all(store.steps[s].status == "pending" for s in ahead), description="give-back"
+    )
+    await loop.run_once()  # handlers hold their slots too long to claim ahead of them
+
+    assert all(store.steps[s].status == "pending" for s in ahead)
+    assert all(store.steps[s].retry_count == 0 for s in ahead)
+    handlers.release.set()
+    await loop._executor.wait_all(5)
+    assert handlers.peak == 4 and not set(ahead) & set(handlers.ran)
 
 
 async def test_a_cancel_request_ends_a_step_claimed_ahead_without_running_it(

@@ -1,0 +1,90 @@
+"""Steps claimed ahead of a free slot (FLEETQ_PREFETCH_CLAIMS): how many a claim may take,
+the line they wait in for a slot, and when one that waited too long is given back."""
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Mapping
+
+# While handlers run shorter than this on average, a claim also takes up to capacity more
+# steps than there are free slots: they wait here, claimed, and start the moment a slot
+# frees, instead of a claim's round trip later. Such a step waits about one short handler,
+# and bigger claims cost less per step; longer handlers claim only their free slots, so
+# their steps stay free for other pods.
+PREFETCH_BELOW_S = 0.02
+# The weight of the latest handler's run time in that average.
+_RUN_TIME_WEIGHT = 0.125
+# A step claimed ahead that waits for a slot longer than this many average handlers (and
+# at least GIVE_BACK_MIN_S) is given back: the handlers that started meanwhile run long,
+# and another pod may have a free slot. No claim is made ahead while a handler has held
+# its slot that long, so the step is not claimed back here at once.
+GIVE_BACK_RUNS = 5
+GIVE_BACK_MIN_S = 0.05
+# The largest capacity that claims ahead, with outcome writes making the claims (`Pod`):
+# at 8, one statement a cycle spends less database time per step than a claim and an
+# outcome write; at 100 batches are large already, the combined statement (200 claims,
+# 200 outcomes) took 50 ms where the two took 7 and 13 ms for about 100 each, and its
+# flush held back the next claim (README). Between the two it is not measured.
+MAX_CAPACITY = 16
+
+
+class ClaimsAhead:
+    """The line of steps claimed ahead, in claim order, each with the gate its slot opens,
+    and the average handler run time that decides whether to claim ahead at all."""
+
+    def __init__(self, enabled: bool, capacity: int) -> None:
+        self._enabled = enabled
+        self._capacity = capacity
+        self._line: deque[tuple[str, asyncio.Future[None]]] = deque()
+        # Running average of handlers' run time (s); None until one has run.
+        self._recent_run_s: float | None = None
+
+    @property
+    def give_back_after(self) -> float:
+        """Seconds a step claimed ahead may wait for a slot before it is given back."""
+        return max(GIVE_BACK_MIN_S, GIVE_BACK_RUNS * (self._recent_run_s or 0.0))
+
+    def room(self, slot_taken: Mapping[str, float]) -> int:
+        """How many steps a claim may take beyond the free slots: none before a handler has
+        run, while they run long on average, or while one has held its slot (monotonic
+        time it took it, in `slot_taken`) longer than a waiting step may wait."""
+        recent = self._recent_run_s
+        if not self._enabled or recent is None or recent >= PREFETCH_BELOW_S:
+            return 0
+        if slot_taken and time.monotonic() - min(slot_taken.values()) > self.give_back_after:
+            return 0
+        return max(0, self._capacity - self.waiting)
+
+    @property
+    def waiting(self) -> int:
+        """Steps in line for a slot."""
+        return sum(1 for _, gate in self._line if not gate.done())
+
+    def join(self, step_id: str) -> asyncio.Future[None]:
+        """Put a step in line; returns the gate that opens when a slot is its."""
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._line.append((step_id, gate))
+        return gate
+
+    def next_in_line(self) -> str | None:
+        """Open the gate of the first step still waiting and return its id; None when
+        nobody waits. One whose wait ended (cancelled, given back) is passed over."""
+        while self._line:
+            step_id, gate = self._line.popleft()
+            if not gate.done():
+                gate.set_result(None)
+                return step_id
+        return None
+
+    async def wait(self, gate: "asyncio.Future[None]") -> bool:
+        """Wait for the gate; False, out of line, once the step waited `give_back_after`."""
+        try:
+            await asyncio.wait_for(gate, self.give_back_after)
+        except TimeoutError:
+            return False  # wait_for cancelled the gate: the line passes it over
+        return True
+
+    def ran(self, seconds: float) -> None:
+        """A handler ran `seconds`: update the average."""
+        recent = seconds if self._recent_run_s is None else self._recent_run_s
+        self._recent_run_s = recent + (seconds - recent) * _RUN_TIME_WEIGHT

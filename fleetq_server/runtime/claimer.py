@@ -96,10 +96,11 @@ class ClaimLoop(BackgroundLoop):
     async def insert_and_claim(
         self, steps: Sequence[NewStep]
     ) -> list[InsertOutcome | errors.ConflictError] | None:
-        """Insert steps this pod received and claim, in the same transaction, up to
-        `self_claim_limit` steps for it, launched at once: a new step starts without the
-        round trip through NOTIFY and a claim of its own. None when this pod may not claim
-        any of them now: the caller inserts them the ordinary way.
+        """Insert steps this pod received and claim, by the insert itself or right after
+        it (store.step_insert_claim), up to `self_claim_limit` steps for it, launched at
+        once: a new step starts without the round trip through NOTIFY and a claim of its
+        own. None when this pod may not claim any of them now: the caller inserts them the
+        ordinary way.
 
         Under the claim lock, like any claim, so a stop waits for its launch and free
         capacity cannot be spent twice. A claim that failed without an answer after the
@@ -112,9 +113,16 @@ class ClaimLoop(BackgroundLoop):
             limit = self_claim_limit(self._state, self._step_types, steps)
             if limit == 0 or self._claim_failed_at is not None:
                 return None  # orphans are looked for by run_once, before any claim of ours
-            outcomes, claimed = await self._store.step_insert_claim(
-                steps, self._state.pod_id, self._step_types, limit
-            )
+            try:
+                outcomes, claimed = await self._store.step_insert_claim(
+                    steps, self._state.pod_id, self._step_types, limit
+                )
+            except errors.DatabaseUnavailableError:
+                # The insert may have committed, claiming steps for this pod: the submit
+                # fails (its outcome unknown) and, as below, orphans are looked for.
+                self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
+                self.wake()
+                raise
             if claimed is None:
                 self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
                 self.wake()  # it looks for orphans, then claims the new steps

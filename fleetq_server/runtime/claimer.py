@@ -2,8 +2,9 @@
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from fleetq_server import errors, metrics
 from fleetq_server.runtime.background import BackgroundLoop
@@ -66,6 +67,14 @@ class ClaimLoop(BackgroundLoop):
         # When (monotonic) a claim last failed without an answer: it may have committed.
         self._claim_failed_at: float | None = None
         self._next_orphan_sweep = 0.0
+        # Whether submits reach this pod as notifications now (the pod sets it).
+        self.listening: Callable[[], bool] = lambda: False
+        # Wake-ups so far: each may mean new claimable steps. `_drained_at`: the count when
+        # a self-claim last found nothing of ours waiting and left nothing pending; until
+        # `_due_by` (monotonic) the loop's own timer covers the steps not due yet.
+        self._wakes = 0
+        self._drained_at: int | None = None
+        self._due_by = 0.0
 
     async def run_once(self) -> None:
         """Claim up to the free capacity and start executing what was claimed."""
@@ -86,12 +95,14 @@ class ClaimLoop(BackgroundLoop):
                 self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
                 raise
             self._launch(claimed)
+        self._due_by = 0.0  # unknown until step_next_due answers
         if len(claimed) == free:
             self.wake()  # a full batch: there may be more waiting for the next free slot
         else:
             # Everything due is taken: learn when the next one is, to wake for it on time.
             # Only when not full, so a busy drain pays no extra query.
-            self._next_due = await self._store.step_next_due(self._step_types)
+            self._next_due = due = await self._store.step_next_due(self._step_types)
+            self._due_by = time.monotonic() + due if due is not None else math.inf
 
     async def insert_and_claim(
         self, steps: Sequence[NewStep]
@@ -113,8 +124,9 @@ class ClaimLoop(BackgroundLoop):
             limit = self_claim_limit(self._state, self._step_types, steps)
             if limit == 0 or self._claim_failed_at is not None:
                 return None  # orphans are looked for by run_once, before any claim of ours
+            wakes = self._wakes  # a wake-up during the statement may be a step it missed
             try:
-                outcomes, claimed = await self._store.step_insert_claim(
+                outcomes, claimed, drained = await self._store.step_insert_claim(
                     steps, self._state.pod_id, self._step_types, limit
                 )
             except errors.DatabaseUnavailableError:
@@ -123,12 +135,29 @@ class ClaimLoop(BackgroundLoop):
                 self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
                 self.wake()
                 raise
+            self._drained_at = wakes if drained else None
             if claimed is None:
                 self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
                 self.wake()  # it looks for orphans, then claims the new steps
             else:
                 self._launch(claimed)
         return outcomes
+
+    def wake(self) -> None:
+        """Claim now: something may have become claimable."""
+        self._wakes += 1
+        super().wake()
+
+    def slot_freed(self) -> None:
+        """A handler returned: claim for its slot, unless nothing can be waiting. That is
+        known after a self-claim that found nothing of this pod's types waiting and left
+        nothing pending, with no wake-up since (submits, releases and requeues all notify
+        a listening pod), while the loop's timer still covers every step not yet due. At
+        100 submits/s that spares each step a claim and a step_next_due, and the next
+        submit a wait for the claim lock."""
+        quiet = self._drained_at == self._wakes and time.monotonic() < self._due_by
+        if not (quiet and self.listening()):
+            self.wake()
 
     def _launch(self, claimed: list[ClaimedStep]) -> None:
         """Count and start the claimed steps."""

@@ -85,6 +85,7 @@ class StepExecutor:
         on_slot_free: Callable[[], None],
         tracing: "Tracing | None" = None,
         prefetch: bool = True,
+        on_requeued: Callable[[], None] | None = None,
     ) -> None:
         self._registry = registry
         # OpenTelemetry: a span per attempt, linked to the submit's trace; None: off.
@@ -94,6 +95,8 @@ class StepExecutor:
         self._retry_policy = retry_policy
         self._completer = OutcomeCompleter(store, retry_policy)
         self._on_slot_free = on_slot_free
+        # A step of ours back to pending (its backoff): the claimer must learn when it is due.
+        self._on_requeued = on_requeued or on_slot_free
         self._running: dict[str, RunningStep] = {}
         # Steps whose handler is executing now: what capacity counts.
         self._in_handler: set[str] = set()
@@ -259,7 +262,7 @@ class StepExecutor:
         if await self._completer.complete(outcome, step_log) == "pending":
             # Back in the queue after its backoff: the claimer's next claim learns when it
             # falls due (its claim at the freed slot may have run before this write).
-            self._on_slot_free()
+            self._on_requeued()
 
     async def _run_traced(
         self,

@@ -145,7 +145,7 @@ class StepQueries(PoolHolder):
 
     async def step_insert_claim(
         self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
-    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None]:
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None, bool]:
         """Insert steps as `step_insert_many` does, and claim for `pod_id` what
         `step_claim_batch` would claim right after (up to `limit`): the receiving pod
         starts a new step without the NOTIFY's round trip to its LISTEN connection and a
@@ -162,7 +162,8 @@ class StepQueries(PoolHolder):
 
         The claimed steps are None when the database became unavailable after the insert
         committed: its outcomes stand, and the claim may have committed. A failure of the
-        insert itself raises (it may have committed, with a claim)."""
+        insert itself raises (it may have committed, with a claim). The flag is true when
+        the one statement found nothing of `step_types` waiting and left nothing pending."""
         statement = SELF_CLAIM_INSERT if _keyed(steps) else SELF_CLAIM_UNKEYED_INSERT
         async with self._claiming() as connection:
             rows = await connection.fetch(
@@ -177,7 +178,7 @@ class StepQueries(PoolHolder):
                 if row["status"] == "claimed"
             ]
             claimed.sort(key=lambda step: (-step.priority, step.created_ts, step.step_id))
-            return outcomes, claimed
+            return outcomes, claimed, len(claimed) == len(rows)
         try:
             claimed = await self.step_claim_batch(pod_id, step_types, limit)
             taken = {step.step_id for step in claimed}
@@ -195,8 +196,8 @@ class StepQueries(PoolHolder):
                         pending,
                     )
         except errors.DatabaseUnavailableError:
-            return outcomes, None
-        return outcomes, claimed
+            return outcomes, None, False
+        return outcomes, claimed, False
 
     async def _insert(
         self, connection: Any, steps: Sequence[NewStep]

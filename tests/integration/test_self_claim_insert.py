@@ -75,7 +75,7 @@ async def test_an_idle_pod_claims_a_new_step_in_its_insert_and_announces_nothing
 ) -> None:
     await store.pod_register("pod-a", 8)
     step = new_step()
-    _, claimed = await store.step_insert_claim([step], "pod-a", TYPES, 1)
+    _, claimed, _ = await store.step_insert_claim([step], "pod-a", TYPES, 1)
     assert claimed is not None and [(c.step_id, c.attempt) for c in claimed] == [(step.step_id, 1)]
     assert await claim_rows(store, step) == [("claimed", "pod-a", True)]
     # Notifications arrive in commit order: the next one is this later submit's own.
@@ -88,7 +88,7 @@ async def test_beyond_the_free_slots_the_best_new_steps_are_claimed_and_the_rest
 ) -> None:
     await store.pod_register("pod-a", 8)
     low, high, middle = new_step(priority=0), new_step(priority=9), new_step(priority=5)
-    _, claimed = await store.step_insert_claim([low, high, middle], "pod-a", TYPES, 2)
+    _, claimed, _ = await store.step_insert_claim([low, high, middle], "pod-a", TYPES, 2)
     assert claimed is not None and [c.step_id for c in claimed] == [high.step_id, middle.step_id]
     assert await claim_rows(store, high, middle, low) == [
         ("claimed", "pod-a", True),
@@ -106,7 +106,7 @@ async def test_a_waiting_step_of_another_of_the_pods_types_is_claimed_first(
     await store.step_insert_many([waiting])
     assert await announced.next() == {"also_mine": 1}
     step = new_step(priority=3)
-    _, claimed = await store.step_insert_claim([step], "pod-a", TYPES, 1)
+    _, claimed, _ = await store.step_insert_claim([step], "pod-a", TYPES, 1)
     assert claimed is not None and [c.step_id for c in claimed] == [waiting.step_id]
     assert await claim_rows(store, waiting, step) == [
         ("claimed", "pod-a", False),
@@ -120,7 +120,7 @@ async def test_steps_not_yet_due_do_not_keep_the_insert_from_claiming(store: Sto
     later = new_step(delay_s=3600.0)
     await store.step_insert_many([later])
     step = new_step()
-    _, claimed = await store.step_insert_claim([step, new_step(delay_s=60.0)], "pod-a", TYPES, 2)
+    _, claimed, _ = await store.step_insert_claim([step, new_step(delay_s=60.0)], "pod-a", TYPES, 2)
     assert claimed is not None and [c.step_id for c in claimed] == [step.step_id]
     assert await claim_rows(store, step, later) == [
         ("claimed", "pod-a", True),
@@ -134,7 +134,7 @@ async def test_a_pod_that_is_down_inserts_pending_and_announces_them(
     await store.pod_register("pod-a", 8)
     await store.pod_mark_down("pod-a")
     step = new_step()
-    _, claimed = await store.step_insert_claim([step], "pod-a", TYPES, 1)
+    _, claimed, _ = await store.step_insert_claim([step], "pod-a", TYPES, 1)
     assert claimed == []
     assert await claim_rows(store, step) == [("pending", None, False)]
     assert await announced.next() == {"mine": 1}

@@ -197,8 +197,8 @@ class FleetQServicer(
     async def _insert_received(
         self, steps: Sequence[NewStep]
     ) -> list[InsertOutcome | errors.ConflictError]:
-        """Insert steps; when this pod runs them and has free slots, it claims them in the
-        insert's own transaction and starts them at once (see ClaimLoop.insert_and_claim)."""
+        """Insert steps; when this pod runs them and has free slots, it claims them with the
+        insert (or right after it) and starts them at once (see ClaimLoop.insert_and_claim)."""
         outcomes = await self._pod.claimer.insert_and_claim(steps)
         return outcomes if outcomes is not None else await self._store.step_insert_many(steps)
 

@@ -83,10 +83,13 @@ class StepExecutor:
         tracing: "Tracing | None" = None,
         prefetch: bool = Settings.prefetch_claims,
         finish: OutcomeFlush | None = None,
+        on_requeued: Callable[[], None] | None = None,
     ) -> None:
         """`prefetch`: claims may take steps ahead of free slots (prefetch_room). `finish`
         writes outcomes and claims for the slots they free (`ClaimLoop.finish_and_claim`),
-        so a handler's end that leads to an outcome write does not call `on_slot_free`."""
+        so a handler's end that leads to an outcome write does not call `on_slot_free`.
+        `on_requeued`: a step of ours went back to pending (its backoff), so the claimer
+        must learn when it falls due (default: `on_slot_free`)."""
         self._registry = registry
         # OpenTelemetry: a span per attempt, linked to the submit's trace; None: off.
         self._tracing = tracing
@@ -96,9 +99,9 @@ class StepExecutor:
         self._completer = OutcomeCompleter(store, retry_policy, finish)
         self._on_slot_free = on_slot_free
         self._claims_with_outcomes = finish is not None
+        self._on_requeued = on_requeued or on_slot_free
         self._running: dict[str, RunningStep] = {}
-        # Steps whose handler is executing now (what capacity counts), each with the
-        # monotonic time it took its slot.
+        # Steps whose handler runs now (what capacity counts): monotonic time of its slot.
         self._in_handler: dict[str, float] = {}
         self._ahead = ClaimsAhead(prefetch, state.max_capacity)
         # Blocking handlers get a thread each, up to capacity: the default executor is
@@ -129,10 +132,8 @@ class StepExecutor:
         """
         pod_id = self._state.pod_id
         running = self._running.get(step.step_id)
-        if running is not None and (running.step.attempt, running.claim_pod_id) == (
-            step.attempt,
-            pod_id,
-        ):
+        token = (step.attempt, pod_id)
+        if running is not None and (running.step.attempt, running.claim_pod_id) == token:
             log.warning(
                 "%s claimed again at attempt %d, which runs here already: its claim was lost",
                 step.step_id,
@@ -256,15 +257,12 @@ class StepExecutor:
             outcome_follows = True
         finally:
             # An outcome write that claims fills the freed slot itself (`finish`).
-            self._handler_done(
-                step.step_id,
-                asyncio.current_task(),
-                wake=not (outcome_follows and self._claims_with_outcomes),
-            )
+            claims = outcome_follows and self._claims_with_outcomes
+            self._handler_done(step.step_id, asyncio.current_task(), wake=not claims)
         if await self._completer.complete(outcome, step_log) == "pending":
             # Back in the queue after its backoff: the claimer's next claim learns when it
             # falls due (its claim at the freed slot may have run before this write).
-            self._on_slot_free()
+            self._on_requeued()
 
     async def _wait_for_slot(
         self, step: ClaimedStep, claim_pod_id: str, gate: "asyncio.Future[None]"

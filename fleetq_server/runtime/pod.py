@@ -68,7 +68,8 @@ class Pod:
             registry,
             self.state,
             RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
-            on_slot_free=lambda: self.claimer.wake(),
+            on_slot_free=lambda: self.claimer.slot_freed(),
+            on_requeued=lambda: self.claimer.wake(),
             tracing=tracing,
             prefetch=ahead,
             finish=(lambda done: self.claimer.finish_and_claim(done)) if ahead else None,
@@ -123,6 +124,7 @@ class Pod:
         subscription = store.submit_subscription(
             registry.step_types, on_submit=self.claimer.wake, on_counts=self._on_submit_counts
         )
+        self.claimer.listening = lambda: subscription.connected
         self.remote_claims = RemoteClaims(
             store, self.state, settings.poll_interval, listening=lambda: subscription.connected
         )

@@ -121,7 +121,15 @@ async def open_store(
     if listen_dsn is None and pooler == DIRECT:
         listen_dsn = dsn
     pool: asyncpg.Pool = await create_pool(dsn, pool_size, command_timeout, pooler, query_logger)
-    store = Store(pool, dsn, listen_dsn, pooler, durable_claims=durable_claims)
+    store = Store(
+        pool,
+        dsn,
+        listen_dsn,
+        pooler,
+        durable_claims=durable_claims,
+        command_timeout=command_timeout,
+        query_logger=query_logger,
+    )
     try:
         await apply_migrations(dsn, pooler)
     except BaseException:

@@ -110,10 +110,10 @@ class ClaimPort(Protocol):
 
     async def step_insert_claim(
         self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
-    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None]:
-        """Insert steps as `SubmitPort.step_insert_many` does (not atomic), then claim as
-        `step_claim_batch` does; NOTIFY only for the steps left pending. None for the claimed
-        steps: the database failed after the insert committed (the claim may have)."""
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None, bool]:
+        """Insert steps as `SubmitPort.step_insert_many` does (not atomic), claim what
+        `step_claim_batch` would then, NOTIFY the steps left pending. Claimed None: failed
+        after the insert committed. Last, whether nothing of `step_types` is left due."""
 
     async def step_next_due(self, step_types: list[str]) -> float | None:
         """Seconds until the earliest pending step of `step_types` that is not claimable

@@ -22,7 +22,12 @@ from fleetq_server.store.records import (
     NewStep,
     StepRecord,
 )
-from fleetq_server.store.step_attempts import RECORD_ATTEMPTS, STEP_COLUMNS, step_record
+from fleetq_server.store.self_claim import SELF_CLAIM_INSERT, SELF_CLAIM_UNKEYED_INSERT
+from fleetq_server.store.step_attempts import (
+    RECORD_ATTEMPTS,
+    STEP_COLUMNS,
+    step_record,
+)
 
 # The insert of new steps, as a CTE body ($1: the steps as a JSON array of `_step_row`s),
 # returning (step_id, type) of those inserted; a repeated client key inserts nothing.
@@ -84,6 +89,10 @@ def _step_row(step: NewStep) -> dict[str, Any]:
     }
 
 
+# ClaimedStep's fields, read from a self-claiming insert's rows.
+_CLAIMED_FIELDS = tuple(ClaimedStep.__dataclass_fields__)
+
+
 def _keyed(steps: Sequence[NewStep]) -> bool:
     return any(step.client_key is not None for step in steps)  # a key its client gave
 
@@ -138,25 +147,40 @@ class StepQueries(PoolHolder):
 
     async def step_insert_claim(
         self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
-    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None]:
-        """Insert steps as `step_insert_many` does but without its NOTIFY, then claim for
-        `pod_id` with `step_claim_batch`: the receiving pod starts a new step without the
-        NOTIFY's round trip to its LISTEN connection and a claim of its own.
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None, bool]:
+        """Insert steps as `step_insert_many` does, and claim for `pod_id` what
+        `step_claim_batch` would claim right after (up to `limit`): the receiving pod
+        starts a new step without the NOTIFY's round trip to its LISTEN connection and a
+        claim of its own. Only new steps left pending are announced to the fleet (waking
+        pods, and this pod's own claim loop, for steps already running would cost each a
+        claim).
 
-        Two commits, not one transaction (BEGIN, insert, claim, COMMIT): the insert's is
-        flushed, so the submit is durable before it is acknowledged, and the claim's is any
-        claim's (store.claims.UNFLUSHED_CTE); the step starts two round trips sooner. It is
-        the ordinary claim statement, so it sees the new rows beside every other pending
-        step and takes the best `limit` of them (priority, age, type limits, a pod
-        registered up); only new steps it left pending are then announced to the fleet
-        (waking pods, and this pod's own claim loop, for steps already running would cost
-        each a claim).
+        Usually one statement and one flushed commit (store.self_claim): when nothing of
+        the pod's types waits and no type limit applies, the claim could take only new
+        steps, so the insert writes them claimed. Otherwise the insert commits (flushed: it
+        acknowledges the submit), then the ordinary claim runs on its own commit (any
+        claim's: store.claims.UNFLUSHED_CTE) and sees the new rows beside every other
+        pending step (priority, age, type limits, a pod registered up).
 
         The claimed steps are None when the database became unavailable after the insert
-        committed: the insert's outcomes stand, and the claim may have committed too.
-        """
-        async with self._connection() as connection:
-            outcomes = await self._insert(connection, steps, notify=False)
+        committed: its outcomes stand, and the claim may have committed. A failure of the
+        insert itself raises (it may have committed, with a claim). The flag is true when
+        the one statement found nothing of `step_types` waiting and left nothing pending."""
+        statement = SELF_CLAIM_INSERT if _keyed(steps) else SELF_CLAIM_UNKEYED_INSERT
+        async with self._self_claiming() as connection:
+            rows = await connection.fetch(
+                statement, json_text([_step_row(step) for step in steps]), pod_id, step_types, limit
+            )
+            inserted = {row["step_id"] for row in rows}
+            outcomes = await self._resolve_duplicates(connection, steps, inserted)
+        if rows and rows[0]["fast"]:
+            claimed = [
+                ClaimedStep(**{name: row[name] for name in _CLAIMED_FIELDS})
+                for row in rows
+                if row["status"] == "claimed"
+            ]
+            claimed.sort(key=lambda step: (-step.priority, step.created_ts, step.step_id))
+            return outcomes, claimed, len(claimed) == len(rows)
         try:
             claimed = await self.step_claim_batch(pod_id, step_types, limit)
             taken = {step.step_id for step in claimed}
@@ -174,23 +198,21 @@ class StepQueries(PoolHolder):
                         pending,
                     )
         except errors.DatabaseUnavailableError:
-            return outcomes, None
-        return outcomes, claimed
+            return outcomes, None, False
+        return outcomes, claimed, False
 
     async def _insert(
-        self, connection: Any, steps: Sequence[NewStep], *, notify: bool = True
+        self, connection: Any, steps: Sequence[NewStep]
     ) -> list[InsertOutcome | errors.ConflictError]:
-        """The insert of `step_insert_many` on `connection`, with its one NOTIFY unless
-        `notify` is false."""
+        """The insert of `step_insert_many` on `connection`, with its one NOTIFY."""
         # The batch travels as one JSON document: asyncpg encodes nine arrays of a
         # thousand elements value by value (8 ms of pod CPU per 1,000 steps, measured),
         # orjson writes the document in under 2 ms and PostgreSQL parses it in C.
-        notified = f", notified AS ({NOTIFY_SUBMITTED})" if notify else ""
         rows = await connection.fetch(
             f"""
-            WITH inserted AS ({INSERT_STEPS if _keyed(steps) else INSERT_UNKEYED_STEPS}){notified}
-            SELECT step_id FROM inserted
-            {"UNION ALL SELECT NULL FROM notified" if notify else ""}
+            WITH inserted AS ({INSERT_STEPS if _keyed(steps) else INSERT_UNKEYED_STEPS}),
+                 notified AS ({NOTIFY_SUBMITTED})
+            SELECT step_id FROM inserted UNION ALL SELECT NULL FROM notified
             """,
             json_text([_step_row(step) for step in steps]),
         )

@@ -23,8 +23,8 @@ def test_a_step_submitted_to_a_pod_with_a_free_slot_runs_on_that_pod(
     server_factory: ServerFactory, database_url: str
 ) -> None:
     create_tables(database_url)
-    # Long polls: the insert commits before the claim does, so a polling pod could take the
-    # step in between; with them, only the submit's NOTIFY (sent after the claim) wakes a pod.
+    # Long polls: should a submit take the ordinary path (the insert commits, then the claim),
+    # a polling pod could take the step in between; with them, only a NOTIFY wakes a pod.
     env = {**POD_ENV, "FLEETQ_POLL_INTERVAL": "60"}
     pods = [server_factory(env={**env, "FLEETQ_POD_ID": f"self-{i}"}) for i in range(2)]
     for pod in pods:

@@ -27,7 +27,7 @@ async def test_a_new_step_is_inserted_and_claimed_by_the_receiving_pod(backend: 
     store = backend.store
     await store.pod_register("pod-a", 8)
     step = new_step()
-    outcomes, claimed = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
+    outcomes, claimed, _ = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
     assert outcomes == [InsertOutcome(step_id=step.step_id, created=True)]
     assert [(c.step_id, c.attempt) for c in claimed] == [(step.step_id, 1)]
     record = await store.step_get(step.step_id)
@@ -42,7 +42,7 @@ async def test_an_older_step_of_higher_or_equal_priority_is_claimed_first(
     [older_high, older_equal] = [new_step(priority=5), new_step(priority=1)]
     await store.step_insert_many([older_high, older_equal])
     step = new_step(priority=1)
-    _, claimed = await store.step_insert_claim([step], "pod-a", ["echo"], 2)
+    _, claimed, _ = await store.step_insert_claim([step], "pod-a", ["echo"], 2)
     assert [c.step_id for c in claimed] == [older_high.step_id, older_equal.step_id]
     assert await statuses(store, step.step_id) == ["pending"]
 
@@ -53,7 +53,7 @@ async def test_a_better_new_step_overtakes_older_lower_priority_ones(backend: Ba
     older_low = new_step(priority=0)
     await store.step_insert_many([older_low])
     step = new_step(priority=9)
-    _, claimed = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
+    _, claimed, _ = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
     assert [c.step_id for c in claimed] == [step.step_id]
     assert await statuses(store, older_low.step_id) == ["pending"]
 
@@ -62,7 +62,7 @@ async def test_a_scheduled_step_is_inserted_but_not_claimed(backend: Backend) ->
     store = backend.store
     await store.pod_register("pod-a", 8)
     step = new_step(delay_s=60.0)
-    outcomes, claimed = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
+    outcomes, claimed, _ = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
     assert (outcomes, claimed) == ([InsertOutcome(step_id=step.step_id, created=True)], [])
     assert await statuses(store, step.step_id) == ["pending"]
 
@@ -71,9 +71,9 @@ async def test_a_full_type_limit_leaves_the_new_step_pending(backend: Backend) -
     store = backend.store
     await store.pod_register("pod-a", 8)
     await store.type_limit_put(TypeLimit("echo", max_concurrency=1))
-    _, [running] = await store.step_insert_claim([new_step()], "pod-a", ["echo"], 1)
+    _, [running], _ = await store.step_insert_claim([new_step()], "pod-a", ["echo"], 1)
     step = new_step()
-    _, claimed = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
+    _, claimed, _ = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
     assert claimed == []
     assert await statuses(store, running.step_id, step.step_id) == ["claimed", "pending"]
 
@@ -83,7 +83,7 @@ async def test_a_pod_that_is_down_inserts_but_claims_nothing(backend: Backend) -
     await store.pod_register("pod-a", 8)
     await store.pod_mark_down("pod-a")
     step = new_step()
-    _, claimed = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
+    _, claimed, _ = await store.step_insert_claim([step], "pod-a", ["echo"], 1)
     assert claimed == []
     assert await statuses(store, step.step_id) == ["pending"]
 
@@ -96,7 +96,7 @@ async def test_a_repeated_key_resolves_to_the_existing_step_and_claims_nothing_n
     first = new_step(idempotency_key="k")
     await store.step_insert_many([first])
     again = new_step(idempotency_key="k")
-    outcomes, claimed = await store.step_insert_claim([again], "pod-a", ["echo"], 1)
+    outcomes, claimed, _ = await store.step_insert_claim([again], "pod-a", ["echo"], 1)
     assert outcomes == [InsertOutcome(step_id=first.step_id, created=False)]
     # The existing step is still the best pending one, so the claim takes it, once.
     assert [c.step_id for c in claimed] == [first.step_id]

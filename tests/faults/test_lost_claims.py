@@ -245,12 +245,13 @@ def test_durable_claims_survive_the_crash(
     assert metric_total(pod, "fleetq_steps_claimed_total") == 1
 
 
-def test_a_submit_its_own_pod_claims_at_once_survives_the_crash_and_runs_once(
+def test_a_submit_its_own_pod_claims_in_its_insert_keeps_its_claim_through_the_crash(
     server: CrashableServer, server_factory: ServerFactory, database: str, tmp_path: Path
 ) -> None:
-    """The receiving pod inserts a single submit in a commit that waits for its flush (it
-    acknowledges the submit), then claims it at once in a commit of its own, which a crash
-    may undo like any claim: the step is still there, claimed again, and runs once."""
+    """The receiving pod, idle, inserts a single submit already claimed by itself, in one
+    commit that waits for its flush (it acknowledges the submit): the crash cannot undo
+    that claim, so the step is still claimed at its first attempt, by the very same claim,
+    is never claimed again, and runs once."""
     pod = start_pod(server, server_factory, database)
     gate, runs = tmp_path / "gate", tmp_path / "runs"
     server.stop_wal_writer()
@@ -262,20 +263,19 @@ def test_a_submit_its_own_pod_claims_at_once_survives_the_crash_and_runs_once(
     assert response.status_code == 201, response.text
     step_id = response.json()["step_id"]
     wait_all_claimed(pod, [step_id])
+    claim_columns = "SELECT status, attempt, claimed_ts = created_ts AS at_insert FROM fleetq_steps"
+    [claim] = server.sql(claim_columns, database)
+    assert (claim["status"], claim["attempt"], claim["at_insert"]) == ("claimed", 1, True)
 
     server.crash()
 
-    wait_until(
-        lambda: metric_total(pod, "fleetq_steps_claimed_total") == 2,
-        timeout=10,
-        description="the lost claim made again",
-    )
-    assert claims(server, database) == {step_id: ("claimed", 1)}
+    assert server.sql(claim_columns, database) == [claim]
     gate.touch()
     [done] = wait_all_finished(pod, [step_id], timeout=30).values()
     assert (done["status"], done["result"]["attempt"]) == ("completed", 1)
     assert runs.read_text().splitlines() == [f"{step_id} 1"]
     assert len(completed_outcomes(pod, step_id)) == 1
+    assert metric_total(pod, "fleetq_steps_claimed_total") == 1
 
 
 def test_claims_an_outcome_write_made_survive_the_crash_and_nothing_runs_twice(

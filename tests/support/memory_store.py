@@ -448,12 +448,18 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
 
     async def step_insert_claim(
         self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int
-    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None]:
+    ) -> tuple[list[InsertOutcome | errors.ConflictError], list[ClaimedStep] | None, bool]:
         outcomes = await self.step_insert_many(steps)
         try:
-            return outcomes, await self.step_claim_batch(pod_id, step_types, limit)
+            claimed = await self.step_claim_batch(pod_id, step_types, limit)
         except errors.DatabaseUnavailableError:  # the insert stands; the claim may not
-            return outcomes, None
+            return outcomes, None, False
+        with self.transaction() as now:
+            waiting = any(
+                s.status == "pending" and s.type in step_types and s.not_before_ts <= now
+                for s in self.steps.values()
+            )
+        return outcomes, claimed, not waiting
 
     async def step_claim_batch(
         self, pod_id: str, step_types: list[str], limit: int

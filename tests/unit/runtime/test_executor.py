@@ -158,3 +158,19 @@ async def test_an_earlier_attempt_finishing_leaves_the_later_attempt_of_its_step
     await until(lambda: not run_steps.running, description="the second outcome")
     record = await store.step_get(first.step_id)
     assert (record.status, record.result) == ("completed", second.attempt)
+
+
+async def test_a_step_back_to_pending_calls_on_requeued_after_its_slot_was_freed(
+    store: MemoryStore, state: PodState
+) -> None:
+    calls: list[str] = []
+    run_steps = StepExecutor(
+        store,
+        registry(echo=explode),
+        state,
+        NO_BACKOFF,
+        on_slot_free=lambda: calls.append("slot"),
+        on_requeued=lambda: calls.append("requeued"),
+    )
+    await run(run_steps, store, "echo", max_retries=1)
+    assert calls == ["slot", "requeued"]

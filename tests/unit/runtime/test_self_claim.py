@@ -2,6 +2,7 @@
 a pod that may claim), up to its free capacity, and like any claim when an answer is lost."""
 
 import asyncio
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from fleetq_server.runtime.state import PodState
 from fleetq_server.store.records import InsertOutcome, NewStep
 from fleetq_server.submission import prepare_step
 from tests.support.memory_store import MemoryStore
+from tests.support.waiting import until
 from tests.unit.runtime.helpers import REQUEST, lose_next_answer, registry, submit
 
 
@@ -131,3 +133,76 @@ async def test_a_claim_answer_lost_after_the_insert_keeps_the_submit_and_is_rele
     await loop.run_once()
     assert running(loop) == [step.step_id]  # given back, then claimed again and running
     assert (await store.step_get(step.step_id)).attempt == 2
+
+
+def claims_now(loop: ClaimLoop) -> bool:
+    """Whether the claim loop was asked to claim (its wake-up is set), then forget it."""
+    woken = loop._wake_event.is_set()
+    loop._wake_event.clear()
+    return woken
+
+
+@pytest.fixture
+async def drained(store: MemoryStore, loop: ClaimLoop) -> ClaimLoop:
+    """A listening claim loop whose last claim and self-claim left nothing of its types."""
+    loop.listening = lambda: True
+    await loop.run_once()  # learns that no step is due later either
+    await loop.insert_and_claim([new_step()])
+    claims_now(loop)
+    return loop
+
+
+async def test_a_freed_slot_claims_nothing_when_the_self_claim_left_nothing_waiting(
+    drained: ClaimLoop, release: asyncio.Event
+) -> None:
+    drained.slot_freed()
+    assert not claims_now(drained)
+    release.set()
+    await drained._executor.wait_all(5)
+
+
+async def test_a_freed_slot_claims_after_any_wake_up_since_the_self_claim(
+    drained: ClaimLoop, release: asyncio.Event
+) -> None:
+    drained.wake()  # a notification: a submit, a release or a requeue somewhere
+    claims_now(drained)
+    drained.slot_freed()
+    assert claims_now(drained)
+    release.set()
+    await drained._executor.wait_all(5)
+
+
+async def test_a_freed_slot_claims_while_the_pod_hears_no_notifications(
+    drained: ClaimLoop, release: asyncio.Event
+) -> None:
+    drained.listening = lambda: False
+    drained.slot_freed()
+    assert claims_now(drained)
+    release.set()
+    await drained._executor.wait_all(5)
+
+
+async def test_a_freed_slot_claims_after_a_self_claim_that_left_a_step_pending(
+    store: MemoryStore, state: PodState, drained: ClaimLoop, release: asyncio.Event
+) -> None:
+    state.current_capacity = 3  # one slot free, two steps received
+    await drained.insert_and_claim([new_step(), new_step()])
+    drained.slot_freed()
+    assert claims_now(drained)
+    release.set()
+    await drained._executor.wait_all(5)
+
+
+async def test_a_freed_slot_claims_once_a_step_known_to_fall_due_may_have(
+    store: MemoryStore, loop: ClaimLoop, release: asyncio.Event
+) -> None:
+    loop.listening = lambda: True
+    await submit(store, delay_s=1.0)  # not due at the claims below
+    await loop.run_once()
+    await loop.insert_and_claim([new_step()])
+    claims_now(loop)
+    await until(lambda: time.monotonic() >= loop._due_by, description="the step's due time")
+    loop.slot_freed()
+    assert claims_now(loop)
+    release.set()
+    await loop._executor.wait_all(5)

@@ -81,6 +81,7 @@ class StepSpec(SubmitOptions, total=False):
 # A submit's outcome when submits share a call: its result, or the error it alone met.
 SubmitOutcome = SubmitResult | FleetQClientError
 # The most steps one SubmitBatch takes (the server's limit, `SubmitBatchRequest.steps`).
+# Both limits are the pod's, stated again: tests/unit/test_client_limits.py ties them.
 MAX_BATCH_STEPS = 1000
 # The largest request a pod reads (its grpc.max_receive_message_length): a SubmitBatch of
 # coalesced submits stays within it, less the bytes of its `independent` flag.

@@ -25,6 +25,7 @@ from tests.support.databases import (
     new_database_name,
     run_sync,
     server_version,
+    stop_fsync,
     with_database,
 )
 from tests.support.server_process import ServerProcess
@@ -60,6 +61,7 @@ def postgres_admin_url() -> Iterator[str]:
         raise
     try:
         _check_server(server.url, f"the embedded PostgreSQL in {server.data_dir}")
+        run_sync(lambda: stop_fsync(server.url))  # ours alone; a server named by URL is not
         yield server.url
     finally:
         server.stop()

@@ -15,7 +15,7 @@ from fleetq_common.json_values import ValueBudget
 from fleetq_server import __version__, errors, metrics, submission
 from fleetq_server.api import history, messages, step_lifecycle, step_listing, watch
 from fleetq_server.api.json_fields import json_object
-from fleetq_server.api.offload import OFFLOAD_BYTES, off_loop
+from fleetq_server.api.offload import OFFLOAD_BYTES, collections_paused, off_loop
 from fleetq_server.api.schedules import ScheduleRpcs
 from fleetq_server.api.status_codes import status_code_for
 from fleetq_server.api.type_limits import TypeLimitRpcs
@@ -219,9 +219,18 @@ class FleetQServicer(
     async def SubmitStep(
         self, request: pb.SubmitStepRequest, context: Any
     ) -> pb.SubmitStepResponse:
+        if request.ByteSize() <= OFFLOAD_BYTES:
+            return await self._submit_step(request, context, large=False)
+        # Its values live until the insert is done, and then go with _submit_step's frame.
+        with collections_paused():
+            return await self._submit_step(request, context, large=True)
+
+    async def _submit_step(
+        self, request: pb.SubmitStepRequest, context: Any, large: bool
+    ) -> pb.SubmitStepResponse:
         header_key = _idempotency_header(context)
         prepare = functools.partial(self._prepare_single, request, header_key)
-        step = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        step = await off_loop(prepare) if large else prepare()
         [step] = _with_traceparent([step], self._tracing)
         outcome = await self._inserts.submit(step)
         if isinstance(outcome, errors.ConflictError):
@@ -236,8 +245,16 @@ class FleetQServicer(
     ) -> pb.SubmitBatchResponse:
         if not 1 <= len(request.steps) <= MAX_BATCH_STEPS:
             raise errors.ValidationError(f"steps: must hold 1 to {MAX_BATCH_STEPS} steps")
+        if request.ByteSize() <= OFFLOAD_BYTES:
+            return await self._submit_batch(request, context, large=False)
+        with collections_paused():  # as in SubmitStep
+            return await self._submit_batch(request, context, large=True)
+
+    async def _submit_batch(
+        self, request: pb.SubmitBatchRequest, context: Any, large: bool
+    ) -> pb.SubmitBatchResponse:
         prepare = functools.partial(self._prepare_batch, request)
-        steps = await off_loop(prepare) if request.ByteSize() > OFFLOAD_BYTES else prepare()
+        steps = await off_loop(prepare) if large else prepare()
         if request.independent:
             response = await self._insert_each(steps)
         else:

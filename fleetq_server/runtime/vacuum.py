@@ -1,11 +1,15 @@
 """The leader's vacuum loop: VACUUM fleetq_steps once enough dead rows have piled up.
 
 Claims read the pending-only claim index from its head, and every claim leaves a dead entry
-there until a VACUUM removes it: without one, each claim walks all the entries claimed since
+there until a VACUUM removes it: without one, each claim walks past the entries claimed since
 the last vacuum, and a long drain slows bucket after bucket (README "Performance", the
-backlog scenario). Autovacuum looks at most once a minute and by default only once a fifth of
-the table is dead; the leader, checking the table's statistics every interval, keeps the
-index short whatever the autovacuum settings, and whether autovacuum is on at all.
+backlog scenario). Autovacuum visits once a minute by default and by default waits for a
+fifth of the table to be dead. The leader reads the table's dead-row count every interval and
+vacuums at the threshold, so that autovacuum's settings, or autovacuum being off, no longer
+decide how long the index grows: about `threshold` dead entries, plus what the statistics
+have not counted yet (they lag, need track_counts on, and start again from zero after a
+crash). Only when its database role may vacuum the table; a VACUUM finding the table
+locked by another (autovacuum's) skips it, and the next look tries again.
 """
 
 import logging
@@ -20,9 +24,10 @@ log = logging.getLogger(__name__)
 
 
 class VacuumLoop(BackgroundLoop):
-    """Every `interval` seconds, if this pod leads, VACUUM fleetq_steps when its dead row
-    versions reach `threshold` (0: never). A role that may not vacuum the table is told once
-    in the log; the loop keeps looking, and vacuums once the privilege is granted."""
+    """Every `interval` seconds, if this pod acts as leader, VACUUM fleetq_steps when the
+    statistics count `threshold` dead row versions (0: never). A role that may not vacuum
+    the table is told in the log, once until that changes; the loop keeps looking, and
+    vacuums once the privilege is granted."""
 
     name = "vacuum"
 
@@ -34,7 +39,7 @@ class VacuumLoop(BackgroundLoop):
         self._refused = False
 
     async def run_once(self) -> None:
-        """One look at the statistics, and one VACUUM when due."""
+        """One look at the statistics, and one VACUUM when due (counted only if it ran)."""
         if self._threshold == 0 or not self._state.acts_as_leader:
             return
         dead, permitted = await self._store.step_dead_rows()
@@ -53,7 +58,9 @@ class VacuumLoop(BackgroundLoop):
         if dead < self._threshold:
             return
         started = time.perf_counter()
-        await self._store.step_vacuum()
+        if not await self._store.step_vacuum():
+            log.info("VACUUM of fleetq_steps skipped: another VACUUM holds the table")
+            return
         seconds = time.perf_counter() - started
         metrics.VACUUMS.inc()
         metrics.VACUUM_SECONDS.inc(seconds)

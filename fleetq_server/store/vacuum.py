@@ -1,13 +1,14 @@
 """The leader's VACUUM of fleetq_steps, and the statistics that say when it is due.
 
 Every claim and every outcome leaves a dead row version, and the claim's entry in the
-pending-only claim index stays until a VACUUM removes it: claims start at the head of that
-index, so each walks every entry left since the last one, and the drain slows as it goes.
-Autovacuum looks at most once a minute (autovacuum_naptime, a server-wide setting) and by
-default waits for a fifth of the table to be dead; a fast drain outruns both.
+pending-only claim index stays until a VACUUM (or an index page's own clean-up) removes it:
+claims start at the head of that index, so each walks past the entries left since, and the
+drain slows as it goes. Autovacuum visits a database once per autovacuum_naptime (a minute
+by default) and by default waits for a fifth of the table to be dead; a fast drain outruns
+both.
 """
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from fleetq_server.store.connection import PoolHolder
 
@@ -15,7 +16,9 @@ from fleetq_server.store.connection import PoolHolder
 # COMMAND_TIMEOUT_S, which would cancel it and waste the work done.
 VACUUM_TIMEOUT_S = 3600.0
 
-# Dead row versions by the cumulative statistics (they lag commits by up to a second), and
+# Dead row versions by the cumulative statistics (they lag commits by a second or more:
+# sessions report their counts at intervals, an idle one within about ten seconds on
+# PostgreSQL 15+; a crash resets them), and
 # whether this role may vacuum the table: its owner (or a member), the database's owner, or
 # on PostgreSQL 17+ a holder of MAINTAIN (pg_maintain). VACUUM without the privilege only
 # warns and skips, so the loop asks first. The CASE keeps 'MAINTAIN' from older servers,
@@ -33,11 +36,13 @@ _DEAD_ROWS = """
 
 # INDEX_CLEANUP ON: with dead rows on under 2% of its pages VACUUM would otherwise skip the
 # indexes, leaving exactly the claim index entries this is for. SKIP_LOCKED: a VACUUM
-# already running (autovacuum's) is doing the work. TRUNCATE false: giving back the
+# already running (autovacuum's) is doing the work; PostgreSQL then only warns, with
+# _LOCK_NOT_AVAILABLE, and the step says it skipped. TRUNCATE false: giving back the
 # table's empty tail takes an ACCESS EXCLUSIVE lock that would stall every claim, and the
 # next steps would grow it again. Not in a transaction (VACUUM refuses one), so it runs
 # as is behind PgBouncer in transaction mode too.
 _VACUUM = "VACUUM (INDEX_CLEANUP ON, SKIP_LOCKED, TRUNCATE false) fleetq_steps"
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 class VacuumPort(Protocol):
@@ -46,8 +51,8 @@ class VacuumPort(Protocol):
     async def step_dead_rows(self) -> tuple[int, bool]:
         """Dead row versions in fleetq_steps, and whether this role may vacuum it."""
 
-    async def step_vacuum(self) -> None:
-        """VACUUM fleetq_steps (a no-op while another VACUUM holds it)."""
+    async def step_vacuum(self) -> bool:
+        """VACUUM fleetq_steps; False when skipped, its lock held (by another VACUUM)."""
 
 
 class VacuumQueries(PoolHolder):
@@ -60,7 +65,19 @@ class VacuumQueries(PoolHolder):
             row = await connection.fetchrow(_DEAD_ROWS)
         return int(row["dead"]), bool(row["permitted"])
 
-    async def step_vacuum(self) -> None:
-        """VACUUM fleetq_steps, skipped while another VACUUM (autovacuum) holds it."""
+    async def step_vacuum(self) -> bool:
+        """VACUUM fleetq_steps and True, or False when it was skipped: another VACUUM
+        (autovacuum's), an ANALYZE or a schema change held a conflicting lock."""
+        skipped = False
+
+        def on_notice(_connection: Any, message: Any) -> None:
+            nonlocal skipped  # asyncpg calls this before the statement's answer is awaited
+            skipped = skipped or getattr(message, "sqlstate", None) == _LOCK_NOT_AVAILABLE
+
         async with self._connection() as connection:
-            await connection.execute(_VACUUM, timeout=VACUUM_TIMEOUT_S)
+            connection.add_log_listener(on_notice)
+            try:
+                await connection.execute(_VACUUM, timeout=VACUUM_TIMEOUT_S)
+            finally:
+                connection.remove_log_listener(on_notice)
+        return not skipped

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import asyncpg
 import pytest
 
+from tests.conftest import TEST_DATABASE_URL_ENV
 from tests.support.databases import (
     TEST_DATABASE_PREFIX,
     create_database,
@@ -134,3 +136,14 @@ def test_wait_until_returns_as_soon_as_the_condition_holds() -> None:
     assert wait_until(third_time, timeout=5, interval=0.001) == 3
     with pytest.raises(AssertionError, match="never"):
         wait_until(lambda: None, timeout=0.05, interval=0.01, description="never")
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get(TEST_DATABASE_URL_ENV)), reason="a server named by URL keeps its settings"
+)
+async def test_the_embedded_test_server_does_not_fsync(postgres_admin_url: str) -> None:
+    conn = await asyncpg.connect(postgres_admin_url)
+    try:
+        assert await conn.fetchval("SHOW fsync") == "off"
+    finally:
+        await conn.close()

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from fleetq_server import metrics
 from fleetq_server.runtime.state import PodState
 from fleetq_server.runtime.vacuum import VacuumLoop
 from fleetq_server.store import Store
@@ -103,3 +104,26 @@ async def test_a_role_that_may_not_vacuum_is_told_once_and_nothing_is_vacuumed(
         await loop.run_once()
     assert len([r for r in caplog.records if "may not VACUUM" in r.getMessage()]) == 1
     assert await vacuums(store) == 0
+
+
+async def test_a_vacuum_that_finds_the_table_locked_is_skipped_and_not_counted(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_dead_rows(store, DEAD_ROWS)
+    loop = VacuumLoop(
+        store, PodState(base_pod_id="pod-a", max_capacity=8, is_leader=True), 1.0, DEAD_ROWS
+    )
+    counted = metrics.VACUUMS._value.get()
+    async with store._connection() as holder, holder.transaction():
+        # Test-only SQL: the lock a running VACUUM (autovacuum's) holds on the table.
+        await holder.execute("LOCK TABLE fleetq_steps IN SHARE UPDATE EXCLUSIVE MODE")
+        assert await store.step_vacuum() is False
+        with caplog.at_level(logging.INFO, logger="fleetq_server.runtime.vacuum"):
+            await loop.run_once()
+    assert await vacuums(store) == 0
+    assert metrics.VACUUMS._value.get() == counted
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("skipped" in m for m in messages) and not any("vacuumed" in m for m in messages)
+    await loop.run_once()  # the lock gone, the next look vacuums
+    assert await vacuums(store) == 1
+    assert metrics.VACUUMS._value.get() == counted + 1

@@ -59,6 +59,15 @@ async def server_version(url: str) -> int:
         await conn.close()
 
 
+async def stop_fsync(admin_url: str) -> None:
+    """A test server of ours no longer fsyncs: every DROP DATABASE waits for a checkpoint,
+    every commit for its WAL flush, and on a machine busy writing (benchmarks alongside)
+    each fsync costs up to seconds. Its data dies with the session, and only a crash of
+    the machine (not of PostgreSQL) loses what was written but not fsynced."""
+    await _admin_execute(admin_url, "ALTER SYSTEM SET fsync = off")
+    await _admin_execute(admin_url, "SELECT pg_reload_conf()")
+
+
 async def create_database(admin_url: str, name: str) -> None:
     """CREATE DATABASE ``name`` (empty, from template1) on the admin URL's server."""
     await _admin_execute(admin_url, f"CREATE DATABASE {_quote_ident(name)}")

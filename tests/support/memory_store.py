@@ -949,8 +949,8 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
     async def step_dead_rows(self) -> tuple[int, bool]:
         return 0, True
 
-    async def step_vacuum(self) -> None:
-        pass
+    async def step_vacuum(self) -> bool:
+        return True
 
 
 def _listed(step: _Step, where: StepListFilter, after: StepListPosition | None) -> bool:

@@ -7,6 +7,7 @@ import pytest
 
 from fleetq_server import errors
 from fleetq_server.store import Store
+from fleetq_server.store.step_copy import COPY_MIN_STEPS
 from fleetq_server.submission import prepare_step
 from tests.integration.conftest import REQUEST
 
@@ -29,3 +30,51 @@ async def test_an_atomic_batch_without_keys_stores_every_step_as_new(store: Stor
     outcomes = await store.step_insert_many(steps, atomic=True)
     assert [(o.step_id, o.created) for o in outcomes] == [(s.step_id, True) for s in steps]  # type: ignore[union-attr]
     assert [(await store.step_get(s.step_id)).args for s in steps] == [{"i": i} for i in range(3)]
+
+
+# Large batches of plain steps go by COPY (store/step_copy.py), in its text format.
+AWKWARD = {
+    "path": "C:\\temp\\new",
+    "text": 'tab\there, newline\nthere, "quoted", \\N, \\.',
+    "unicode": "żółw 🐢 \u2028",
+    "nested": {"list": [1, 2.5, None, True, {"k": "\\"}]},
+}
+
+
+async def test_a_large_batch_of_plain_steps_stores_each_step_as_given(store: Store) -> None:
+    steps = [
+        prepare_step(replace(REQUEST, args={**AWKWARD, "i": i}, metadata={"m": "\\t"}, priority=i))
+        for i in range(COPY_MIN_STEPS)
+    ]
+    steps[1] = replace(steps[1], traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    outcomes = await store.step_insert_many(steps, atomic=True)
+
+    assert [(o.step_id, o.created) for o in outcomes] == [(s.step_id, True) for s in steps]  # type: ignore[union-attr]
+    for step in steps:
+        stored = await store.step_get(step.step_id)
+        assert (stored.status, stored.type, stored.args, stored.metadata) == (
+            "pending",
+            step.type,
+            step.args,
+            step.metadata,
+        )
+        assert (stored.priority, stored.max_retries, stored.idempotency_key) == (
+            step.priority,
+            step.max_retries,
+            step.idempotency_key,
+        )
+    assert await store.step_traceparent(steps[1].step_id) == steps[1].traceparent
+    assert await store.step_traceparent(steps[2].step_id) is None
+
+
+async def test_a_large_batch_of_plain_steps_that_the_database_refuses_writes_nothing(
+    store: Store,
+) -> None:
+    stored = prepare_step(REQUEST)
+    await store.step_insert_many([stored])
+    steps = [prepare_step(REQUEST) for _ in range(COPY_MIN_STEPS)]
+    steps[-1] = replace(steps[-1], step_id=stored.step_id)  # the primary key refuses it
+    with pytest.raises(errors.DataRejectedError):
+        await store.step_insert_many(steps, atomic=True)
+    with pytest.raises(errors.NotFoundError):
+        await store.step_get(steps[0].step_id)

@@ -1,9 +1,9 @@
 """What each consumer needs from the store, as small Protocols.
 
-The runtime and the API depend on these rather than on the PostgreSQL `Store`, so a loop
-can be driven by anything that keeps the same contract (the in-memory store the unit tests
-use: tests/support/memory_store.py; tests/contract checks both keep it). Every method
-raises only `fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep.
+The runtime and the API depend on these rather than on the PostgreSQL `Store`, so a loop can be
+driven by anything that keeps the same contract (the in-memory store the unit tests use:
+tests/support/memory_store.py; tests/contract checks both keep it). Every method raises only
+`fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep.
 """
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -37,6 +37,7 @@ from fleetq_server.store.records import (
     TypeLimitRecord,
     WorkerRecord,
 )
+from fleetq_server.store.step_copy import StepCopyPort
 from fleetq_server.store.vacuum import VacuumPort
 
 
@@ -54,7 +55,7 @@ class Subscription(Protocol):
         """Stop delivering wake-ups."""
 
 
-class SubmitPort(Protocol):
+class SubmitPort(StepCopyPort, Protocol):
     """Submits and reads of steps (the API)."""
 
     async def step_insert_many(
@@ -122,9 +123,8 @@ class ClaimPort(Protocol):
     async def step_release_orphans(
         self, pod_id: str, running_step_ids: Collection[str]
     ) -> list[tuple[str, str]]:
-        """Give back to pending, without spending a retry, the steps claimed by `pod_id`
-        that are not in `running_step_ids` (claims whose answer was lost); returns (step
-        id, type) of each."""
+        """Give back to pending, without spending a retry, the steps claimed by `pod_id` that
+        are not in `running_step_ids` (claims whose answer was lost); (step id, type) of each."""
 
 
 class OutcomePort(Protocol):

@@ -14,8 +14,8 @@ Small batches (coalesced single submits) keep the INSERT: COPY takes more round 
 
 import collections
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -39,22 +39,88 @@ _NOTIFY_COUNTED = f"""
 _EMPTY_OBJECT = "{}"
 
 
+class StepCopyPort(Protocol):
+    """Large batches of plain steps, stored while they are still being prepared (the API)."""
+
+    async def step_copy_parts(
+        self, parts: AsyncIterable[Sequence[NewStep]]
+    ) -> list[InsertOutcome] | None:
+        """New plain steps, all or none, each part stored while the next is prepared; None
+        when a part held a step that was not plain (nothing stored: they need the INSERT)."""
+
+
 def copyable(steps: Sequence[NewStep]) -> bool:
-    """Whether `steps` go by COPY: enough of them, and each plain (nothing computed from
-    the database clock, nothing to de-duplicate)."""
-    return len(steps) >= COPY_MIN_STEPS and all(
+    """Whether `steps` go by COPY: enough of them, and each plain."""
+    return len(steps) >= COPY_MIN_STEPS and all(map(is_plain, steps))
+
+
+def is_plain(step: NewStep) -> bool:
+    """Nothing to compute from the database clock, nothing to de-duplicate."""
+    return (
         step.client_key is None
         and step.run_at is None
         and step.delay_s is None
         and step.pending_expiry_s is None
-        for step in steps
     )
 
 
+class _NotPlain(Exception):
+    """A part of the steps to copy holds a step that is not plain: COPY is abandoned."""
+
+
+async def step_copy_parts(
+    connection: Any, parts: AsyncIterable[Sequence[NewStep]]
+) -> list[InsertOutcome] | None:
+    """Insert the steps of `parts` with one NOTIFY, in one transaction: all of them or
+    none, durable before this returns, the NOTIFY sent at the commit.
+
+    Each part is sent as it arrives, so PostgreSQL inserts one while the caller prepares
+    the next. An error raised by `parts` rolls everything back and propagates; a part
+    holding a step that is not plain (see `copyable`) rolls back too, and this returns
+    None: those steps need the INSERT.
+    """
+    copied: list[NewStep] = []
+    failed: list[Exception] = []
+
+    async def rows() -> AsyncIterator[bytes]:
+        # An error of `parts` ends the data cleanly and is raised again inside the
+        # transaction, which rolls back: aborting the COPY itself would have asyncpg send
+        # a cancel request on a connection of its own.
+        try:
+            async for part in parts:
+                if not all(map(is_plain, part)):
+                    raise _NotPlain
+                copied.extend(part)
+                yield _rows(part)
+        except Exception as exc:
+            failed.append(exc)
+
+    try:
+        async with connection.transaction():
+            await connection.copy_to_table("fleetq_steps", source=rows(), columns=_COLUMNS)
+            if failed:
+                raise failed[0]
+            counts = collections.Counter(step.type for step in copied)
+            await connection.execute(_NOTIFY_COUNTED, list(counts), list(counts.values()))
+    except _NotPlain:
+        return None
+    return [InsertOutcome(step_id=step.step_id, created=True) for step in copied]
+
+
 async def step_copy(connection: Any, steps: Sequence[NewStep]) -> list[InsertOutcome]:
-    """Insert plain `steps` (see `copyable`) with one NOTIFY, in one transaction: all of
-    them or none, durable before this returns, the NOTIFY sent at the commit."""
-    rows = b"".join(
+    """Insert plain `steps` (see `copyable`) as one part of `step_copy_parts`."""
+
+    async def one_part() -> AsyncIterator[Sequence[NewStep]]:
+        yield steps
+
+    outcomes = await step_copy_parts(connection, one_part())
+    assert outcomes is not None, "copyable steps only"
+    return outcomes
+
+
+def _rows(steps: Sequence[NewStep]) -> bytes:
+    """`steps` as rows of COPY's text format, in the order of _COLUMNS."""
+    return b"".join(
         b"%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n"
         % (
             step.step_id.encode(),
@@ -69,12 +135,6 @@ async def step_copy(connection: Any, steps: Sequence[NewStep]) -> list[InsertOut
         )
         for step in steps
     )
-    counts = collections.Counter(step.type for step in steps)
-    async with connection.transaction():
-        # A memoryview: asyncpg would take bytes for a file name.
-        await connection.copy_to_table("fleetq_steps", source=memoryview(rows), columns=_COLUMNS)
-        await connection.execute(_NOTIFY_COUNTED, list(counts), list(counts.values()))
-    return [InsertOutcome(step_id=step.step_id, created=True) for step in steps]
 
 
 def _copy_json(value: dict[str, Any]) -> bytes:

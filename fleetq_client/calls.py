@@ -1,7 +1,6 @@
 """Each client operation written once, free of I/O: the RPC to call, its request, and how to
 read its response. The sync and asyncio clients only differ in how they send a `Call`."""
 
-import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -168,14 +167,31 @@ def _status_code(name: str) -> grpc.StatusCode:
     return grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNKNOWN)
 
 
-def chunked(steps: Iterable[StepSpec], size: int) -> Iterator[list[StepSpec]]:
-    """`steps` in lists of at most `size` (1 to MAX_BATCH_STEPS), lazily: a generator of
-    steps is never held in memory whole."""
+def batches(steps: Iterable[StepSpec], size: int) -> Iterator[Call[SubmitBatchResult]]:
+    """`steps` as SubmitBatch calls of at most `size` steps (1 to MAX_BATCH_STEPS), each
+    within the bytes a pod reads (a step that alone exceeds them is sent alone, and
+    refused); lazily: a generator of steps is never held in memory whole."""
     if not 1 <= size <= MAX_BATCH_STEPS:
         raise ValueError(f"chunk_size must be 1 to {MAX_BATCH_STEPS}")
-    iterator = iter(steps)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+    request = pb.SubmitBatchRequest()
+    held = 0  # the request's bytes so far
+    for spec in steps:
+        step = request.steps.add()
+        _fill_submit(step, spec["type"], spec["args"], spec)
+        held += batched_size(step)
+        if held > MAX_COALESCED_BYTES and len(request.steps) > 1:
+            del request.steps[-1]  # it goes first in the next request
+            yield Call("SubmitBatch", request, _batch_result)
+            request = pb.SubmitBatchRequest()
+            step = request.steps.add()
+            _fill_submit(step, spec["type"], spec["args"], spec)
+            held = batched_size(step)
+        if len(request.steps) == size:
+            yield Call("SubmitBatch", request, _batch_result)
+            request = pb.SubmitBatchRequest()
+            held = 0
+    if request.steps:
+        yield Call("SubmitBatch", request, _batch_result)
 
 
 def _batch_result(response: pb.SubmitBatchResponse) -> SubmitBatchResult:

@@ -255,6 +255,14 @@ def test_submit_many_pipelines_chunks_and_keeps_the_order(
     assert [client.status(r.step_id).args["i"] for r in results] == list(range(45))
 
 
+def test_submit_many_keeps_each_call_within_the_bytes_a_pod_reads(client: FleetQClient) -> None:
+    tag = secrets.token_hex(4)
+    bulky = "x" * 20_000  # 60 such steps exceed the pod's 1 MiB in one request
+    specs = ({"type": "hello_world", "args": {"tag": tag, "i": i, "pad": bulky}} for i in range(60))
+    results = client.submit_many(specs)
+    assert [client.status(r.step_id).args["i"] for r in results] == list(range(60))
+
+
 async def test_the_asyncio_submit_many_sends_a_chunk_before_it_builds_the_next(
     leader: ServerProcess, client: FleetQClient
 ) -> None:

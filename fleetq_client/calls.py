@@ -1,6 +1,7 @@
 """Each client operation written once, free of I/O: the RPC to call, its request, and how to
 read its response. The sync and asyncio clients only differ in how they send a `Call`."""
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -173,25 +174,21 @@ def batches(steps: Iterable[StepSpec], size: int) -> Iterator[Call[SubmitBatchRe
     refused); lazily: a generator of steps is never held in memory whole."""
     if not 1 <= size <= MAX_BATCH_STEPS:
         raise ValueError(f"chunk_size must be 1 to {MAX_BATCH_STEPS}")
-    request = pb.SubmitBatchRequest()
-    held = 0  # the request's bytes so far
-    for spec in steps:
-        step = request.steps.add()
-        _fill_submit(step, spec["type"], spec["args"], spec)
-        held += batched_size(step)
-        if held > MAX_COALESCED_BYTES and len(request.steps) > 1:
-            del request.steps[-1]  # it goes first in the next request
-            yield Call("SubmitBatch", request, _batch_result)
-            request = pb.SubmitBatchRequest()
-            step = request.steps.add()
-            _fill_submit(step, spec["type"], spec["args"], spec)
-            held = batched_size(step)
-        if len(request.steps) == size:
-            yield Call("SubmitBatch", request, _batch_result)
-            request = pb.SubmitBatchRequest()
-            held = 0
-    if request.steps:
-        yield Call("SubmitBatch", request, _batch_result)
+    iterator = iter(steps)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield from _within_bytes(chunk)
+
+
+def _within_bytes(chunk: list[StepSpec]) -> Iterator[Call[SubmitBatchResult]]:
+    """`chunk` as one call, or halved until each call fits MAX_REQUEST_BYTES. One size of
+    the whole request: a size per step cost the client a third more per step."""
+    call = submit_batch(chunk)
+    if len(chunk) == 1 or call.request.ByteSize() <= MAX_REQUEST_BYTES:
+        yield call
+        return
+    half = len(chunk) // 2
+    yield from _within_bytes(chunk[:half])
+    yield from _within_bytes(chunk[half:])
 
 
 def _batch_result(response: pb.SubmitBatchResponse) -> SubmitBatchResult:

@@ -1,23 +1,27 @@
 """A large all-or-nothing SubmitBatch stored while it is still being prepared.
 
-Its steps are validated and built in parts on the offload thread, and each part goes to the
-store's COPY as soon as it is ready (`store.step_copy_parts`): PostgreSQL inserts one part
-while the pod prepares the next, where the whole batch used to be prepared before the
-insert began. The first invalid step still refuses the whole batch, and nothing is
-written: its part ends the COPY, whose transaction rolls back.
+Its steps are validated and built in parts, and each part goes to the store's COPY as soon
+as it is ready (`store.step_copy_parts`): PostgreSQL inserts one part while the pod
+prepares the next, where the whole batch used to be prepared before the insert began. The
+first invalid step still refuses the whole batch, and nothing is written: its part ends
+the COPY, whose transaction rolls back.
+
+The parts are prepared on the event loop, which gets its turn between them (a part takes
+about a millisecond), not on the offload thread: the overlap is with PostgreSQL, another
+process, and the thread only added hand-overs and GIL contention. One pod, 1,000-step
+calls, three interleaved runs each (load 16-20): pod CPU 22.8-26.5 us per step on the
+loop, 26.8-31.1 on the thread.
 """
 
-import functools
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from fleetq_server.api.offload import off_loop
 from fleetq_server.store.ports import SubmitPort
 from fleetq_server.store.records import InsertOutcome, NewStep
 from fleetq_server.store.step_copy import COPY_MIN_STEPS, is_plain
 
-# Steps per part: a part takes the offload thread about as long as PostgreSQL takes to
-# insert the part before it.
-PART_STEPS = 250
+# Steps per part: about a millisecond of the loop's time.
+PART_STEPS = 100
 # prepare(start, stop): the batch's steps [start, stop), validated; ValidationError names
 # the first invalid one.
 Prepare = Callable[[int, int], list[NewStep]]
@@ -39,8 +43,9 @@ async def insert_in_parts(
 
     async def next_part() -> list[NewStep]:
         start, stop = bounds[len(prepared) // PART_STEPS]
-        part = await off_loop(functools.partial(prepare, start, stop))
+        part = prepare(start, stop)
         prepared.extend(part)
+        await asyncio.sleep(0)  # the loop's turn
         return part
 
     first = await next_part()

@@ -206,7 +206,7 @@ def test_a_bad_step_refuses_its_whole_batch(client: FleetQClient) -> None:
     assert client.status(fresh.step_id).args == {"n": 2}
 
 
-# From 64 steps an all-or-nothing batch is stored in parts of 250 while it is prepared
+# From 64 steps an all-or-nothing batch is stored in parts of 100 while it is prepared
 # (api/batch_parts.py): a refusal in a later part must still leave nothing stored.
 LARGE = 700
 

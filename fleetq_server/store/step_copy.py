@@ -8,8 +8,9 @@ its CPU there). Measured on PostgreSQL 15, 40 interleaved batches of 1,000 steps
 table, backend CPU from /proc/<pid>/schedstat: 25.8 us per step by the INSERT, 18.5 by
 COPY, with the same Python CPU on our side (about 5.5 us per step, under load).
 
-Small batches (coalesced single submits) keep the INSERT: COPY takes more round trips
-(BEGIN, the copy, the NOTIFY, COMMIT), which a lone submit would wait for.
+Only large all-or-nothing SubmitBatches come this way (api/batch_parts.py): COPY takes
+more round trips (BEGIN, the copy, the NOTIFY, COMMIT), which the coalesced single
+submits, waiting on their insert, keep the INSERT's one for.
 """
 
 import collections
@@ -49,11 +50,6 @@ class StepCopyPort(Protocol):
         when a part held a step that was not plain (nothing stored: they need the INSERT)."""
 
 
-def copyable(steps: Sequence[NewStep]) -> bool:
-    """Whether `steps` go by COPY: enough of them, and each plain."""
-    return len(steps) >= COPY_MIN_STEPS and all(map(is_plain, steps))
-
-
 def is_plain(step: NewStep) -> bool:
     """Nothing to compute from the database clock, nothing to de-duplicate."""
     return (
@@ -76,7 +72,7 @@ async def step_copy_parts(
 
     Each part is sent as it arrives, so PostgreSQL inserts one while the caller prepares
     the next. An error raised by `parts` rolls everything back and propagates; a part
-    holding a step that is not plain (see `copyable`) rolls back too, and this returns
+    holding a step that is not plain (see `is_plain`) rolls back too, and this returns
     None: those steps need the INSERT.
     """
     copied: list[NewStep] = []
@@ -105,17 +101,6 @@ async def step_copy_parts(
     except _NotPlain:
         return None
     return [InsertOutcome(step_id=step.step_id, created=True) for step in copied]
-
-
-async def step_copy(connection: Any, steps: Sequence[NewStep]) -> list[InsertOutcome]:
-    """Insert plain `steps` (see `copyable`) as one part of `step_copy_parts`."""
-
-    async def one_part() -> AsyncIterator[Sequence[NewStep]]:
-        yield steps
-
-    outcomes = await step_copy_parts(connection, one_part())
-    assert outcomes is not None, "copyable steps only"
-    return outcomes
 
 
 def _rows(steps: Sequence[NewStep]) -> bytes:

@@ -25,7 +25,7 @@ from fleetq_server.store.step_attempts import (
     STEP_COLUMNS,
     step_record,
 )
-from fleetq_server.store.step_copy import copyable, step_copy, step_copy_parts
+from fleetq_server.store.step_copy import step_copy_parts
 
 # The insert of new steps, as a CTE body ($1: the steps as a JSON array of `_step_row`s),
 # returning (step_id, type) of those inserted; a repeated client key inserts nothing.
@@ -130,9 +130,6 @@ class StepQueries(PoolHolder):
         """
         if not steps:
             return []
-        if copyable(steps):  # a large batch of plain steps: nothing can conflict
-            async with self._connection() as connection:
-                return [*await step_copy(connection, steps)]
         scope = self._transaction() if atomic and _keyed(steps) else self._connection()
         async with scope as connection:
             outcomes = await self._insert(connection, steps)

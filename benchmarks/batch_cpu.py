@@ -2,7 +2,8 @@
 transport, no database (issue #13's bulk row, taken apart).
 
 The pod's side: the request parsed, every step validated and turned into its row
-(`_prepare_batch`), the rows' JSON document, the outcomes and the answer serialised.
+(`_prepare_batch`), the rows as the store sends them (COPY's text, or the INSERT's JSON
+document in a tree before 7e467b5), the outcomes and the answer serialised.
 The client's side: the request built from step dicts and serialised, the answer read.
 It imports only what every tree since efe3901 has, so it runs against an older checkout:
 
@@ -24,8 +25,16 @@ from fleetq.v1 import fleetq_pb2 as pb
 from fleetq_client import calls
 from fleetq_server.api.servicer import FleetQServicer, _batch_response
 from fleetq_server.config import Settings
-from fleetq_server.store.records import InsertOutcome
+from fleetq_server.store.records import InsertOutcome, NewStep
 from fleetq_server.store.steps import _json, _step_row
+
+try:  # large batches of plain steps go by COPY since 7e467b5
+    from fleetq_server.store.step_copy import _rows as _encoded
+except ImportError:  # an older tree: the INSERT's JSON document
+
+    def _encoded(steps: list[NewStep]) -> object:
+        return _json([_step_row(step) for step in steps])
+
 
 STEPS = 1000
 
@@ -48,7 +57,7 @@ def sides() -> dict[str, Callable[[], object]]:
 
     def pod() -> bytes:
         steps = servicer._prepare_batch(pb.SubmitBatchRequest.FromString(request))
-        _json([_step_row(step) for step in steps])
+        _encoded(steps)
         outcomes = [InsertOutcome(step_id=step.step_id, created=True) for step in steps]
         return _batch_response(zip(steps, outcomes, strict=True)).SerializeToString()
 

@@ -112,7 +112,7 @@ class AsyncFleetQClient(Connection):
         return await self._send(calls.submit_batch(steps))
 
     async def submit_many(
-        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 250, in_flight: int = 4
+        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 1000, in_flight: int = 4
     ) -> list[SubmitResult]:
         """Submit any number of steps as SubmitBatch calls of `chunk_size`, keeping up to
         `in_flight` of them under way: the next chunk is built while earlier ones travel
@@ -124,10 +124,9 @@ class AsyncFleetQClient(Connection):
         results: list[SubmitResult] = []
         options = self._settings.call_options()
         try:
-            for chunk in calls.chunked(steps, chunk_size):
+            for call in calls.batches(steps, chunk_size):
                 if len(pending) == in_flight:
                     results.extend((await _batch_outcome(pending.popleft())).steps)
-                call = calls.submit_batch(chunk)
                 pending.append((call, self._stub.SubmitBatch(call.request, **options)))
                 # The call's own task sends it; one turn of the loop lets it start before
                 # the next chunk is built, or every chunk would be built before any left.

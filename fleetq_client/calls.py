@@ -169,14 +169,27 @@ def _status_code(name: str) -> grpc.StatusCode:
     return grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNKNOWN)
 
 
-def chunked(steps: Iterable[StepSpec], size: int) -> Iterator[list[StepSpec]]:
-    """`steps` in lists of at most `size` (1 to MAX_BATCH_STEPS), lazily: a generator of
-    steps is never held in memory whole."""
+def batches(steps: Iterable[StepSpec], size: int) -> Iterator[Call[SubmitBatchResult]]:
+    """`steps` as SubmitBatch calls of at most `size` steps (1 to MAX_BATCH_STEPS), each
+    within the bytes a pod reads (a step that alone exceeds them is sent alone, and
+    refused); lazily: a generator of steps is never held in memory whole."""
     if not 1 <= size <= MAX_BATCH_STEPS:
         raise ValueError(f"chunk_size must be 1 to {MAX_BATCH_STEPS}")
     iterator = iter(steps)
     while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+        yield from _within_bytes(chunk)
+
+
+def _within_bytes(chunk: list[StepSpec]) -> Iterator[Call[SubmitBatchResult]]:
+    """`chunk` as one call, or halved until each call fits MAX_REQUEST_BYTES. One size of
+    the whole request: a size per step cost the client a third more per step."""
+    call = submit_batch(chunk)
+    if len(chunk) == 1 or call.request.ByteSize() <= MAX_REQUEST_BYTES:
+        yield call
+        return
+    half = len(chunk) // 2
+    yield from _within_bytes(chunk[:half])
+    yield from _within_bytes(chunk[half:])
 
 
 def _batch_result(response: pb.SubmitBatchResponse) -> SubmitBatchResult:

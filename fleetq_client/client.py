@@ -51,7 +51,7 @@ class FleetQClient(Connection):
         return self._send(calls.submit_batch(steps))
 
     def submit_many(
-        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 250, in_flight: int = 4
+        self, steps: Iterable[calls.StepSpec], *, chunk_size: int = 1000, in_flight: int = 4
     ) -> list[SubmitResult]:
         """Submit any number of steps as SubmitBatch calls of `chunk_size`, keeping up to
         `in_flight` of them under way (gRPC futures): the next chunk is built while earlier
@@ -63,10 +63,9 @@ class FleetQClient(Connection):
         results: list[SubmitResult] = []
         options = self._settings.call_options()
         try:
-            for chunk in calls.chunked(steps, chunk_size):
+            for call in calls.batches(steps, chunk_size):
                 if len(pending) == in_flight:
                     results.extend(self._batch_outcome(pending.popleft()).steps)
-                call = calls.submit_batch(chunk)
                 pending.append((call, self._stub.SubmitBatch.future(call.request, **options)))
             while pending:
                 results.extend(self._batch_outcome(pending.popleft()).steps)

@@ -13,7 +13,7 @@ from fleetq.v1 import fleetq_pb2_grpc
 from fleetq_common.coalescer import Coalescer
 from fleetq_common.json_values import ValueBudget
 from fleetq_server import __version__, errors, metrics, submission
-from fleetq_server.api import history, messages, step_lifecycle, step_listing, watch
+from fleetq_server.api import batch_parts, history, messages, step_lifecycle, step_listing, watch
 from fleetq_server.api.json_fields import json_object
 from fleetq_server.api.offload import OFFLOAD_BYTES, collections_paused, off_loop
 from fleetq_server.api.schedules import ScheduleRpcs
@@ -253,14 +253,21 @@ class FleetQServicer(
     async def _submit_batch(
         self, request: pb.SubmitBatchRequest, context: Any, large: bool
     ) -> pb.SubmitBatchResponse:
-        prepare = functools.partial(self._prepare_batch, request)
-        steps = await off_loop(prepare) if large else prepare()
-        if request.independent:
-            response = await self._insert_each(steps)
-        else:
-            outcomes = await self._store.step_insert_many(steps, atomic=True)
-            created = [o for o in outcomes if isinstance(o, InsertOutcome)]
+        prepare = self._batch_preparer(request)
+        count = len(request.steps)
+        if not request.independent and batch_parts.in_parts(count):
+            # Stored while it is still being prepared.
+            steps, created = await batch_parts.insert_in_parts(self._store, prepare, count)
             response = _batch_response(zip(steps, created, strict=True))
+        else:
+            whole = functools.partial(prepare, 0, count)
+            steps = await off_loop(whole) if large else whole()
+            if request.independent:
+                response = await self._insert_each(steps)
+            else:
+                outcomes = await self._store.step_insert_many(steps, atomic=True)
+                created = [o for o in outcomes if isinstance(o, InsertOutcome)]
+                response = _batch_response(zip(steps, created, strict=True))
         await _set_http_code(context, 201 if response.created_count else 200)
         return response
 
@@ -279,20 +286,25 @@ class FleetQServicer(
             _submit_request(request, header_key, budget, self._settings.pending_expiry)
         )
 
-    def _prepare_batch(self, request: pb.SubmitBatchRequest) -> list[NewStep]:
-        """Every step of a batch, validated under one value budget for all of them; the
-        first invalid step, named by index, refuses the whole request (independent or not:
-        a request that breaks the documented rules is the client's error as a whole)."""
+    def _batch_preparer(self, request: pb.SubmitBatchRequest) -> batch_parts.Prepare:
+        """Steps [start, stop) of a batch, validated under one value budget for all of them;
+        the first invalid step, named by index, refuses the whole request (independent or
+        not: a request that breaks the documented rules is the client's error as a whole)."""
         budget = ValueBudget(self._settings.max_json_values)
-        steps = []
         step_ids = submission.new_step_ids(len(request.steps))
-        for index, (item, step_id) in enumerate(zip(request.steps, step_ids, strict=True)):
-            try:
-                submit = _submit_request(item, None, budget, self._settings.pending_expiry)
-                steps.append(submission.prepare_step(submit, step_id))
-            except errors.ValidationError as exc:
-                raise errors.ValidationError(f"steps[{index}].{exc}") from None
-        return steps
+        expiry = self._settings.pending_expiry
+
+        def prepare(start: int, stop: int) -> list[NewStep]:
+            steps = []
+            for index in range(start, stop):
+                try:
+                    submit = _submit_request(request.steps[index], None, budget, expiry)
+                    steps.append(submission.prepare_step(submit, step_ids[index]))
+                except errors.ValidationError as exc:
+                    raise errors.ValidationError(f"steps[{index}].{exc}") from None
+            return steps
+
+        return prepare
 
     async def GetStepStatus(
         self, request: pb.GetStepStatusRequest, context: Any

@@ -1,9 +1,8 @@
 """What each consumer needs from the store, as small Protocols.
 
-The runtime and the API depend on these rather than on the PostgreSQL `Store`, so a loop can be
-driven by anything keeping the same contract (the unit tests' in-memory store,
-tests/support/memory_store.py; tests/contract checks both keep it). Every method raises only
-`fleetq_server.errors` types. See ARCHITECTURE.md for the rules they keep."""
+The runtime and the API depend on these, not on the PostgreSQL `Store`: the unit tests' in-memory
+store (tests/support/memory_store.py) keeps the same contract, checked by tests/contract. Every
+method raises only `fleetq_server.errors` types; ARCHITECTURE.md gives the rules they keep."""
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -36,6 +35,7 @@ from fleetq_server.store.records import (
     TypeLimitRecord,
     WorkerRecord,
 )
+from fleetq_server.store.step_copy import StepCopyPort
 from fleetq_server.store.step_outcomes import OutcomeClaimPort
 from fleetq_server.store.vacuum import VacuumPort
 
@@ -54,7 +54,7 @@ class Subscription(Protocol):
         """Stop delivering wake-ups."""
 
 
-class SubmitPort(Protocol):
+class SubmitPort(StepCopyPort, Protocol):
     """Submits and reads of steps (the API)."""
 
     async def step_insert_many(

@@ -1,7 +1,7 @@
 """SQL for steps: insert, read, claim and release (outcomes: store/step_outcomes.py)."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -28,6 +28,7 @@ from fleetq_server.store.step_attempts import (
     STEP_COLUMNS,
     step_record,
 )
+from fleetq_server.store.step_copy import step_copy_parts
 
 # The insert of new steps, as a CTE body ($1: the steps as a JSON array of `_step_row`s),
 # returning (step_id, type) of those inserted; a repeated client key inserts nothing.
@@ -144,6 +145,14 @@ class StepQueries(PoolHolder):
                     if isinstance(outcome, errors.ConflictError):
                         raise outcome
         return outcomes
+
+    async def step_copy_parts(
+        self, parts: AsyncIterable[Sequence[NewStep]]
+    ) -> list[InsertOutcome] | None:
+        """Plain new steps copied part by part as `parts` yields them, all or nothing;
+        None when a part was not plain (see `step_copy.step_copy_parts`)."""
+        async with self._connection() as connection:
+            return await step_copy_parts(connection, parts)
 
     async def step_insert_claim(
         self, steps: Sequence[NewStep], pod_id: str, step_types: list[str], limit: int

@@ -206,6 +206,44 @@ def test_a_bad_step_refuses_its_whole_batch(client: FleetQClient) -> None:
     assert client.status(fresh.step_id).args == {"n": 2}
 
 
+# From 64 steps an all-or-nothing batch is stored in parts of 100 while it is prepared
+# (api/batch_parts.py): a refusal in a later part must still leave nothing stored.
+LARGE = 700
+
+
+def test_a_large_batch_with_a_bad_step_in_a_later_part_stores_nothing(
+    client: FleetQClient,
+) -> None:
+    step_type = f"unrun_{secrets.token_hex(4)}"  # no pod runs it: the steps stay listed
+    specs = [{"type": step_type, "args": {"i": i}} for i in range(LARGE)]
+    specs[LARGE - 10]["args"] = {"i": float(2**60)}  # too large to keep exact
+    with pytest.raises(InvalidArgument, match=rf"steps\[{LARGE - 10}\]\.args"):
+        client.submit_batch(specs)  # type: ignore[arg-type]
+    assert not client.list_steps(type=step_type).steps
+    stored = client.submit_batch(specs[:-10])  # type: ignore[arg-type]
+    assert stored.created_count == LARGE - 10
+    assert [client.status(r.step_id).args["i"] for r in stored.steps[::99]] == list(
+        range(0, LARGE - 10, 99)
+    )
+
+
+def test_a_large_batch_with_an_idempotency_key_in_a_later_part_is_deduplicated(
+    client: FleetQClient,
+) -> None:
+    key = f"large-{secrets.token_hex(4)}"
+    first = client.submit("hello_world", {"n": 1}, idempotency_key=key)
+    specs: list[dict[str, object]] = [
+        {"type": "hello_world", "args": {"i": i}} for i in range(LARGE)
+    ]
+    specs[LARGE - 1] = {"type": "hello_world", "args": {"n": 1}, "idempotency_key": key}
+    result = client.submit_batch(specs)  # type: ignore[arg-type]
+    assert result.created_count == LARGE - 1
+    assert result.steps[-1].step_id == first.step_id
+    specs[LARGE - 1] = {"type": "hello_world", "args": {"n": 2}, "idempotency_key": key}
+    with pytest.raises(Conflict):
+        client.submit_batch(specs)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("chunk_size", "in_flight"), [(7, 1), (10, 3), (1000, 4)])
 def test_submit_many_pipelines_chunks_and_keeps_the_order(
     client: FleetQClient, chunk_size: int, in_flight: int
@@ -215,6 +253,14 @@ def test_submit_many_pipelines_chunks_and_keeps_the_order(
     results = client.submit_many(specs, chunk_size=chunk_size, in_flight=in_flight)
     assert len({r.step_id for r in results}) == 45
     assert [client.status(r.step_id).args["i"] for r in results] == list(range(45))
+
+
+def test_submit_many_keeps_each_call_within_the_bytes_a_pod_reads(client: FleetQClient) -> None:
+    tag = secrets.token_hex(4)
+    bulky = "x" * 20_000  # 60 such steps exceed the pod's 1 MiB in one request
+    specs = ({"type": "hello_world", "args": {"tag": tag, "i": i, "pad": bulky}} for i in range(60))
+    results = client.submit_many(specs)
+    assert [client.status(r.step_id).args["i"] for r in results] == list(range(60))
 
 
 async def test_the_asyncio_submit_many_sends_a_chunk_before_it_builds_the_next(

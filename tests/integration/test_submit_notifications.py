@@ -17,6 +17,8 @@ from fleetq_server.store.notifications import (
     SubmitSubscription,
     submit_counts,
 )
+from fleetq_server.store.records import NewStep
+from fleetq_server.store.step_copy import COPY_MIN_STEPS
 from fleetq_server.submission import prepare_step
 from tests.integration.conftest import REQUEST
 
@@ -96,6 +98,29 @@ async def test_a_batch_notifies_how_many_steps_of_each_type_it_added(
         await subscription.close()
 
     assert counts == {"mine": 3, "theirs": 1}
+
+
+async def test_a_large_batch_notifies_how_many_steps_of_each_type_it_added(
+    store: Store, database_url: str
+) -> None:
+    """A large batch of plain steps goes by COPY (store/step_copy.py), with its own NOTIFY."""
+    heard: asyncio.Queue[Mapping[str, int] | None] = asyncio.Queue()
+    subscription = SubmitSubscription(database_url, [], lambda: None, heard.put_nowait)
+    assert await subscription.ensure()
+    try:
+        types = [*["mine"] * COPY_MIN_STEPS, "theirs"]
+        steps = [prepare_step(replace(REQUEST, type=t)) for t in types]
+
+        async def parts() -> AsyncIterator[list[NewStep]]:
+            yield steps[:40]
+            yield steps[40:]
+
+        assert await store.step_copy_parts(parts()) is not None
+        counts = await asyncio.wait_for(heard.get(), WAKE_TIMEOUT_S)
+    finally:
+        await subscription.close()
+
+    assert counts == {"mine": COPY_MIN_STEPS, "theirs": 1}
 
 
 async def test_a_pod_of_the_previous_version_still_reads_the_types(

@@ -18,7 +18,15 @@ import asyncio
 import copy
 import json
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -45,6 +53,7 @@ from fleetq_server.store.records import (
     ThroughputMinute,
 )
 from fleetq_server.store.recovery import new_cycle_id
+from fleetq_server.store.step_copy import is_plain
 from fleetq_server.store.storable import holds_unstorable_text
 from fleetq_server.store.throughput import RING_MINUTES
 from tests.support.memory_leases import MemoryLeases
@@ -284,6 +293,17 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
             subscription.notify(counts)
 
     # -- SubmitPort ----------------------------------------------------------------------
+
+    async def step_copy_parts(
+        self, parts: AsyncIterable[Sequence[NewStep]]
+    ) -> list[InsertOutcome] | None:
+        """As PostgreSQL's COPY: every part, then all of them inserted at once."""
+        steps: list[NewStep] = []
+        async for part in parts:
+            if not all(map(is_plain, part)):
+                return None
+            steps.extend(part)
+        return [o for o in await self.step_insert_many(steps) if isinstance(o, InsertOutcome)]
 
     async def step_insert_many(
         self, steps: Sequence[NewStep], *, atomic: bool = False

@@ -7,16 +7,36 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Protocol
 
 import pytest
 
 from fleetq_server.store import Store
 from fleetq_server.store.ports import StorePort
+from fleetq_server.store.records import InsertOutcome
 from fleetq_server.store.recovery import RECOVERY_LOCK_KEY
+from fleetq_server.submission import SubmitRequest, prepare_step
 from tests.support import backdating
 from tests.support.databases import opened_store
 from tests.support.memory_store import MemoryStore
+
+# A plain step, and its insert with some fields changed (`dataclasses.replace`).
+HELLO = SubmitRequest(
+    type="hello_world",
+    args={"n": 1},
+    metadata=None,
+    priority=0,
+    max_retries=3,
+    idempotency_key=None,
+)
+
+
+async def submit_hello(store: StorePort, **changes: object) -> str:
+    """Insert HELLO with `changes`; the new step's id."""
+    [outcome] = await store.step_insert_many([prepare_step(replace(HELLO, **changes))])  # type: ignore[arg-type]
+    assert isinstance(outcome, InsertOutcome)
+    return outcome.step_id
 
 
 class Backend(Protocol):

@@ -6,32 +6,23 @@ outcome it writes, and nothing for a pod that is not up."""
 from dataclasses import replace
 
 from fleetq_server.store.ports import StorePort
-from fleetq_server.store.records import ClaimedStep, InsertOutcome, StepOutcome
-from fleetq_server.submission import SubmitRequest, prepare_step
-from tests.contract.conftest import Backend
-
-REQUEST = SubmitRequest(
-    type="hello_world",
-    args={"n": 1},
-    metadata=None,
-    priority=0,
-    max_retries=3,
-    idempotency_key=None,
-)
-
-
-async def submit(store: StorePort, **changes: object) -> str:
-    [outcome] = await store.step_insert_many([prepare_step(replace(REQUEST, **changes))])  # type: ignore[arg-type]
-    assert isinstance(outcome, InsertOutcome)
-    return outcome.step_id
+from fleetq_server.store.records import ClaimedStep, StepOutcome
+from tests.contract.conftest import Backend, submit_hello
 
 
 async def claim(store: StorePort, count: int) -> list[ClaimedStep]:
     for _ in range(count):
-        await submit(store)
+        await submit_hello(store)
     claimed = await store.step_claim_batch("pod-a", ["hello_world"], count)
     assert len(claimed) == count
     return claimed
+
+
+async def one_claimed_one_waiting(store: StorePort) -> tuple[ClaimedStep, str]:
+    """pod-a up, holding one step, and another step pending."""
+    await store.pod_register("pod-a", 8)
+    [step] = await claim(store, 1)
+    return step, await submit_hello(store)
 
 
 async def test_outcomes_are_recorded_and_the_freed_slots_claimed_best_first(
@@ -40,9 +31,9 @@ async def test_outcomes_are_recorded_and_the_freed_slots_claimed_best_first(
     store = backend.store
     await store.pod_register("pod-a", 8)
     done, failed = await claim(store, 2)
-    low = await submit(store, priority=0)
-    high = await submit(store, priority=5)
-    extra = await submit(store, priority=0)
+    low = await submit_hello(store, priority=0)
+    high = await submit_hello(store, priority=5)
+    extra = await submit_hello(store, priority=0)
     statuses, claimed = await store.step_finish_claim(
         [
             StepOutcome(done, "pod-a", result_json='{"ok": 1}'),
@@ -69,9 +60,7 @@ async def test_a_fenced_outcome_changes_nothing_while_the_claim_still_happens(
     backend: Backend,
 ) -> None:
     store = backend.store
-    await store.pod_register("pod-a", 8)
-    [step] = await claim(store, 1)
-    waiting = await submit(store)
+    step, waiting = await one_claimed_one_waiting(store)
     stale = replace(step, attempt=step.attempt - 1)  # a claim lost and made again
     statuses, claimed = await store.step_finish_claim(
         [StepOutcome(stale, "pod-a", result_json="1")], "pod-a", ["hello_world"], 8
@@ -86,9 +75,7 @@ async def test_a_pod_that_is_down_records_its_outcomes_but_claims_nothing(
     backend: Backend,
 ) -> None:
     store = backend.store
-    await store.pod_register("pod-a", 8)
-    [step] = await claim(store, 1)
-    waiting = await submit(store)
+    step, waiting = await one_claimed_one_waiting(store)
     await store.pod_mark_down("pod-a")
     statuses, claimed = await store.step_finish_claim(
         [StepOutcome(step, "pod-a", result_json="1")], "pod-a", ["hello_world"], 8

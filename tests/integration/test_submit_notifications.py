@@ -6,7 +6,7 @@ later submit has arrived, an earlier one that did not wake the pod never will.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import replace
 
 import pytest
@@ -85,18 +85,22 @@ async def test_releases_wake_pods_whatever_the_type(store: Store, wakeups: Wakeu
     assert await wakeups.next() == 1
 
 
-async def test_a_batch_notifies_how_many_steps_of_each_type_it_added(
-    store: Store, database_url: str
-) -> None:
+async def counts_heard(database_url: str, insert: Awaitable[object]) -> Mapping[str, int] | None:
+    """The per-type counts a subscriber hears for what `insert` adds."""
     heard: asyncio.Queue[Mapping[str, int] | None] = asyncio.Queue()
     subscription = SubmitSubscription(database_url, [], lambda: None, heard.put_nowait)
     assert await subscription.ensure()
     try:
-        await submit(store, "mine", "theirs", "mine", "mine")
-        counts = await asyncio.wait_for(heard.get(), WAKE_TIMEOUT_S)
+        await insert
+        return await asyncio.wait_for(heard.get(), WAKE_TIMEOUT_S)
     finally:
         await subscription.close()
 
+
+async def test_a_batch_notifies_how_many_steps_of_each_type_it_added(
+    store: Store, database_url: str
+) -> None:
+    counts = await counts_heard(database_url, submit(store, "mine", "theirs", "mine", "mine"))
     assert counts == {"mine": 3, "theirs": 1}
 
 
@@ -104,22 +108,14 @@ async def test_a_large_batch_notifies_how_many_steps_of_each_type_it_added(
     store: Store, database_url: str
 ) -> None:
     """A large batch of plain steps goes by COPY (store/step_copy.py), with its own NOTIFY."""
-    heard: asyncio.Queue[Mapping[str, int] | None] = asyncio.Queue()
-    subscription = SubmitSubscription(database_url, [], lambda: None, heard.put_nowait)
-    assert await subscription.ensure()
-    try:
-        types = [*["mine"] * COPY_MIN_STEPS, "theirs"]
-        steps = [prepare_step(replace(REQUEST, type=t)) for t in types]
+    types = [*["mine"] * COPY_MIN_STEPS, "theirs"]
+    steps = [prepare_step(replace(REQUEST, type=t)) for t in types]
 
-        async def parts() -> AsyncIterator[list[NewStep]]:
-            yield steps[:40]
-            yield steps[40:]
+    async def parts() -> AsyncIterator[list[NewStep]]:
+        yield steps[:40]
+        yield steps[40:]
 
-        assert await store.step_copy_parts(parts()) is not None
-        counts = await asyncio.wait_for(heard.get(), WAKE_TIMEOUT_S)
-    finally:
-        await subscription.close()
-
+    counts = await counts_heard(database_url, store.step_copy_parts(parts()))
     assert counts == {"mine": COPY_MIN_STEPS, "theirs": 1}
 
 

@@ -7,8 +7,7 @@ from datetime import timedelta
 
 from fleetq_server.store.ports import StorePort
 from fleetq_server.store.records import RecoveryRecordPosition, StepOutcome, ThroughputMinute
-from tests.contract.conftest import Backend
-from tests.contract.test_steps import submit
+from tests.contract.conftest import Backend, submit_hello
 
 FAILURE = {"type": "E", "message": "x"}
 
@@ -22,7 +21,7 @@ async def finish(store: StorePort, *, completed: int, failed: int, retried: int 
     successes, `failed` terminal failures and `retried` failures with retries left (backing
     off, so that later claims leave them be)."""
     for n in range(completed + failed + retried):
-        await submit(store, max_retries=0 if n < completed + failed else 3)
+        await submit_hello(store, max_retries=0 if n < completed + failed else 3)
     claimed = await store.step_claim_batch("pod-a", ["hello_world"], completed + failed + retried)
     outcomes = [
         StepOutcome(step, "pod-a", result_json="1")
@@ -69,9 +68,9 @@ async def test_throughput_counts_other_finishing_paths_but_not_cancels(backend: 
     store = backend.store
     await store.pod_register("leader", 8)
     await store.pod_register("pod-a", 8)
-    cancelled = await submit(store)
+    cancelled = await submit_hello(store)
     assert await store.step_cancel(cancelled) == "cancelled"
-    orphan = await submit(store, max_retries=0)
+    orphan = await submit_hello(store, max_retries=0)
     [claimed] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
     assert claimed.step_id == orphan
     await backend.age_heartbeat("pod-a", 60)
@@ -85,7 +84,7 @@ async def test_throughput_counts_other_finishing_paths_but_not_cancels(backend: 
 async def test_a_retried_failed_step_that_completes_counts_once_each(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    step_id = await submit(store, max_retries=0)
+    step_id = await submit_hello(store, max_retries=0)
     [step] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
     assert await store.step_finish_many([StepOutcome(step, "pod-a", error=FAILURE)]) == ["failed"]
     await store.step_retry(step_id)
@@ -124,7 +123,7 @@ async def test_a_recovery_record_keeps_what_its_cycle_found(backend: Backend) ->
     store = backend.store
     await store.pod_register("leader", 8)
     await store.pod_register("pod-a", 8)
-    orphan = await submit(store)
+    orphan = await submit_hello(store)
     await store.step_claim_batch("pod-a", ["hello_world"], 1)
     await backend.age_heartbeat("pod-a", 60)
     outcome, _ = await store.recovery_run("leader", 15, dry_run=False, trigger="automatic")

@@ -3,8 +3,7 @@ reply): orphaned claims are given back, fenced by the pod and its running set, a
 outcome write changes nothing while the step still shows who recorded it."""
 
 from fleetq_server.store.records import StepOutcome
-from tests.contract.conftest import Backend
-from tests.contract.test_steps import submit
+from tests.contract.conftest import Backend, submit_hello
 
 
 async def test_orphaned_claims_are_released_without_a_retry_and_nothing_else(
@@ -13,10 +12,14 @@ async def test_orphaned_claims_are_released_without_a_retry_and_nothing_else(
     store = backend.store
     await store.pod_register("pod-a", 8)
     await store.pod_register("pod-b", 8)
-    orphan, running, done = await submit(store), await submit(store), await submit(store)
+    orphan, running, done = (
+        await submit_hello(store),
+        await submit_hello(store),
+        await submit_hello(store),
+    )
     claimed = {s.step_id: s for s in await store.step_claim_batch("pod-a", ["hello_world"], 3)}
     assert set(claimed) == {orphan, running, done}
-    others, pending = await submit(store), await submit(store)
+    others, pending = await submit_hello(store), await submit_hello(store)
     [theirs] = await store.step_claim_batch("pod-b", ["hello_world"], 1)
     assert theirs.step_id == others
     assert await store.step_finish_many([StepOutcome(claimed[done], "pod-a", "1")]) == ["completed"]
@@ -48,9 +51,9 @@ async def test_a_repeated_outcome_write_changes_nothing_and_its_first_write_show
     store = backend.store
     await store.pod_register("pod-a", 8)
     ok_id, retried_id, failed_id = (
-        await submit(store),
-        await submit(store, max_retries=1),
-        await submit(store, max_retries=0),
+        await submit_hello(store),
+        await submit_hello(store, max_retries=1),
+        await submit_hello(store, max_retries=0),
     )
     claimed = {s.step_id: s for s in await store.step_claim_batch("pod-a", ["hello_world"], 3)}
     error = {"type": "E", "message": "boom"}

@@ -5,14 +5,13 @@ import pytest
 
 from fleetq_server import errors
 from fleetq_server.store.ports import StorePort
-from tests.contract.conftest import Backend
-from tests.contract.test_steps import submit
+from tests.contract.conftest import Backend, submit_hello
 
 
 async def test_recovery_requeues_exactly_max_retries_times_then_fails(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("leader", 8)
-    step_id = await submit(store, max_retries=3)
+    step_id = await submit_hello(store, max_retries=3)
     outcomes = []
     for orphaning in range(4):
         worker = f"worker-{orphaning}"
@@ -37,11 +36,11 @@ async def test_a_pod_restarted_under_its_old_id_does_not_hold_its_predecessors_c
     store = backend.store
     await store.pod_register("leader", 8)
     await store.pod_register("worker", 8)
-    orphan = await submit(store)
+    orphan = await submit_hello(store)
     [claimed] = await store.step_claim_batch("worker", ["hello_world"], 1)
     assert claimed.step_id == orphan
     await store.pod_register("worker", 8)  # the same FLEETQ_POD_ID, a new process
-    fresh = await submit(store)
+    fresh = await submit_hello(store)
     [kept] = await store.step_claim_batch("worker", ["hello_world"], 1)
     assert kept.step_id == fresh
 
@@ -57,7 +56,7 @@ async def test_recovery_dry_run_changes_nothing(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("leader", 8)
     await store.pod_register("worker", 8)
-    step_id = await submit(store)
+    step_id = await submit_hello(store)
     await store.step_claim_batch("worker", ["hello_world"], 1)
     await backend.age_heartbeat("worker", 60)
     outcome, _ = await store.recovery_run("leader", 15, dry_run=True, trigger="manual")

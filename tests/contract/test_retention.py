@@ -10,8 +10,7 @@ from fleetq_server import errors
 from fleetq_server.store.ports import StorePort
 from fleetq_server.store.records import StepOutcome
 from fleetq_server.submission import prepare_step
-from tests.contract.conftest import Backend
-from tests.contract.test_steps import REQUEST
+from tests.contract.conftest import HELLO, Backend
 
 DAY_S = 86400.0
 
@@ -24,7 +23,7 @@ async def pod_a(backend: Backend) -> None:
 async def step_in(backend: Backend, status: str, *, age_days: float = 0) -> str:
     """A step brought to `status` through the store, its timestamps backdated by `age_days`."""
     store = backend.store
-    step = prepare_step(replace(REQUEST, type=f"t_{secrets.token_hex(4)}", max_retries=0))
+    step = prepare_step(replace(HELLO, type=f"t_{secrets.token_hex(4)}", max_retries=0))
     await store.step_insert_many([step])
     if status != "pending":
         [claimed] = await store.step_claim_batch("pod-a", [step.type], 1)
@@ -98,7 +97,7 @@ async def test_deletes_workers_unseen_past_the_age_unless_they_hold_a_lease(
     backend: Backend,
 ) -> None:
     store = backend.store
-    step = prepare_step(replace(REQUEST, type="leased_type"))
+    step = prepare_step(replace(HELLO, type="leased_type"))
     await store.step_insert_many([step])
     assert await store.step_lease_claim("pod-a", "holding", ["leased_type"], 1, 3600) != []
     for worker_id in ("unseen", "seen-lately"):  # their claims found nothing: no lease

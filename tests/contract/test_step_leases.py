@@ -8,8 +8,7 @@ import pytest
 
 from fleetq_server import errors
 from fleetq_server.store.records import LeaseOutcome, TypeLimit
-from tests.contract.conftest import Backend
-from tests.contract.test_steps import submit
+from tests.contract.conftest import Backend, submit_hello
 
 # A lease already over when granted: the database clock is past it at once, no waiting.
 ENDED = -1.0
@@ -18,9 +17,9 @@ ENDED = -1.0
 async def test_claim_leases_in_claim_order_and_records_the_worker(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    low = await submit(store, priority=0)
-    high = await submit(store, priority=5)
-    await submit(store, type="other")
+    low = await submit_hello(store, priority=0)
+    high = await submit_hello(store, priority=5)
+    await submit_hello(store, type="other")
     leased = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 10, 30)
     assert [s.step_id for s in leased] == [high, low]
     assert all(s.attempt == 1 for s in leased)
@@ -34,14 +33,14 @@ async def test_claim_leases_in_claim_order_and_records_the_worker(backend: Backe
 
 async def test_a_pod_not_up_leases_nothing(backend: Backend) -> None:
     store = backend.store
-    await submit(store)
+    await submit_hello(store)
     assert await store.step_lease_claim("ghost", "w1", ["hello_world"], 10, 30) == []
 
 
 async def test_complete_is_fenced_by_attempt_and_explains_refusals(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    step_id = await submit(store)
+    step_id = await submit_hello(store)
     [leased] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 30)
     stale = LeaseOutcome(step_id, leased.attempt + 1, result_json="1")
     unknown = LeaseOutcome("step_nope", 1, result_json="1")
@@ -61,8 +60,8 @@ async def test_failures_retry_after_their_backoff_or_fail_when_not_retryable(
 ) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    retried = await submit(store, max_retries=3)
-    final = await submit(store, max_retries=3, args={"n": 2})
+    retried = await submit_hello(store, max_retries=3)
+    final = await submit_hello(store, max_retries=3, args={"n": 2})
     leases = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 2, 30)
     attempts = {s.step_id: s.attempt for s in leases}
     error = {"type": "Boom", "message": "it broke"}
@@ -87,7 +86,7 @@ async def test_failures_retry_after_their_backoff_or_fail_when_not_retryable(
 async def test_extend_moves_the_lease_and_is_fenced(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    step_id = await submit(store)
+    step_id = await submit_hello(store)
     [leased] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 10)
     extended = await store.step_lease_extend(step_id, leased.attempt, 600)
     assert (extended.lease_expires_at - leased.lease_expires_at).total_seconds() > 500
@@ -96,7 +95,7 @@ async def test_extend_moves_the_lease_and_is_fenced(backend: Backend) -> None:
         await store.step_lease_extend(step_id, leased.attempt - 1, 600)
     with pytest.raises(errors.NotFoundError):
         await store.step_lease_extend("step_nope", 1, 600)
-    pod_step = await submit(store, type="pods_only")
+    pod_step = await submit_hello(store, type="pods_only")
     [claimed] = await store.step_claim_batch("pod-a", ["pods_only"], 1)
     with pytest.raises(errors.StaleAttemptError):  # a pod's claim has no lease to extend
         await store.step_lease_extend(pod_step, claimed.attempt, 600)
@@ -107,7 +106,7 @@ async def test_an_ended_lease_refuses_writes_until_the_leader_requeues_it(
 ) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    step_id = await submit(store, max_retries=1)
+    step_id = await submit_hello(store, max_retries=1)
     [first] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, ENDED)
     assert (await store.step_lease_next_expiry() or 0) < 0
     [late] = await store.step_lease_finish_many([LeaseOutcome(step_id, first.attempt, "1")], [])
@@ -136,7 +135,7 @@ async def test_recovery_leaves_leased_steps_to_their_lease(backend: Backend) -> 
     store = backend.store
     await store.pod_register("leader", 8)
     await store.pod_register("pod-b", 8)
-    leased_id = await submit(store)
+    leased_id = await submit_hello(store)
     # Leased through pod-b, which then dies: the worker still holds the step.
     [leased] = await store.step_lease_claim("pod-b", "w1", ["hello_world"], 1, 600)
     await backend.age_heartbeat("pod-b", 60)
@@ -153,7 +152,7 @@ async def test_a_pod_claim_after_a_lease_is_the_pods_again(backend: Backend) -> 
     store = backend.store
     await store.pod_register("leader", 8)
     await store.pod_register("pod-b", 8)
-    step_id = await submit(store)
+    step_id = await submit_hello(store)
     await store.step_lease_claim("leader", "w1", ["hello_world"], 1, ENDED)
     await store.step_lease_expire(100)
     [claimed] = await store.step_claim_batch("pod-b", ["hello_world"], 1)
@@ -166,7 +165,7 @@ async def test_a_pod_claim_after_a_lease_is_the_pods_again(backend: Backend) -> 
 async def test_release_gives_leases_back_without_spending_a_retry(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    step_id = await submit(store)
+    step_id = await submit_hello(store)
     [leased] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 30)
     [stale] = await store.step_lease_release([(step_id, leased.attempt - 1)])
     assert isinstance(stale, errors.StaleAttemptError)
@@ -182,7 +181,7 @@ async def test_leased_claims_take_only_the_room_a_type_limit_leaves(backend: Bac
     await store.pod_register("pod-a", 8)
     await store.type_limit_put(TypeLimit("hello_world", max_concurrency=2))
     for _ in range(4):
-        await submit(store)
+        await submit_hello(store)
     [pods] = await store.step_claim_batch("pod-a", ["hello_world"], 1)
     leased = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 10, 30)
     assert len(leased) == 1  # the pod's claim and the lease share the limit of 2
@@ -196,7 +195,7 @@ async def test_leased_claims_spend_the_rate_limit_tokens(backend: Backend) -> No
     await store.pod_register("pod-a", 8)
     await store.type_limit_put(TypeLimit("hello_world", rate_per_second=0.001, burst=2))
     for _ in range(4):
-        await submit(store)
+        await submit_hello(store)
     assert len(await store.step_lease_claim("pod-a", "w1", ["hello_world"], 10, 30)) == 2
     assert await store.step_claim_batch("pod-a", ["hello_world"], 10) == []
 
@@ -204,7 +203,7 @@ async def test_leased_claims_spend_the_rate_limit_tokens(backend: Backend) -> No
 async def test_every_ended_leased_attempt_is_recorded(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    step_id = await submit(store, max_retries=5)
+    step_id = await submit_hello(store, max_retries=5)
     [first] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 30)
     assert await store.step_lease_release([(step_id, first.attempt)]) == ["pending"]
     [second] = await store.step_lease_claim("pod-a", "w2", ["hello_world"], 1, 30)
@@ -235,7 +234,7 @@ async def test_a_cancelled_leased_step_is_told_by_extend_and_ends_cancelled(
 ) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    step_id = await submit(store)
+    step_id = await submit_hello(store)
     [leased] = await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, 30)
     assert await store.step_cancel(step_id) == "claimed"
     extended = await store.step_lease_extend(step_id, leased.attempt, 30)
@@ -250,7 +249,7 @@ async def test_a_cancelled_leased_step_is_told_by_extend_and_ends_cancelled(
 async def test_an_expired_lease_of_a_cancelled_step_ends_it_cancelled(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)
-    step_id = await submit(store)
+    step_id = await submit_hello(store)
     await store.step_lease_claim("pod-a", "w1", ["hello_world"], 1, ENDED)
     assert await store.step_cancel(step_id) == "claimed"
     [expired] = await store.step_lease_expire(100)

@@ -7,7 +7,7 @@ import asyncio
 from fleetq_server.store import Store
 from fleetq_server.store.migrations import apply_migrations
 from fleetq_server.store.records import StepOutcome
-from tests.contract.test_steps import submit
+from tests.contract.conftest import submit_hello
 from tests.support import backdating
 from tests.support.databases import opened_store
 
@@ -17,7 +17,7 @@ CURRENT_SLOT = "(extract(epoch FROM date_trunc('minute', now()))::bigint / 60 % 
 
 async def complete(store: Store, count: int, pod_id: str = "pod-a") -> list[str]:
     """Submit, claim and complete `count` steps in one outcome statement; their ids."""
-    ids = [await submit(store) for _ in range(count)]
+    ids = [await submit_hello(store) for _ in range(count)]
     claimed = await store.step_claim_batch(pod_id, ["hello_world"], count)
     await store.step_finish_many([StepOutcome(step, pod_id, result_json="1") for step in claimed])
     return ids
@@ -76,7 +76,7 @@ async def test_a_write_for_an_older_minute_leaves_a_newer_one_alone(database_url
 async def test_concurrent_completers_add_up_across_stripes(database_url: str) -> None:
     async with opened_store(database_url, pool_size=8) as store:
         await store.pod_register("pod-a", 1000)
-        ids = [await submit(store) for _ in range(200)]
+        ids = [await submit_hello(store) for _ in range(200)]
         claimed = await store.step_claim_batch("pod-a", ["hello_world"], 200)
         assert len(claimed) == len(ids)
 

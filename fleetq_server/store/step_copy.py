@@ -14,14 +14,12 @@ submits, waiting on their insert, keep the INSERT's one for.
 """
 
 import collections
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any, Protocol
 
-import orjson
-
 from fleetq_server.store.notifications import NOTIFY_SUBMITTED
 from fleetq_server.store.records import InsertOutcome, NewStep
+from fleetq_server.store.storable import json_bytes
 
 # From this many steps a batch goes by COPY (when all of them are plain).
 COPY_MIN_STEPS = 64
@@ -37,7 +35,6 @@ _NOTIFY_COUNTED = f"""
     )
     {NOTIFY_SUBMITTED}
 """
-_EMPTY_OBJECT = "{}"
 
 
 class StepCopyPort(Protocol):
@@ -130,8 +127,5 @@ def _copy_json(value: dict[str, Any]) -> bytes:
     holds what cannot need escaping: ids and keys made of hex digits, types matching
     their pattern, traceparents (hex digits and dashes), numbers.
     """
-    try:
-        text = orjson.dumps(value)
-    except TypeError:  # what orjson refuses, the standard library writes (_canonical_json)
-        text = json.dumps(value, separators=(",", ":")).encode()  # ASCII: \u escapes
+    text = json_bytes(value)
     return text.replace(b"\\", b"\\\\") if b"\\" in text else text

@@ -14,7 +14,7 @@ from fleetq_server.store.connection import PoolHolder
 from fleetq_server.store.records import ClaimedStep, StepOutcome
 from fleetq_server.store.rules import outcome_assignments
 from fleetq_server.store.step_attempts import RECORD_REQUEUED_ATTEMPTS
-from fleetq_server.store.steps import json_text
+from fleetq_server.store.storable import json_text
 
 # The outcome write, as CTEs `ended` and `recorded`, its eight arrays from parameter
 # `${first}` on (`_outcome_arguments`). A requeued attempt's row is written by the same

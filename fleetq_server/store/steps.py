@@ -1,11 +1,9 @@
 """SQL for steps: insert, read, claim and release (outcomes: store/step_outcomes.py)."""
 
-import json
 from collections.abc import AsyncIterable, Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 
 from fleetq_server import errors
 from fleetq_server.store.claims import (
@@ -29,6 +27,7 @@ from fleetq_server.store.step_attempts import (
     step_record,
 )
 from fleetq_server.store.step_copy import step_copy_parts
+from fleetq_server.store.storable import json_text
 
 # The insert of new steps, as a CTE body ($1: the steps as a JSON array of `_step_row`s),
 # returning (step_id, type) of those inserted; a repeated client key inserts nothing.
@@ -56,17 +55,6 @@ INSERT_STEPS = _INSERT_STEPS.format(
 )
 # Without client keys: no ON CONFLICT, whose speculative insertion logs a WAL record more per row.
 INSERT_UNKEYED_STEPS = _INSERT_STEPS.format(on_conflict="")
-
-
-def json_text(value: Any) -> str:
-    """JSON text for jsonb array parameters: asyncpg would read a list value as a
-    nested array, so arrays of JSON travel as text[] and are cast in SQL. orjson is ~10x
-    faster per value; the standard library covers what it refuses (integers beyond 64
-    bits). A result arrives serialised already (`StepOutcome.result_json`)."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"))
 
 
 def _step_row(step: NewStep) -> dict[str, Any]:

@@ -5,6 +5,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 # NUL, and UTF-16 surrogates that are not a pair (Python strings can hold them, e.g. bytes
 # decoded with errors="surrogateescape").
 _UNSTORABLE_TEXT = re.compile(
@@ -73,3 +75,20 @@ def storable_json(value: Any) -> str:
     if holds_unstorable_text(value):
         raise ValueError("result holds text the database cannot store (NUL or lone surrogate)")
     return text
+
+
+def json_bytes(value: Any) -> bytes:
+    """`value` as compact JSON for a statement's parameters or a COPY row. orjson is ~10x
+    faster per value; the standard library covers what it refuses (integers beyond 64
+    bits), with ASCII escapes."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def json_text(value: Any) -> str:
+    """JSON text for jsonb array parameters: asyncpg would read a list value as a nested
+    array, so arrays of JSON travel as text[] and are cast in SQL. A result arrives
+    serialised already (`StepOutcome.result_json`)."""
+    return json_bytes(value).decode()

@@ -72,11 +72,17 @@ SESSION_SETTINGS = {
 }
 
 
-# The receiving pod's self-claiming insert (store/self_claim.py) runs on a connection of its
-# own that plans it once: planned at every submit it took 0.8-1.0 ms of the server's 1.3-1.4
-# (load 11), and its generic plan is the custom plan's shape whatever the batch size (one
-# INSERT ... SELECT, the gate's probes independent of it).
-SELF_CLAIM_SETTINGS = {**SESSION_SETTINGS, "plan_cache_mode": "force_generic_plan"}
+# The claim loop's statements that run under its lock (ClaimLoop.insert_and_claim's
+# self-claiming insert, store/self_claim.py, and finish_and_claim's outcome write that
+# claims, store/step_outcomes.py) run on a connection of their own that plans each once.
+# Planned at every submit, the insert took 0.8-1.0 ms of the server's 1.3-1.4 (load 11);
+# the outcome write that claims, 1.3-1.7 ms of its 4-5, and the finished-counts trigger's
+# statements, planned again at each call, 0.35 ms more (pg_stat_statements, 20,000 steps at
+# capacity 8). Their generic plans are the custom plans' shape whatever the batch size
+# (primary-key probes for the outcomes, the claim index in order for the claim), even
+# when made on an empty table; the outcome write's batches are small there (claims ahead,
+# so capacity 16 at most: runtime/claims_ahead.py MAX_CAPACITY).
+PLANNED_ONCE_SETTINGS = {**SESSION_SETTINGS, "plan_cache_mode": "force_generic_plan"}
 
 
 def connect_options(pooler: str, settings: Mapping[str, str] = SESSION_SETTINGS) -> dict[str, Any]:
@@ -167,8 +173,8 @@ class PoolHolder:
         # The heartbeat's own connection, opened on its first beat: requests holding every
         # pooled connection must not delay the beat that keeps this pod alive.
         self._heartbeat_pool: asyncpg.Pool | None = None
-        # The self-claiming insert's own connection (SELF_CLAIM_SETTINGS), opened on first use.
-        self._self_claim_pool: asyncpg.Pool | None = None
+        # The claim loop's own connection (PLANNED_ONCE_SETTINGS), opened on first use.
+        self._planned_once_pool: asyncpg.Pool | None = None
         # For the connection outside the pool that LISTEN needs; None: no LISTEN (polling).
         self._listen_dsn = listen_dsn
         self._pooler = pooler
@@ -219,29 +225,30 @@ class PoolHolder:
             yield connection
 
     @asynccontextmanager
-    async def _self_claiming(self) -> AsyncIterator[Any]:
-        """`_claiming()` for the self-claiming insert: directly connected, on its own
-        connection (SELF_CLAIM_SETTINGS; the claim loop's lock makes these inserts one at
+    async def _planned_once(self) -> AsyncIterator[Any]:
+        """`_claiming()` for the claim loop's statements that plan once: directly connected,
+        its own connection (PLANNED_ONCE_SETTINGS; the claim loop's lock runs them one at
         a time). Behind a pooler, whose sessions are not ours, a pooled one."""
         if self._pooler != DIRECT:
             async with self._claiming() as connection:
                 yield connection
             return
         with translated_errors():
-            if self._self_claim_pool is None:
-                self._self_claim_pool = await create_pool(
+            if self._planned_once_pool is None:
+                self._planned_once_pool = await create_pool(
                     self._dsn,
                     max_size=1,
                     command_timeout=self._command_timeout,
                     query_logger=self._query_logger,
-                    settings=SELF_CLAIM_SETTINGS,
+                    settings=PLANNED_ONCE_SETTINGS,
                 )
-            async with self._self_claim_pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S) as connection:
+            pool = self._planned_once_pool
+            async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S) as connection:
                 yield connection
 
     async def close(self) -> None:
         """Close every connection (graceful shutdown)."""
-        for own_pool in (self._heartbeat_pool, self._self_claim_pool):
+        for own_pool in (self._heartbeat_pool, self._planned_once_pool):
             if own_pool is not None:
                 await own_pool.close()
         await self._pool.close()

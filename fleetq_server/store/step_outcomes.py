@@ -121,14 +121,15 @@ class StepOutcomeQueries(PoolHolder):
         """`step_finish_many` and `step_claim_batch` in one statement: the outcomes, and up
         to `limit` steps claimed for the slots they freed, on one round trip and one commit.
 
-        That commit waits for its WAL flush, as every outcome write's does (the outcome is
-        durable before it is acknowledged); the claim rides on it, so it is never lost in a
-        crash. An outcome whose claim was lost is fenced out as ever, and the claim sees
+        On the claim loop's own connection, which plans it once (store.connection
+        PLANNED_ONCE_SETTINGS). The commit waits for its WAL flush, as every outcome
+        write's does (the outcome is durable before it is acknowledged); the claim rides
+        on it, so it is never lost in a crash. An outcome whose claim was lost is fenced out as ever, and the claim sees
         the finished steps as they were (claimed), so it never takes one of them back.
         """
         if not outcomes:
             return [], []
-        async with self._claiming() as connection:
+        async with self._planned_once() as connection:
             rows = await connection.fetch(
                 FINISH_CLAIM, pod_id, step_types, limit, *_outcome_arguments(outcomes)
             )

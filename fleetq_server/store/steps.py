@@ -164,7 +164,7 @@ class StepQueries(PoolHolder):
         insert itself raises (it may have committed, with a claim). The flag is true when
         the one statement found nothing of `step_types` waiting and left nothing pending."""
         statement = SELF_CLAIM_INSERT if _keyed(steps) else SELF_CLAIM_UNKEYED_INSERT
-        async with self._self_claiming() as connection:
+        async with self._planned_once() as connection:
             rows = await connection.fetch(
                 statement, json_text([_step_row(step) for step in steps]), pod_id, step_types, limit
             )

@@ -78,11 +78,20 @@ SESSION_SETTINGS = {
 # Planned at every submit, the insert took 0.8-1.0 ms of the server's 1.3-1.4 (load 11);
 # the outcome write that claims, 1.3-1.7 ms of its 4-5, and the finished-counts trigger's
 # statements, planned again at each call, 0.35 ms more (pg_stat_statements, 20,000 steps at
-# capacity 8). Their generic plans are the custom plans' shape whatever the batch size
-# (primary-key probes for the outcomes, the claim index in order for the claim), even
-# when made on an empty table; the outcome write's batches are small there (claims ahead,
-# so capacity 16 at most: runtime/claims_ahead.py MAX_CAPACITY).
-PLANNED_ONCE_SETTINGS = {**SESSION_SETTINGS, "plan_cache_mode": "force_generic_plan"}
+# capacity 8). A generic plan cannot see the claim's LIMIT: it guessed a tenth of the
+# pending steps and, once fleetq_steps was analyzed at 20,000 rows, joined the claimed
+# steps by hashing a sequential scan of the whole table (14 ms, where probes take 0.1).
+# And a plan made once may be used long after the table grew. So this session plans only
+# key lookups, each statement's rows driven by its small inputs (arrays, the claim's
+# LIMIT, transition tables): index probes in nested loops, the plans the custom ones are
+# for these batches (the outcome write's: capacity 16 at most, claims_ahead.MAX_CAPACITY).
+PLANNED_ONCE_SETTINGS = {
+    **SESSION_SETTINGS,
+    "plan_cache_mode": "force_generic_plan",
+    "enable_seqscan": "off",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+}
 
 
 def connect_options(pooler: str, settings: Mapping[str, str] = SESSION_SETTINGS) -> dict[str, Any]:

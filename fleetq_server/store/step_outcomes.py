@@ -124,8 +124,9 @@ class StepOutcomeQueries(PoolHolder):
         On the claim loop's own connection, which plans it once (store.connection
         PLANNED_ONCE_SETTINGS). The commit waits for its WAL flush, as every outcome
         write's does (the outcome is durable before it is acknowledged); the claim rides
-        on it, so it is never lost in a crash. An outcome whose claim was lost is fenced out as ever, and the claim sees
-        the finished steps as they were (claimed), so it never takes one of them back.
+        on it, so it is never lost in a crash. An outcome whose claim was lost is fenced
+        out as ever, and the claim sees the finished steps as they were (claimed), so it
+        never takes one of them back.
         """
         if not outcomes:
             return [], []

@@ -119,8 +119,8 @@ def fill_struct(struct: struct_pb2.Struct, data: Mapping[str, Any]) -> None:
     """Fill `struct`, a fresh Struct or a message's field, from a JSON object in place
     (cheaper than building a Struct apart and copying it in); the field is set even when
     `data` is empty. The same message as `Struct.update`, whose pure-Python isinstance
-    chain per value was most of a client's cost per submitted step: dispatching on the
-    exact type here takes half the time for one number, two fifths for mixed values.
+    chain per value was most of the cost of building a submit: dispatching on the exact
+    type here takes half the time for one number, two fifths for mixed values.
     Types it does not know exactly (subclasses, tuples) go through `update` as before."""
     if not data:
         struct.SetInParent()

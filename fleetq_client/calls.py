@@ -33,6 +33,7 @@ from fleetq_client.results import (
     WorkerInfo,
 )
 from fleetq_common.json_values import (
+    fill_struct,
     python_to_value,
     struct_to_dict,
     value_to_python,
@@ -93,11 +94,10 @@ _SCALAR_OPTIONS = ("max_retries", "idempotency_key", "pending_expiry_seconds", "
 def _fill_submit(
     request: pb.SubmitStepRequest, step_type: str, args: Mapping[str, Any], options: Any
 ) -> None:
-    """Set a submit's fields in place. Struct.update writes straight into the message;
+    """Set a submit's fields in place. fill_struct writes straight into the message;
     building a Struct and copying it in cost about a fifth more per step."""
     request.type = step_type
-    request.args.SetInParent()  # present even when empty: the server requires args
-    request.args.update(args)
+    fill_struct(request.args, args)  # present even when empty: the server requires args
     if not options:  # a plain submit(type, args): nothing more to look up
         return
     request.priority = options.get("priority", 0)
@@ -105,8 +105,7 @@ def _fill_submit(
         if (value := options.get(name)) is not None:
             setattr(request, name, value)
     if "metadata" in options:
-        request.metadata.SetInParent()
-        request.metadata.update(options["metadata"])
+        fill_struct(request.metadata, options["metadata"])
     if "run_at" in options:
         request.run_at.FromDatetime(options["run_at"])
 

@@ -20,6 +20,8 @@ class NewStep:
     max_retries: int
     idempotency_key: str
     client_key: str | None
+    # The fingerprint a repeat of `client_key` must match; "" when there is no client key
+    # (nothing can repeat the step, so nothing reads it).
     payload_hash: str
     # Seconds it may wait pending before it fails as `expired`; None: never.
     pending_expiry_s: float | None = None

@@ -1,11 +1,15 @@
 """Free-form JSON keeps integers integers through Struct."""
 
+import enum
+
 import pytest
+from google.protobuf import struct_pb2
 
 from fleetq_common.json_values import (
     TooManyValues,
     ValueBudget,
     dict_to_struct,
+    fill_struct,
     struct_to_dict,
     value_to_python,
 )
@@ -16,6 +20,31 @@ def test_integers_survive_a_struct_round_trip() -> None:
     data = {"n": 5, "f": 2.5, "nested": {"list": [1, 2.25, {"deep": 7}]}, "t": True, "z": None}
     assert struct_to_dict(dict_to_struct(data)) == data
     assert isinstance(struct_to_dict(dict_to_struct(data))["n"], int)
+
+
+class _Size(enum.IntEnum):
+    LARGE = 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"n": 5, "f": 2.5, "s": "ü€", "t": True, "z": None, "size": _Size.LARGE},
+        {"empty": {}, "none": [], "nested": {"list": [1, {"deep": [None, {}]}, []]}},
+        {"tuple": (1, "a"), "struct": dict_to_struct({"x": 1})},
+    ],
+)
+def test_fill_struct_writes_what_struct_update_writes(data: dict[str, object]) -> None:
+    # Its dispatch on exact types must not change a byte of the message a client sends.
+    expected = struct_pb2.Struct()
+    expected.update(data)
+    filled = struct_pb2.Struct()
+    fill_struct(filled, data)
+    assert filled.SerializeToString(deterministic=True) == expected.SerializeToString(
+        deterministic=True
+    )
+    assert filled == expected
 
 
 def test_huge_integral_floats_stay_floats() -> None:

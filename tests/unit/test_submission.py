@@ -63,10 +63,16 @@ def test_client_key_becomes_the_idempotency_key() -> None:
 
 
 def test_payload_hash_distinguishes_payloads() -> None:
-    first = prepare_step(VALID)
-    same = prepare_step(VALID)
-    other = prepare_step(replace(VALID, args={"message": "bye"}))
+    keyed = replace(VALID, idempotency_key="order-42")
+    first = prepare_step(keyed)
+    same = prepare_step(keyed)
+    other = prepare_step(replace(keyed, args={"message": "bye"}))
     assert first.payload_hash == same.payload_hash != other.payload_hash
+
+
+def test_a_step_without_a_client_key_has_no_fingerprint() -> None:
+    # Nothing can repeat it, so nothing would ever compare one.
+    assert prepare_step(VALID).payload_hash == ""
 
 
 @pytest.mark.parametrize(
@@ -81,7 +87,9 @@ def test_payload_hash_keeps_the_form_stored_fingerprints_were_made_with(
     args: dict[str, Any],
 ) -> None:
     # Rows written before hold sha256 of this exact document; a repeat must still match.
-    request = replace(VALID, args=args, metadata={"m": [3]}, priority=-7, max_retries=2)
+    request = replace(
+        VALID, args=args, metadata={"m": [3]}, priority=-7, max_retries=2, idempotency_key="k"
+    )
     document = [request.type, args, {"m": [3]}, -7, 2]
     expected = hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
     assert prepare_step(request).payload_hash == expected

@@ -1,8 +1,8 @@
 """Group commit: many concurrent single requests, one database round trip.
 
-Callers `await submit(item)`; items that arrive while a flush is in flight wait for the
-next one, so at low load a request is flushed at once (no added latency) and under load
-batches grow by themselves. Each caller gets its own item's result, or the exception
+Callers `await submit(item)`; items that arrive while `max_in_flight` flushes are under way
+wait for the next one, so at low load a request is flushed at once (no added latency) and
+under load batches grow by themselves. Each caller gets its own item's result, or the exception
 that failed the whole flush; when that exception says one item was at fault (`isolate`),
 the batch is flushed again in halves, down to single items, so only the faulty one fails
 and its neighbours pay a few flushes rather than one each.
@@ -24,7 +24,12 @@ class Coalescer(Generic[Item, Result]):
 
     A batch holds at most `max_batch` items and, when `size` is given, items whose sizes
     sum to at most `max_size`; an item larger than that alone is flushed alone (so it
-    meets its own error, not its neighbours')."""
+    meets its own error, not its neighbours').
+
+    Up to `max_in_flight` flushes run at once: with 1, an item that arrives during a flush
+    waits for all of it; with 2, a lone item made while one flush travels goes at once
+    (its wait would be the whole round trip of its predecessor), and items arriving while
+    both travel still share the next flush."""
 
     def __init__(
         self,
@@ -34,9 +39,12 @@ class Coalescer(Generic[Item, Result]):
         *,
         size: Callable[[Item], int] | None = None,
         max_size: int = 0,
+        max_in_flight: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         if size is not None and max_size < 1:
             raise ValueError("max_size must be at least 1 when size is given")
         self._flush = flush
@@ -44,8 +52,12 @@ class Coalescer(Generic[Item, Result]):
         self._isolate = isolate
         self._size = size
         self._max_size = max_size
+        self._max_in_flight = max_in_flight
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
+        # A flusher created that has not run yet: it takes whatever queues meanwhile, so
+        # another would only find the queue empty.
+        self._starting: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
         """Queue `item` and wait for the flush that carries it."""
@@ -75,10 +87,18 @@ class Coalescer(Generic[Item, Result]):
         return futures
 
     def _start_flusher(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._drain(), name="coalescer")
+        # done(), not the done callbacks, which run a turn later: a flusher that has just
+        # returned must not hold back the item queued meanwhile.
+        if self._starting is not None and not self._starting.done():
+            return
+        if sum(not flusher.done() for flusher in self._flushers) >= self._max_in_flight:
+            return
+        self._starting = flusher = asyncio.create_task(self._drain(), name="coalescer")
+        self._flushers.add(flusher)
+        flusher.add_done_callback(self._flushers.discard)
 
     async def _drain(self) -> None:
+        self._starting = None
         while self._queue:
             count = self._batch_length()
             batch, self._queue = self._queue[:count], self._queue[count:]

@@ -26,10 +26,11 @@ class Coalescer(Generic[Item, Result]):
     sum to at most `max_size`; an item larger than that alone is flushed alone (so it
     meets its own error, not its neighbours').
 
-    Up to `max_in_flight` flushes run at once: with 1, an item that arrives during a flush
-    waits for all of it; with 2, a lone item made while one flush travels goes at once
-    (its wait would be the whole round trip of its predecessor), and items arriving while
-    both travel still share the next flush."""
+    With `max_in_flight` 1, an item that arrives during a flush waits for all of it. With
+    more, an item that arrives alone while fewer flushes are under way goes at once (its
+    wait would be the whole round trip of its predecessor); items that queue behind it go
+    together in the next flush, and a flusher that ends beside another leaves the queue to
+    it, so concurrent callers still share flushes as with one."""
 
     def __init__(
         self,
@@ -91,11 +92,17 @@ class Coalescer(Generic[Item, Result]):
         # returned must not hold back the item queued meanwhile.
         if self._starting is not None and not self._starting.done():
             return
-        if sum(not flusher.done() for flusher in self._flushers) >= self._max_in_flight:
+        busy = self._busy()
+        # Beside a flush under way, only a lone item goes at once: items queued before it
+        # wait for a flush to end, and it goes with them.
+        if busy >= self._max_in_flight or (busy and len(self._queue) > 1):
             return
         self._starting = flusher = asyncio.create_task(self._drain(), name="coalescer")
         self._flushers.add(flusher)
         flusher.add_done_callback(self._flushers.discard)
+
+    def _busy(self) -> int:
+        return sum(not flusher.done() for flusher in self._flushers)
 
     async def _drain(self) -> None:
         self._starting = None
@@ -103,6 +110,8 @@ class Coalescer(Generic[Item, Result]):
             count = self._batch_length()
             batch, self._queue = self._queue[:count], self._queue[count:]
             await self._flush_entries(batch)
+            if self._busy() > 1:  # another flusher, under way, takes what queued meanwhile
+                return
 
     def _batch_length(self) -> int:
         """How many queued items the next flush takes: up to max_batch, and within

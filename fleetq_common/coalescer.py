@@ -1,8 +1,8 @@
 """Group commit: many concurrent single requests, one database round trip.
 
-Callers `await submit(item)`; items that arrive while a flush is in flight wait for the
-next one, so at low load a request is flushed at once (no added latency) and under load
-batches grow by themselves. Each caller gets its own item's result, or the exception
+Callers `await submit(item)`; items that arrive while `max_in_flight` flushes are under way
+wait for the next one, so at low load a request is flushed at once (no added latency) and
+under load batches grow by themselves. Each caller gets its own item's result, or the exception
 that failed the whole flush; when that exception says one item was at fault (`isolate`),
 the batch is flushed again in halves, down to single items, so only the faulty one fails
 and its neighbours pay a few flushes rather than one each.
@@ -24,7 +24,13 @@ class Coalescer(Generic[Item, Result]):
 
     A batch holds at most `max_batch` items and, when `size` is given, items whose sizes
     sum to at most `max_size`; an item larger than that alone is flushed alone (so it
-    meets its own error, not its neighbours')."""
+    meets its own error, not its neighbours').
+
+    With `max_in_flight` 1, an item that arrives during a flush waits for all of it. With
+    more, an item that arrives alone while fewer flushes are under way goes at once (its
+    wait would be the whole round trip of its predecessor); items that queue behind it go
+    together in the next flush, and a flusher that ends beside another leaves the queue to
+    it, so concurrent callers still share flushes as with one."""
 
     def __init__(
         self,
@@ -34,9 +40,12 @@ class Coalescer(Generic[Item, Result]):
         *,
         size: Callable[[Item], int] | None = None,
         max_size: int = 0,
+        max_in_flight: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         if size is not None and max_size < 1:
             raise ValueError("max_size must be at least 1 when size is given")
         self._flush = flush
@@ -44,8 +53,12 @@ class Coalescer(Generic[Item, Result]):
         self._isolate = isolate
         self._size = size
         self._max_size = max_size
+        self._max_in_flight = max_in_flight
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
+        # A flusher created that has not run yet: it takes whatever queues meanwhile, so
+        # another would only find the queue empty.
+        self._starting: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
         """Queue `item` and wait for the flush that carries it."""
@@ -75,14 +88,30 @@ class Coalescer(Generic[Item, Result]):
         return futures
 
     def _start_flusher(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._drain(), name="coalescer")
+        # done(), not the done callbacks, which run a turn later: a flusher that has just
+        # returned must not hold back the item queued meanwhile.
+        if self._starting is not None and not self._starting.done():
+            return
+        busy = self._busy()
+        # Beside a flush under way, only a lone item goes at once: items queued before it
+        # wait for a flush to end, and it goes with them.
+        if busy >= self._max_in_flight or (busy and len(self._queue) > 1):
+            return
+        self._starting = flusher = asyncio.create_task(self._drain(), name="coalescer")
+        self._flushers.add(flusher)
+        flusher.add_done_callback(self._flushers.discard)
+
+    def _busy(self) -> int:
+        return sum(not flusher.done() for flusher in self._flushers)
 
     async def _drain(self) -> None:
+        self._starting = None
         while self._queue:
             count = self._batch_length()
             batch, self._queue = self._queue[:count], self._queue[count:]
             await self._flush_entries(batch)
+            if self._busy() > 1:  # another flusher, under way, takes what queued meanwhile
+                return
 
     def _batch_length(self) -> int:
         """How many queued items the next flush takes: up to max_batch, and within

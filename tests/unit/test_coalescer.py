@@ -158,3 +158,56 @@ async def test_a_cancelled_submit_all_leaves_its_items_out_of_later_flushes() ->
     assert await coalescer.submit("b") == "B"
     assert ["x", "y"] not in recorder.batches
     assert waiting.cancelled()
+
+
+async def test_with_two_in_flight_a_lone_submit_goes_during_a_flush() -> None:
+    recorder = Recorder()
+    release = asyncio.Event()
+
+    async def held_flush(items: Sequence[str]) -> list[str]:
+        result = await recorder.flush(items)
+        await release.wait()
+        return result
+
+    coalescer = Coalescer(held_flush, max_batch=10, max_in_flight=2)
+    first = asyncio.ensure_future(coalescer.submit("a"))
+    await recorder.flushing.wait()  # "a" is under way and held there
+    recorder.flushing.clear()
+    second = asyncio.ensure_future(coalescer.submit("b"))
+    await recorder.flushing.wait()  # "b" went without waiting for "a"
+    # Both flushes are under way: these two wait, and then share one flush.
+    later = [asyncio.ensure_future(coalescer.submit(item)) for item in "cd"]
+    await asyncio.sleep(0)
+    assert recorder.batches == [["a"], ["b"]]
+    release.set()
+
+    assert await asyncio.gather(first, second, *later) == ["A", "B", "C", "D"]
+    assert recorder.batches == [["a"], ["b"], ["c", "d"]]
+
+
+def test_max_in_flight_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_in_flight"):
+        Coalescer(Recorder().flush, max_batch=5, max_in_flight=0)
+
+
+async def test_with_two_in_flight_items_queued_together_wait_for_one_flush() -> None:
+    recorder = Recorder()
+    release = asyncio.Event()
+
+    async def held_flush(items: Sequence[str]) -> list[str]:
+        result = await recorder.flush(items)
+        await release.wait()
+        return result
+
+    coalescer = Coalescer(held_flush, max_batch=10, max_in_flight=2)
+    first = asyncio.ensure_future(coalescer.submit("a"))
+    await recorder.flushing.wait()  # "a" is under way and held there
+    together = asyncio.ensure_future(coalescer.submit_all(["b", "c"]))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert recorder.batches == [["a"]]  # not alone: they wait for the flush of "a"
+    release.set()
+
+    assert await first == "A"
+    assert await together == ["B", "C"]
+    assert recorder.batches == [["a"], ["b", "c"]]

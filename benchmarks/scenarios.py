@@ -386,9 +386,7 @@ async def submit_bulk(bench: Bench, calls: int, size: int) -> Figures:
 
 async def latency(bench: Bench, protocol: str) -> Figures:
     """Submits at a steady rate to an idle pod, one client: the probe handler's start time
-    minus the client's time.time() as the submit call began, per step. Open-loop, each
-    submit on its own task at its time on the schedule, as PgQueuer's side enqueues
-    (benchmarks.peers.pgqueuer_side.latency): a submit's wait behind an earlier one counts."""
+    minus the client's time.time() as the submit call began, per step."""
     options = bench.options
     name = f"latency_{protocol}"
     async with _scenario(bench) as (connection, fleet):

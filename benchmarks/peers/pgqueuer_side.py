@@ -200,40 +200,29 @@ async def singles(dsn: str, jobs: int, concurrency: int) -> dict[str, float]:
 
 async def latency(dsn: str, count: int, rate: float) -> dict[str, float]:
     """Enqueue at `rate`/s from this process to one idle worker process; each job's
-    handler start minus the time.time() its enqueue began, p50 and p99.
-
-    Open-loop, as FLEET-Q's side (benchmarks.clients.paced): each enqueue starts on its
-    own task at its time on the schedule, on an asyncpg pool (its default size), so a
-    slow enqueue delays no later one's start. A single connection enqueueing in turn
-    began each job after the previous enqueue returned and left that wait off its clock,
-    while FLEET-Q's clock counted a submit's wait behind the one before it."""
+    handler start minus the time.time() its enqueue began, p50 and p99."""
     await _install(dsn)
     total = LATENCY_WARMUP + count
     team = Workers(dsn, 1, total)
-    pool = await asyncpg.create_pool(dsn)
+    connection = await asyncpg.connect(dsn)
     try:
-        queries = Queries(AsyncpgPoolDriver(pool))
-
-        async def enqueue(n: int) -> None:
-            body = {"sent": time.time()} if n >= LATENCY_WARMUP else {"n": n}
-            await queries.enqueue(ENTRYPOINT, json.dumps(body).encode())
-
+        queries = Queries(AsyncpgDriver(connection))
         await team.start()
         team.go()
         await asyncio.sleep(0.5)  # the worker is in its wait for notifications
         loop = asyncio.get_running_loop()
         began = loop.time()
-        enqueues: list[asyncio.Task[None]] = []
         for n in range(total):
             delay = began + n / rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            enqueues.append(asyncio.create_task(enqueue(n)))
-        await asyncio.gather(*enqueues)
+            # One connection serves one enqueue at a time: at 100/s each is long done.
+            body = {"sent": time.time()} if n >= LATENCY_WARMUP else {"n": n}
+            await queries.enqueue(ENTRYPOINT, json.dumps(body).encode())
         (report,) = await team.results(within=60)
     finally:
         team.kill()
-        await pool.close()
+        await connection.close()
     cuts = statistics.quantiles(report["delays_ms"], n=100, method="inclusive")
     return {"p50_ms": cuts[49], "p99_ms": cuts[98]}
 

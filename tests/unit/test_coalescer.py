@@ -160,7 +160,10 @@ async def test_a_cancelled_submit_all_leaves_its_items_out_of_later_flushes() ->
     assert waiting.cancelled()
 
 
-async def test_with_two_in_flight_a_lone_submit_goes_during_a_flush() -> None:
+def _held_after_recording(
+    max_in_flight: int,
+) -> tuple[Recorder, asyncio.Event, Coalescer[str, str]]:
+    """A coalescer whose flushes record their batch, then wait for the returned event."""
     recorder = Recorder()
     release = asyncio.Event()
 
@@ -169,7 +172,11 @@ async def test_with_two_in_flight_a_lone_submit_goes_during_a_flush() -> None:
         await release.wait()
         return result
 
-    coalescer = Coalescer(held_flush, max_batch=10, max_in_flight=2)
+    return recorder, release, Coalescer(held_flush, max_batch=10, max_in_flight=max_in_flight)
+
+
+async def test_with_two_in_flight_a_lone_submit_goes_during_a_flush() -> None:
+    recorder, release, coalescer = _held_after_recording(max_in_flight=2)
     first = asyncio.ensure_future(coalescer.submit("a"))
     await recorder.flushing.wait()  # "a" is under way and held there
     recorder.flushing.clear()
@@ -191,15 +198,7 @@ def test_max_in_flight_must_be_positive() -> None:
 
 
 async def test_with_two_in_flight_items_queued_together_wait_for_one_flush() -> None:
-    recorder = Recorder()
-    release = asyncio.Event()
-
-    async def held_flush(items: Sequence[str]) -> list[str]:
-        result = await recorder.flush(items)
-        await release.wait()
-        return result
-
-    coalescer = Coalescer(held_flush, max_batch=10, max_in_flight=2)
+    recorder, release, coalescer = _held_after_recording(max_in_flight=2)
     first = asyncio.ensure_future(coalescer.submit("a"))
     await recorder.flushing.wait()  # "a" is under way and held there
     together = asyncio.ensure_future(coalescer.submit_all(["b", "c"]))

@@ -290,15 +290,20 @@ class FleetQServicer(
         budget = ValueBudget(self._settings.max_json_values)
         step_ids = submission.new_step_ids(len(request.steps))
         expiry = self._settings.pending_expiry
+        # Read here, on the loop: a large batch is prepared on the offload thread, which
+        # does not see the call's span (run_in_executor copies no context).
+        traceparent = self._tracing.current_traceparent() if self._tracing is not None else None
 
         def prepare(start: int, stop: int) -> list[NewStep]:
             steps = []
             for index, item in enumerate(request.steps[start:stop], start):
                 try:
                     submit = _submit_request(item, None, budget, expiry)
-                    steps.append(submission.prepare_step(submit, step_ids[index]))
+                    step = submission.prepare_step(submit, step_ids[index])
                 except errors.ValidationError as exc:
                     raise errors.ValidationError(f"steps[{index}].{exc}") from None
+                step.traceparent = traceparent
+                steps.append(step)
             return steps
 
         return prepare

@@ -197,3 +197,39 @@ def test_a_grpc_call_is_a_server_span_in_the_callers_trace(
     )
     assert span.attributes["fleetq.transport"] == "grpc"
     assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+@pytest.mark.parametrize("count", [2, 64], ids=["inserted", "copied"])
+def test_a_traced_batch_links_each_steps_attempt_to_the_batch_span(
+    client: httpx.Client, receiver: OtlpReceiver, count: int
+) -> None:
+    trace_id = f"{count:032x}"
+    steps = [{"type": "hello_world", "args": {"message": f"batch {n}"}} for n in range(count)]
+    response = client.post(
+        "/submit/batch",
+        json={"steps": steps},
+        headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+    )
+    assert response.status_code == 201, response.text
+    step_ids = [step["step_id"] for step in response.json()["steps"]]
+    [batch_span] = wait_until(
+        lambda: [
+            s
+            for s in receiver.named("fleetq.v1.FleetQService/SubmitBatch")
+            if s.trace_id == trace_id
+        ],
+        timeout=15,
+        description="the batch's server span",
+    )
+    for step_id in (step_ids[0], step_ids[-1]):
+        wait_for_status(client, step_id, "completed", timeout=30)
+        [attempt] = wait_until(
+            lambda step_id=step_id: [
+                s
+                for s in receiver.named("execute hello_world")
+                if s.attributes.get("fleetq.step.id") == step_id
+            ],
+            timeout=15,
+            description="the attempt's span",
+        )
+        assert attempt.links == [(trace_id, batch_span.span_id)]

@@ -2,8 +2,9 @@
 
 gRPC clients are grpc.aio stubs, one channel (and TCP connection) each: channels opened
 with equal arguments would otherwise share one connection through gRPC's global subchannel
-pool. REST clients are httpx.AsyncClient instances, HTTP/1.1 with keep-alive. Every
-failed call raises: a benchmark with errors measures nothing.
+pool. REST clients are httpx.AsyncClient instances (or aiohttp sessions, a client that costs
+far less CPU per request), HTTP/1.1 with keep-alive. Every failed call raises: a benchmark
+with errors measures nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 import grpc
 import httpx
 from fleetq.v1 import fleetq_pb2 as pb
@@ -142,6 +144,47 @@ class RestClients:
         )
         if response.status_code != 201:
             raise RuntimeError(f"POST /submit answered {response.status_code}: {response.text}")
+
+
+class AiohttpRestClients:
+    """RestClients with aiohttp sessions: the REST row of `make bench-peers` as issue #13
+    measured it. httpx spends about 2 ms of CPU per request, so from one Python process it
+    caps the row at ~500/s and measures itself; aiohttp spends a fraction of that."""
+
+    def __init__(self, base_url: str, count: int, connections: int = 1) -> None:
+        self._base_url = base_url
+        self._count = count
+        self._connections = connections
+        self._sessions: list[aiohttp.ClientSession] = []
+
+    async def __aenter__(self) -> AiohttpRestClients:
+        timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
+        self._sessions = [
+            aiohttp.ClientSession(
+                self._base_url,
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                timeout=timeout,
+            )
+            for _ in range(self._count)
+        ]
+        # Open every connection before any timing starts.
+        await asyncio.gather(*(self._health(session) for session in self._sessions))
+        return self
+
+    @staticmethod
+    async def _health(session: aiohttp.ClientSession) -> None:
+        async with session.get("/health") as response:
+            await response.read()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.gather(*(session.close() for session in self._sessions))
+
+    async def submit(self, client: int, step_type: str, args: dict[str, Any]) -> None:
+        body = {"type": step_type, "args": args}
+        async with self._sessions[client].post("/submit", json=body) as response:
+            text = await response.text()
+            if response.status != 201:
+                raise RuntimeError(f"POST /submit answered {response.status}: {text}")
 
 
 async def spread(

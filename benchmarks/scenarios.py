@@ -281,7 +281,8 @@ async def completed_span(connection: asyncpg.Connection) -> asyncpg.Record:
 async def submit(bench: Bench, name: str, client: str) -> Figures:
     """N single submits from C concurrent clients: N / elapsed on the client's clock, and
     each role's CPU use meanwhile, as figures `<name>_...`. `client` is the load generator:
-    "h2load", "grpcio" or "fleetq" (one AsyncFleetQClient; gRPC), "wrk" or "httpx" (REST)."""
+    "h2load", "grpcio" or "fleetq" (one AsyncFleetQClient; gRPC), "wrk", "httpx" or "aiohttp"
+    (REST)."""
     options = bench.options
     async with _scenario(bench) as (connection, fleet), contextlib.AsyncExitStack() as stack:
         (pod,) = fleet.start(1, pod_env(options, run_steps=False))
@@ -310,11 +311,18 @@ async def submit(bench: Bench, name: str, client: str) -> Figures:
                 return elapsed
 
         else:
-            submitter: clients.GrpcClients | clients.RestClients | clients.FleetQClient
+            submitter: (
+                clients.GrpcClients
+                | clients.RestClients
+                | clients.AiohttpRestClients
+                | clients.FleetQClient
+            )
             if client == "grpcio":
                 submitter = clients.GrpcClients(pod.grpc_target, options.clients)
             elif client == "fleetq":  # the shipped client, shared by every coroutine
                 submitter = clients.FleetQClient(pod.grpc_target)
+            elif client == "aiohttp":
+                submitter = clients.AiohttpRestClients(pod.http_url, options.clients)
             else:
                 submitter = clients.RestClients(pod.http_url, options.clients)
             await stack.enter_async_context(submitter)

@@ -108,7 +108,7 @@ def _all_rows(args: argparse.Namespace) -> tuple[table.Row, ...]:
             "/s",
         ),
         table.Row("singles_grpc", f"{singles}, gRPC with `AsyncFleetQClient`", "/s"),
-        table.Row("singles_rest", f"{singles}, REST (httpx, {args.clients} connections)", "/s"),
+        table.Row("singles_rest", f"{singles}, REST (aiohttp, {args.clients} connections)", "/s"),
         table.Row(
             "latency_p50", f"enqueue to handler start at {args.latency_rate:g}/s, p50", " ms", 2
         ),
@@ -201,7 +201,7 @@ def measures(args: argparse.Namespace, bench: scenarios.Bench) -> list[Measure]:
             "single submits, REST",
             None,
             pick(
-                lambda: scenarios.submit(bench, "peers_rest", "httpx"),
+                lambda: scenarios.submit(bench, "peers_rest", "aiohttp"),
                 singles_rest="peers_rest_steps_per_s",
             ),
         ),

@@ -271,14 +271,13 @@ def _inexact_number_path(value: Any, path: str) -> str:
 def prepare_step(request: SubmitRequest, step_id: str | None = None) -> NewStep:
     """Validate `request` and build the row to insert, under `step_id` or a fresh id."""
     payload = validate(request)
-    assert request.args is not None  # validate() guarantees it
     max_retries = DEFAULT_MAX_RETRIES if request.max_retries is None else request.max_retries
     step_id = step_id or new_step_id()
     return NewStep(
         step_id=step_id,
         type=request.type,
-        args=request.args,
-        metadata=request.metadata or {},
+        args_json=payload[0],
+        metadata_json=payload[1],
         priority=request.priority,
         max_retries=max_retries,
         idempotency_key=request.idempotency_key or derived_idempotency_key(step_id),

@@ -128,16 +128,22 @@ def _batch_response(
     `items`), counting new steps once per type."""
     response = pb.SubmitBatchResponse()
     add = response.steps.add  # add() fills in place; steps=[...] would copy each one
-    new_steps: collections.Counter[tuple[str, bool]] = collections.Counter()
+    created: list[NewStep] = []
+    # Per step, only what differs: keyword arguments spelled out and the new steps counted
+    # once at the end, where a dict of fields per step and a Counter increment per step
+    # were three quarters of the answer's cost (batch_cpu.py --instructions).
     for step, outcome in outcomes:
         if isinstance(outcome, InsertOutcome):
-            accepted = add(**_acknowledgement_fields(outcome))
+            step_id = outcome.step_id
+            message = f"Step {step_id} {_VERBS[outcome.created]}"
+            accepted = add(step_id=step_id, status=_SUBMITTED, message=message)
             if independent:
                 response.items.add(accepted=accepted)
             if outcome.created:
-                new_steps[step.type, _is_scheduled(step)] += 1
+                created.append(step)
         else:
             response.items.add(refused=_refusal(outcome))
+    new_steps = collections.Counter([(step.type, _is_scheduled(step)) for step in created])
     for (step_type, scheduled), count in new_steps.items():
         metrics.count_submitted(step_type, scheduled=scheduled, count=count)
     response.created_count = new_steps.total()
@@ -163,12 +169,16 @@ def _with_traceparent(prepared: list[_Prepared], tracing: "Tracing | None") -> l
     ]
 
 
+# An acknowledgement's status, and its message's verb by whether the step is new.
+_SUBMITTED = "submitted"
+_VERBS = {True: "submitted successfully", False: "already submitted"}
+
+
 def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
-    verb = "submitted successfully" if outcome.created else "already submitted"
     return {
         "step_id": outcome.step_id,
-        "status": "submitted",
-        "message": f"Step {outcome.step_id} {verb}",
+        "status": _SUBMITTED,
+        "message": f"Step {outcome.step_id} {_VERBS[outcome.created]}",
     }
 
 

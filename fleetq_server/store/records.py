@@ -14,8 +14,10 @@ class NewStep:
 
     step_id: str
     type: str
-    args: dict[str, Any]
-    metadata: dict[str, Any]
+    # args and metadata as validation wrote them (submission.validate: canonical JSON
+    # text), sent to PostgreSQL as they are rather than serialised again.
+    args_json: bytes
+    metadata_json: bytes
     priority: int
     max_retries: int
     idempotency_key: str

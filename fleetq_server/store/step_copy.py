@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 from fleetq_server.store.notifications import NOTIFY_SUBMITTED
 from fleetq_server.store.records import InsertOutcome, NewStep
-from fleetq_server.store.storable import json_bytes
 
 # From this many steps a batch goes by COPY (when all of them are plain).
 COPY_MIN_STEPS = 64
@@ -107,8 +106,8 @@ def _rows(steps: Sequence[NewStep]) -> bytes:
         % (
             step.step_id.encode(),
             step.type.encode(),
-            _copy_json(step.args),
-            _copy_json(step.metadata) if step.metadata else b"{}",
+            _copy_json(step.args_json),
+            _copy_json(step.metadata_json),
             step.priority,
             step.max_retries,
             step.idempotency_key.encode(),
@@ -119,13 +118,12 @@ def _rows(steps: Sequence[NewStep]) -> bytes:
     )
 
 
-def _copy_json(value: dict[str, Any]) -> bytes:
-    """A validated JSON object as a field of COPY's text format.
+def _copy_json(text: bytes) -> bytes:
+    """A validated JSON object's text as a field of COPY's text format.
 
     JSON writes every control character escaped, so no tab, newline or carriage return
     can occur raw; its backslashes are doubled, as the format asks. Every other column
     holds what cannot need escaping: ids and keys made of hex digits, types matching
     their pattern, traceparents (hex digits and dashes), numbers.
     """
-    text = json_bytes(value)
     return text.replace(b"\\", b"\\\\") if b"\\" in text else text

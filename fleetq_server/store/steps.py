@@ -4,6 +4,7 @@ from collections.abc import AsyncIterable, Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
 from fleetq_server import errors
 from fleetq_server.store.claims import (
@@ -62,8 +63,9 @@ def _step_row(step: NewStep) -> dict[str, Any]:
     return {
         "step_id": step.step_id,
         "type": step.type,
-        "args": step.args,
-        "metadata": step.metadata,
+        # Written into the document as they are.
+        "args": orjson.Fragment(step.args_json),
+        "metadata": orjson.Fragment(step.metadata_json),
         "priority": step.priority,
         "max_retries": step.max_retries,
         "idempotency_key": step.idempotency_key,

@@ -66,8 +66,8 @@ async def test_a_large_batch_of_plain_steps_stores_each_step_as_given(store: Sto
         assert (stored.status, stored.type, stored.args, stored.metadata) == (
             "pending",
             step.type,
-            step.args,
-            step.metadata,
+            {**AWKWARD, "i": step.priority},
+            {"m": "\\t"},
         )
         assert (stored.priority, stored.max_retries, stored.idempotency_key) == (
             step.priority,

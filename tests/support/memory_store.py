@@ -319,8 +319,8 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
                 row = _Step(
                     step.step_id,
                     step.type,
-                    _stored(step.args),
-                    _stored(step.metadata),
+                    _stored(json.loads(step.args_json)),
+                    _stored(json.loads(step.metadata_json)),
                     step.priority,
                     step.max_retries,
                     step.idempotency_key,

@@ -30,7 +30,7 @@ VALID = SubmitRequest(
 def test_defaults_are_applied() -> None:
     step = prepare_step(VALID)
     assert step.max_retries == 3
-    assert step.metadata == {}
+    assert step.metadata_json == b"{}"
     assert step.client_key is None
     assert step.idempotency_key == derived_idempotency_key(step.step_id)
 

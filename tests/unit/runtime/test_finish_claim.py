@@ -89,8 +89,8 @@ async def test_outcome_writes_drain_the_queue_at_capacity_in_priority_order(
     store: MemoryStore, state: PodState, loop: ClaimLoop, recorder: Recorder
 ) -> None:
     # Capacity 4: the first claim takes the best 4, each outcome write the next best (up to
-    # 4 more ahead of the slots).
-    steps = [await submit(store, priority=i % 3) for i in range(14)]
+    # LINE_CAPACITIES capacities more ahead of the slots).
+    steps = [await submit(store, priority=i % 3) for i in range(60)]
     await loop.run_once()
     await until(lambda: all_finished(store, steps), description="the drain")
 
@@ -98,10 +98,11 @@ async def test_outcome_writes_drain_the_queue_at_capacity_in_priority_order(
     assert recorder.claims["step_claim_batch"] == 1
     assert recorder.claims["step_finish_claim"] >= 3
     # Each claim took the best pending steps: starts never go up in priority past what the
-    # pod already held (its slots and as many ahead).
+    # pod already held (its slots and the line ahead of them).
+    held = (1 + claims_ahead.LINE_CAPACITIES) * state.max_capacity
     priorities = [store.steps[s].priority for s in recorder.started]
     for index, priority in enumerate(priorities):
-        later = priorities[index + 2 * state.max_capacity :]
+        later = priorities[index + held :]
         assert all(p <= priority for p in later), priorities
     assert all(store.steps[s].retry_count == 0 for s in steps)
     assert loop.slot_wakes == []  # type: ignore[attr-defined]
@@ -112,13 +113,13 @@ async def test_the_claim_loop_is_woken_only_when_an_outcome_write_leaves_slots_e
 ) -> None:
     monkeypatch.setattr(claims_ahead, "GIVE_BACK_MIN_S", 60.0)  # the held ones wait
     quick = [await submit(store, priority=1) for _ in range(4)]
-    held = [await submit(store, args={"hold": True}) for _ in range(12)]
+    held = [await submit(store, args={"hold": True}) for _ in range(20)]
     await loop.run_once()
     await until(lambda: len(recorder.started) == 8, description="starts")
-    # The quick steps' outcome write filled their slots with held steps, and claimed as
-    # many ahead of them: it took all it could.
+    # The quick steps' outcome write filled their slots with held steps, and claimed
+    # LINE_CAPACITIES (4) capacities ahead of them: it took all it could.
     assert all_finished(store, quick)
-    assert [store.steps[s].status for s in held].count("claimed") == 8
+    assert [store.steps[s].status for s in held].count("claimed") == 20
     assert not loop._wake_event.is_set()
     recorder.release.set()
     await until(lambda: all_finished(store, held), description="the held steps' outcomes")

@@ -1,8 +1,8 @@
 """Claims ahead of free slots on the in-memory store: while handlers are short a claim
-takes up to a capacity more, those steps start as slots free and never more than the
-capacity run at once; long handlers claim only free slots; a step that waited behind
-handlers that turned out long is given back; a cancel or a drain reaches a step claimed
-ahead before its handler ever runs."""
+takes up to a few capacities more (fewer as they near PREFETCH_BELOW_S), those steps start
+as slots free and never more than the capacity run at once; long handlers claim only free
+slots; a step that waited behind handlers that turned out long is given back; a cancel or
+a drain reaches a step claimed ahead before its handler ever runs."""
 
 import asyncio
 from typing import Any
@@ -76,22 +76,35 @@ async def run_one(store: MemoryStore, loop: ClaimLoop, seconds: float) -> None:
     await until(lambda: store.steps[step_id].status == "completed", description="the outcome")
 
 
-async def test_short_handlers_claim_a_capacity_ahead_and_never_run_more_than_capacity(
+async def test_short_handlers_claim_capacities_ahead_and_never_run_more_than_capacity(
     store: MemoryStore, state: PodState, handlers: Handlers
 ) -> None:
     loop = claim_loop(store, state, handlers)
     await run_one(store, loop, 0.0)
-    waiting = [await submit(store) for _ in range(10)]
+    waiting = [await submit(store) for _ in range(30)]
 
-    await loop.run_once()  # 4 free slots, and 4 ahead of them
+    await loop.run_once()  # 4 free slots, and LINE_CAPACITIES (4) capacities ahead of them
     claimed = [s for s in waiting if store.steps[s].status == "claimed"]
-    assert claimed == waiting[:8]
+    assert claimed == waiting[:20]
     await until(lambda: handlers.running == 4, description="the handlers")
-    assert [r.waiting for r in loop._executor.running].count(True) == 4
+    assert [r.waiting for r in loop._executor.running].count(True) == 16
 
     handlers.release.set()  # the 4 waiting start as the first 4 end
     await until(lambda: all(store.steps[s].status == "completed" for s in claimed))
     assert handlers.peak == 4 and set(claimed) <= set(handlers.ran)
+
+
+@pytest.mark.parametrize(
+    ("run_s", "capacities"),
+    [(0.0, 4), (PREFETCH_BELOW_S / 4, 4), (PREFETCH_BELOW_S / 3.5, 3), (PREFETCH_BELOW_S * 0.6, 1)],
+)
+def test_the_line_holds_about_prefetch_below_s_of_handlers_per_slot(
+    run_s: float, capacities: int
+) -> None:
+    ahead = claims_ahead.ClaimsAhead(enabled=True, capacity=4)
+    ahead.ran(run_s)
+
+    assert ahead.room({}) == capacities * 4
 
 
 async def test_long_handlers_claim_only_their_free_slots(

@@ -7,12 +7,11 @@ import asyncpg
 import pytest
 
 from fleetq_server.store import Store
-from fleetq_server.store.migrations import migration_files
 from fleetq_server.store.pods import OTHER_TYPES
 from fleetq_server.store.records import StepOutcome
 from fleetq_server.submission import prepare_step
 from tests.integration.conftest import REQUEST
-from tests.support.databases import opened_store
+from tests.support.databases import migrate_before, opened_store
 
 ERROR = {"type": "E", "message": "boom"}
 
@@ -110,18 +109,7 @@ async def test_upgrading_a_database_backfills_the_counts_of_existing_steps(
     """A database at migration 0002 with finished steps gains correct counts in 0003."""
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute(
-            "CREATE TABLE fleetq_schema_migrations (version integer PRIMARY KEY,"
-            " name text NOT NULL, applied_ts timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, name, sql in migration_files():
-            if version < 3:
-                await connection.execute(sql)
-                await connection.execute(
-                    "INSERT INTO fleetq_schema_migrations (version, name) VALUES ($1, $2)",
-                    version,
-                    name,
-                )
+        await migrate_before(connection, 3)
         await connection.execute(
             """
             INSERT INTO fleetq_steps (step_id, status, type, args, idempotency_key,

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from fleetq_server.store import Store, open_store
+from fleetq_server.store.migrations import migration_files
 
 T = TypeVar("T")
 
@@ -94,3 +95,19 @@ async def opened_store(url: str, pool_size: int = 4) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
+
+
+async def migrate_before(connection: asyncpg.Connection, version: int) -> None:
+    """Apply the migrations older than `version`, as a database of that time has them."""
+    await connection.execute(
+        "CREATE TABLE fleetq_schema_migrations (version integer PRIMARY KEY,"
+        " name text NOT NULL, applied_ts timestamptz NOT NULL DEFAULT now())"
+    )
+    for number, name, sql in migration_files():
+        if number < version:
+            await connection.execute(sql)
+            await connection.execute(
+                "INSERT INTO fleetq_schema_migrations (version, name) VALUES ($1, $2)",
+                number,
+                name,
+            )

@@ -2,6 +2,7 @@
 
 import hashlib
 import re
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +40,15 @@ def test_step_ids_have_the_contract_shape_and_do_not_collide() -> None:
     ids = {new_step_id() for _ in range(5_000)} | set(new_step_ids(5_000))
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"step_\d{14}_[0-9a-f]{16}", step_id) for step_id in ids)
+
+
+def test_step_ids_ascend_through_a_batch_and_with_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ascending ids go to the right end of PostgreSQL's indexes (submission.py)."""
+    clock = iter([1_767_225_600_000_001_000, 1_767_225_600_000_002_000])
+    monkeypatch.setattr(time, "time_ns", lambda: next(clock))
+    earlier, later = new_step_ids(1000), new_step_ids(1000)
+    assert earlier + later == sorted(earlier + later)
+    assert len(set(earlier + later)) == 2000
 
 
 def test_a_batch_of_ids_has_exactly_the_count_asked_for() -> None:

@@ -48,6 +48,7 @@ class _Servicer(FleetQServicer):
 
     def __init__(self) -> None:
         self._settings = Settings()
+        self._tracing = None
 
 
 def _specs(steps: int) -> list[calls.StepSpec]:

@@ -1,9 +1,11 @@
 """Atomic batches on the real store without client keys: the INSERT statement alone is
 their transaction, so a step the database refuses still leaves nothing written."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import asyncpg
 import pytest
 
 from fleetq_server import errors
@@ -112,3 +114,36 @@ async def test_a_part_with_a_step_that_is_not_plain_writes_nothing_and_says_so(
     assert await store.step_copy_parts(in_parts(steps)) is None
     with pytest.raises(errors.NotFoundError):
         await store.step_get(steps[0].step_id)
+
+
+async def test_each_part_of_a_copied_batch_is_inserted_before_the_next_arrives(
+    store: Store, database_url: str
+) -> None:
+    """Migration 0018: PostgreSQL inserts copied rows as they arrive, rather than holding
+    up to 64 kB of them back until the COPY ends (multi-insert buffering), so little work
+    is left after the pod's last part. Seen from another session: the first part's rows
+    take heap pages while the COPY is still waiting for its second part (uncommitted rows
+    are invisible, but the pages holding them are not)."""
+    steps = [prepare_step(REQUEST) for _ in range(COPY_MIN_STEPS)]
+    SIZE = "SELECT pg_relation_size('fleetq_steps')"
+    observer = await asyncpg.connect(database_url)
+    try:
+        empty = await observer.fetchval(SIZE)
+
+        async def heap_grows() -> None:
+            # Polling: no event marks a page added by another session's COPY.
+            while await observer.fetchval(SIZE) == empty:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+
+        async def parts() -> AsyncIterator[list[NewStep]]:
+            yield steps[:10]  # a few rows: far below what multi-insert would buffer
+            await asyncio.wait_for(heap_grows(), timeout=10)
+            yield steps[10:]
+
+        outcomes = await store.step_copy_parts(parts())
+        # fleetq_now() is the transaction's start, as now() was: due at once, not scheduled.
+        early = "SELECT count(*) FROM fleetq_steps WHERE not_before_ts <> created_ts"
+        assert await observer.fetchval(early) == 0
+    finally:
+        await observer.close()
+    assert outcomes is not None and len(outcomes) == COPY_MIN_STEPS

@@ -33,11 +33,18 @@ def in_parts(count: int) -> bool:
 
 
 async def insert_in_parts(
-    store: SubmitPort, prepare: Prepare, count: int
+    store: SubmitPort,
+    prepare: Prepare,
+    count: int,
+    while_copying: Callable[[list[NewStep]], None] | None = None,
 ) -> tuple[list[NewStep], list[InsertOutcome]]:
     """Prepare and store a batch of `count` steps, all or nothing; its steps, and their
     outcomes in order. A batch that is not all plain steps (client keys, schedules,
-    pending expiry) is prepared to the end and stored by the INSERT instead."""
+    pending expiry) is prepared to the end and stored by the INSERT instead.
+
+    `while_copying(steps)` runs once every step is prepared and sent by COPY, while
+    PostgreSQL still inserts the last part: the caller's work there (the answer) is off
+    the call's critical path. It runs only on the way to a COPY that may yet fail."""
     bounds = [(start, min(start + PART_STEPS, count)) for start in range(0, count, PART_STEPS)]
     prepared: list[NewStep] = []
 
@@ -55,6 +62,8 @@ async def insert_in_parts(
             yield first
             while len(prepared) < count:
                 yield await next_part()
+            if while_copying is not None:
+                while_copying(prepared)
 
         copied = await store.step_copy_parts(parts())
         if copied is not None:

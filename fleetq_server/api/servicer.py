@@ -126,6 +126,15 @@ def _batch_response(
 ) -> pb.SubmitBatchResponse:
     """Acknowledge each accepted step in `steps` (and, when `independent`, every step in
     `items`), counting new steps once per type."""
+    response, created = _acknowledged(outcomes, independent)
+    _count_new(response, created)
+    return response
+
+
+def _acknowledged(
+    outcomes: Iterable[tuple[NewStep, object]], independent: bool = False
+) -> tuple[pb.SubmitBatchResponse, list[NewStep]]:
+    """The answer's acknowledgements, and the new steps, not yet counted (`_count_new`)."""
     response = pb.SubmitBatchResponse()
     add = response.steps.add  # add() fills in place; steps=[...] would copy each one
     created: list[NewStep] = []
@@ -143,11 +152,15 @@ def _batch_response(
                 created.append(step)
         else:
             response.items.add(refused=_refusal(outcome))
+    return response, created
+
+
+def _count_new(response: pb.SubmitBatchResponse, created: list[NewStep]) -> None:
+    """Count stored new steps once per type, in the metrics and in the answer."""
     new_steps = collections.Counter([(step.type, _is_scheduled(step)) for step in created])
     for (step_type, scheduled), count in new_steps.items():
         metrics.count_submitted(step_type, scheduled=scheduled, count=count)
     response.created_count = new_steps.total()
-    return response
 
 
 def _is_scheduled(step: NewStep) -> bool:
@@ -263,9 +276,23 @@ class FleetQServicer(
         prepare = self._batch_preparer(request)
         count = len(request.steps)
         if not request.independent and batch_parts.in_parts(count):
-            # Stored while it is still being prepared.
-            steps, created = await batch_parts.insert_in_parts(self._store, prepare, count)
-            response = _batch_response(zip(steps, created, strict=True))
+            # Stored while it is still being prepared. A copied batch's steps are all new:
+            # its answer is written while PostgreSQL inserts the last part (1.2-1.6 ms of a
+            # 1,000-step call that followed the commit), and counted once it is stored.
+            copied: list[tuple[pb.SubmitBatchResponse, list[NewStep]]] = []
+
+            def acknowledge(steps: list[NewStep]) -> None:
+                new = (InsertOutcome(step.step_id, created=True) for step in steps)
+                copied.append(_acknowledged(zip(steps, new, strict=True)))
+
+            steps, created = await batch_parts.insert_in_parts(
+                self._store, prepare, count, while_copying=acknowledge
+            )
+            if copied and all(outcome.created for outcome in created):  # it was copied
+                response, new_steps = copied[0]
+                _count_new(response, new_steps)
+            else:
+                response = _batch_response(zip(steps, created, strict=True))
         else:
             whole = functools.partial(prepare, 0, count)
             steps = await off_loop(whole) if large else whole()

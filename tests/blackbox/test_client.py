@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import datetime
 
+import httpx
 import pytest
 
 from fleetq_client import (
@@ -22,6 +23,7 @@ from fleetq_client import (
     Unavailable,
 )
 from tests.blackbox.contract import FAST_POD_ENV
+from tests.blackbox.test_metrics import scrape, value
 from tests.conftest import ServerFactory
 from tests.support.net import free_port
 from tests.support.server_process import ServerProcess
@@ -212,16 +214,24 @@ LARGE = 700
 
 
 def test_a_large_batch_with_a_bad_step_in_a_later_part_stores_nothing(
-    client: FleetQClient,
+    client: FleetQClient, leader: ServerProcess
 ) -> None:
     step_type = f"unrun_{secrets.token_hex(4)}"  # no pod runs it: the steps stay listed
     specs = [{"type": step_type, "args": {"i": i}} for i in range(LARGE)]
     specs[LARGE - 10]["args"] = {"i": float(2**60)}  # too large to keep exact
-    with pytest.raises(InvalidArgument, match=rf"steps\[{LARGE - 10}\]\.args"):
-        client.submit_batch(specs)  # type: ignore[arg-type]
-    assert not client.list_steps(type=step_type).steps
-    stored = client.submit_batch(specs[:-10])  # type: ignore[arg-type]
+    with httpx.Client(base_url=leader.http_url) as http:
+        with pytest.raises(InvalidArgument, match=rf"steps\[{LARGE - 10}\]\.args"):
+            client.submit_batch(specs)  # type: ignore[arg-type]
+        assert not client.list_steps(type=step_type).steps
+        # Counted once stored (the answer of a copied batch is written before its commit).
+        submitted = "fleetq_steps_submitted_total"
+        assert value(scrape(http), submitted, step_type=step_type) == 0
+        stored = client.submit_batch(specs[:-10])  # type: ignore[arg-type]
+        assert value(scrape(http), submitted, step_type=step_type) == LARGE - 10
     assert stored.created_count == LARGE - 10
+    assert [step.message for step in stored.steps[:1]] == [
+        f"Step {stored.steps[0].step_id} submitted successfully"
+    ]
     assert [client.status(r.step_id).args["i"] for r in stored.steps[::99]] == list(
         range(0, LARGE - 10, 99)
     )

@@ -20,19 +20,31 @@ log = logging.getLogger(__name__)
 SUBMIT_CHANNEL = "fleetq_step_submitted"
 MAX_NOTIFY_TYPES_CHARS = 7000
 
-# The one NOTIFY of new steps (the payload above), over a CTE `inserted` (step_id, type),
-# and none when it is empty.
-NOTIFY_SUBMITTED = f"""
+
+def _notify_submitted(per_type: str) -> str:
+    """The one NOTIFY of new steps (the payload above) from `per_type`, rows (type, n);
+    none when there are none."""
+    return f"""
     SELECT pg_notify('{SUBMIT_CHANNEL}',
         CASE WHEN length(types) <= {MAX_NOTIFY_TYPES_CHARS} THEN types ELSE '' END)
     FROM (
         SELECT string_agg(CASE WHEN n = 1 THEN type
                                ELSE type || ',' || type || ':' || (n - 1) END,
                           ',') AS types
-        FROM (SELECT type, count(*) AS n FROM inserted GROUP BY type) AS per_type
+        FROM {per_type}
     ) AS batch
     WHERE types IS NOT NULL
 """
+
+
+# Over a CTE `inserted` (step_id, type) of the new steps.
+NOTIFY_SUBMITTED = _notify_submitted(
+    "(SELECT type, count(*) AS n FROM inserted GROUP BY type) AS per_type"
+)
+# Over steps already counted by type: $1 the types, $2 how many of each (a copied batch:
+# expanding the counts to a row per step for NOTIFY_SUBMITTED to count them again cost
+# 0.4 ms of a 1,000-step batch).
+NOTIFY_SUBMITTED_COUNTS = _notify_submitted("unnest($1::text[], $2::int[]) AS per_type(type, n)")
 
 
 class ListenConnection:

@@ -21,7 +21,7 @@ import collections
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any, Protocol
 
-from fleetq_server.store.notifications import NOTIFY_SUBMITTED
+from fleetq_server.store.notifications import NOTIFY_SUBMITTED_COUNTS
 from fleetq_server.store.records import InsertOutcome, NewStep
 
 # From this many steps a batch goes by COPY (when all of them are plain).
@@ -30,14 +30,6 @@ _COLUMNS = (
     "step_id", "type", "args", "metadata", "priority", "max_retries",
     "idempotency_key", "payload_hash", "traceparent",
 )  # fmt: skip
-# The submit NOTIFY for steps counted by type: ($1 types, $2 how many of each).
-_NOTIFY_COUNTED = f"""
-    WITH inserted AS (
-        SELECT c.type FROM unnest($1::text[], $2::int[]) AS c(type, n),
-                           generate_series(1, c.n)
-    )
-    {NOTIFY_SUBMITTED}
-"""
 
 
 class StepCopyPort(Protocol):
@@ -97,7 +89,7 @@ async def step_copy_parts(
             if failed:
                 raise failed[0]
             counts = collections.Counter(step.type for step in copied)
-            await connection.execute(_NOTIFY_COUNTED, list(counts), list(counts.values()))
+            await connection.execute(NOTIFY_SUBMITTED_COUNTS, list(counts), list(counts.values()))
     except _NotPlain:
         return None
     return [InsertOutcome(step_id=step.step_id, created=True) for step in copied]

@@ -34,7 +34,8 @@ from fleetq.v1 import fleetq_pb2 as pb
 
 from fleetq_client import calls
 from fleetq_server.api import batch_parts
-from fleetq_server.api.servicer import FleetQServicer, _batch_response
+from fleetq_server.api.servicer import FleetQServicer
+from fleetq_server.api.submit_answers import batch_response
 from fleetq_server.config import Settings
 from fleetq_server.store.records import InsertOutcome
 from fleetq_server.store.step_copy import _rows
@@ -70,7 +71,7 @@ def sides(steps: int = STEPS) -> dict[str, Callable[[], object]]:
             _rows(part)
             prepared.extend(part)
         outcomes = [InsertOutcome(step_id=step.step_id, created=True) for step in prepared]
-        return _batch_response(zip(prepared, outcomes, strict=True)).SerializeToString()
+        return batch_response(zip(prepared, outcomes, strict=True)).SerializeToString()
 
     answer = pod()
 

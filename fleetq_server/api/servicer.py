@@ -1,6 +1,5 @@
 """The FleetQService servicer: protobuf in, domain calls, protobuf out. No SQL here."""
 
-import collections
 import dataclasses
 import functools
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -13,11 +12,18 @@ from fleetq.v1 import fleetq_pb2_grpc
 from fleetq_common.coalescer import Coalescer
 from fleetq_common.json_values import ValueBudget
 from fleetq_server import __version__, errors, metrics, submission
-from fleetq_server.api import batch_parts, history, messages, step_lifecycle, step_listing, watch
+from fleetq_server.api import (
+    batch_parts,
+    history,
+    messages,
+    step_lifecycle,
+    step_listing,
+    submit_answers,
+    watch,
+)
 from fleetq_server.api.json_fields import json_object
 from fleetq_server.api.offload import OFFLOAD_BYTES, collections_paused, off_loop
 from fleetq_server.api.schedules import ScheduleRpcs
-from fleetq_server.api.status_codes import status_code_for
 from fleetq_server.api.type_limits import TypeLimitRpcs
 from fleetq_server.api.workers import WorkerServicer
 from fleetq_server.gateway import HTTP_CODE_KEY
@@ -106,67 +112,6 @@ def _run_at(request: pb.SubmitStepRequest) -> datetime:
         raise errors.ValidationError("run_at: is not a valid time") from None
 
 
-# What refuses one step of an independent batch without failing the others: what only
-# the database can tell (an idempotency key taken by another payload, a value it refuses).
-_REFUSALS = (errors.ConflictError, errors.DataRejectedError)
-
-
-def _refusal(outcome: object) -> pb.SubmitRefusal | None:
-    """How an independent batch reports a step refused for its own content or key; None
-    for anything else (a database outage fails the whole call, as it would a submit)."""
-    if isinstance(
-        outcome, errors.ValidationError | errors.ConflictError | errors.DataRejectedError
-    ):
-        return pb.SubmitRefusal(code=status_code_for(outcome).name, message=str(outcome))
-    return None
-
-
-def _batch_response(
-    outcomes: Iterable[tuple[NewStep, object]], independent: bool = False
-) -> pb.SubmitBatchResponse:
-    """Acknowledge each accepted step in `steps` (and, when `independent`, every step in
-    `items`), counting new steps once per type."""
-    response, created = _acknowledged(outcomes, independent)
-    _count_new(response, created)
-    return response
-
-
-def _acknowledged(
-    outcomes: Iterable[tuple[NewStep, object]], independent: bool = False
-) -> tuple[pb.SubmitBatchResponse, list[NewStep]]:
-    """The answer's acknowledgements, and the new steps, not yet counted (`_count_new`)."""
-    response = pb.SubmitBatchResponse()
-    add = response.steps.add  # add() fills in place; steps=[...] would copy each one
-    created: list[NewStep] = []
-    # Per step, only what differs: keyword arguments spelled out and the new steps counted
-    # once at the end, where a dict of fields per step and a Counter increment per step
-    # were three quarters of the answer's cost (batch_cpu.py --instructions).
-    for step, outcome in outcomes:
-        if isinstance(outcome, InsertOutcome):
-            step_id = outcome.step_id
-            message = f"Step {step_id} {_VERBS[outcome.created]}"
-            accepted = add(step_id=step_id, status=_SUBMITTED, message=message)
-            if independent:
-                response.items.add(accepted=accepted)
-            if outcome.created:
-                created.append(step)
-        else:
-            response.items.add(refused=_refusal(outcome))
-    return response, created
-
-
-def _count_new(response: pb.SubmitBatchResponse, created: list[NewStep]) -> None:
-    """Count stored new steps once per type, in the metrics and in the answer."""
-    new_steps = collections.Counter([(step.type, _is_scheduled(step)) for step in created])
-    for (step_type, scheduled), count in new_steps.items():
-        metrics.count_submitted(step_type, scheduled=scheduled, count=count)
-    response.created_count = new_steps.total()
-
-
-def _is_scheduled(step: NewStep) -> bool:
-    return step.run_at is not None or step.delay_s is not None
-
-
 _Prepared = TypeVar("_Prepared")
 
 
@@ -180,19 +125,6 @@ def _with_traceparent(prepared: list[_Prepared], tracing: "Tracing | None") -> l
         dataclasses.replace(item, traceparent=traceparent) if isinstance(item, NewStep) else item  # type: ignore[misc]
         for item in prepared
     ]
-
-
-# An acknowledgement's status, and its message's verb by whether the step is new.
-_SUBMITTED = "submitted"
-_VERBS = {True: "submitted successfully", False: "already submitted"}
-
-
-def _acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
-    return {
-        "step_id": outcome.step_id,
-        "status": _SUBMITTED,
-        "message": f"Step {outcome.step_id} {_VERBS[outcome.created]}",
-    }
 
 
 class FleetQServicer(
@@ -256,9 +188,9 @@ class FleetQServicer(
         if isinstance(outcome, errors.ConflictError):
             raise outcome
         if outcome.created:
-            metrics.count_submitted(step.type, scheduled=_is_scheduled(step))
+            metrics.count_submitted(step.type, scheduled=submit_answers.is_scheduled(step))
         await _set_http_code(context, 201 if outcome.created else 200)
-        return pb.SubmitStepResponse(**_acknowledgement_fields(outcome))
+        return pb.SubmitStepResponse(**submit_answers.acknowledgement_fields(outcome))
 
     async def SubmitBatch(
         self, request: pb.SubmitBatchRequest, context: Any
@@ -283,16 +215,16 @@ class FleetQServicer(
 
             def acknowledge(steps: list[NewStep]) -> None:
                 new = (InsertOutcome(step.step_id, created=True) for step in steps)
-                copied.append(_acknowledged(zip(steps, new, strict=True)))
+                copied.append(submit_answers.acknowledged(zip(steps, new, strict=True)))
 
             steps, created = await batch_parts.insert_in_parts(
                 self._store, prepare, count, while_copying=acknowledge
             )
             if copied and all(outcome.created for outcome in created):  # it was copied
                 response, new_steps = copied[0]
-                _count_new(response, new_steps)
+                submit_answers.count_new(response, new_steps)
             else:
-                response = _batch_response(zip(steps, created, strict=True))
+                response = submit_answers.batch_response(zip(steps, created, strict=True))
         else:
             whole = functools.partial(prepare, 0, count)
             steps = await off_loop(whole) if large else whole()
@@ -301,7 +233,7 @@ class FleetQServicer(
             else:
                 outcomes = await self._store.step_insert_many(steps, atomic=True)
                 created = [o for o in outcomes if isinstance(o, InsertOutcome)]
-                response = _batch_response(zip(steps, created, strict=True))
+                response = submit_answers.batch_response(zip(steps, created, strict=True))
         await _set_http_code(context, 201 if response.created_count else 200)
         return response
 
@@ -309,10 +241,12 @@ class FleetQServicer(
         """An independent batch: its steps join the single submits' group commit, where a
         step the database refuses fails alone; every step gets its own outcome."""
         outcomes = await self._inserts.submit_all(steps)
-        unexpected = [o for o in outcomes if isinstance(o, Exception) and not _refusal(o)]
+        unexpected = [
+            o for o in outcomes if isinstance(o, Exception) and not submit_answers.refusal(o)
+        ]
         if unexpected:  # a fault of ours or the database's: the error interceptor maps it
             raise unexpected[0]
-        return _batch_response(zip(steps, outcomes, strict=True), independent=True)
+        return submit_answers.batch_response(zip(steps, outcomes, strict=True), independent=True)
 
     def _prepare_single(self, request: pb.SubmitStepRequest, header_key: str | None) -> NewStep:
         budget = ValueBudget(self._settings.max_json_values)

@@ -1,0 +1,80 @@
+"""Answers to submits: a step's acknowledgement, a batch's acknowledgements and refusals,
+and the new steps counted once they are stored."""
+
+import collections
+from collections.abc import Iterable
+
+from fleetq.v1 import fleetq_pb2 as pb
+
+from fleetq_server import errors, metrics
+from fleetq_server.api.status_codes import status_code_for
+from fleetq_server.store.records import InsertOutcome, NewStep
+
+
+def refusal(outcome: object) -> pb.SubmitRefusal | None:
+    """How an independent batch reports a step refused for its own content or key; None
+    for anything else (a database outage fails the whole call, as it would a submit)."""
+    if isinstance(
+        outcome, errors.ValidationError | errors.ConflictError | errors.DataRejectedError
+    ):
+        return pb.SubmitRefusal(code=status_code_for(outcome).name, message=str(outcome))
+    return None
+
+
+def batch_response(
+    outcomes: Iterable[tuple[NewStep, object]], independent: bool = False
+) -> pb.SubmitBatchResponse:
+    """Acknowledge each accepted step in `steps` (and, when `independent`, every step in
+    `items`), counting new steps once per type."""
+    response, created = acknowledged(outcomes, independent)
+    count_new(response, created)
+    return response
+
+
+def acknowledged(
+    outcomes: Iterable[tuple[NewStep, object]], independent: bool = False
+) -> tuple[pb.SubmitBatchResponse, list[NewStep]]:
+    """The answer's acknowledgements, and the new steps, not yet counted (`count_new`)."""
+    response = pb.SubmitBatchResponse()
+    add = response.steps.add  # add() fills in place; steps=[...] would copy each one
+    created: list[NewStep] = []
+    # Per step, only what differs: keyword arguments spelled out and the new steps counted
+    # once at the end, where a dict of fields per step and a Counter increment per step
+    # were three quarters of the answer's cost (batch_cpu.py --instructions).
+    for step, outcome in outcomes:
+        if isinstance(outcome, InsertOutcome):
+            step_id = outcome.step_id
+            message = f"Step {step_id} {VERBS[outcome.created]}"
+            accepted = add(step_id=step_id, status=SUBMITTED, message=message)
+            if independent:
+                response.items.add(accepted=accepted)
+            if outcome.created:
+                created.append(step)
+        else:
+            response.items.add(refused=refusal(outcome))
+    return response, created
+
+
+def count_new(response: pb.SubmitBatchResponse, created: list[NewStep]) -> None:
+    """Count stored new steps once per type, in the metrics and in the answer."""
+    new_steps = collections.Counter([(step.type, is_scheduled(step)) for step in created])
+    for (step_type, scheduled), count in new_steps.items():
+        metrics.count_submitted(step_type, scheduled=scheduled, count=count)
+    response.created_count = new_steps.total()
+
+
+def is_scheduled(step: NewStep) -> bool:
+    return step.run_at is not None or step.delay_s is not None
+
+
+# An acknowledgement's status, and its message's verb by whether the step is new.
+SUBMITTED = "submitted"
+VERBS = {True: "submitted successfully", False: "already submitted"}
+
+
+def acknowledgement_fields(outcome: InsertOutcome) -> dict[str, str]:
+    return {
+        "step_id": outcome.step_id,
+        "status": SUBMITTED,
+        "message": f"Step {outcome.step_id} {VERBS[outcome.created]}",
+    }

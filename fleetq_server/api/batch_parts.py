@@ -44,7 +44,9 @@ async def insert_in_parts(
 
     `while_copying(steps)` runs once every step is prepared and sent by COPY, while
     PostgreSQL still inserts the last part: the caller's work there (the answer) is off
-    the call's critical path. It runs only on the way to a COPY that may yet fail."""
+    the call's critical path. It runs only on the way to a COPY that may yet fail (and
+    then raises), never for a batch stored by the INSERT: the COPY takes the next part only
+    once the last one proved plain."""
     bounds = [(start, min(start + PART_STEPS, count)) for start in range(0, count, PART_STEPS)]
     prepared: list[NewStep] = []
 

@@ -220,7 +220,7 @@ class FleetQServicer(
             steps, created = await batch_parts.insert_in_parts(
                 self._store, prepare, count, while_copying=acknowledge
             )
-            if copied and all(outcome.created for outcome in created):  # it was copied
+            if copied:
                 response, new_steps = copied[0]
                 submit_answers.count_new(response, new_steps)
             else:

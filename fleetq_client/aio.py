@@ -132,6 +132,10 @@ class AsyncFleetQClient(Connection):
         options = self._settings.call_options()
         try:
             for call in calls.batches(steps, chunk_size):
+                if self._json_text.known is None:  # a first chunk learns what the pod reads
+                    results.extend((await self._send(call)).steps)
+                    continue
+                self._json_text.prepare(call.request)
                 if len(pending) == in_flight:
                     results.extend((await _batch_outcome(pending.popleft())).steps)
                 pending.append((call, self._stub.SubmitBatch(call.request, **options)))
@@ -348,6 +352,22 @@ class AsyncFleetQClient(Connection):
         await self.close()
 
     async def _send(self, call: calls.Call[T]) -> T:
+        if call.method not in calls.SUBMIT_METHODS:
+            return await self._call(call)
+        json_text = self._json_text
+        json_text.prepare(call.request)
+        try:
+            answer = await self._call(call)
+        except InvalidArgument:
+            if not json_text.retry_as_structs(call.request):
+                raise
+            answer = await self._call(call)  # a request invalid anyway raises here again
+            json_text.answered_as_structs()
+            return answer
+        json_text.answered(call.request)
+        return answer
+
+    async def _call(self, call: calls.Call[T]) -> T:
         method = getattr(self._stub, call.method)
         try:
             response = await method(call.request, **self._settings.call_options(call.wait))

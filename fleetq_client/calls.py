@@ -14,6 +14,7 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from fleetq_client.errors import FleetQClientError, Timeout, error_from_code
+from fleetq_client.json_text import as_text
 from fleetq_client.results import (
     CompletionOutcome,
     EligiblePod,
@@ -94,10 +95,10 @@ _SCALAR_OPTIONS = ("max_retries", "idempotency_key", "pending_expiry_seconds", "
 def _fill_submit(
     request: pb.SubmitStepRequest, step_type: str, args: Mapping[str, Any], options: Any
 ) -> None:
-    """Set a submit's fields in place. fill_struct writes straight into the message;
-    building a Struct and copying it in cost about a fifth more per step."""
+    """Set a submit's fields in place: args and metadata as JSON text where it says what a
+    Struct would (json_text.as_text), else as Structs, written straight into the message."""
     request.type = step_type
-    fill_struct(request.args, args)  # present even when empty: the server requires args
+    _set_object(request, "args", args)  # present even when empty: the server requires args
     if not options:  # a plain submit(type, args): nothing more to look up
         return
     request.priority = options.get("priority", 0)
@@ -105,9 +106,23 @@ def _fill_submit(
         if (value := options.get(name)) is not None:
             setattr(request, name, value)
     if "metadata" in options:
-        fill_struct(request.metadata, options["metadata"])
+        _set_object(request, "metadata", options["metadata"])
     if "run_at" in options:
         request.run_at.FromDatetime(options["run_at"])
+
+
+# The calls whose requests carry submits' JSON text (json_text.PodReadsJsonText).
+SUBMIT_METHODS = frozenset({"SubmitStep", "SubmitBatch"})
+
+
+def _set_object(request: pb.SubmitStepRequest, field: str, value: Mapping[str, Any]) -> None:
+    """Set `field` as JSON text (`<field>_json`), or as a Struct where text would not say
+    the same (json_text.as_text)."""
+    text = as_text(value)
+    if text is None:
+        fill_struct(getattr(request, field), value)
+    else:
+        setattr(request, f"{field}_json", text)
 
 
 def submit(

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 import grpc
 from fleetq.v1 import fleetq_pb2_grpc
 
+from fleetq_client.json_text import PodReadsJsonText
+
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -55,3 +57,4 @@ class Connection:
         self._settings = ChannelSettings(target, token, timeout, root_certificates)
         self._channel = self._settings.open(self._channels)
         self._stub = fleetq_pb2_grpc.FleetQServiceStub(self._channel)
+        self._json_text = PodReadsJsonText()

@@ -10,7 +10,13 @@ import grpc
 
 from fleetq_client import calls, history_calls, limit_calls, schedule_calls
 from fleetq_client.channel import Connection
-from fleetq_client.errors import FleetQClientError, Timeout, Unavailable, error_from_rpc
+from fleetq_client.errors import (
+    FleetQClientError,
+    InvalidArgument,
+    Timeout,
+    Unavailable,
+    error_from_rpc,
+)
 from fleetq_client.history_calls import RecoveryCyclePage, ThroughputMinute
 from fleetq_client.limit_calls import TypeLimit
 from fleetq_client.results import (
@@ -64,6 +70,10 @@ class FleetQClient(Connection):
         options = self._settings.call_options()
         try:
             for call in calls.batches(steps, chunk_size):
+                if self._json_text.known is None:  # a first chunk learns what the pod reads
+                    results.extend(self._send(call).steps)
+                    continue
+                self._json_text.prepare(call.request)
                 if len(pending) == in_flight:
                     results.extend(self._batch_outcome(pending.popleft()).steps)
                 pending.append((call, self._stub.SubmitBatch.future(call.request, **options)))
@@ -280,6 +290,22 @@ class FleetQClient(Connection):
         self.close()
 
     def _send(self, call: calls.Call[T]) -> T:
+        if call.method not in calls.SUBMIT_METHODS:
+            return self._call(call)
+        json_text = self._json_text
+        json_text.prepare(call.request)
+        try:
+            answer = self._call(call)
+        except InvalidArgument:
+            if not json_text.retry_as_structs(call.request):
+                raise
+            answer = self._call(call)  # a request invalid anyway raises here again
+            json_text.answered_as_structs()
+            return answer
+        json_text.answered(call.request)
+        return answer
+
+    def _call(self, call: calls.Call[T]) -> T:
         method = getattr(self._stub, call.method)
         try:
             response = method(call.request, **self._settings.call_options(call.wait))

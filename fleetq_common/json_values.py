@@ -31,12 +31,29 @@ class ValueBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.remaining = limit
+        # Values parsed from JSON text and not yet counted, and at most how many they hold.
+        self._held: list[Any] = []
+        self._held_bound = 0
 
     def spend(self, count: int = 1) -> None:
         """Use `count` values; TooManyValues when fewer remain."""
         self.remaining -= count
         if self.remaining < 0:
             raise TooManyValues(f"more than {self.limit} JSON values")
+
+    def spend_parsed(self, value: Any, text_length: int) -> None:
+        """Use the values of `value`, parsed from JSON text `text_length` characters long.
+
+        Counting them is a walk in Python that costs more than the parse did. A text holds
+        at most (length + 1) // 2 values (a character for each, and a separator or bracket
+        for each beyond the first), so the count waits until those bounds together could
+        pass what remains; then every value held back is counted, exactly.
+        """
+        self._held.append(value)
+        self._held_bound += (text_length + 1) // 2
+        if self._held_bound > self.remaining:
+            held, self._held, self._held_bound = self._held, [], 0
+            self.spend(_count_values(held, self.remaining + 1))
 
 
 def struct_to_dict(struct: struct_pb2.Struct, budget: ValueBudget | None = None) -> dict[str, Any]:
@@ -94,16 +111,58 @@ def _converted(value: struct_pb2.Value, budget: ValueBudget | None) -> Any:
 
 def holds_more_values(values: Iterable[Any], limit: int) -> bool:
     """Whether `values` hold more than `limit` JSON values in all; stops counting there."""
-    stack = list(values)
+    return _count_values(list(values), limit + 1) > limit
+
+
+def _count_values(stack: list[Any], stop_at: int) -> int:
+    """The JSON values in `stack`'s items (emptying it), counted up to `stop_at`."""
     count = 0
-    while stack:
+    while stack and count < stop_at:
         count += 1
-        if count > limit:
-            return True
         item = stack.pop()
         if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests containers more than `limit` deep (itself at depth 1)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def integral_floats_as_ints(value: Any) -> Any:
+    """`value` with each integral double in the exact range as an `int`, as a Struct's
+    numbers become (struct_to_dict): `1.0` in JSON text reads as 1, as it does over REST.
+    Recursive: call it on values of bounded depth."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= _MAX_EXACT_INT else value
+    if isinstance(value, dict):
+        return {key: integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [integral_floats_as_ints(item) for item in value]
+    return value
+
+
+def holds_non_finite(value: Any) -> bool:
+    """Whether `value` holds a NaN or an infinity anywhere."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
             stack.extend(item)
     return False
 

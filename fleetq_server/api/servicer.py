@@ -21,7 +21,7 @@ from fleetq_server.api import (
     submit_answers,
     watch,
 )
-from fleetq_server.api.json_fields import json_object
+from fleetq_server.api.json_fields import json_object_or_text
 from fleetq_server.api.offload import OFFLOAD_BYTES, collections_paused, off_loop
 from fleetq_server.api.schedules import ScheduleRpcs
 from fleetq_server.api.type_limits import TypeLimitRpcs
@@ -90,8 +90,8 @@ def _submit_request(
     has = request.HasField
     return submission.SubmitRequest(
         type=request.type,
-        args=json_object(request, "args", budget),
-        metadata=json_object(request, "metadata", budget),
+        args=json_object_or_text(request, "args", request.args_json, budget),
+        metadata=json_object_or_text(request, "metadata", request.metadata_json, budget),
         priority=request.priority,
         max_retries=request.max_retries if has("max_retries") else None,
         idempotency_key=request.idempotency_key if has("idempotency_key") else header_key,

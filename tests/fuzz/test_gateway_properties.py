@@ -233,6 +233,8 @@ def submit_bodies(draw: st.DrawFn) -> dict[str, Any]:
         ("idempotency_key", st.text(max_size=20)),
         ("pending_expiry_seconds", st.floats(0, 31_536_000)),
         ("delay_seconds", st.floats(0, 31_622_400)),
+        ("args_json", st.text(max_size=20)),
+        ("metadata_json", st.text(max_size=20)),
     ):
         if draw(st.booleans()):
             body[name] = draw(values)
@@ -256,6 +258,8 @@ def test_a_request_body_round_trips_through_the_message(body: dict[str, Any]) ->
         "pending_expiry_seconds": body.get("pending_expiry_seconds"),
         "run_at": None,
         "delay_seconds": body.get("delay_seconds"),
+        "args_json": body.get("args_json", ""),
+        "metadata_json": body.get("metadata_json", ""),
     }
 
 

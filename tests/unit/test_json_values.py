@@ -1,6 +1,7 @@
 """Free-form JSON keeps integers integers through Struct."""
 
 import enum
+import json
 
 import pytest
 from google.protobuf import struct_pb2
@@ -81,3 +82,34 @@ def test_a_value_spends_the_budget_like_the_struct_holding_it() -> None:
     assert value_to_python(value, ValueBudget(count)) == data["k"]
     with pytest.raises(TooManyValues):
         value_to_python(value, ValueBudget(count - 1))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a":[1,[2,{}],[]],"b":{"c":null,"d":{"e":"x"}},"f":true}', "[0,0,0,0]", "[[[[]]]]", "0"],
+)
+def test_parsed_json_spends_the_budget_exactly_whatever_its_length(text: str) -> None:
+    value = json.loads(text)
+    count = _values_in(value)
+    assert count <= (len(text) + 1) // 2  # the bound the budget relies on
+
+    exact = ValueBudget(count)
+    exact.spend_parsed(value, len(text))
+    padded = ValueBudget(count)  # whitespace lengthens the text, not the count
+    padded.spend_parsed(value, len(text) * 3)
+    with pytest.raises(TooManyValues):
+        ValueBudget(count - 1).spend_parsed(value, len(text))
+
+
+def test_parsed_values_are_counted_together_once_their_bounds_could_pass_the_budget() -> None:
+    budget = ValueBudget(10)
+    budget.spend(3)  # a Struct's values, counted as they were converted
+    small = {"n": 1}  # 2 values, a text of 7 characters: bound 4
+    budget.spend_parsed(small, 7)
+    assert budget.remaining == 7  # held back: 4 <= 7
+    budget.spend_parsed(small, 7)  # bounds 8 > 7: both counted exactly
+    assert budget.remaining == 3
+    budget.spend_parsed(small, 7)  # 4 > 3: counted at once, and its 2 values fit
+    assert budget.remaining == 1
+    with pytest.raises(TooManyValues):
+        budget.spend_parsed(small, 7)

@@ -188,7 +188,7 @@ class StepExecutor:
             return True
         if running is None or running.context is None or running.context.cancelled:
             return False
-        running.context.cancel_event.set()
+        running.context.cancel_request.made = True
         handler = self._registry.get(running.step.type)
         # Only while its handler runs: a cancel must never cut short an outcome's write.
         if handler is not None and handler.is_async and step_id in self._in_handler:

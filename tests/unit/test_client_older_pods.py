@@ -100,7 +100,8 @@ async def test_submit_many_learns_from_its_first_chunk_and_pipelines_the_rest_as
 
     assert len(results) == 25
     assert pod.forms() == ["text"] + ["struct"] * 25  # the first chunk stopped at its first
-    assert [struct_to_dict(step.args)["n"] for step in pod.received[1:]] == list(range(25))
+    # The chunks after the first are under way together: the pod may take them in any order.
+    assert sorted(struct_to_dict(step.args)["n"] for step in pod.received[1:]) == list(range(25))
 
 
 async def test_an_invalid_submit_leaves_a_newer_pod_sent_json_text(

@@ -115,42 +115,21 @@ def holds_more_values(values: Iterable[Any], limit: int) -> bool:
 
 
 def _count_values(stack: list[Any], stop_at: int) -> int:
-    """The JSON values in `stack`'s items (emptying it), counted up to `stop_at`."""
-    count = 0
+    """The JSON values in `stack`'s items (emptying it; tuples count as arrays), counted
+    until there are at least `stop_at`. Scalars are counted by their container's length,
+    not visited."""
+    count = len(stack)
     while stack and count < stop_at:
-        count += 1
         item = stack.pop()
         if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        count += len(children)
+        stack.extend(child for child in children if isinstance(child, dict | list | tuple))
     return count
-
-
-def depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether `value` nests containers more than `limit` deep (itself at depth 1)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def integral_floats_as_ints(value: Any) -> Any:
-    """`value` with each integral double in the exact range as an `int`, as a Struct's
-    numbers become (struct_to_dict): `1.0` in JSON text reads as 1, as it does over REST.
-    Recursive: call it on values of bounded depth."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) <= _MAX_EXACT_INT else value
-    if isinstance(value, dict):
-        return {key: integral_floats_as_ints(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [integral_floats_as_ints(item) for item in value]
-    return value
 
 
 def holds_non_finite(value: Any) -> bool:

@@ -7,15 +7,10 @@ from typing import Any
 import orjson
 from google.protobuf.message import Message
 
-from fleetq_common.json_values import (
-    TooManyValues,
-    ValueBudget,
-    depth_exceeds,
-    integral_floats_as_ints,
-    struct_to_dict,
-)
+from fleetq_common.json_values import TooManyValues, ValueBudget, struct_to_dict
 from fleetq_server import errors
-from fleetq_server.gateway.json_parse import MAX_JSON_DEPTH
+from fleetq_server.gateway.json_parse import MAX_JSON_DEPTH, members_within
+from fleetq_server.gateway.response_encoding import normalise_numbers
 
 # The depth a REST body's args or metadata may reach (the body itself is the first level):
 # what fits a Struct that gRPC can still decode inside a step's status.
@@ -62,10 +57,11 @@ def json_object_or_text(
         raise _too_many(field, budget) from None
     # Only a text with enough brackets can be too deep, and only one with a digit before a
     # "." or an exponent can hold a double: most payloads skip both walks.
-    if text.count("{") + text.count("[") > _MAX_DEPTH and depth_exceeds(value, _MAX_DEPTH):
+    may_be_deep = text.count("{") + text.count("[") > _MAX_DEPTH
+    if may_be_deep and members_within(value, _MAX_DEPTH) is None:
         raise errors.ValidationError(f"{field}_json: nests more than {_MAX_DEPTH} levels deep")
     if _MAYBE_DOUBLE.search(text):
-        normalised: dict[str, Any] = integral_floats_as_ints(value)
+        normalised: dict[str, Any] = normalise_numbers(value)
         return normalised
     return value
 

@@ -79,7 +79,7 @@ def _parse_plain(text: str, bare: bytes, max_depth: int) -> Any:
         value = json.loads(text)
     except (ValueError, RecursionError):  # the strict parse words every refusal
         return _UNPROVEN
-    members = _members_within(value, max_depth)
+    members = members_within(value, max_depth)
     if members is None or members != bare.count(b":"):
         return _UNPROVEN
     return value
@@ -99,7 +99,7 @@ def _suspect_numbers(bare: bytes) -> bool:
     )
 
 
-def _members_within(value: Any, max_depth: int) -> int | None:
+def members_within(value: Any, max_depth: int) -> int | None:
     """How many object members `value` holds in all; None if it nests deeper than
     `max_depth`. Visits containers only (scalars are skipped by their type)."""
     if type(value) is not dict and type(value) is not list:

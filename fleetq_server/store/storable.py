@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from fleetq_common.json_values import holds_more_values
+
 # NUL, and UTF-16 surrogates that are not a pair (Python strings can hold them, e.g. bytes
 # decoded with errors="surrogateescape").
 _UNSTORABLE_TEXT = re.compile(
@@ -39,25 +41,6 @@ RESULT_MAX_BYTES = 1024 * 1024
 RESULT_MAX_VALUES = 50_000
 
 
-def _count_values(value: Any, limit: int) -> int:
-    """JSON values in `value` (containers and scalars), counting stops past `limit`."""
-    count = 1
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        count += len(children)
-        if count > limit:
-            return count
-        pending.extend(child for child in children if isinstance(child, dict | list | tuple))
-    return count
-
-
 def storable_json(value: Any) -> str:
     """`value`, a step's result, as the JSON text of a jsonb column, serialised once.
 
@@ -70,7 +53,7 @@ def storable_json(value: Any) -> str:
     # A character is at most 4 bytes of UTF-8: encode only when the text might be too long.
     if len(text) > RESULT_MAX_BYTES // 4 and len(text.encode()) > RESULT_MAX_BYTES:
         raise ValueError(f"result is larger than {RESULT_MAX_BYTES} bytes of JSON")
-    if _count_values(value, RESULT_MAX_VALUES) > RESULT_MAX_VALUES:
+    if holds_more_values([value], RESULT_MAX_VALUES):
         raise ValueError(f"result holds more than {RESULT_MAX_VALUES} JSON values")
     if holds_unstorable_text(value):
         raise ValueError("result holds text the database cannot store (NUL or lone surrogate)")

@@ -30,7 +30,11 @@ class Coalescer(Generic[Item, Result]):
     more, an item that arrives alone while fewer flushes are under way goes at once (its
     wait would be the whole round trip of its predecessor); items that queue behind it go
     together in the next flush, and a flusher that ends beside another leaves the queue to
-    it, so concurrent callers still share flushes as with one."""
+    it, so concurrent callers still share flushes as with one.
+
+    With `linger_turns`, a new flusher lets that many event loop turns pass before it takes
+    its batch: items that become ready in one burst, a few callbacks apart (the outcomes of
+    steps launched together), go in one flush instead of the first alone."""
 
     def __init__(
         self,
@@ -41,11 +45,14 @@ class Coalescer(Generic[Item, Result]):
         size: Callable[[Item], int] | None = None,
         max_size: int = 0,
         max_in_flight: int = 1,
+        linger_turns: int = 0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if linger_turns < 0:
+            raise ValueError("linger_turns must not be negative")
         if size is not None and max_size < 1:
             raise ValueError("max_size must be at least 1 when size is given")
         self._flush = flush
@@ -54,6 +61,7 @@ class Coalescer(Generic[Item, Result]):
         self._size = size
         self._max_size = max_size
         self._max_in_flight = max_in_flight
+        self._linger_turns = linger_turns
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
         # A flusher created that has not run yet: it takes whatever queues meanwhile, so
@@ -105,6 +113,10 @@ class Coalescer(Generic[Item, Result]):
         return sum(not flusher.done() for flusher in self._flushers)
 
     async def _drain(self) -> None:
+        # While it lingers this flusher is still the one starting: items queued meanwhile
+        # wait for it instead of starting another.
+        for _ in range(self._linger_turns):
+            await asyncio.sleep(0)
         self._starting = None
         while self._queue:
             count = self._batch_length()

@@ -76,8 +76,14 @@ class ClaimLoop(BackgroundLoop):
         self._state = state
         self._executor = executor
         self._step_types = step_types
-        # Held from a claim's statement until its steps are launched: see stop().
+        # Held from a claim's statement until its steps are launched: see stop(). An
+        # outcome write that claims holds it only to reserve its room (finish_and_claim).
         self._claiming = asyncio.Lock()
+        # Room reserved by outcome writes whose claims are under way, and whether none is.
+        self._reserved = 0
+        self._writes_under_way = 0
+        self._no_write_under_way = asyncio.Event()
+        self._no_write_under_way.set()
         # Seconds from the last claim until the next not-yet-claimable step falls due.
         self._next_due: float | None = None
         # When (monotonic) a claim last failed without an answer: it may have committed.
@@ -98,6 +104,8 @@ class ClaimLoop(BackgroundLoop):
             if not self._state.may_claim or not self._step_types:
                 return
             if self._claim_failed_at is not None and time.monotonic() >= self._next_orphan_sweep:
+                # A claim under way may commit steps not launched yet: not orphans.
+                await self._no_write_under_way.wait()
                 await self._release_orphans(self._claim_failed_at)
             free = self._room()
             if free == 0:
@@ -139,7 +147,8 @@ class ClaimLoop(BackgroundLoop):
         if self_claim_limit(self._state, self._step_types, steps) == 0:
             return None  # the common refusal (no slot, other types) never waits on the lock
         async with self._claiming:
-            limit = self_claim_limit(self._state, self._step_types, steps)
+            # Within the room outcome writes under way have not reserved.
+            limit = min(self_claim_limit(self._state, self._step_types, steps), self._room())
             if limit == 0 or self._claim_failed_at is not None:
                 return None  # orphans are looked for by run_once, before any claim of ours
             wakes = self._wakes  # a wake-up during the statement may be a step it missed
@@ -162,8 +171,10 @@ class ClaimLoop(BackgroundLoop):
         return outcomes
 
     def _room(self) -> int:
-        """Free slots, and room for steps claimed ahead of one (StepExecutor.prefetch_room)."""
-        return self._state.free_capacity + self._executor.prefetch_room
+        """Free slots, and room for steps claimed ahead of one (StepExecutor.prefetch_room),
+        less what outcome writes under way may claim."""
+        room = self._state.free_capacity + self._executor.prefetch_room - self._reserved
+        return max(0, room)
 
     async def finish_and_claim(self, outcomes: Sequence[StepOutcome]) -> list[str | None]:
         """Record the executor's outcomes (the completer's flush) and, in the same statement,
@@ -174,10 +185,16 @@ class ClaimLoop(BackgroundLoop):
         The executor does not wake this loop for the slots its outcomes free; this wakes it
         when the claim did not fill them (it then learns when the next step falls due) or
         could not run. When nothing can be waiting (`slot_freed`), it writes the outcomes
-        alone and wakes nothing. Under the claim lock, like any claim. The commit waits for its WAL
-        flush, as an outcome's must, and the claim rides on it. An answer lost may hide a
-        committed claim: the orphan watch starts, as after a claim of the loop's own, and
-        the completer's retry of the outcomes finds it set and writes them alone.
+        alone and wakes nothing. The commit waits for its WAL flush, as an outcome's must,
+        and the claim rides on it. An answer lost may hide a committed claim: the orphan
+        watch starts, as after a claim of the loop's own, and the completer's retry of the
+        outcomes finds it set and writes them alone.
+
+        The claim lock covers only counting the room and reserving it: the statement runs
+        outside it, so the next write (claims_ahead.WRITES_IN_FLIGHT) can be ready while
+        this one is in the database. Until this one's steps are launched its room stays
+        reserved, so no other claim spends it; the orphan watch and stop() wait for every
+        write under way, since its claim may commit steps not launched yet.
         """
         # The steps the previous write launched start first, and short ones finish (a step
         # claimed ahead starts a turn after the one whose slot it takes): the slots they
@@ -186,26 +203,45 @@ class ClaimLoop(BackgroundLoop):
             await asyncio.sleep(0)
         if self._nothing_waiting():
             return await self._store.step_finish_many(outcomes)
-        claimed: list[ClaimedStep] | None = None
         async with self._claiming:
             free = self._room()
             # After a lost answer, run_once looks for orphans before any claim of ours.
             lost = self._claim_failed_at is not None
-            if lost or not self._state.may_claim or not self._step_types or free == 0:
-                statuses = await self._store.step_finish_many(outcomes)
+            claims = not lost and self._state.may_claim and bool(self._step_types) and free > 0
+            if claims:
+                self._reserve(free)
+        if not claims:
+            statuses = await self._store.step_finish_many(outcomes)
+            claimed: list[ClaimedStep] | None = None
+        else:
+            try:
+                statuses, claimed = await self._store.step_finish_claim(
+                    outcomes, self._state.pod_id, self._step_types, free
+                )
+            except errors.DatabaseUnavailableError:
+                self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
+                self.wake()
+                raise
             else:
-                try:
-                    statuses, claimed = await self._store.step_finish_claim(
-                        outcomes, self._state.pod_id, self._step_types, free
-                    )
-                except errors.DatabaseUnavailableError:
-                    self._claim_failed_at, self._next_orphan_sweep = time.monotonic(), 0.0
-                    self.wake()
-                    raise
-                self._launch(claimed)
+                self._launch(claimed)  # in the same turn as the release below
+            finally:
+                self._release_reserved(free)
         if free > 0 and (claimed is None or len(claimed) < free):
             self.wake()
         return statuses
+
+    def _reserve(self, room: int) -> None:
+        """An outcome write's claim of up to `room` steps is under way."""
+        self._reserved += room
+        self._writes_under_way += 1
+        self._no_write_under_way.clear()
+
+    def _release_reserved(self, room: int) -> None:
+        """That claim has ended: its steps are launched, or it failed."""
+        self._reserved -= room
+        self._writes_under_way -= 1
+        if self._writes_under_way == 0:
+            self._no_write_under_way.set()
 
     def wake(self) -> None:
         """Claim now: something may have become claimable."""
@@ -246,8 +282,9 @@ class ClaimLoop(BackgroundLoop):
         while their answer was lost with the connection. Recovery would never requeue
         them (their pod is alive), so they would wait for this pod's restart.
 
-        Runs under the claim lock, before the next claim, so every claim of this pod has
-        either launched its steps or failed: held and not running means orphaned. No retry
+        Runs under the claim lock, before the next claim and once no outcome write's claim
+        is under way, so every claim of this pod has either launched its steps or failed:
+        held and not running means orphaned. No retry
         is spent; the handler never started. It looks again for ORPHAN_WATCH_S after the
         last failure, for a claim the database finished after the first look.
         """
@@ -273,4 +310,5 @@ class ClaimLoop(BackgroundLoop):
         abandon a claim the database already committed: steps claimed by this pod that
         nobody runs, until recovery requeues them and spends a retry."""
         async with self._claiming:
+            await self._no_write_under_way.wait()
             await super().stop()

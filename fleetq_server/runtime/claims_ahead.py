@@ -13,11 +13,22 @@ from collections.abc import Mapping
 # waits at most about this long behind it. Bigger claims cost less per step; longer
 # handlers claim only their free slots, so their steps stay free for other pods.
 PREFETCH_BELOW_S = 0.02
-# The most capacities of steps the line holds. At capacity 8 (no-op steps, 20,000, each
-# outcome write claiming for its freed slots and the line) 1 capacity made batches of 16
-# and 4 of 24-32: PostgreSQL's CPU per 1,000 steps fell 162 -> 115-127 ms, the pod's
-# 168 -> 149-160 ms (6 capacities: 107 and 153; 8: 100 and 154), interleaved, load 5-6.
-LINE_CAPACITIES = 4
+# The most capacities of steps the pod holds ahead of its slots, the claims of outcome
+# writes under way included. At capacity 8 (no-op steps, 20,000, each outcome write
+# claiming for its freed slots and the line) 1 capacity made batches of 16 and 4 of 24-32:
+# PostgreSQL's CPU per 1,000 steps fell 162 -> 115-127 ms, the pod's 168 -> 149-160 ms,
+# interleaved, load 5-6. With two writes under way (WRITES_IN_FLIGHT) they share the room,
+# so 8 keeps their batches at 24-32 (README "Two outcome writes under way").
+LINE_CAPACITIES = 8
+# Outcome writes that claim (`ClaimLoop.finish_and_claim`) under way at once. The claim
+# loop's connection runs them one at a time, but with two the next one waits at the
+# connection, its outcomes gathered, while the pod launches and runs the steps the one
+# before claimed: the database and the pod work at the same time instead of in turn.
+WRITES_IN_FLIGHT = 2
+# Event loop turns a new outcome write lets pass before it takes the outcomes ready: the
+# steps one claim launched finish within a few turns of each other, and their outcomes go
+# together rather than the first one alone.
+LINGER_TURNS = 3
 # The weight of the latest handler's run time in that average.
 _RUN_TIME_WEIGHT = 0.125
 # A step claimed ahead that waits for a slot longer than this many average handlers (and

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from fleetq_common.coalescer import Coalescer
 from fleetq_server import errors, metrics
+from fleetq_server.runtime.claims_ahead import LINGER_TURNS, WRITES_IN_FLIGHT
 from fleetq_server.runtime.retry_policy import RetryPolicy
 from fleetq_server.store.ports import OutcomePort
 from fleetq_server.store.records import StepOutcome
@@ -40,7 +41,11 @@ class OutcomeCompleter:
     def __init__(
         self, store: OutcomePort, retry_policy: RetryPolicy, flush: OutcomeFlush | None = None
     ) -> None:
-        """`flush` writes a batch of outcomes (default: `store.step_finish_many`)."""
+        """`flush` writes a batch of outcomes (default: `store.step_finish_many`). Such a
+        flush of its own is an outcome write that claims (`ClaimLoop.finish_and_claim`):
+        two may be under way at once, each gathering the outcomes of a burst (claims_ahead
+        WRITES_IN_FLIGHT, LINGER_TURNS)."""
+        claims = flush is not None
         self._store = store
         self._retry_policy = retry_policy
         # An outcome the database refuses fails alone, not with the batch it shared.
@@ -48,6 +53,8 @@ class OutcomeCompleter:
             flush or store.step_finish_many,
             max_batch=_MAX_OUTCOMES_PER_WRITE,
             isolate=(errors.DataRejectedError,),
+            max_in_flight=WRITES_IN_FLIGHT if claims else 1,
+            linger_turns=LINGER_TURNS if claims else 0,
         )
 
     async def complete(

@@ -250,8 +250,10 @@ class PoolHolder:
     @asynccontextmanager
     async def _planned_once(self) -> AsyncIterator[Any]:
         """`_claiming()` for the claim loop's statements that plan once: directly connected,
-        its own connection (PLANNED_ONCE_SETTINGS; the claim loop's lock runs them one at
-        a time). Behind a pooler, whose sessions are not ours, a pooled one."""
+        its own connection (PLANNED_ONCE_SETTINGS), a pool of one, so they run one at a
+        time: a second outcome write under way (runtime.claims_ahead.WRITES_IN_FLIGHT)
+        waits here, ready, for the first one's answer. Behind a pooler, whose sessions are
+        not ours, a pooled one."""
         if self._pooler != DIRECT:
             async with self._claiming() as connection:
                 yield connection

@@ -210,3 +210,23 @@ async def test_with_two_in_flight_items_queued_together_wait_for_one_flush() -> 
     assert await first == "A"
     assert await together == ["B", "C"]
     assert recorder.batches == [["a"], ["b", "c"]]
+
+
+@pytest.mark.parametrize(("linger_turns", "batches"), [(0, [["a"], ["b"]]), (3, [["a", "b"]])])
+async def test_a_lingering_flusher_takes_the_items_that_follow_within_its_turns(
+    linger_turns: int, batches: list[list[str]]
+) -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush, max_batch=10, linger_turns=linger_turns)
+    first = asyncio.ensure_future(coalescer.submit("a"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # two turns later, the next item of the burst
+    second = asyncio.ensure_future(coalescer.submit("b"))
+
+    assert await asyncio.gather(first, second) == ["A", "B"]
+    assert recorder.batches == batches
+
+
+def test_linger_turns_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="linger_turns"):
+        Coalescer(Recorder().flush, max_batch=5, linger_turns=-1)

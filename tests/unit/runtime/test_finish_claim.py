@@ -4,6 +4,7 @@ more than the capacity at once and in priority order; the claim loop is woken on
 they leave slots empty; a lost answer loses nothing and spends no retry."""
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -109,17 +110,24 @@ async def test_outcome_writes_drain_the_queue_at_capacity_in_priority_order(
 
 
 async def test_the_claim_loop_is_woken_only_when_an_outcome_write_leaves_slots_empty(
-    store: MemoryStore, loop: ClaimLoop, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    store: MemoryStore,
+    state: PodState,
+    loop: ClaimLoop,
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(claims_ahead, "GIVE_BACK_MIN_S", 60.0)  # the held ones wait
     quick = [await submit(store, priority=1) for _ in range(4)]
-    held = [await submit(store, args={"hold": True}) for _ in range(20)]
+    # As many as their outcome write may claim: the 4 slots the quick steps free, and
+    # LINE_CAPACITIES capacities ahead of them.
+    room = (1 + claims_ahead.LINE_CAPACITIES) * state.max_capacity
+    held = [await submit(store, args={"hold": True}) for _ in range(room)]
     await loop.run_once()
     await until(lambda: len(recorder.started) == 8, description="starts")
-    # The quick steps' outcome write filled their slots with held steps, and claimed
-    # LINE_CAPACITIES (4) capacities ahead of them: it took all it could.
+    # The quick steps' outcome write filled their slots with held steps and the line ahead
+    # of them: it took all it could.
     assert all_finished(store, quick)
-    assert [store.steps[s].status for s in held].count("claimed") == 20
+    assert [store.steps[s].status for s in held].count("claimed") == room
     assert not loop._wake_event.is_set()
     recorder.release.set()
     await until(lambda: all_finished(store, held), description="the held steps' outcomes")
@@ -140,6 +148,69 @@ async def test_an_outcome_write_whose_answer_was_lost_loses_nothing_and_spends_n
     await loop.run_once()
     await until(lambda: all_finished(store, steps), description="the drain")
     assert sorted(recorder.started) == sorted(steps)  # each ran once
+    assert all(store.steps[s].retry_count == 0 for s in steps)
+
+
+class HeldAnswer:
+    """Wraps the store's `step_finish_claim`: the first call commits, then its answer is
+    held until `release` is set (a write still under way, its claim already committed);
+    every call's limit is recorded."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.limits: list[int] = []
+        self.release = asyncio.Event()
+        self.held = asyncio.Event()
+        self._real = store.step_finish_claim
+        store.step_finish_claim = self._call  # type: ignore[method-assign]
+
+    async def _call(self, outcomes: Any, pod_id: str, step_types: list[str], limit: int) -> Any:
+        self.limits.append(limit)
+        answer = await self._real(outcomes, pod_id, step_types, limit)
+        if len(self.limits) == 1:
+            self.held.set()
+            await self.release.wait()
+        return answer
+
+
+async def test_a_second_outcome_write_goes_while_the_first_is_under_way_within_the_room_left(
+    store: MemoryStore, state: PodState, loop: ClaimLoop, recorder: Recorder
+) -> None:
+    answers = HeldAnswer(store)
+    quick = [await submit(store, priority=2) for _ in range(2)]
+    held = [await submit(store, priority=1, args={"hold": True}) for _ in range(2)]
+    rest = [await submit(store) for _ in range(60)]
+    await loop.run_once()  # the 4 slots: 2 quick, 2 held
+    await answers.held.wait()  # the quick ones' write claimed, its answer not back yet
+    room = (1 + claims_ahead.LINE_CAPACITIES) * state.max_capacity
+    assert answers.limits == [room - 2]  # the 2 held run in their slots
+
+    recorder.release.set()  # the held ones end: their write goes beside the first
+    await until(lambda: len(answers.limits) >= 2, description="the second write")
+    assert answers.limits[1] == 2  # only what the first did not reserve, and so on
+    assert all_finished(store, held)
+    answers.release.set()
+    await until(lambda: all_finished(store, quick + held + rest), description="the drain")
+    assert recorder.peak <= state.max_capacity
+    assert sorted(recorder.started) == sorted(quick + held + rest)  # each ran once
+
+
+async def test_the_orphan_watch_waits_for_an_outcome_write_under_way(
+    store: MemoryStore, loop: ClaimLoop, recorder: Recorder
+) -> None:
+    answers = HeldAnswer(store)
+    steps = [await submit(store) for _ in range(12)]
+    await loop.run_once()
+    await answers.held.wait()  # the write's claim has committed, its steps not launched
+    loop._claim_failed_at, loop._next_orphan_sweep = time.monotonic(), 0.0  # a lost answer
+    sweep = asyncio.ensure_future(loop.run_once())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not sweep.done()  # steps claimed and not launched yet are not orphans
+
+    answers.release.set()
+    await sweep
+    await until(lambda: all_finished(store, steps), description="the drain")
+    assert sorted(recorder.started) == sorted(steps)  # none was given back: each ran once
     assert all(store.steps[s].retry_count == 0 for s in steps)
 
 

@@ -81,13 +81,14 @@ async def test_short_handlers_claim_capacities_ahead_and_never_run_more_than_cap
 ) -> None:
     loop = claim_loop(store, state, handlers)
     await run_one(store, loop, 0.0)
-    waiting = [await submit(store) for _ in range(30)]
+    ahead = claims_ahead.LINE_CAPACITIES * 4
+    waiting = [await submit(store) for _ in range(4 + ahead + 10)]
 
-    await loop.run_once()  # 4 free slots, and LINE_CAPACITIES (4) capacities ahead of them
+    await loop.run_once()  # 4 free slots, and LINE_CAPACITIES capacities ahead of them
     claimed = [s for s in waiting if store.steps[s].status == "claimed"]
-    assert claimed == waiting[:20]
+    assert claimed == waiting[: 4 + ahead]
     await until(lambda: handlers.running == 4, description="the handlers")
-    assert [r.waiting for r in loop._executor.running].count(True) == 16
+    assert [r.waiting for r in loop._executor.running].count(True) == ahead
 
     handlers.release.set()  # the 4 waiting start as the first 4 end
     await until(lambda: all(store.steps[s].status == "completed" for s in claimed))
@@ -96,7 +97,12 @@ async def test_short_handlers_claim_capacities_ahead_and_never_run_more_than_cap
 
 @pytest.mark.parametrize(
     ("run_s", "capacities"),
-    [(0.0, 4), (PREFETCH_BELOW_S / 4, 4), (PREFETCH_BELOW_S / 3.5, 3), (PREFETCH_BELOW_S * 0.6, 1)],
+    [
+        (0.0, claims_ahead.LINE_CAPACITIES),
+        (PREFETCH_BELOW_S / 4, 4),
+        (PREFETCH_BELOW_S / 3.5, 3),
+        (PREFETCH_BELOW_S * 0.6, 1),
+    ],
 )
 def test_the_line_holds_about_prefetch_below_s_of_handlers_per_slot(
     run_s: float, capacities: int

@@ -210,9 +210,9 @@ class ClaimLoop(BackgroundLoop):
             claims = not lost and self._state.may_claim and bool(self._step_types) and free > 0
             if claims:
                 self._reserve(free)
+        claimed: list[ClaimedStep] | None = None
         if not claims:
             statuses = await self._store.step_finish_many(outcomes)
-            claimed: list[ClaimedStep] | None = None
         else:
             try:
                 statuses, claimed = await self._store.step_finish_claim(
@@ -284,9 +284,9 @@ class ClaimLoop(BackgroundLoop):
 
         Runs under the claim lock, before the next claim and once no outcome write's claim
         is under way, so every claim of this pod has either launched its steps or failed:
-        held and not running means orphaned. No retry
-        is spent; the handler never started. It looks again for ORPHAN_WATCH_S after the
-        last failure, for a claim the database finished after the first look.
+        held and not running means orphaned. No retry is spent; the handler never started.
+        It looks again for ORPHAN_WATCH_S after the last failure, for a claim the database
+        finished after the first look.
         """
         running = {running.step.step_id for running in self._executor.running}
         released = await self._store.step_release_orphans(self._state.pod_id, running)

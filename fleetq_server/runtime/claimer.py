@@ -110,6 +110,7 @@ class ClaimLoop(BackgroundLoop):
             free = self._room()
             if free == 0:
                 return
+            began = time.monotonic()
             try:
                 claimed = await self._store.step_claim_batch(
                     self._state.pod_id, self._step_types, free
@@ -126,8 +127,10 @@ class ClaimLoop(BackgroundLoop):
                 self.wake()
         else:
             # Everything due is taken: learn when the next one is, to wake for it on time.
-            # Only when not full, so a busy drain pays no extra query.
-            self._next_due = due = await self._store.step_next_due(self._step_types)
+            # Only when not full, so a busy drain pays no extra query. Counted from when
+            # the claim began: a step that fell due since is due now, not forgotten.
+            since = time.monotonic() - began
+            self._next_due = due = await self._store.step_next_due(self._step_types, since)
             self._due_by = time.monotonic() + due if due is not None else math.inf
 
     async def insert_and_claim(

@@ -72,13 +72,15 @@ class RemoteClaims:
         with self.waiters.watching(request.step_types, request.max_steps) as waiter:
             while True:
                 waiter.begin_claim()
+                began = time.monotonic()
                 steps = await self._claim_once(request)
                 if steps:
                     return steps
                 wait = self._wait_budget(ends, time_left)
                 if wait <= 0:
                     return []
-                due = await self._store.step_next_due(request.step_types)
+                since = time.monotonic() - began  # a step due since the claim is due now
+                due = await self._store.step_next_due(request.step_types, since)
                 if due is not None:
                     wait = min(wait, max(due, 0.0))
                 if not self._listening():

@@ -115,9 +115,10 @@ class ClaimPort(Protocol):
         `step_claim_batch` would then, NOTIFY the steps left pending. Claimed None: failed
         after the insert committed. Last, whether nothing of `step_types` is left due."""
 
-    async def step_next_due(self, step_types: list[str]) -> float | None:
-        """Seconds until the earliest pending step of `step_types` that is not claimable
-        yet (scheduled or backing off) becomes claimable; None when there is none."""
+    async def step_next_due(self, step_types: list[str], since_s: float = 0.0) -> float | None:
+        """Seconds until the earliest pending step of `step_types` that was not claimable
+        `since_s` seconds ago (when the caller's claim began) becomes claimable: negative
+        when it has since; None when there is none."""
 
     async def step_release_orphans(
         self, pod_id: str, running_step_ids: Collection[str]
@@ -355,8 +356,9 @@ class LeasePort(Protocol):
         """Give leased (step_id, attempt) back to pending without spending a retry; per
         pair, "pending" or the NotFoundError / StaleAttemptError saying why not."""
 
-    async def step_next_due(self, step_types: list[str]) -> float | None:
-        """Seconds until the next pending step of `step_types` becomes claimable."""
+    async def step_next_due(self, step_types: list[str], since_s: float = 0.0) -> float | None:
+        """Seconds until the next pending step of `step_types` becomes claimable (see
+        ClaimPort.step_next_due)."""
 
     async def worker_list(self, seen_within_s: float, limit: int) -> list[WorkerRecord]:
         """Workers seen lately or holding leases, most recently seen first."""

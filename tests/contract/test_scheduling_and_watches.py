@@ -66,6 +66,20 @@ async def test_next_due_is_the_earliest_future_step_of_the_types_asked(backend: 
     assert await store.step_next_due(["unknown"]) is None
 
 
+async def test_next_due_counts_a_step_that_fell_due_since_the_callers_claim_began(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    step_id = await submit(backend, delay_s=10.0)
+    await backend.age_step(step_id, 15.0)  # scheduled 10 s after its submit: due 5 s ago
+
+    assert await store.step_next_due(["hello_world"]) is None  # no longer in the future
+    due = await store.step_next_due(["hello_world"], since_s=60.0)
+    assert due is not None and -6 < due <= -5  # a claim 60 s ago did not see it due
+    # A claim 4 s ago saw it due: claimable then, so not the caller's "next".
+    assert await store.step_next_due(["hello_world"], since_s=4.0) is None
+
+
 async def test_next_due_includes_a_retry_backoff(backend: Backend) -> None:
     store = backend.store
     await store.pod_register("pod-a", 8)

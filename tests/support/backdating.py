@@ -17,12 +17,13 @@ async def age_heartbeat(store: Store, pod_id: str, seconds: float) -> None:
 
 
 async def age_step(store: Store, step_id: str, seconds: float) -> None:
-    """Make a step look created (and finished) `seconds` earlier."""
+    """Make a step look created (its schedule with it) and finished `seconds` earlier."""
     async with store._connection() as connection:
         await connection.execute(
             """
             UPDATE fleetq_steps
             SET created_ts = created_ts - make_interval(secs => $2),
+                not_before_ts = not_before_ts - make_interval(secs => $2),
                 finished_ts = finished_ts - make_interval(secs => $2)
             WHERE step_id = $1
             """,

@@ -267,9 +267,10 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
         pod.last_heartbeat_ts = aged
 
     def age_step(self, step_id: str, seconds: float) -> None:
-        """Make a step look created and finished `seconds` earlier."""
+        """Make a step look created (its schedule with it) and finished `seconds` earlier."""
         step = self.steps[step_id]
         step.created_ts -= timedelta(seconds=seconds)
+        step.not_before_ts -= timedelta(seconds=seconds)
         if step.finished_ts is not None:
             step.finished_ts -= timedelta(seconds=seconds)
 
@@ -531,13 +532,16 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
         )
         return self.within_limits(candidates, max(limit, 0), now)
 
-    async def step_next_due(self, step_types: list[str]) -> float | None:
+    async def step_next_due(self, step_types: list[str], since_s: float = 0.0) -> float | None:
         with self.transaction() as now:
-            wanted = set(step_types)
+            wanted, since = set(step_types), now - timedelta(seconds=since_s)
             due = [
                 s.not_before_ts
                 for s in self.steps.values()
-                if s.status == "pending" and s.type in wanted and s.not_before_ts > now
+                if s.status == "pending"
+                and s.type in wanted
+                and s.not_before_ts > since
+                and s.not_before_ts > s.created_ts
             ]
             return (min(due) - now).total_seconds() if due else None
 

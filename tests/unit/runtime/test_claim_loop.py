@@ -88,3 +88,27 @@ async def test_the_loop_sleeps_only_until_the_next_scheduled_step_falls_due(
     assert len(loop._executor.running) == 1
     release.set()
     await loop._executor.wait_all(5)
+
+
+async def test_a_step_falling_due_while_the_claim_runs_is_claimed_next_not_a_poll_later(
+    store: MemoryStore, state: PodState, release: asyncio.Event
+) -> None:
+    step_id = await submit(store, delay_s=0.3)
+    loop = claim_loop(store, state, release)
+    claim = store.step_claim_batch
+
+    async def slow_claim(*args: Any) -> Any:
+        claimed = await claim(*args)  # its clock: the step is not due yet
+        await asyncio.sleep(0.4)  # the statement's answer arrives after the step fell due
+        return claimed
+
+    store.step_claim_batch = slow_claim  # type: ignore[method-assign]
+    await loop.run_once()
+
+    assert loop._executor.running == []
+    assert loop.next_wait() == 0  # due already: claim again now, not after the 60 s poll
+    store.step_claim_batch = claim  # type: ignore[method-assign]
+    await loop.run_once()
+    assert [r.step.step_id for r in loop._executor.running] == [step_id]
+    release.set()
+    await loop._executor.wait_all(5)

@@ -52,6 +52,25 @@ async def test_a_long_poll_sleeps_until_a_submit_of_its_type(
     assert claims.waiters.waiting == 0
 
 
+async def test_a_step_falling_due_while_the_claim_runs_is_leased_without_waiting_longer(
+    store: MemoryStore, state: PodState
+) -> None:
+    claims = await remote_claims(store, state)
+    step_id = await submit(store, delay_s=0.3)
+    claim = store.step_lease_claim
+
+    async def slow_claim(*args: object, **kwargs: object) -> list[LeasedStep]:
+        leased = await claim(*args, **kwargs)  # type: ignore[arg-type]
+        await asyncio.sleep(0.4)  # its answer arrives after the step fell due
+        return leased
+
+    store.step_lease_claim = slow_claim  # type: ignore[method-assign]
+
+    # No submit notification comes: only the step's due time can end this 30 s wait early.
+    [leased] = await asyncio.wait_for(claims.claim(request(wait_s=30), no_deadline), 5)
+    assert leased.step_id == step_id
+
+
 async def test_a_wait_ends_empty_before_the_callers_deadline(
     store: MemoryStore, state: PodState
 ) -> None:

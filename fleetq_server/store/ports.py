@@ -116,9 +116,8 @@ class ClaimPort(Protocol):
         after the insert committed. Last, whether nothing of `step_types` is left due."""
 
     async def step_next_due(self, step_types: list[str], since_s: float = 0.0) -> float | None:
-        """Seconds until the earliest pending step of `step_types` that was not claimable
-        `since_s` seconds ago (when the caller's claim began) becomes claimable: negative
-        when it has since; None when there is none."""
+        """Seconds until the first pending step of `step_types` not claimable `since_s` ago
+        (as the caller's claim began) becomes so, negative if it has; None if none."""
 
     async def step_release_orphans(
         self, pod_id: str, running_step_ids: Collection[str]
@@ -357,8 +356,7 @@ class LeasePort(Protocol):
         pair, "pending" or the NotFoundError / StaleAttemptError saying why not."""
 
     async def step_next_due(self, step_types: list[str], since_s: float = 0.0) -> float | None:
-        """Seconds until the next pending step of `step_types` becomes claimable (see
-        ClaimPort.step_next_due)."""
+        """As ClaimPort.step_next_due: when the next step of `step_types` is claimable."""
 
     async def worker_list(self, seen_within_s: float, limit: int) -> list[WorkerRecord]:
         """Workers seen lately or holding leases, most recently seen first."""

@@ -57,6 +57,15 @@ def recorder(store: MemoryStore) -> Recorder:
     return Recorder(store)
 
 
+@pytest.fixture(autouse=True)
+def short_and_patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line ahead holds its LINE_CAPACITIES capacities however slow a loaded machine
+    makes the no-op handlers (the room shrinks once they average 2.5 ms), and its steps
+    wait as long as a test needs: the counts below do not depend on timing."""
+    monkeypatch.setattr(claims_ahead, "PREFETCH_BELOW_S", 60.0)
+    monkeypatch.setattr(claims_ahead, "GIVE_BACK_MIN_S", 60.0)
+
+
 @pytest.fixture
 async def loop(store: MemoryStore, state: PodState, recorder: Recorder) -> Any:
     """A claim loop (not started: the test drives it) whose outcomes claim, as a pod's do."""
@@ -114,9 +123,7 @@ async def test_the_claim_loop_is_woken_only_when_an_outcome_write_leaves_slots_e
     state: PodState,
     loop: ClaimLoop,
     recorder: Recorder,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(claims_ahead, "GIVE_BACK_MIN_S", 60.0)  # the held ones wait
     quick = [await submit(store, priority=1) for _ in range(4)]
     # As many as their outcome write may claim: the 4 slots the quick steps free, and
     # LINE_CAPACITIES capacities ahead of them.

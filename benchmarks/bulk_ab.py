@@ -48,10 +48,13 @@ class Round:
 
 
 def _pod(tree: Path, database_url: str, log_dir: Path, name: str) -> ServerProcess:
-    """A pod of `tree`, its own virtualenv's Python on its own code."""
+    """A pod of `tree`, its own virtualenv's Python on its own code: run in `tree`, since
+    `python -m` finds the package of its working directory before PYTHONPATH's (until
+    session 16 both pods ran this tree's code, whatever `--base` said)."""
     return ServerProcess(
         database_url,
         program=(str(tree / ".venv" / "bin" / "python"), "-m", "fleetq_server"),
+        cwd=tree,
         env={"PYTHONPATH": str(tree), "FLEETQ_LOG_LEVEL": "WARNING"},
         log_path=log_dir / f"{name}.log",
         name=name,

@@ -96,3 +96,21 @@ def test_free_port_never_hands_out_the_same_port_twice() -> None:
     # a collision (500 random picks of 12,000 ports repeat almost surely without the memo).
     ports = [free_port() for _ in range(500)]
     assert len(set(ports)) == len(ports)
+
+
+def test_a_server_runs_the_code_of_its_working_directory(tmp_path: Path) -> None:
+    # How bulk_ab runs a pod of another tree: `python -m` imports the package of its
+    # working directory, whatever PYTHONPATH says.
+    other = tmp_path / "other-tree"
+    package = other / "tests" / "support"
+    package.mkdir(parents=True)
+    for init in (other / "tests" / "__init__.py", package / "__init__.py"):
+        init.write_text("")
+    (package / "fake_server.py").write_text("print('the other tree'); raise SystemExit(7)\n")
+    server = ServerProcess(
+        "postgresql://postgres@/nowhere", log_path=tmp_path / "other.log", module=FAKE, cwd=other
+    ).start()
+    with pytest.raises(ServerExited, match="exited with 7"):
+        server.wait_until_healthy(timeout=30)
+    assert "the other tree" in server.log_text()
+    assert server.stop() == 7

@@ -37,6 +37,8 @@ class ServerProcess:
     database). ``program`` replaces ``python -m <module>`` (e.g. the ``fleetq`` script).
     ``demo_handlers`` (default True: most tests submit ``hello_world`` and ``sleep``) sets
     FLEETQ_DEMO_HANDLERS=true, which production pods leave off; ``env`` may still override it.
+    ``cwd`` is where it runs, this checkout by default: ``python -m`` imports the packages
+    of its working directory before any on PYTHONPATH, so a pod of another tree runs there.
     """
 
     def __init__(
@@ -52,8 +54,10 @@ class ServerProcess:
         program: Sequence[str] | None = None,
         name: str = "server",
         demo_handlers: bool = True,
+        cwd: Path = REPO_ROOT,
     ) -> None:
         self.database_url = database_url
+        self.cwd = cwd
         self.log_path = log_path
         self.http_port = http_port if http_port is not None else free_port()
         self.grpc_port = grpc_port if grpc_port is not None else free_port()
@@ -106,7 +110,7 @@ class ServerProcess:
         self._log_start = len(self.log_text())  # where this start's output begins
         self._process = subprocess.Popen(
             self.argv,
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,

@@ -211,7 +211,7 @@ class FleetQServicer(
             # Stored while it is still being prepared. A copied batch's steps are all new:
             # its answer is written while PostgreSQL inserts the last part (1.2-1.6 ms of a
             # 1,000-step call that followed the commit), and counted once it is stored.
-            copied: list[tuple[pb.SubmitBatchResponse, list[NewStep]]] = []
+            copied: list[tuple[pb.SubmitBatchResponse, submit_answers.NewSteps]] = []
 
             def acknowledge(steps: list[NewStep]) -> None:
                 new = (InsertOutcome(step.step_id, created=True) for step in steps)

@@ -10,6 +10,9 @@ from fleetq_server import errors, metrics
 from fleetq_server.api.status_codes import status_code_for
 from fleetq_server.store.records import InsertOutcome, NewStep
 
+# New steps by type and whether they are scheduled.
+NewSteps = collections.Counter[tuple[str, bool]]
+
 
 def refusal(outcome: object) -> pb.SubmitRefusal | None:
     """How an independent batch reports a step refused for its own content or key; None
@@ -33,8 +36,9 @@ def batch_response(
 
 def acknowledged(
     outcomes: Iterable[tuple[NewStep, object]], independent: bool = False
-) -> tuple[pb.SubmitBatchResponse, list[NewStep]]:
-    """The answer's acknowledgements, and the new steps, not yet counted (`count_new`)."""
+) -> tuple[pb.SubmitBatchResponse, NewSteps]:
+    """The answer's acknowledgements, and the new steps per type, not yet published
+    (`count_new`: a copied batch is answered before its commit, and counted after it)."""
     response = pb.SubmitBatchResponse()
     add = response.steps.add  # add() fills in place; steps=[...] would copy each one
     created: list[NewStep] = []
@@ -52,12 +56,11 @@ def acknowledged(
                 created.append(step)
         else:
             response.items.add(refused=refusal(outcome))
-    return response, created
+    return response, collections.Counter([(step.type, is_scheduled(step)) for step in created])
 
 
-def count_new(response: pb.SubmitBatchResponse, created: list[NewStep]) -> None:
+def count_new(response: pb.SubmitBatchResponse, new_steps: NewSteps) -> None:
     """Count stored new steps once per type, in the metrics and in the answer."""
-    new_steps = collections.Counter([(step.type, is_scheduled(step)) for step in created])
     for (step_type, scheduled), count in new_steps.items():
         metrics.count_submitted(step_type, scheduled=scheduled, count=count)
     response.created_count = new_steps.total()

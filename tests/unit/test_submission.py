@@ -16,6 +16,7 @@ from fleetq_server.submission import (
     derived_idempotency_key,
     new_step_id,
     new_step_ids,
+    prepare_plain_step,
     prepare_step,
 )
 
@@ -50,6 +51,42 @@ def test_a_prepared_step_holds_its_payload_in_bytes_of_its_own_size() -> None:
         tracemalloc.stop()
     assert steps[7].args_json == b'{"n":7}'
     assert held / len(steps) < 2048  # its record, id, key and JSON: about 400 bytes
+
+
+# Submits of type, args, metadata and priority alone, valid and not, each invalid in one
+# field (and one in two, where the first checked must be the one named).
+PLAIN_SUBMITS = [
+    VALID,
+    replace(VALID, metadata={"b": [1.5, "x"], "a": None}, priority=-7),
+    replace(VALID, type=""),
+    replace(VALID, type="no spaces"),
+    replace(VALID, args=None),
+    replace(VALID, args={"id": 2**60}),
+    replace(VALID, args={"text": "a\x00b"}),
+    replace(VALID, metadata={"key\x00": 1}),
+    replace(VALID, priority=10**6),
+    replace(VALID, type="", priority=10**6),
+]
+
+
+@pytest.mark.parametrize("request_", PLAIN_SUBMITS)
+def test_a_plain_submit_is_prepared_as_every_submit_is(request_: SubmitRequest) -> None:
+    """prepare_plain_step, a bulk batch's shortcut, builds the same row as prepare_step,
+    or refuses with the same message."""
+    step_id = new_step_id()
+
+    def outcome(prepare: Any) -> object:
+        try:
+            return prepare()
+        except ValidationError as exc:
+            return str(exc)
+
+    plain = outcome(
+        lambda: prepare_plain_step(
+            request_.type, request_.args, request_.metadata, request_.priority, step_id
+        )
+    )
+    assert plain == outcome(lambda: prepare_step(request_, step_id))
 
 
 def test_step_ids_have_the_contract_shape_and_do_not_collide() -> None:

@@ -37,10 +37,11 @@ async def insert_in_parts(
     prepare: Prepare,
     count: int,
     while_copying: Callable[[list[NewStep]], None] | None = None,
-) -> tuple[list[NewStep], list[InsertOutcome]]:
+) -> tuple[list[NewStep], list[InsertOutcome] | None]:
     """Prepare and store a batch of `count` steps, all or nothing; its steps, and their
-    outcomes in order. A batch that is not all plain steps (client keys, schedules,
-    pending expiry) is prepared to the end and stored by the INSERT instead.
+    outcomes in order, or None for a batch copied (every step stored new). A batch that is
+    not all plain steps (client keys, schedules, pending expiry) is prepared to the end and
+    stored by the INSERT instead.
 
     `while_copying(steps)` runs once every step is prepared and sent by COPY, while
     PostgreSQL still inserts the last part: the caller's work there (the answer) is off
@@ -67,9 +68,8 @@ async def insert_in_parts(
             if while_copying is not None:
                 while_copying(prepared)
 
-        copied = await store.step_copy_parts(parts())
-        if copied is not None:
-            return prepared, copied
+        if await store.step_copy_parts(parts()) is not None:
+            return prepared, None
     while len(prepared) < count:
         await next_part()
     outcomes = await store.step_insert_many(prepared, atomic=True)

@@ -236,13 +236,12 @@ class FleetQServicer(
             copied: list[tuple[pb.SubmitBatchResponse, submit_answers.NewSteps]] = []
 
             def acknowledge(steps: list[NewStep]) -> None:
-                new = (InsertOutcome(step.step_id, created=True) for step in steps)
-                copied.append(submit_answers.acknowledged(zip(steps, new, strict=True)))
+                copied.append(submit_answers.acknowledged_new(steps))
 
             steps, created = await batch_parts.insert_in_parts(
                 self._store, prepare, count, while_copying=acknowledge
             )
-            if copied:
+            if created is None:
                 response, new_steps = copied[0]
                 submit_answers.count_new(response, new_steps)
             else:

@@ -136,11 +136,9 @@ class StepQueries(PoolHolder):
                         raise outcome
         return outcomes
 
-    async def step_copy_parts(
-        self, parts: AsyncIterable[Sequence[NewStep]]
-    ) -> list[InsertOutcome] | None:
-        """Plain new steps copied part by part as `parts` yields them, all or nothing;
-        None when a part was not plain (see `step_copy.step_copy_parts`)."""
+    async def step_copy_parts(self, parts: AsyncIterable[Sequence[NewStep]]) -> int | None:
+        """Plain new steps copied part by part as `parts` yields them, all or nothing: how
+        many; None when a part was not plain (see `step_copy.step_copy_parts`)."""
         async with self._connection() as connection:
             return await step_copy_parts(connection, parts)
 

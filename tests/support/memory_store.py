@@ -295,16 +295,15 @@ class MemoryStore(MemorySchedules, MemoryTypeLimits, MemoryLeases):
 
     # -- SubmitPort ----------------------------------------------------------------------
 
-    async def step_copy_parts(
-        self, parts: AsyncIterable[Sequence[NewStep]]
-    ) -> list[InsertOutcome] | None:
+    async def step_copy_parts(self, parts: AsyncIterable[Sequence[NewStep]]) -> int | None:
         """As PostgreSQL's COPY: every part, then all of them inserted at once."""
         steps: list[NewStep] = []
         async for part in parts:
             if not all(map(is_plain, part)):
                 return None
             steps.extend(part)
-        return [o for o in await self.step_insert_many(steps) if isinstance(o, InsertOutcome)]
+        outcomes = await self.step_insert_many(steps)
+        return sum(isinstance(o, InsertOutcome) and o.created for o in outcomes)
 
     async def step_insert_many(
         self, steps: Sequence[NewStep], *, atomic: bool = False

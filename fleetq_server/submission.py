@@ -320,7 +320,7 @@ def prepare_plain_step(
     priority (no key, retries, schedule or pending expiry): the same checks in the same
     order and the same row, without a SubmitRequest on the way. Most steps of a bulk
     SubmitBatch are such steps, and this took a quarter off preparing them (timeit, 1,000
-    steps of small args: 7.0 -> 5.4 ms)."""
+    steps of small args: 6.8 -> 5.3 ms)."""
     args_json, metadata_json = _checked_payload(step_type, args, metadata)
     _check_priority(priority)
     return NewStep(
